@@ -1,0 +1,133 @@
+//! The command line of confabctl.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Administer a Confab router cluster.
+#[derive(Debug, Parser)]
+#[command(name = "confabctl", version, about)]
+pub struct Cli {
+    /// Router gRPC address(es) to start from (host:port, comma-separated).
+    #[arg(
+        long,
+        global = true,
+        env = "CONFAB_ROUTER",
+        default_value = "127.0.0.1:7101",
+        value_delimiter = ','
+    )]
+    pub router: Vec<String>,
+    /// Print one JSON document on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Overall deadline of each router operation, in seconds.
+    #[arg(long, global = true, default_value_t = 5.0)]
+    pub timeout: f64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Nodes, Raft groups (leader, term, indexes, replication lag) and shards.
+    Status,
+    /// Where a user lives: slot, shard, replicas, leader, epoch.
+    Whereis {
+        /// The user id.
+        uid: u64,
+    },
+    /// Raft leadership.
+    Leader {
+        #[command(subcommand)]
+        command: LeaderCommand,
+    },
+    /// Registered gateways and their leases.
+    Gateways,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeaderCommand {
+    /// Hand the leadership of a shard (or of the meta group) to another node.
+    Transfer(TransferArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("group").required(true).args(["shard", "meta"])))]
+pub struct TransferArgs {
+    /// The shard (Raft group id) whose leadership moves.
+    #[arg(long)]
+    pub shard: Option<u32>,
+    /// Move the leadership of the meta group (group 0) instead.
+    #[arg(long)]
+    pub meta: bool,
+    /// The node id that should lead.
+    #[arg(long)]
+    pub to: u64,
+    /// Return once requested, without waiting for the new leader to show.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+impl TransferArgs {
+    /// The Raft group id: 0 for the meta group.
+    pub fn group_id(&self) -> u32 {
+        if self.meta { 0 } else { self.shard.unwrap_or(0) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_transfer() {
+        let cli = Cli::try_parse_from([
+            "confabctl",
+            "--router",
+            "a:1,b:2",
+            "leader",
+            "transfer",
+            "--shard",
+            "3",
+            "--to",
+            "2",
+            "--json",
+        ])
+        .expect("parse");
+        assert_eq!(cli.router, vec!["a:1", "b:2"]);
+        assert!(cli.json);
+        let Command::Leader {
+            command: LeaderCommand::Transfer(args),
+        } = cli.command
+        else {
+            panic!("not a transfer");
+        };
+        assert_eq!((args.group_id(), args.to), (3, 2));
+        let meta =
+            Cli::try_parse_from(["confabctl", "leader", "transfer", "--meta", "--to", "1"]).expect("parse");
+        assert!(matches!(
+            meta.command,
+            Command::Leader {
+                command: LeaderCommand::Transfer(TransferArgs { meta: true, .. })
+            }
+        ));
+        assert!(Cli::try_parse_from(["confabctl", "leader", "transfer", "--to", "1"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "confabctl",
+                "leader",
+                "transfer",
+                "--meta",
+                "--shard",
+                "1",
+                "--to",
+                "1"
+            ])
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! confabctl: the admin command line of a Confab router cluster.
+//!
+//! Each subcommand is one module (`status`, `whereis`, `leader`, `gateways`)
+//! with three parts: `run` talks to the cluster through
+//! `confab_router_client::RouterClient`, `build` turns the answers into a
+//! serde report struct (JSON output), `render_text` turns the report into
+//! tables for humans. `build` and `render_text` are pure and unit-tested on
+//! sample data. What does not belong here: routing logic (router-client) and
+//! serde derives on wire types (reports are our own structs).
+
+pub mod cli;
+pub mod gateways;
+pub mod leader;
+pub mod report;
+pub mod status;
+pub mod table;
+pub mod whereis;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use confab_router_client::{ClientConfig, RouterClient};
+use serde::Serialize;
+
+use crate::cli::{Cli, Command, LeaderCommand};
+
+/// Runs the command and returns what to print on stdout.
+pub async fn run(cli: Cli) -> anyhow::Result<String> {
+    let timeout = Duration::try_from_secs_f64(cli.timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--timeout must be a positive number of seconds")?;
+    let config = ClientConfig {
+        deadline: timeout,
+        ..ClientConfig::default()
+    };
+    let client = RouterClient::new(cli.router.clone(), config)?;
+    let json = cli.json;
+    match &cli.command {
+        Command::Status => output(json, &status::run(&client).await?, status::render_text),
+        Command::Whereis { uid } => output(json, &whereis::run(&client, *uid).await?, whereis::render_text),
+        Command::Leader {
+            command: LeaderCommand::Transfer(args),
+        } => output(json, &leader::run(&client, args).await?, leader::render_text),
+        Command::Gateways => output(json, &gateways::run(&client).await?, gateways::render_text),
+    }
+}
+
+/// One JSON document (with a trailing newline) or the text rendering.
+fn output<T: Serialize>(json: bool, report: &T, text: impl Fn(&T) -> String) -> anyhow::Result<String> {
+    if json {
+        let mut doc = serde_json::to_string_pretty(report)?;
+        doc.push('\n');
+        Ok(doc)
+    } else {
+        Ok(text(report))
+    }
+}

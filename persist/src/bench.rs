@@ -1,0 +1,270 @@
+//! The end-to-end write benchmark (`confab-bench persist` calls
+//! [`run_bench`]; `cargo run --release -p confab-persist --example
+//! write_bench` prints it): enqueue -> committed in SQL, through the real
+//! queue and writers, and the ceiling: the same rows by a plain batched
+//! INSERT.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::DatabaseConfig;
+use crate::conversation::ConversationId;
+use crate::db::{Db, Params};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::notify::Hub;
+use crate::queue::amqp::{AmqpConsumer, AmqpProducer, AmqpSettings, delete_queues};
+use crate::queue::embedded::EmbeddedQueue;
+use crate::queue::{Producer, QueuedMessage};
+use crate::writer::{WriterSettings, run_writer};
+
+/// Which queue the benchmark goes through.
+#[derive(Clone, Debug)]
+pub enum BenchQueue {
+    /// sled in `dir` (a fresh directory).
+    Embedded { dir: std::path::PathBuf },
+    /// RabbitMQ at `url`; queues `{prefix}.*` are deleted at the end.
+    Amqp { url: String, prefix: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// A fresh, empty database (the schema is created).
+    pub database_url: String,
+    pub queue: BenchQueue,
+    pub messages: u64,
+    pub conversations: u64,
+    /// Messages per enqueue call, and concurrent enqueuers.
+    pub enqueue_batch: usize,
+    pub producers: usize,
+    pub partitions: u32,
+    pub writer_tasks: u32,
+    pub batch_max: usize,
+    pub body_bytes: usize,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            database_url: String::new(),
+            queue: BenchQueue::Embedded {
+                dir: std::env::temp_dir().join("confab-bench-queue"),
+            },
+            messages: 100_000,
+            conversations: 1000,
+            enqueue_batch: 100,
+            producers: 8,
+            partitions: 8,
+            writer_tasks: 2,
+            batch_max: 2000,
+            body_bytes: 64,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    pub messages: u64,
+    /// Until the last enqueue was durable (flushed / confirmed).
+    pub enqueue_secs: f64,
+    /// Until the last message was committed.
+    pub end_to_end_secs: f64,
+    pub end_to_end_per_sec: f64,
+    /// The same rows by a plain multi-row INSERT, 1000 per transaction.
+    pub raw_insert_per_sec: f64,
+}
+
+fn message(i: u64, o: &BenchOptions, body: &str) -> QueuedMessage {
+    let c = i % o.conversations.max(1);
+    let (a, b) = (c * 2 + 1, c * 2 + 2);
+    QueuedMessage {
+        message_id: i + 1,
+        conversation_id: ConversationId::direct(a, b).to_string(),
+        sender: a,
+        body: body.to_owned(),
+        client_msg_id: format!("b{i}"),
+        server_time_ms: 1,
+    }
+}
+
+/// Runs the benchmark once.
+pub async fn run_bench(o: BenchOptions) -> Result<BenchReport> {
+    let metrics = Arc::new(Metrics::new());
+    let cfg = DatabaseConfig {
+        max_connections: o.writer_tasks + 2,
+        ..DatabaseConfig::default()
+    };
+    let db = Db::connect(&o.database_url, &cfg, metrics.clone())?;
+    db.migrate().await?;
+    let body = "x".repeat(o.body_bytes);
+    let settings = WriterSettings {
+        batch_max: o.batch_max,
+        linger: Duration::from_millis(2),
+        max_backoff: Duration::from_secs(1),
+        max_body_bytes: o.body_bytes.max(1),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let hub = Hub::default();
+    let parts_of = |t: u32| -> Vec<u32> { (0..o.partitions).filter(|p| p % o.writer_tasks == t).collect() };
+
+    let amqp = match &o.queue {
+        BenchQueue::Amqp { url, prefix } => Some(AmqpSettings {
+            url: url.clone(),
+            prefix: prefix.clone(),
+            partitions: o.partitions,
+            prefetch: (o.batch_max * 2).min(u16::MAX as usize) as u16,
+            max_body_bytes: o.body_bytes.max(1),
+            max_backoff: Duration::from_secs(1),
+            connection_name: format!("confab-bench {prefix}"),
+        }),
+        BenchQueue::Embedded { .. } => None,
+    };
+    let producers: Vec<Arc<dyn ErasedProducer>> = match (&o.queue, &amqp) {
+        (BenchQueue::Embedded { dir }, _) => {
+            let q = EmbeddedQueue::open(dir, o.partitions, o.body_bytes.max(1))?;
+            for t in 0..o.writer_tasks {
+                tokio::spawn(run_writer(
+                    q.consumer(parts_of(t)),
+                    db.clone(),
+                    hub.clone(),
+                    settings.clone(),
+                    stop.clone(),
+                ));
+            }
+            vec![Arc::new(q)]
+        }
+        (_, Some(s)) => {
+            for t in 0..o.writer_tasks {
+                let c = AmqpConsumer::start(s.clone(), parts_of(t));
+                tokio::spawn(run_writer(
+                    c,
+                    db.clone(),
+                    hub.clone(),
+                    settings.clone(),
+                    stop.clone(),
+                ));
+            }
+            // One connection (channel) per two enqueuers.
+            let mut v: Vec<Arc<dyn ErasedProducer>> = Vec::new();
+            for _ in 0..o.producers.div_ceil(2).max(1) {
+                v.push(Arc::new(AmqpProducer::connect(s.clone()).await?));
+            }
+            v
+        }
+        _ => return Err(Error::Internal("bench: queue settings".into())),
+    };
+
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let per = o.messages.div_ceil(o.producers as u64);
+    for p in 0..o.producers as u64 {
+        let producer = producers[p as usize % producers.len()].clone();
+        let (o2, body) = (o.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let (from, to) = (p * per, ((p + 1) * per).min(o2.messages));
+            let mut i = from;
+            while i < to {
+                let end = (i + o2.enqueue_batch as u64).min(to);
+                let msgs: Vec<QueuedMessage> = (i..end).map(|k| message(k, &o2, &body)).collect();
+                producer.enqueue_erased(msgs).await?;
+                i = end;
+            }
+            Ok::<(), Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| Error::Internal(format!("enqueuer: {e}")))??;
+    }
+    let enqueue_secs = start.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while metrics.writer_messages.get() < o.messages {
+        if Instant::now() > deadline {
+            return Err(Error::Internal(
+                "bench: writers did not finish in 10 minutes".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let end_to_end_secs = start.elapsed().as_secs_f64();
+    stop.cancel();
+    if let Some(s) = &amqp {
+        delete_queues(s).await;
+    }
+    let raw_insert_per_sec = raw_insert(&db, &o, &body).await?;
+    db.close().await;
+    Ok(BenchReport {
+        messages: o.messages,
+        enqueue_secs,
+        end_to_end_secs,
+        end_to_end_per_sec: o.messages as f64 / end_to_end_secs,
+        raw_insert_per_sec,
+    })
+}
+
+/// The ceiling: the same rows into a copy of the messages table by a plain
+/// multi-row INSERT, 1000 rows per statement and transaction.
+async fn raw_insert(db: &Db, o: &BenchOptions, body: &str) -> Result<f64> {
+    let pool = db.pool();
+    sqlx::query(
+        "CREATE TABLE messages_raw (message_id BIGINT NOT NULL PRIMARY KEY, \
+         conversation_id VARCHAR(64) NOT NULL, seq BIGINT NOT NULL, sender_id BIGINT NOT NULL, \
+         body TEXT NOT NULL, client_msg_id VARCHAR(64) NOT NULL, server_time BIGINT NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    sqlx::query("CREATE UNIQUE INDEX messages_raw_cs ON messages_raw (conversation_id, seq)")
+        .execute(pool)
+        .await?;
+    let start = Instant::now();
+    let mut i = 0;
+    while i < o.messages {
+        let end = (i + 1000).min(o.messages);
+        let mut sql = String::from(
+            "INSERT INTO messages_raw (message_id, conversation_id, seq, sender_id, body, \
+             client_msg_id, server_time) VALUES ",
+        );
+        let mut params = Params::new(db.backend());
+        for k in 0..(end - i) {
+            if k > 0 {
+                sql.push_str(", ");
+            }
+            params.tuple(&mut sql, 7);
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for k in i..end {
+            let m = message(k, o, body);
+            q = q
+                .bind(m.message_id as i64)
+                .bind(m.conversation_id)
+                .bind(k as i64)
+                .bind(m.sender as i64)
+                .bind(m.body)
+                .bind(m.client_msg_id)
+                .bind(m.server_time_ms);
+        }
+        let mut tx = pool.begin().await?;
+        q.execute(&mut *tx).await?;
+        tx.commit().await?;
+        i = end;
+    }
+    let rate = o.messages as f64 / start.elapsed().as_secs_f64();
+    sqlx::query("DROP TABLE messages_raw").execute(pool).await?;
+    Ok(rate)
+}
+
+/// `Producer` is not object-safe (async fn in trait); the bench boxes it.
+trait ErasedProducer: Send + Sync {
+    fn enqueue_erased(
+        &self,
+        msgs: Vec<QueuedMessage>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>>;
+}
+
+impl<P: Producer> ErasedProducer for P {
+    fn enqueue_erased(
+        &self,
+        msgs: Vec<QueuedMessage>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + '_>> {
+        Box::pin(async move { Ok(self.enqueue(&msgs).await?) })
+    }
+}

@@ -1,0 +1,247 @@
+//! Typed configuration: defaults, TOML file, environment overrides
+//! (`CONFAB_<SECTION>__<KEY>`, plus `DATABASE_URL` and `AMQP_URL`), checks.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub queue: QueueConfig,
+    pub writer: WriterConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// gRPC (DataService + QueueService).
+    pub listen: SocketAddr,
+    /// HTTP: /metrics, /healthz, /readyz.
+    pub http: SocketAddr,
+    /// The SQLite file and the embedded queue live here.
+    pub data_dir: PathBuf,
+    /// How long in-flight work may take to finish on shutdown.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://...` or `postgres://...`; empty: `{data_dir}/persist.db`.
+    pub url: String,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout_ms: u64,
+    /// argon2 memory cost in KiB (the OWASP minimum is 19456).
+    pub argon2_memory_kib: u32,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    /// sled, inside this process; gateways enqueue over gRPC.
+    Embedded,
+    /// RabbitMQ.
+    Amqp,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    pub backend: QueueBackend,
+    pub amqp_url: String,
+    /// Queue names: `{prefix}.p{n}` for the partitions, `{prefix}.dlq`.
+    pub prefix: String,
+    /// Fixed for the life of a deployment: a conversation's partition is
+    /// hash(conversation id) mod partitions.
+    pub partitions: u32,
+    /// Unacknowledged deliveries per consumer (RabbitMQ basic.qos).
+    pub prefetch: u16,
+    /// Longest accepted message body, bytes.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriterConfig {
+    /// Run the writer in this process.
+    pub enabled: bool,
+    /// Parallel writer tasks; partitions are split between them.
+    pub tasks: u32,
+    /// Most messages in one transaction.
+    pub batch_max: usize,
+    /// How long to wait for a batch to fill once it has one message.
+    pub linger_ms: u64,
+    /// Retry backoff ceiling when the database is unreachable.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 7301).into(),
+            http: ([127, 0, 0, 1], 9301).into(),
+            data_dir: PathBuf::from("data/persist"),
+            shutdown_grace_ms: 5000,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 8,
+            min_connections: 1,
+            acquire_timeout_ms: 5000,
+            argon2_memory_kib: 19456,
+        }
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            backend: QueueBackend::Embedded,
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            prefix: "confab.messages".into(),
+            partitions: 16,
+            prefetch: 2000,
+            max_body_bytes: 4096,
+        }
+    }
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tasks: 2,
+            batch_max: 1000,
+            linger_ms: 2,
+            max_backoff_ms: 2000,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if any), then `DATABASE_URL` /
+    /// `AMQP_URL`, then `CONFAB_<SECTION>__<KEY>`.
+    pub fn load(file: Option<&Path>) -> Result<Self, Error> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(Error::Invalid(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(file));
+        }
+        if let Ok(url) = std::env::var("DATABASE_URL")
+            && !url.is_empty()
+        {
+            fig = fig.merge(("database.url", url));
+        }
+        if let Ok(url) = std::env::var("AMQP_URL")
+            && !url.is_empty()
+        {
+            fig = fig
+                .merge(("queue.amqp_url", url))
+                .merge(("queue.backend", "amqp"));
+        }
+        fig = fig.merge(Env::prefixed("CONFAB_").split("__"));
+        let config: Config = fig
+            .extract()
+            .map_err(|e| Error::Invalid(format!("config: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::Invalid(format!("config: {m}")));
+        let url = &self.database.url;
+        if !(url.is_empty() || url.starts_with("sqlite:") || url.starts_with("postgres")) {
+            return bad("database.url must be sqlite:... or postgres://...");
+        }
+        if self.database.max_connections == 0 || self.database.min_connections > self.database.max_connections
+        {
+            return bad("database.max_connections must be >= 1 and >= min_connections");
+        }
+        if self.database.argon2_memory_kib < 8 {
+            return bad("database.argon2_memory_kib must be >= 8");
+        }
+        if self.queue.partitions == 0 || self.queue.partitions > 1024 {
+            return bad("queue.partitions must be in 1..=1024");
+        }
+        if self.queue.prefix.is_empty() || self.queue.prefix.len() > 200 {
+            return bad("queue.prefix must be 1..=200 characters");
+        }
+        if self.queue.prefetch == 0 {
+            return bad("queue.prefetch must be >= 1");
+        }
+        if self.queue.backend == QueueBackend::Amqp && !self.queue.amqp_url.starts_with("amqp") {
+            return bad("queue.amqp_url must be amqp://...");
+        }
+        if self.writer.tasks == 0 || self.writer.batch_max == 0 || self.writer.batch_max > 5000 {
+            return bad("writer.tasks must be >= 1 and writer.batch_max in 1..=5000");
+        }
+        Ok(())
+    }
+
+    /// The database URL, with the SQLite default filled in.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.server.data_dir.join("persist.db").display()
+            )
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// Where the embedded queue keeps its files.
+    pub fn queue_dir(&self) -> PathBuf {
+        self.server.data_dir.join("queue")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_config_matches_defaults() {
+        let text = include_str!("../persist.example.toml");
+        let parsed: Config = toml_from(text);
+        assert_eq!(parsed, Config::default());
+    }
+
+    fn toml_from(text: &str) -> Config {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .expect("sample config parses")
+    }
+
+    #[test]
+    fn validate_rejects_nonsense() {
+        let mut c = Config::default();
+        assert!(c.validate().is_ok());
+        c.queue.partitions = 0;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.database.url = "mysql://x".into();
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,335 @@
+//! Groups, members with roles, and join requests.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::friends::{ACCEPTED, DECLINED, PENDING};
+use super::{Db, now_ms, sql_id};
+use crate::error::{Error, Result};
+
+pub const MEMBER: i16 = 1;
+pub const ADMIN: i16 = 2;
+pub const OWNER: i16 = 3;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub id: u64,
+    pub name: String,
+    pub owner: u64,
+    pub created_at_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub user: u64,
+    /// 1 member, 2 admin, 3 owner.
+    pub role: i16,
+    pub joined_at_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub group_id: u64,
+    pub user: u64,
+    pub note: String,
+    pub state: i16,
+    pub created_at_ms: i64,
+}
+
+fn group_from_row(r: &AnyRow) -> Result<Group> {
+    Ok(Group {
+        id: r.try_get::<i64, _>("id")? as u64,
+        name: r.try_get("name")?,
+        owner: r.try_get::<i64, _>("owner_id")? as u64,
+        created_at_ms: r.try_get("created_at")?,
+    })
+}
+
+fn join_from_row(r: &AnyRow) -> Result<JoinRequest> {
+    Ok(JoinRequest {
+        group_id: r.try_get::<i64, _>("group_id")? as u64,
+        user: r.try_get::<i64, _>("user_id")? as u64,
+        note: r.try_get("note")?,
+        state: r.try_get("state")?,
+        created_at_ms: r.try_get("created_at")?,
+    })
+}
+
+impl Db {
+    pub async fn create_group(&self, owner: u64, name: &str) -> Result<Group> {
+        if name.trim().is_empty() || name.chars().count() > 128 {
+            return Err(Error::Invalid("group name must be 1-128 characters".into()));
+        }
+        self.require_users(&[owner]).await?;
+        let t = self.metrics.time("create_group");
+        t.finish(
+            async {
+                let mut tx = self.begin_write().await?;
+                let id = Self::next_id(&mut tx, "group").await?;
+                let now = now_ms();
+                sqlx::query(
+                    "INSERT INTO chat_groups (id, name, owner_id, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(name.to_owned())
+                .bind(owner as i64)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO group_members (group_id, user_id, role, joined_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(owner as i64)
+                .bind(OWNER)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Group {
+                    id: id as u64,
+                    name: name.to_owned(),
+                    owner,
+                    created_at_ms: now,
+                })
+            }
+            .await,
+        )
+    }
+
+    pub async fn get_group(&self, group: u64) -> Result<Group> {
+        let g = sql_id("group", group).map_err(|_| Error::GroupNotFound(group))?;
+        let t = self.metrics.time("get_group");
+        let row = sqlx::query("SELECT id, name, owner_id, created_at FROM chat_groups WHERE id = $1")
+            .bind(g)
+            .fetch_optional(&self.pool)
+            .await;
+        group_from_row(&t.finish(row)?.ok_or(Error::GroupNotFound(group))?)
+    }
+
+    /// Deletes the group, its members and requests (not its history).
+    pub async fn delete_group(&self, group: u64, by_user: u64) -> Result<()> {
+        let g = self.get_group(group).await?;
+        if g.owner != by_user {
+            return Err(Error::NotPermitted {
+                group,
+                user: by_user,
+                action: "delete the group",
+            });
+        }
+        let t = self.metrics.time("delete_group");
+        t.finish(
+            async {
+                let mut tx = self.begin_write().await?;
+                for sql in [
+                    "DELETE FROM group_join_requests WHERE group_id = $1",
+                    "DELETE FROM group_members WHERE group_id = $1",
+                    "DELETE FROM chat_groups WHERE id = $1",
+                ] {
+                    sqlx::query(sql).bind(group as i64).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+            .await,
+        )
+    }
+
+    /// The groups `user` is a member of.
+    pub async fn list_groups(&self, user: u64) -> Result<Vec<Group>> {
+        self.require_users(&[user]).await?;
+        let t = self.metrics.time("list_groups");
+        let rows = sqlx::query(
+            "SELECT g.id, g.name, g.owner_id, g.created_at FROM group_members m \
+             JOIN chat_groups g ON g.id = m.group_id WHERE m.user_id = $1 ORDER BY g.id",
+        )
+        .bind(user as i64)
+        .fetch_all(&self.pool)
+        .await;
+        t.finish(rows)?.iter().map(group_from_row).collect()
+    }
+
+    pub async fn list_members(&self, group: u64) -> Result<Vec<Member>> {
+        self.get_group(group).await?;
+        let t = self.metrics.time("list_members");
+        let rows = sqlx::query(
+            "SELECT user_id, role, joined_at FROM group_members WHERE group_id = $1 ORDER BY user_id",
+        )
+        .bind(group as i64)
+        .fetch_all(&self.pool)
+        .await;
+        t.finish(rows)?
+            .iter()
+            .map(|r| {
+                Ok(Member {
+                    user: r.try_get::<i64, _>("user_id")? as u64,
+                    role: r.try_get("role")?,
+                    joined_at_ms: r.try_get("joined_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn role_of(&self, group: u64, user: u64) -> Result<Option<i16>> {
+        let row = sqlx::query("SELECT role FROM group_members WHERE group_id = $1 AND user_id = $2")
+            .bind(sql_id("group", group)?)
+            .bind(sql_id("user", user)?)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("role")?),
+            None => None,
+        })
+    }
+
+    async fn require_approver(&self, group: u64, user: u64, action: &'static str) -> Result<()> {
+        match self.role_of(group, user).await? {
+            Some(r) if r >= ADMIN => Ok(()),
+            _ => Err(Error::NotPermitted { group, user, action }),
+        }
+    }
+
+    /// The owner and admins of `group`.
+    pub async fn approvers(&self, group: u64) -> Result<Vec<u64>> {
+        Ok(self
+            .list_members(group)
+            .await?
+            .into_iter()
+            .filter(|m| m.role >= ADMIN)
+            .map(|m| m.user)
+            .collect())
+    }
+
+    /// `user` asks to join `group` (a pending request; again after a decline).
+    pub async fn request_join(&self, group: u64, user: u64, note: &str) -> Result<JoinRequest> {
+        if note.len() > 512 {
+            return Err(Error::Invalid("note longer than 512 bytes".into()));
+        }
+        self.get_group(group).await?;
+        self.require_users(&[user]).await?;
+        if self.role_of(group, user).await?.is_some() {
+            return Err(Error::AlreadyMember { group, user });
+        }
+        let now = now_ms();
+        let t = self.metrics.time("request_join");
+        t.finish(
+            sqlx::query(
+                "INSERT INTO group_join_requests (group_id, user_id, note, state, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_id, user_id) DO UPDATE \
+                 SET note = excluded.note, state = excluded.state, \
+                 created_at = excluded.created_at, decided_at = NULL, decided_by = NULL",
+            )
+            .bind(group as i64)
+            .bind(user as i64)
+            .bind(note.to_owned())
+            .bind(PENDING)
+            .bind(now)
+            .execute(&self.pool)
+            .await,
+        )?;
+        Ok(JoinRequest {
+            group_id: group,
+            user,
+            note: note.to_owned(),
+            state: PENDING,
+            created_at_ms: now,
+        })
+    }
+
+    /// An owner or admin approves or denies the pending request of `user`.
+    pub async fn respond_join(
+        &self,
+        group: u64,
+        user: u64,
+        by_user: u64,
+        accept: bool,
+    ) -> Result<JoinRequest> {
+        self.get_group(group).await?;
+        self.require_approver(group, by_user, "approve join requests")
+            .await?;
+        let t = self.metrics.time("respond_join");
+        t.finish(
+            async {
+                let mut tx = self.begin_write().await?;
+                let now = now_ms();
+                let row = sqlx::query(
+                    "UPDATE group_join_requests SET state = $1, decided_at = $2, decided_by = $3 \
+                     WHERE group_id = $4 AND user_id = $5 AND state = $6 \
+                     RETURNING group_id, user_id, note, state, created_at",
+                )
+                .bind(if accept { ACCEPTED } else { DECLINED })
+                .bind(now)
+                .bind(by_user as i64)
+                .bind(group as i64)
+                .bind(sql_id("user", user)?)
+                .bind(PENDING)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(Error::NoPendingRequest {
+                    kind: "join",
+                    from: user,
+                    to: group,
+                })?;
+                if accept {
+                    sqlx::query(
+                        "INSERT INTO group_members (group_id, user_id, role, joined_at) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, user_id) DO NOTHING",
+                    )
+                    .bind(group as i64)
+                    .bind(user as i64)
+                    .bind(MEMBER)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                join_from_row(&row)
+            }
+            .await,
+        )
+    }
+
+    /// Pending join requests of `group`, for its owner or an admin.
+    pub async fn list_join_requests(&self, group: u64, by_user: u64) -> Result<Vec<JoinRequest>> {
+        self.get_group(group).await?;
+        self.require_approver(group, by_user, "see join requests").await?;
+        let t = self.metrics.time("list_join_requests");
+        let rows = sqlx::query(
+            "SELECT group_id, user_id, note, state, created_at FROM group_join_requests \
+             WHERE group_id = $1 AND state = $2 ORDER BY created_at",
+        )
+        .bind(group as i64)
+        .bind(PENDING)
+        .fetch_all(&self.pool)
+        .await;
+        t.finish(rows)?.iter().map(join_from_row).collect()
+    }
+
+    /// `user` leaves `group`; the owner cannot leave (delete the group).
+    pub async fn leave_group(&self, group: u64, user: u64) -> Result<()> {
+        match self.role_of(group, user).await? {
+            None => Err(Error::NotPermitted {
+                group,
+                user,
+                action: "leave (not a member)",
+            }),
+            Some(OWNER) => Err(Error::NotPermitted {
+                group,
+                user,
+                action: "leave as the owner",
+            }),
+            Some(_) => {
+                let t = self.metrics.time("leave_group");
+                t.finish(
+                    sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+                        .bind(group as i64)
+                        .bind(user as i64)
+                        .execute(&self.pool)
+                        .await,
+                )?;
+                Ok(())
+            }
+        }
+    }
+}

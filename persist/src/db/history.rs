@@ -1,0 +1,170 @@
+//! Reads of the message history: pages, "after sequence N", which
+//! conversations moved since, and read marks.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Db, now_ms, sql_id};
+use crate::conversation::ConversationId;
+use crate::error::{Error, Result};
+
+/// The default and the largest page.
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 1000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub message_id: u64,
+    pub conversation_id: String,
+    pub seq: u64,
+    pub sender: u64,
+    pub body: String,
+    pub client_msg_id: String,
+    pub server_time_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationState {
+    pub conversation_id: String,
+    pub seq: u64,
+    pub last_message_id: u64,
+    pub updated_at_ms: i64,
+    pub read_seq: u64,
+}
+
+fn message_from_row(r: &AnyRow) -> Result<StoredMessage> {
+    Ok(StoredMessage {
+        message_id: r.try_get::<i64, _>("message_id")? as u64,
+        conversation_id: r.try_get("conversation_id")?,
+        seq: r.try_get::<i64, _>("seq")? as u64,
+        sender: r.try_get::<i64, _>("sender_id")? as u64,
+        body: r.try_get("body")?,
+        client_msg_id: r.try_get("client_msg_id")?,
+        server_time_ms: r.try_get("server_time")?,
+    })
+}
+
+fn page(limit: u32) -> i64 {
+    i64::from(if limit == 0 {
+        DEFAULT_PAGE
+    } else {
+        limit.min(MAX_PAGE)
+    })
+}
+
+fn seq_arg(seq: u64) -> i64 {
+    seq.min(i64::MAX as u64) as i64
+}
+
+const MESSAGE_COLUMNS: &str = "message_id, conversation_id, seq, sender_id, body, client_msg_id, server_time";
+
+impl Db {
+    /// Newest first: messages with seq < `before_seq` (0: from the newest).
+    pub async fn history(
+        &self,
+        conversation: &str,
+        before_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>> {
+        let conv: ConversationId = conversation.parse()?;
+        let before = if before_seq == 0 {
+            i64::MAX
+        } else {
+            seq_arg(before_seq)
+        };
+        let t = self.metrics.time("history");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq < $2 \
+             ORDER BY seq DESC LIMIT $3"
+        )))
+        .bind(conv.to_string())
+        .bind(before)
+        .bind(page(limit))
+        .fetch_all(&self.pool)
+        .await;
+        t.finish(rows)?.iter().map(message_from_row).collect()
+    }
+
+    /// Oldest first: messages with seq > `after_seq`.
+    pub async fn messages_after(
+        &self,
+        conversation: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>> {
+        let conv: ConversationId = conversation.parse()?;
+        let t = self.metrics.time("messages_after");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3"
+        )))
+        .bind(conv.to_string())
+        .bind(seq_arg(after_seq))
+        .bind(page(limit))
+        .fetch_all(&self.pool)
+        .await;
+        t.finish(rows)?.iter().map(message_from_row).collect()
+    }
+
+    /// The conversations of `user` (direct and of its groups) written after
+    /// `since_ms`, oldest change first, with the user's read marks; and the
+    /// server time to pass next time.
+    pub async fn changed_conversations(
+        &self,
+        user: u64,
+        since_ms: i64,
+    ) -> Result<(Vec<ConversationState>, i64)> {
+        self.require_users(&[user]).await?;
+        let now = now_ms();
+        let t = self.metrics.time("changed_conversations");
+        let rows = sqlx::query(
+            "SELECT c.id, c.seq, c.last_message_id, c.updated_at, COALESCE(r.seq, 0) AS read_seq \
+             FROM conversations c \
+             LEFT JOIN read_marks r ON r.user_id = $1 AND r.conversation_id = c.id \
+             WHERE c.updated_at > $2 AND (c.user_lo = $1 OR c.user_hi = $1 OR c.group_id IN \
+             (SELECT group_id FROM group_members WHERE user_id = $1)) \
+             ORDER BY c.updated_at, c.id",
+        )
+        .bind(user as i64)
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await;
+        let list = t
+            .finish(rows)?
+            .iter()
+            .map(|r| {
+                Ok(ConversationState {
+                    conversation_id: r.try_get("id")?,
+                    seq: r.try_get::<i64, _>("seq")? as u64,
+                    last_message_id: r.try_get::<i64, _>("last_message_id")? as u64,
+                    updated_at_ms: r.try_get("updated_at")?,
+                    read_seq: r.try_get::<i64, _>("read_seq")? as u64,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((list, now))
+    }
+
+    /// Records that `user` read `conversation` up to `seq` (never goes back).
+    pub async fn mark_read(&self, user: u64, conversation: &str, seq: u64) -> Result<()> {
+        let conv: ConversationId = conversation.parse()?;
+        let u = sql_id("user", user).map_err(|_| Error::UserNotFound(user))?;
+        self.require_users(&[user]).await?;
+        let t = self.metrics.time("mark_read");
+        t.finish(
+            sqlx::query(
+                "INSERT INTO read_marks (user_id, conversation_id, seq, updated_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, conversation_id) DO UPDATE \
+                 SET seq = CASE WHEN excluded.seq > read_marks.seq THEN excluded.seq \
+                 ELSE read_marks.seq END, updated_at = excluded.updated_at",
+            )
+            .bind(u)
+            .bind(conv.to_string())
+            .bind(seq_arg(seq))
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await,
+        )?;
+        Ok(())
+    }
+}

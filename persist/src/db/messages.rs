@@ -1,0 +1,289 @@
+//! The writer's batch insert: idempotent (a message id already stored is
+//! skipped), sequences assigned per conversation in batch order, one
+//! transaction per batch.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{Any, Row, Transaction};
+
+use super::{Backend, Db, Params, now_ms};
+use crate::conversation::ConversationId;
+use crate::error::{Error, Result};
+
+/// Rows per multi-row statement (7 parameters each: under every engine's
+/// parameter limit).
+const CHUNK: usize = 1000;
+
+/// A validated message ready to be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMessage {
+    pub message_id: u64,
+    pub conversation: ConversationId,
+    pub sender: u64,
+    pub body: String,
+    pub client_msg_id: String,
+    pub server_time_ms: i64,
+}
+
+/// A message this batch stored, with its sequence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenMessage {
+    pub message_id: u64,
+    pub conversation_id: String,
+    pub seq: u64,
+    pub sender: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub written: Vec<WrittenMessage>,
+    /// Messages already stored (redeliveries), or repeated within the batch.
+    pub duplicates: usize,
+}
+
+struct ConvPlan {
+    id: String,
+    conv: ConversationId,
+    count: i64,
+    last_message_id: i64,
+}
+
+impl Db {
+    /// Writes `msgs` (in send order) in one transaction. Retries a few times
+    /// on its own when a concurrent writer stored one of the ids meanwhile.
+    pub async fn write_batch(&self, msgs: &[NewMessage]) -> Result<BatchOutcome> {
+        let t = self.metrics.time("write_batch");
+        let mut attempt = 0;
+        loop {
+            match self.try_write_batch(msgs).await {
+                Ok(Some(out)) => return t.finish(Ok(out)),
+                Ok(None) if attempt < 3 => attempt += 1,
+                Ok(None) => {
+                    return t.finish(Err(Error::Internal(
+                        "batch kept racing with another writer".into(),
+                    )));
+                }
+                Err(e) => return t.finish(Err(e)),
+            }
+        }
+    }
+
+    async fn try_write_batch(&self, msgs: &[NewMessage]) -> Result<Option<BatchOutcome>> {
+        let mut seen = HashSet::with_capacity(msgs.len());
+        let unique: Vec<&NewMessage> = msgs.iter().filter(|m| seen.insert(m.message_id)).collect();
+        let mut duplicates = msgs.len() - unique.len();
+        if unique.is_empty() {
+            return Ok(Some(BatchOutcome {
+                written: vec![],
+                duplicates,
+            }));
+        }
+        let mut tx = self.begin_write().await?;
+        let existing = existing_ids(&mut tx, self.backend, &unique).await?;
+        let fresh: Vec<&NewMessage> = unique
+            .into_iter()
+            .filter(|m| !existing.contains(&(m.message_id as i64)))
+            .collect();
+        duplicates += existing.len();
+        if fresh.is_empty() {
+            tx.commit().await?;
+            return Ok(Some(BatchOutcome {
+                written: vec![],
+                duplicates,
+            }));
+        }
+
+        // Conversations of the batch, in id order (one lock order for all
+        // writers), with how many sequences each needs.
+        let mut plans: Vec<ConvPlan> = Vec::new();
+        let mut index: HashMap<ConversationId, usize> = HashMap::new();
+        for m in &fresh {
+            let i = *index.entry(m.conversation).or_insert_with(|| {
+                plans.push(ConvPlan {
+                    id: m.conversation.to_string(),
+                    conv: m.conversation,
+                    count: 0,
+                    last_message_id: 0,
+                });
+                plans.len() - 1
+            });
+            plans[i].count += 1;
+            plans[i].last_message_id = m.message_id as i64;
+        }
+        plans.sort_by(|a, b| a.id.cmp(&b.id));
+        let now = now_ms();
+        let backend = self.backend;
+        ensure_conversations(&mut tx, backend, &plans, now).await?;
+        let last_seq = bump_sequences(&mut tx, backend, &plans, now).await?;
+
+        // Sequences in batch order: first = last - count + 1.
+        let mut next: HashMap<ConversationId, (&str, i64)> = plans
+            .iter()
+            .map(|p| {
+                let last = last_seq.get(&p.id).copied().unwrap_or(0);
+                (p.conv, (p.id.as_str(), last - p.count + 1))
+            })
+            .collect();
+        let mut written = Vec::with_capacity(fresh.len());
+        let mut seqs = Vec::with_capacity(fresh.len());
+        for m in &fresh {
+            let (id, seq) = next
+                .get_mut(&m.conversation)
+                .ok_or_else(|| Error::Internal(format!("{} missing from sequence update", m.conversation)))?;
+            seqs.push(*seq);
+            written.push(WrittenMessage {
+                message_id: m.message_id,
+                conversation_id: (*id).to_owned(),
+                seq: *seq as u64,
+                sender: m.sender,
+            });
+            *seq += 1;
+        }
+        let inserted = insert_messages(&mut tx, backend, &fresh, &seqs).await?;
+        if inserted != fresh.len() as u64 {
+            // Another writer stored some of these ids after our check: start
+            // over, they will count as duplicates.
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(BatchOutcome { written, duplicates }))
+    }
+}
+
+async fn existing_ids(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    msgs: &[&NewMessage],
+) -> Result<HashSet<i64>> {
+    let mut found = HashSet::new();
+    for chunk in msgs.chunks(CHUNK) {
+        let mut sql = String::from("SELECT message_id FROM messages WHERE message_id IN (");
+        Params::new(backend).list(&mut sql, chunk.len());
+        sql.push(')');
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for m in chunk {
+            q = q.bind(m.message_id as i64);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            found.insert(row.try_get::<i64, _>(0)?);
+        }
+    }
+    Ok(found)
+}
+
+async fn ensure_conversations(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    plans: &[ConvPlan],
+    now: i64,
+) -> Result<()> {
+    for chunk in plans.chunks(CHUNK / 2) {
+        let mut sql = String::from(
+            "INSERT INTO conversations (id, kind, user_lo, user_hi, group_id, updated_at, seq, \
+             last_message_id) VALUES ",
+        );
+        let mut params = Params::new(backend);
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            params.list(&mut sql, 6);
+            sql.push_str(", 0, 0)");
+        }
+        sql.push_str(" ON CONFLICT (id) DO NOTHING");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for p in chunk {
+            let (lo, hi, group) = match p.conv {
+                ConversationId::Direct { lo, hi } => (Some(lo as i64), Some(hi as i64), None),
+                ConversationId::Group(g) => (None, None, Some(g as i64)),
+            };
+            q = q
+                .bind(p.id.clone())
+                .bind(p.conv.kind())
+                .bind(lo)
+                .bind(hi)
+                .bind(group)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Adds each plan's count to its conversation's sequence; returns the new
+/// last sequence per conversation id.
+async fn bump_sequences(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    plans: &[ConvPlan],
+    now: i64,
+) -> Result<HashMap<String, i64>> {
+    let mut out = HashMap::with_capacity(plans.len());
+    for chunk in plans.chunks(CHUNK / 2) {
+        let mut params = Params::new(backend);
+        let mut sql = String::from("UPDATE conversations SET updated_at = ");
+        params.push(&mut sql);
+        sql.push_str(", seq = conversations.seq + v.column2, last_message_id = v.column3 FROM (VALUES ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            params.tuple(&mut sql, 3);
+        }
+        sql.push_str(") AS v WHERE conversations.id = v.column1 RETURNING id, seq");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false).bind(now);
+        for p in chunk {
+            q = q.bind(p.id.clone()).bind(p.count).bind(p.last_message_id);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            out.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
+        }
+    }
+    if out.len() != plans.len() {
+        return Err(Error::Internal(format!(
+            "sequence update touched {} of {} conversations",
+            out.len(),
+            plans.len()
+        )));
+    }
+    Ok(out)
+}
+
+async fn insert_messages(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    msgs: &[&NewMessage],
+    seqs: &[i64],
+) -> Result<u64> {
+    let mut inserted = 0;
+    for (chunk, seq_chunk) in msgs.chunks(CHUNK).zip(seqs.chunks(CHUNK)) {
+        let mut sql = String::with_capacity(120 + chunk.len() * 40);
+        sql.push_str(
+            "INSERT INTO messages (message_id, conversation_id, seq, sender_id, body, \
+             client_msg_id, server_time) VALUES ",
+        );
+        let mut params = Params::new(backend);
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            params.tuple(&mut sql, 7);
+        }
+        sql.push_str(" ON CONFLICT (message_id) DO NOTHING");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for (m, seq) in chunk.iter().zip(seq_chunk) {
+            q = q
+                .bind(m.message_id as i64)
+                .bind(m.conversation.to_string())
+                .bind(*seq)
+                .bind(m.sender as i64)
+                .bind(m.body.clone())
+                .bind(m.client_msg_id.clone())
+                .bind(m.server_time_ms);
+        }
+        inserted += q.execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(inserted)
+}

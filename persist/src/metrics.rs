@@ -1,0 +1,145 @@
+//! Prometheus metrics of one persist instance (its own registry, so several
+//! instances can run in one test process).
+
+use std::time::Instant;
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub db_query_seconds: HistogramVec,
+    pub db_query_errors: IntCounterVec,
+    pub db_pool_size: IntGauge,
+    pub db_pool_idle: IntGauge,
+    pub db_pool_max: IntGauge,
+    pub writer_batches: IntCounter,
+    pub writer_messages: IntCounter,
+    pub writer_duplicates: IntCounter,
+    pub writer_dead_letters: IntCounter,
+    pub writer_retries: IntCounter,
+    pub writer_batch_seconds: HistogramVec,
+    pub enqueued: IntCounter,
+    pub grpc_requests: IntCounterVec,
+    pub subscribers: IntGauge,
+    pub up: Gauge,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    // Metric names and labels are literals below: a failure is a programming
+    // error caught by the first test.
+    r.expect("valid metric definition")
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry =
+            Registry::new_custom(Some("confab_persist".into()), None).expect("valid registry prefix");
+        let buckets = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ];
+        let m = Self {
+            db_query_seconds: must(HistogramVec::new(
+                HistogramOpts::new("db_query_seconds", "Data-access call latency").buckets(buckets.clone()),
+                &["op"],
+            )),
+            db_query_errors: must(IntCounterVec::new(
+                Opts::new("db_query_errors_total", "Data-access calls that failed"),
+                &["op"],
+            )),
+            db_pool_size: must(IntGauge::new("db_pool_connections", "Open pool connections")),
+            db_pool_idle: must(IntGauge::new("db_pool_idle", "Idle pool connections")),
+            db_pool_max: must(IntGauge::new("db_pool_max", "Pool size limit")),
+            writer_batches: must(IntCounter::new("writer_batches_total", "Committed batches")),
+            writer_messages: must(IntCounter::new(
+                "writer_messages_total",
+                "Messages written (first time)",
+            )),
+            writer_duplicates: must(IntCounter::new(
+                "writer_duplicates_total",
+                "Redelivered messages already stored, acked without writing",
+            )),
+            writer_dead_letters: must(IntCounter::new(
+                "writer_dead_letters_total",
+                "Poison messages moved to the dead-letter queue",
+            )),
+            writer_retries: must(IntCounter::new(
+                "writer_retries_total",
+                "Batch attempts that failed with a transient error",
+            )),
+            writer_batch_seconds: must(HistogramVec::new(
+                HistogramOpts::new("writer_batch_seconds", "Batch write + commit latency").buckets(buckets),
+                &["backend"],
+            )),
+            enqueued: must(IntCounter::new("enqueued_total", "Messages enqueued via gRPC")),
+            grpc_requests: must(IntCounterVec::new(
+                Opts::new("grpc_requests_total", "gRPC requests by method and code"),
+                &["method", "code"],
+            )),
+            subscribers: must(IntGauge::new("subscribers", "Open Subscribe streams")),
+            up: must(Gauge::new("up", "1 while serving")),
+            registry,
+        };
+        let r = &m.registry;
+        must(r.register(Box::new(m.db_query_seconds.clone())));
+        must(r.register(Box::new(m.db_query_errors.clone())));
+        must(r.register(Box::new(m.db_pool_size.clone())));
+        must(r.register(Box::new(m.db_pool_idle.clone())));
+        must(r.register(Box::new(m.db_pool_max.clone())));
+        must(r.register(Box::new(m.writer_batches.clone())));
+        must(r.register(Box::new(m.writer_messages.clone())));
+        must(r.register(Box::new(m.writer_duplicates.clone())));
+        must(r.register(Box::new(m.writer_dead_letters.clone())));
+        must(r.register(Box::new(m.writer_retries.clone())));
+        must(r.register(Box::new(m.writer_batch_seconds.clone())));
+        must(r.register(Box::new(m.enqueued.clone())));
+        must(r.register(Box::new(m.grpc_requests.clone())));
+        must(r.register(Box::new(m.subscribers.clone())));
+        must(r.register(Box::new(m.up.clone())));
+        m
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Starts timing a data-access call.
+    pub fn time(&self, op: &'static str) -> QueryTimer<'_> {
+        QueryTimer {
+            metrics: self,
+            op,
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Records a call's latency, and an error when `fail` is called.
+pub struct QueryTimer<'a> {
+    metrics: &'a Metrics,
+    op: &'static str,
+    start: Instant,
+}
+
+impl QueryTimer<'_> {
+    pub fn finish<T, E>(self, r: Result<T, E>) -> Result<T, E> {
+        self.metrics
+            .db_query_seconds
+            .with_label_values(&[self.op])
+            .observe(self.start.elapsed().as_secs_f64());
+        if r.is_err() {
+            self.metrics.db_query_errors.with_label_values(&[self.op]).inc();
+        }
+        r
+    }
+}

@@ -1,0 +1,200 @@
+//! Wiring: database, queue, writers, gRPC and HTTP servers, and the one
+//! shutdown path. `main` and the tests both go through [`start`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use confab_proto::persist::data_service_server::DataServiceServer;
+use confab_proto::persist::queue_service_server::QueueServiceServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, QueueBackend};
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::http::{HttpState, router};
+use crate::metrics::Metrics;
+use crate::notify::Hub;
+use crate::queue::amqp::{AmqpConsumer, AmqpProducer, AmqpSettings};
+use crate::queue::embedded::EmbeddedQueue;
+use crate::queue::{AnyProducer, backoff};
+use crate::service::PersistService;
+use crate::writer::{WriterSettings, run_writer};
+
+/// A started persist instance.
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub db: Db,
+    /// Set once the schema is migrated (and the writers started).
+    pub ready: Arc<AtomicBool>,
+    /// The embedded queue, when that is the backend.
+    pub embedded: Option<EmbeddedQueue>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until the instance has shut down (after `shutdown` fired).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Runs until `shutdown` fires.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    start(config, shutdown).await?.wait().await;
+    Ok(())
+}
+
+/// Binds the listeners, starts everything and returns at once.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.server.data_dir)
+        .map_err(|e| Error::Invalid(format!("data dir {}: {e}", config.server.data_dir.display())))?;
+    let metrics = Arc::new(Metrics::new());
+    let db = Db::connect(&config.database_url(), &config.database, metrics.clone())?;
+    let hub = Hub::default();
+    let q = &config.queue;
+    let amqp = AmqpSettings {
+        url: q.amqp_url.clone(),
+        prefix: q.prefix.clone(),
+        partitions: q.partitions,
+        prefetch: q.prefetch,
+        max_body_bytes: q.max_body_bytes,
+        max_backoff: Duration::from_millis(config.writer.max_backoff_ms),
+        connection_name: format!("confab-persist {}", std::process::id()),
+    };
+    let (producer, embedded) = match q.backend {
+        QueueBackend::Embedded => {
+            let eq = EmbeddedQueue::open(&config.queue_dir(), q.partitions, q.max_body_bytes)?;
+            (AnyProducer::Embedded(eq.clone()), Some(eq))
+        }
+        QueueBackend::Amqp => (AnyProducer::Amqp(Box::new(AmqpProducer::new(amqp.clone()))), None),
+    };
+    let producer = Arc::new(producer);
+
+    let grpc = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| Error::Invalid(format!("bind {}: {e}", config.server.listen)))?;
+    let http = TcpListener::bind(config.server.http)
+        .await
+        .map_err(|e| Error::Invalid(format!("bind {}: {e}", config.server.http)))?;
+    let grpc_addr = grpc.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
+    let http_addr = http.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let tracker = TaskTracker::new();
+    let writers_stop = CancellationToken::new();
+
+    // Schema first (retrying while the database is down), then the writers.
+    {
+        let (db, hub, ready, shutdown, stop) = (
+            db.clone(),
+            hub.clone(),
+            ready.clone(),
+            shutdown.clone(),
+            writers_stop.clone(),
+        );
+        let (config, embedded, tracker2) = (config.clone(), embedded.clone(), tracker.clone());
+        tracker.spawn(async move {
+            let mut attempt = 0;
+            loop {
+                match db.migrate().await {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, attempt, "schema migration failed, retrying");
+                        attempt += 1;
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(backoff(attempt, Duration::from_secs(5))) => {}
+                        }
+                    }
+                }
+            }
+            tracing::info!("schema up to date");
+            if config.writer.enabled {
+                let settings = WriterSettings::from_config(&config.writer, &config.queue);
+                let tasks = config.writer.tasks;
+                for t in 0..tasks {
+                    let parts: Vec<u32> = (0..config.queue.partitions).filter(|p| p % tasks == t).collect();
+                    if parts.is_empty() {
+                        continue;
+                    }
+                    let (db, hub, s, stop) = (db.clone(), hub.clone(), settings.clone(), stop.clone());
+                    match &embedded {
+                        Some(eq) => tracker2.spawn(run_writer(eq.consumer(parts), db, hub, s, stop)),
+                        None => tracker2.spawn(run_writer(
+                            AmqpConsumer::start(amqp.clone(), parts),
+                            db,
+                            hub,
+                            s,
+                            stop,
+                        )),
+                    };
+                }
+            }
+            ready.store(true, Ordering::SeqCst);
+        });
+    }
+
+    let service = PersistService::new(db.clone(), producer.clone(), hub, shutdown.clone());
+    let grpc_task = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(DataServiceServer::new(service.clone()))
+                .add_service(QueueServiceServer::new(service))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.cancelled_owned()),
+        )
+    };
+    let http_task = {
+        let shutdown = shutdown.clone();
+        let app = router(HttpState {
+            db: db.clone(),
+            ready: ready.clone(),
+        });
+        tokio::spawn(async move {
+            axum::serve(http, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        })
+    };
+    metrics.up.set(1.0);
+    tracing::info!(%grpc_addr, %http_addr, backend = ?config.queue.backend, "persist started");
+
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let (db2, metrics2) = (db.clone(), metrics.clone());
+    let task = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        tracing::info!("shutting down");
+        metrics2.up.set(0.0);
+        // Writers finish the batch in hand (or give it back unacked).
+        writers_stop.cancel();
+        tracker.close();
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!("writers did not stop within the grace period");
+        }
+        if let Ok(Err(error)) = grpc_task.await {
+            tracing::warn!(%error, "gRPC server ended with an error");
+        }
+        let _ = http_task.await;
+        if let AnyProducer::Amqp(p) = &*producer {
+            p.close().await;
+        }
+        db2.close().await;
+        tracing::info!("stopped");
+    });
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        db,
+        ready,
+        embedded,
+        task,
+    })
+}

@@ -1,0 +1,194 @@
+//! The writer: takes batches from a queue [`Consumer`], sets poison messages
+//! aside (dead-letter queue), writes the rest in one transaction (idempotent,
+//! sequences in send order), acks only after the commit, then announces the
+//! commit on the [`Hub`]. While the database is unreachable it retries with
+//! backoff and acks nothing: the messages wait in the queue.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{QueueConfig, WriterConfig};
+use crate::db::{BatchOutcome, Db, NewMessage};
+use crate::error::Error;
+use crate::notify::Hub;
+use crate::queue::{Consumer, Delivery, backoff, decode};
+
+/// What a writer task needs to know.
+#[derive(Clone, Debug)]
+pub struct WriterSettings {
+    pub batch_max: usize,
+    pub linger: Duration,
+    pub max_backoff: Duration,
+    pub max_body_bytes: usize,
+}
+
+impl WriterSettings {
+    pub fn from_config(w: &WriterConfig, q: &QueueConfig) -> Self {
+        Self {
+            batch_max: w.batch_max,
+            linger: Duration::from_millis(w.linger_ms),
+            max_backoff: Duration::from_millis(w.max_backoff_ms),
+            max_body_bytes: q.max_body_bytes,
+        }
+    }
+}
+
+/// One writer task; returns when `cancel` fires (without acking anything it
+/// has not committed).
+pub async fn run_writer<C: Consumer>(
+    mut consumer: C,
+    db: Db,
+    hub: Hub,
+    settings: WriterSettings,
+    cancel: CancellationToken,
+) {
+    let backend = consumer.backend();
+    let mut failures = 0;
+    loop {
+        let batch = tokio::select! {
+            _ = cancel.cancelled() => return,
+            b = consumer.next_batch(settings.batch_max, settings.linger) => b,
+        };
+        let batch = match batch {
+            Ok(b) => {
+                failures = 0;
+                b
+            }
+            Err(error) => {
+                tracing::warn!(%error, backend, "queue receive failed");
+                failures += 1;
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff(failures, settings.max_backoff)) => continue,
+                }
+            }
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        if !process(&mut consumer, &db, &hub, &settings, &cancel, batch).await {
+            return;
+        }
+    }
+}
+
+/// Handles one batch; false when cancelled before it was committed.
+async fn process<C: Consumer>(
+    consumer: &mut C,
+    db: &Db,
+    hub: &Hub,
+    settings: &WriterSettings,
+    cancel: &CancellationToken,
+    batch: Vec<Delivery<C::Token>>,
+) -> bool {
+    let started = Instant::now();
+    let metrics = db.metrics().clone();
+    let mut items: Vec<(NewMessage, Delivery<C::Token>)> = Vec::with_capacity(batch.len());
+    for d in batch {
+        match decode(&d.payload, settings.max_body_bytes) {
+            Ok(m) => items.push((m, d)),
+            Err(error) => {
+                tracing::warn!(%error, partition = d.partition, "poison message to the dead-letter queue");
+                if !dead_letter(consumer, d, &error.to_string(), settings, cancel).await {
+                    return false;
+                }
+                metrics.writer_dead_letters.inc();
+            }
+        }
+    }
+    if items.is_empty() {
+        return true;
+    }
+    let msgs: Vec<NewMessage> = items.iter().map(|(m, _)| m.clone()).collect();
+    let outcome = match write_retrying(db, &msgs, settings, cancel).await {
+        Some(Ok(o)) => o,
+        None => return false,
+        Some(Err(error)) => {
+            // Something in the batch is refused by the database for good:
+            // write one by one, set aside only what fails alone.
+            tracing::warn!(%error, n = msgs.len(), "batch refused, writing one by one");
+            let mut total = BatchOutcome::default();
+            let mut keep = Vec::with_capacity(items.len());
+            for (m, d) in items {
+                match write_retrying(db, std::slice::from_ref(&m), settings, cancel).await {
+                    None => return false,
+                    Some(Ok(o)) => {
+                        total.written.extend(o.written);
+                        total.duplicates += o.duplicates;
+                        keep.push((m, d));
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, message_id = m.message_id, "message refused, to the dead-letter queue");
+                        if !dead_letter(consumer, d, &error.to_string(), settings, cancel).await {
+                            return false;
+                        }
+                        metrics.writer_dead_letters.inc();
+                    }
+                }
+            }
+            items = keep;
+            total
+        }
+    };
+    let tokens = items.into_iter().map(|(_, d)| d.token).collect();
+    if let Err(error) = consumer.ack(tokens).await {
+        // The broker will deliver them again; the insert is idempotent.
+        tracing::warn!(%error, "ack after commit failed; redelivery will be deduplicated");
+    }
+    metrics.writer_batches.inc();
+    metrics.writer_messages.inc_by(outcome.written.len() as u64);
+    metrics.writer_duplicates.inc_by(outcome.duplicates as u64);
+    metrics
+        .writer_batch_seconds
+        .with_label_values(&[consumer.backend()])
+        .observe(started.elapsed().as_secs_f64());
+    hub.publish(&outcome.written);
+    true
+}
+
+/// Writes, retrying transient failures until `cancel`. None when cancelled.
+async fn write_retrying(
+    db: &Db,
+    msgs: &[NewMessage],
+    settings: &WriterSettings,
+    cancel: &CancellationToken,
+) -> Option<Result<BatchOutcome, Error>> {
+    let mut attempt = 0;
+    loop {
+        match db.write_batch(msgs).await {
+            Err(error) if error.is_transient() => {
+                db.metrics().writer_retries.inc();
+                if attempt % 10 == 0 {
+                    tracing::warn!(%error, attempt, "database unavailable, batch waits");
+                }
+                attempt += 1;
+                tokio::select! {
+                    _ = cancel.cancelled() => return None,
+                    _ = tokio::time::sleep(backoff(attempt, settings.max_backoff)) => {}
+                }
+            }
+            r => return Some(r),
+        }
+    }
+}
+
+async fn dead_letter<C: Consumer>(
+    consumer: &mut C,
+    d: Delivery<C::Token>,
+    reason: &str,
+    settings: &WriterSettings,
+    cancel: &CancellationToken,
+) -> bool {
+    match consumer.dead_letter(d, reason).await {
+        Ok(()) => true,
+        Err(error) => {
+            // Not acked, so it comes back and is tried again: never lost.
+            tracing::warn!(%error, "dead-lettering failed; the message will be redelivered");
+            tokio::select! {
+                _ = cancel.cancelled() => false,
+                _ = tokio::time::sleep(settings.max_backoff.min(Duration::from_millis(200))) => true,
+            }
+        }
+    }
+}

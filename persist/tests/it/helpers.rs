@@ -1,0 +1,165 @@
+//! Test fixtures: a fresh database per test (a temp SQLite file, or a new
+//! PostgreSQL database that is dropped afterwards), service availability
+//! checks (skip loudly, or fail when CI=true).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use confab_persist::config::DatabaseConfig;
+use confab_persist::db::Db;
+use confab_persist::metrics::Metrics;
+use sqlx::Connection;
+
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A name no other test (or test run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
+
+/// Service missing: fail under CI, otherwise skip with a loud message.
+pub fn missing(service: &str, why: &str) -> bool {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{service} is required under CI=true but unavailable: {why}");
+    }
+    eprintln!("\n!!!! SKIPPING: {service} unavailable ({why}) !!!!\n");
+    true
+}
+
+pub fn db_config() -> DatabaseConfig {
+    DatabaseConfig {
+        max_connections: 8,
+        min_connections: 0,
+        acquire_timeout_ms: 3000,
+        argon2_memory_kib: 64,
+        ..DatabaseConfig::default()
+    }
+}
+
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// A database for one test; dropped (PostgreSQL) or deleted (SQLite) when
+/// this value goes away.
+pub struct TestDb {
+    pub db: Db,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// None when the service is unavailable (and we are not under CI).
+    pub async fn new(kind: Kind) -> Option<Self> {
+        match kind {
+            Kind::Sqlite => Some(Self::sqlite().await),
+            Kind::Postgres => Self::postgres().await,
+        }
+    }
+
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = Db::connect(&url, &db_config(), Arc::new(Metrics::new())).expect("connect");
+        db.migrate().await.expect("migrate");
+        Self {
+            db,
+            pg_name: None,
+            _dir: Some(dir),
+        }
+    }
+
+    pub async fn postgres() -> Option<Self> {
+        let url = create_pg_database().await?;
+        let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+        let db = Db::connect(&url, &db_config(), Arc::new(Metrics::new())).expect("connect");
+        db.migrate().await.expect("migrate");
+        Some(Self {
+            db,
+            pg_name: Some(name),
+            _dir: None,
+        })
+    }
+}
+
+/// Creates a fresh PostgreSQL database and returns its URL.
+pub async fn create_pg_database() -> Option<String> {
+    let conn = tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(PG_ADMIN_URL)).await;
+    let mut conn = match conn {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            missing("PostgreSQL", &e.to_string());
+            return None;
+        }
+        Err(_) => {
+            missing("PostgreSQL", "connect timed out");
+            return None;
+        }
+    };
+    let name = unique("confab_t");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let _ = conn.close().await;
+    Some(format!("postgres://postgres@127.0.0.1:5432/{name}"))
+}
+
+/// Drops a database made by `create_pg_database` (from any context).
+pub fn drop_pg_database(name: String) {
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        rt.block_on(async move {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(PG_ADMIN_URL).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await;
+                let _ = conn.close().await;
+            }
+        });
+    })
+    .join();
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            drop_pg_database(name);
+        }
+    }
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if f().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

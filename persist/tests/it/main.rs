@@ -1,0 +1,32 @@
+//! Integration tests of confab-persist, against real services: SQLite in a
+//! temp dir, PostgreSQL on 127.0.0.1:5432, RabbitMQ on 127.0.0.1:5672.
+
+mod amqp;
+mod db;
+mod embedded;
+mod helpers;
+mod proxy;
+mod service;
+
+/// Runs one async test body against SQLite and against PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let t = $crate::helpers::TestDb::new($crate::helpers::Kind::Sqlite)
+                    .await
+                    .expect("sqlite");
+                super::$body(&t.db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(t) = $crate::helpers::TestDb::new($crate::helpers::Kind::Postgres).await {
+                    super::$body(&t.db).await;
+                }
+            }
+        }
+    };
+}

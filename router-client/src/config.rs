@@ -1,0 +1,39 @@
+//! Tunables of the router client.
+
+use std::time::Duration;
+
+/// How long the client tries and how it backs off.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Overall deadline of one operation, retries included.
+    pub deadline: Duration,
+    /// TCP connect timeout of a node channel.
+    pub connect_timeout: Duration,
+    /// Cap on a single RPC attempt, so a hung node is abandoned for another
+    /// replica before the overall deadline is spent.
+    pub attempt_timeout: Duration,
+    /// First backoff delay after a retryable failure (doubles per attempt).
+    pub backoff_base: Duration,
+    /// Largest backoff delay.
+    pub backoff_max: Duration,
+    /// Immediate redirects (NotLeader with a leader, EpochNotMatch) allowed in
+    /// a row before the client backs off anyway: breaks redirect loops between
+    /// nodes with stale views.
+    pub max_immediate_retries: u32,
+    /// Largest response message accepted, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            deadline: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(1),
+            attempt_timeout: Duration::from_millis(1500),
+            backoff_base: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(500),
+            max_immediate_retries: 4,
+            max_message_bytes: 16 << 20,
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! One lazily connected, shared tonic channel per router node address.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use confab_proto::router::router_service_client::RouterServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::ClientConfig;
+use crate::error::{Error, Result};
+
+/// The gRPC stub type the client uses.
+pub type Stub = RouterServiceClient<Channel>;
+
+/// Adds `http://` when `addr` has no scheme; trims whitespace.
+pub fn normalize_addr(addr: &str) -> String {
+    let addr = addr.trim();
+    if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// Channels by normalized address. Channels reconnect by themselves, so an
+/// entry is never evicted; clones share the connection.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    config: ClientConfig,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Pool {
+    pub(crate) fn new(config: ClientConfig) -> Self {
+        Pool {
+            config,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Checks that `addr` parses as an endpoint URI.
+    pub(crate) fn validate(addr: &str) -> Result<()> {
+        Endpoint::from_shared(normalize_addr(addr))
+            .map(drop)
+            .map_err(|e| Error::InvalidAddress {
+                addr: addr.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// A stub for `addr`, creating its channel (without connecting) if needed.
+    pub(crate) fn stub(&self, addr: &str) -> Result<Stub> {
+        let key = normalize_addr(addr);
+        let channel = {
+            let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+            match channels.get(&key) {
+                Some(channel) => channel.clone(),
+                None => {
+                    let channel = Endpoint::from_shared(key.clone())
+                        .map_err(|e| Error::InvalidAddress {
+                            addr: addr.to_owned(),
+                            reason: e.to_string(),
+                        })?
+                        .connect_timeout(self.config.connect_timeout)
+                        .tcp_nodelay(true)
+                        .connect_lazy();
+                    channels.insert(key, channel.clone());
+                    channel
+                }
+            }
+        };
+        Ok(RouterServiceClient::new(channel)
+            .max_decoding_message_size(self.config.max_message_bytes)
+            .max_encoding_message_size(self.config.max_message_bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_addresses() {
+        assert_eq!(normalize_addr("127.0.0.1:7101"), "http://127.0.0.1:7101");
+        assert_eq!(normalize_addr(" http://h:1 "), "http://h:1");
+        assert_eq!(normalize_addr("https://h:1"), "https://h:1");
+    }
+
+    #[test]
+    fn validates_addresses() {
+        assert!(Pool::validate("127.0.0.1:7101").is_ok());
+        assert!(Pool::validate("bad addr with spaces").is_err());
+    }
+}

@@ -1,0 +1,45 @@
+//! The router's HTTP endpoint: `/metrics` (Prometheus text), `/healthz`
+//! (the process answers) and `/readyz` (the map is bootstrapped and every
+//! hosted group knows a leader).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+
+use crate::node::Node;
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(node)
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> (StatusCode, String) {
+    crate::status::refresh_gauges(&node.groups());
+    confab_common::metrics::render()
+}
+
+async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, String) {
+    if let Err(e) = node.meta_state() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+    }
+    let leaderless: Vec<u32> = node
+        .groups()
+        .iter()
+        .filter(|g| g.leader().is_none())
+        .map(|g| g.id)
+        .collect();
+    if leaderless.is_empty() {
+        (StatusCode::OK, "ready\n".into())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("groups without a leader: {leaderless:?}\n"),
+        )
+    }
+}

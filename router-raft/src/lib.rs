@@ -1,0 +1,190 @@
+//! confab-router: the online-state table of Confab, sharded by uid and
+//! replicated by Raft (openraft 0.10, multi-raft).
+//!
+//! Parts:
+//! - [`types`]: the Raft type configuration, commands and replies.
+//! - [`sm`]: the state machines (shard sessions, meta cluster map).
+//! - [`store`]: the node's RocksDB log storage, shared by all groups.
+//! - [`network`] / [`raft_service`]: the Raft transport over one tonic
+//!   channel per peer.
+//! - [`node`]: the groups a node hosts; bootstrap, join, propose, read.
+//! - [`service`]: the RouterService gRPC API; [`error`] maps errors to it.
+//! - [`lease`]: gateway leases and the purge of a dead gateway's sessions.
+//! - [`http`], [`metrics`], [`status`]: observability.
+//!
+//! What does not belong here: the client side (routing, retries, the shard
+//! map cache) lives in `confab-router-client`, shared with every caller.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod lease;
+pub mod metrics;
+pub mod network;
+pub mod node;
+pub mod raft_service;
+pub mod service;
+pub mod sm;
+pub mod status;
+pub mod store;
+pub mod types;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use confab_proto::router as pb;
+use confab_proto::router::raft_service_server::RaftServiceServer;
+use confab_proto::router::router_service_server::RouterServiceServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::config::RouterConfig;
+use crate::network::MAX_RAFT_MESSAGE;
+pub use crate::node::Node;
+use crate::types::META_GROUP;
+
+/// A started router: its node and the task serving it.
+pub struct Running {
+    pub node: Arc<Node>,
+    pub grpc_addr: std::net::SocketAddr,
+    pub http_addr: std::net::SocketAddr,
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts a router on already-bound listeners (tests bind port 0).
+pub async fn start(
+    config: RouterConfig,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
+    config.validate()?;
+    let grpc_addr = grpc.local_addr()?;
+    let http_addr = http.local_addr()?;
+    let advertised = config
+        .peers
+        .get(&config.id)
+        .cloned()
+        .unwrap_or_else(|| grpc_addr.to_string());
+    let node = Node::open(config.clone(), advertised)
+        .await
+        .context("opening the node")?;
+
+    let grpc_server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            RouterServiceServer::new(service::RouterRpcServer::new(node.clone()))
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
+        )
+        .add_service(
+            RaftServiceServer::new(raft_service::RaftRpcServer::new(node.clone()))
+                .max_decoding_message_size(MAX_RAFT_MESSAGE)
+                .max_encoding_message_size(MAX_RAFT_MESSAGE),
+        )
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            shutdown.clone().cancelled_owned(),
+        );
+    let http_server = axum::serve(http, http::router(node.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+
+    let grpc_task = tokio::spawn(grpc_server);
+    let http_task = tokio::spawn(async move { http_server.await });
+
+    if config.bootstrap {
+        node.bootstrap(&config.peers).await.context("bootstrapping")?;
+    } else if let Some(seed) = &config.join {
+        node.start_group(META_GROUP).await?;
+        let node = node.clone();
+        let seed = seed.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move { join_cluster(node, seed, stop).await });
+    }
+    tokio::spawn(lease::run(node.clone(), shutdown.clone()));
+
+    let task_node = node.clone();
+    let task = tokio::spawn(async move {
+        let grpc_res = grpc_task.await;
+        let http_res = http_task.await;
+        task_node.shutdown().await;
+        grpc_res?.context("gRPC server")?;
+        http_res?.context("HTTP server")?;
+        Ok(())
+    });
+    tracing::info!(id = node.id, %grpc_addr, %http_addr, "router started");
+    Ok(Running {
+        node,
+        grpc_addr,
+        http_addr,
+        task,
+    })
+}
+
+/// Starts a router and serves until `shutdown` is cancelled.
+pub async fn run(
+    config: RouterConfig,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    start(config, grpc, http, shutdown).await?.task.await?
+}
+
+/// Asks the cluster behind `seed` to take this node in, until it does.
+async fn join_cluster(node: Arc<Node>, seed: String, shutdown: CancellationToken) {
+    use confab_proto::router::router_service_client::RouterServiceClient;
+    let mut target = seed.clone();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let attempt = async {
+            let mut client = RouterServiceClient::connect(format!("http://{target}")).await?;
+            let req = pb::JoinRequest {
+                node_id: node.id,
+                addr: node.addr.clone(),
+            };
+            anyhow::Ok(client.join(req).await)
+        };
+        match attempt.await {
+            Ok(Ok(resp)) => {
+                if let Some(map) = resp.into_inner().map {
+                    for n in map.nodes {
+                        node.peers.set_addr(n.id, &n.addr);
+                    }
+                }
+                tracing::info!(%seed, "joined the cluster");
+                return;
+            }
+            Ok(Err(status)) => {
+                use prost::Message;
+                let leader = pb::RouteError::decode(status.details())
+                    .ok()
+                    .and_then(|r| match r.kind {
+                        Some(pb::route_error::Kind::NotLeader(nl)) if !nl.leader_addr.is_empty() => {
+                            Some(nl.leader_addr)
+                        }
+                        _ => None,
+                    });
+                match leader {
+                    Some(addr) => target = addr,
+                    None => {
+                        tracing::warn!(%status, "join refused; retrying");
+                        target = seed.clone();
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, %target, "join: cannot reach");
+                target = seed.clone();
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}

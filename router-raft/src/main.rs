@@ -1,0 +1,88 @@
+//! `confab-router`: one router node (the meta group and its shard replicas).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use confab_router::RouterConfig;
+use confab_router::config::parse_peers;
+
+/// A Confab router node: the online-state table, sharded and replicated by Raft.
+#[derive(Parser, Debug)]
+#[command(name = "confab-router", version)]
+struct Cli {
+    /// TOML config file (env CONFAB_<SECTION>__<KEY> and flags override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Raft node id of this router.
+    #[arg(long)]
+    id: Option<u64>,
+    /// gRPC listen address.
+    #[arg(long)]
+    listen: Option<String>,
+    /// HTTP address for /metrics, /healthz, /readyz.
+    #[arg(long)]
+    http: Option<String>,
+    /// Directory for the node's RocksDB.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Create a new cluster from --peers (a no-op when the data dir has one).
+    #[arg(long)]
+    bootstrap: bool,
+    /// Initial members: 1=ADDR,2=ADDR,3=ADDR.
+    #[arg(long)]
+    peers: Option<String>,
+    /// Join the cluster a member of which listens at ADDR.
+    #[arg(long)]
+    join: Option<String>,
+    /// Print the effective configuration and exit (non-zero when invalid).
+    #[arg(long)]
+    check_config: bool,
+}
+
+impl Cli {
+    fn into_config(self) -> anyhow::Result<(RouterConfig, bool)> {
+        let mut c = RouterConfig::load(self.config.as_deref())?;
+        if let Some(v) = self.id {
+            c.id = v;
+        }
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.http {
+            c.http = v;
+        }
+        if let Some(v) = self.data_dir {
+            c.data_dir = v;
+        }
+        if self.bootstrap {
+            c.bootstrap = true;
+        }
+        if let Some(p) = self.peers {
+            c.peers = parse_peers(&p)?;
+        }
+        if self.join.is_some() {
+            c.join = self.join;
+        }
+        c.validate()?;
+        Ok((c, self.check_config))
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let (config, check) = Cli::parse().into_config()?;
+    if check {
+        println!("{}", toml::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    confab_common::telemetry::init();
+    let grpc = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding gRPC {}", config.listen))?;
+    let http = tokio::net::TcpListener::bind(&config.http)
+        .await
+        .with_context(|| format!("binding HTTP {}", config.http))?;
+    let shutdown = confab_common::shutdown::on_signal();
+    confab_router::run(config, grpc, http, shutdown).await
+}

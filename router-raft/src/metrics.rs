@@ -1,0 +1,134 @@
+//! Prometheus metrics of a router node.
+//!
+//! Process-wide counters and histograms live here as statics in the default
+//! registry; per-group gauges (leader, term, indexes, lag, sessions) are
+//! refreshed from Raft metrics just before each scrape (see `http.rs`).
+
+use std::sync::LazyLock;
+
+use prometheus::Histogram;
+use prometheus::HistogramOpts;
+use prometheus::HistogramVec;
+use prometheus::IntCounter;
+use prometheus::IntCounterVec;
+use prometheus::IntGaugeVec;
+use prometheus::Opts;
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    prometheus::register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    prometheus::register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    prometheus::register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid metric");
+    prometheus::register(Box::new(h.clone())).expect("metric registered once");
+    h
+}
+
+fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric");
+    prometheus::register(Box::new(h.clone())).expect("metric registered once");
+    h
+}
+
+fn latency_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.000_05, 2.0, 18).expect("valid buckets")
+}
+
+pub static WAL_SYNC_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    histogram(
+        "confab_router_wal_sync_seconds",
+        "WAL fsync duration",
+        latency_buckets(),
+    )
+});
+pub static WAL_SYNC_BATCH: LazyLock<Histogram> = LazyLock::new(|| {
+    histogram(
+        "confab_router_wal_sync_batch",
+        "Log writes made durable by one WAL fsync",
+        prometheus::exponential_buckets(1.0, 2.0, 12).expect("valid buckets"),
+    )
+});
+pub static LOG_ENTRIES_APPENDED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "confab_router_log_entries_appended_total",
+        "Raft log entries appended",
+    )
+});
+pub static SNAPSHOTS_BUILT: LazyLock<IntCounter> =
+    LazyLock::new(|| counter("confab_router_snapshots_built_total", "Snapshots built"));
+pub static SNAPSHOTS_INSTALLED: LazyLock<IntCounter> =
+    LazyLock::new(|| counter("confab_router_snapshots_installed_total", "Snapshots installed"));
+/// Proposal latency (propose -> applied) by command kind.
+pub static PROPOSAL_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram_vec(
+        "confab_router_proposal_seconds",
+        "Time from proposal to applied, by command",
+        &["command"],
+        latency_buckets(),
+    )
+});
+/// Linearizable read latency (leadership check + wait for apply + read).
+pub static READ_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    histogram(
+        "confab_router_read_seconds",
+        "Linearizable read latency per shard part",
+        latency_buckets(),
+    )
+});
+pub static RPC_TOTAL: LazyLock<IntCounterVec> =
+    LazyLock::new(|| counter_vec("confab_router_rpc_total", "RPCs served by method", &["method"]));
+pub static RPC_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_router_rpc_errors_total",
+        "RPC errors by method and kind",
+        &["method", "kind"],
+    )
+});
+pub static RAFT_RPC_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_router_raft_rpc_total",
+        "Raft RPCs sent to peers by kind and outcome",
+        &["kind", "outcome"],
+    )
+});
+pub static GROUP_GAUGE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "confab_router_group",
+        "Per-group Raft state: leader, term, commit, applied, last_log, is_leader",
+        &["group", "field"],
+    )
+});
+pub static REPLICA_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "confab_router_replica_lag_entries",
+        "Leader only: entries a replica is behind the leader's last log",
+        &["group", "replica"],
+    )
+});
+pub static SHARD_SESSIONS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "confab_router_shard_sessions",
+        "Sessions held per shard",
+        &["shard"],
+    )
+});
+pub static GATEWAYS_EXPIRED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "confab_router_gateway_leases_expired_total",
+        "Gateway leases that ran out",
+    )
+});

@@ -1,0 +1,310 @@
+//! A router node: the Raft groups it hosts (the meta group and its shard
+//! replicas) over one RocksDB and one set of peer channels.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use openraft::BasicNode;
+use openraft::ReadPolicy;
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::ClientWriteError;
+use openraft::errors::LinearizableReadError;
+use openraft::errors::RaftError;
+
+use crate::config::RouterConfig;
+use crate::error::Result;
+use crate::error::RouterError;
+use crate::lease::Leases;
+use crate::network::NetworkFactory;
+use crate::network::Peers;
+use crate::sm::GroupData;
+use crate::sm::StateMachine;
+use crate::sm::meta::MetaCommand;
+use crate::sm::meta::MetaState;
+use crate::sm::meta::NodeRecord;
+use crate::sm::meta::NodeRecordState;
+use crate::sm::meta::initial_shards;
+use crate::store::LogStore;
+use crate::store::NodeDb;
+use crate::types::Command;
+use crate::types::ForwardToLeader;
+use crate::types::GroupId;
+use crate::types::META_GROUP;
+use crate::types::NodeId;
+use crate::types::Raft;
+use crate::types::Reply;
+
+/// One hosted replica of a group.
+#[derive(Clone)]
+pub struct Group {
+    pub id: GroupId,
+    pub raft: Raft,
+    pub sm: StateMachine,
+}
+
+impl Group {
+    /// The leader this replica knows of, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    pub fn is_leader(&self, me: NodeId) -> bool {
+        self.leader() == Some(me)
+    }
+}
+
+pub struct Node {
+    pub id: NodeId,
+    pub addr: String,
+    pub config: RouterConfig,
+    pub peers: Peers,
+    pub leases: Leases,
+    db: NodeDb,
+    raft_config: Arc<openraft::Config>,
+    groups: RwLock<HashMap<GroupId, Group>>,
+}
+
+impl Node {
+    /// Opens the node's database and restarts every group it hosted.
+    pub async fn open(config: RouterConfig, addr: String) -> anyhow::Result<Arc<Self>> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let db = NodeDb::open(&config.data_dir.join("raft"))?;
+        let raft_config = Arc::new(config.raft.to_openraft()?);
+        let node = Arc::new(Node {
+            id: config.id,
+            addr,
+            peers: Peers::default(),
+            leases: Leases::new(Duration::from_millis(config.lease_ms)),
+            config,
+            db,
+            raft_config,
+            groups: RwLock::new(HashMap::new()),
+        });
+        node.peers.set_addr(node.id, &node.addr);
+        for group in node.db.hosted_groups()? {
+            node.start_group(group).await?;
+        }
+        Ok(node)
+    }
+
+    /// Starts (or returns) the local replica of `group`.
+    pub async fn start_group(&self, group: GroupId) -> anyhow::Result<Group> {
+        if let Some(g) = self.group(group) {
+            return Ok(g);
+        }
+        self.db.set_hosted(group).await?;
+        let log = LogStore::new(self.db.clone(), group);
+        let sm = StateMachine::new(group, Some(self.db.clone()));
+        let network = NetworkFactory::new(self.peers.clone(), group);
+        let raft = Raft::new(self.id, self.raft_config.clone(), network, log, sm.clone()).await?;
+        let g = Group { id: group, raft, sm };
+        let mut groups = self.groups.write().expect("group table lock poisoned");
+        Ok(groups.entry(group).or_insert(g).clone())
+    }
+
+    pub fn group(&self, group: GroupId) -> Option<Group> {
+        self.groups
+            .read()
+            .expect("group table lock poisoned")
+            .get(&group)
+            .cloned()
+    }
+
+    pub fn groups(&self) -> Vec<Group> {
+        let mut out: Vec<Group> = self
+            .groups
+            .read()
+            .expect("group table lock poisoned")
+            .values()
+            .cloned()
+            .collect();
+        out.sort_by_key(|g| g.id);
+        out
+    }
+
+    /// The meta group replica; every node hosts one (voter or learner).
+    pub fn meta(&self) -> Result<Group> {
+        self.group(META_GROUP)
+            .ok_or_else(|| RouterError::NotReady("this node hosts no meta replica yet".into()))
+    }
+
+    /// A copy of this node's view of the cluster map.
+    pub fn meta_state(&self) -> Result<MetaState> {
+        let meta = self.meta()?;
+        let st = meta.sm.read();
+        match &st.data {
+            GroupData::Meta(m) if m.is_bootstrapped() => Ok(m.clone()),
+            GroupData::Meta(_) => Err(RouterError::NotReady(
+                "the cluster map is not bootstrapped yet".into(),
+            )),
+            GroupData::Shard(_) => Err(RouterError::Internal("group 0 holds shard data".into())),
+        }
+    }
+
+    /// Address of a node, from the cluster map or the peer table.
+    pub fn node_addr(&self, id: NodeId) -> String {
+        self.peers.addr(id).unwrap_or_default()
+    }
+
+    /// Creates a new cluster from a peer list; on a restart this is a no-op.
+    ///
+    /// Every peer computes the same initial layout from the same list. The
+    /// smallest id initializes the meta group, the first replica of each
+    /// shard initializes it, and whichever node leads the meta group writes
+    /// the map.
+    pub async fn bootstrap(self: &Arc<Self>, peers: &BTreeMap<NodeId, String>) -> anyhow::Result<()> {
+        for (id, addr) in peers {
+            self.peers.set_addr(*id, addr);
+        }
+        let ids: Vec<NodeId> = peers.keys().copied().collect();
+        let c = &self.config.cluster;
+        let shards = initial_shards(c.slots, c.shards, c.replicas, &ids);
+        let meta = self.start_group(META_GROUP).await?;
+        let members = |ids: &[NodeId]| -> BTreeMap<NodeId, BasicNode> {
+            ids.iter()
+                .map(|id| {
+                    (
+                        *id,
+                        BasicNode {
+                            addr: peers[id].clone(),
+                        },
+                    )
+                })
+                .collect()
+        };
+        let meta_voters: Vec<NodeId> = ids.iter().copied().take(c.meta_voters).collect();
+        if ids.first() == Some(&self.id) && !meta.raft.is_initialized().await? {
+            meta.raft.initialize(members(&meta_voters)).await?;
+        }
+        for shard in &shards {
+            if !shard.replicas.contains(&self.id) {
+                continue;
+            }
+            let g = self.start_group(shard.id).await?;
+            if shard.replicas[0] == self.id && !g.raft.is_initialized().await? {
+                g.raft.initialize(members(&shard.replicas)).await?;
+            }
+        }
+        let nodes = peers
+            .iter()
+            .map(|(id, addr)| NodeRecord {
+                id: *id,
+                addr: addr.clone(),
+                state: NodeRecordState::Up,
+            })
+            .collect();
+        let cmd = MetaCommand::Bootstrap {
+            slots: c.slots,
+            nodes,
+            shards,
+        };
+        let node = self.clone();
+        tokio::spawn(async move { node.write_bootstrap_map(cmd).await });
+        Ok(())
+    }
+
+    /// Proposes the initial map from whichever node leads the meta group.
+    async fn write_bootstrap_map(&self, cmd: MetaCommand) {
+        loop {
+            if self.meta_state().is_ok() {
+                return;
+            }
+            if let Ok(meta) = self.meta() {
+                if meta.is_leader(self.id) {
+                    match self.propose(&meta, Command::Meta(cmd.clone())).await {
+                        Ok(_) => tracing::info!("cluster map bootstrapped"),
+                        Err(error) => tracing::warn!(%error, "writing the initial cluster map"),
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Proposes `cmd` to `group` and waits until it is applied here.
+    pub async fn propose(&self, group: &Group, cmd: Command) -> Result<Reply> {
+        let label = command_label(&cmd);
+        let timer = crate::metrics::PROPOSAL_SECONDS
+            .with_label_values(&[label])
+            .start_timer();
+        let res = group.raft.client_write(cmd).await;
+        timer.observe_duration();
+        match res {
+            Ok(resp) => match resp.data {
+                Reply::WrongGroup => Err(RouterError::Internal(format!(
+                    "command {label} sent to group {} of the other kind",
+                    group.id
+                ))),
+                other => Ok(other),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(self.not_leader(group.id, &f))
+            }
+            Err(e) => Err(RouterError::NotReady(format!("group {}: {e}", group.id))),
+        }
+    }
+
+    /// Waits until a read of `group` on this node is linearizable: leader
+    /// lease first, read-index when the lease cannot vouch.
+    pub async fn linearize(&self, group: &Group) -> Result<()> {
+        let lease = self.config.read == crate::config::ReadMode::Lease;
+        let res = match group.raft.ensure_linearizable(self.config.read.policy()).await {
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_))) if lease => {
+                group.raft.ensure_linearizable(ReadPolicy::ReadIndex).await
+            }
+            other => other,
+        };
+        match res {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                Err(self.not_leader(group.id, &f))
+            }
+            Err(e) => Err(RouterError::NotReady(format!("group {}: {e}", group.id))),
+        }
+    }
+
+    pub fn not_leader(&self, group: GroupId, f: &ForwardToLeader) -> RouterError {
+        let leader_addr = match (&f.leader_node, f.leader_id) {
+            (Some(n), _) => n.addr.clone(),
+            (None, Some(id)) => self.node_addr(id),
+            (None, None) => String::new(),
+        };
+        RouterError::NotLeader {
+            group,
+            leader_id: f.leader_id,
+            leader_addr,
+        }
+    }
+
+    /// NotLeader for a group this node hosts, from its current view.
+    pub fn not_leader_of(&self, group: &Group) -> RouterError {
+        let leader_id = group.leader();
+        RouterError::NotLeader {
+            group: group.id,
+            leader_id,
+            leader_addr: leader_id.map(|id| self.node_addr(id)).unwrap_or_default(),
+        }
+    }
+
+    /// Stops every group (tests and shutdown).
+    pub async fn shutdown(&self) {
+        for g in self.groups() {
+            if let Err(error) = g.raft.shutdown().await {
+                tracing::warn!(group = g.id, %error, "raft shutdown");
+            }
+        }
+    }
+}
+
+fn command_label(cmd: &Command) -> &'static str {
+    use crate::sm::shard::ShardCommand;
+    match cmd {
+        Command::Shard(ShardCommand::Login { .. }) => "login",
+        Command::Shard(ShardCommand::Logout { .. }) => "logout",
+        Command::Shard(ShardCommand::PurgeGateway { .. }) => "purge_gateway",
+        Command::Meta(_) => "meta",
+    }
+}

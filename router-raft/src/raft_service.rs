@@ -1,0 +1,85 @@
+//! The receiving end of the Raft transport: decodes each RPC, hands it to the
+//! addressed group's Raft, and encodes the answer as `Result<resp, String>`.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use confab_proto::router as pb;
+use confab_proto::router::raft_service_server::RaftService;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+
+use crate::node::Group;
+use crate::node::Node;
+use crate::types::Snapshot;
+use crate::types::SnapshotMeta;
+use crate::types::TypeConfig;
+use crate::types::Vote;
+
+pub struct RaftRpcServer {
+    node: Arc<Node>,
+}
+
+impl RaftRpcServer {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    fn open<T: DeserializeOwned>(&self, req: Request<pb::RaftRequest>) -> Result<(Group, T), Status> {
+        let req = req.into_inner();
+        let group = self
+            .node
+            .group(req.group_id)
+            .ok_or_else(|| Status::not_found(format!("group {} is not hosted here", req.group_id)))?;
+        let msg = postcard::from_bytes(&req.payload)
+            .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
+        Ok((group, msg))
+    }
+}
+
+fn reply<T: Serialize, E: std::fmt::Display>(res: Result<T, E>) -> Result<Response<pb::RaftReply>, Status> {
+    let res = res.map_err(|e| e.to_string());
+    let payload = postcard::to_stdvec(&res).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(pb::RaftReply { payload }))
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftRpcServer {
+    async fn append_entries(&self, req: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
+        let (g, msg): (_, openraft::raft::AppendEntriesRequest<TypeConfig>) = self.open(req)?;
+        reply(g.raft.append_entries(msg).await)
+    }
+
+    async fn vote(&self, req: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
+        let (g, msg): (_, openraft::raft::VoteRequest<TypeConfig>) = self.open(req)?;
+        reply(g.raft.vote(msg).await)
+    }
+
+    async fn pre_vote(&self, req: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
+        let (g, msg): (_, openraft::raft::VoteRequest<TypeConfig>) = self.open(req)?;
+        reply(g.raft.pre_vote(msg).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<pb::RaftRequest>,
+    ) -> Result<Response<pb::RaftReply>, Status> {
+        let (g, (vote, meta, data)): (_, (Vote, SnapshotMeta, Vec<u8>)) = self.open(req)?;
+        let snapshot = Snapshot {
+            meta,
+            snapshot: Cursor::new(data),
+        };
+        reply(g.raft.install_full_snapshot(vote, snapshot).await)
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<pb::RaftRequest>,
+    ) -> Result<Response<pb::RaftReply>, Status> {
+        let (g, msg): (_, openraft::raft::TransferLeaderRequest<TypeConfig>) = self.open(req)?;
+        reply(g.raft.handle_transfer_leader(msg).await)
+    }
+}

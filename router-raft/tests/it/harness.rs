@@ -1,0 +1,313 @@
+//! Test clusters: routers in this process (`InProc`) or as real processes
+//! (`Procs`), on 127.0.0.1 port 0 and temp dirs, stopped by the test.
+
+use std::collections::BTreeMap;
+use std::process::Child;
+use std::process::Command;
+use std::process::Stdio;
+use std::time::Duration;
+use std::time::Instant;
+
+use confab_router::RouterConfig;
+use confab_router::Running;
+use confab_router::sm::GroupData;
+use confab_router_client::ClientConfig;
+use confab_router_client::RouterClient;
+use confab_router_client::Session;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Fast timings for tests; the layout is small so a cluster starts quickly.
+pub fn test_config(
+    id: u64,
+    dir: &std::path::Path,
+    peers: &BTreeMap<u64, String>,
+    shards: u32,
+) -> RouterConfig {
+    let mut c = RouterConfig {
+        id,
+        data_dir: dir.join(format!("router-{id}")),
+        bootstrap: true,
+        peers: peers.clone(),
+        lease_ms: 1500,
+        ..Default::default()
+    };
+    c.cluster.slots = 256;
+    c.cluster.shards = shards;
+    c.raft.heartbeat_ms = 50;
+    c.raft.election_min_ms = 250;
+    c.raft.election_max_ms = 500;
+    c.raft.snapshot_after_logs = 500;
+    c.raft.logs_kept_after_snapshot = 100;
+    c
+}
+
+pub fn session(session_id: u64, gateway_id: u64, incarnation: u64, device: &str) -> Session {
+    Session {
+        session_id,
+        gateway_id,
+        gateway_incarnation: incarnation,
+        device_kind: confab_router_client::DeviceKind::Mobile as i32,
+        device_id: device.to_string(),
+        login_at_ms: 1,
+    }
+}
+
+pub async fn client(addrs: Vec<String>) -> RouterClient {
+    let config = ClientConfig {
+        deadline: Duration::from_secs(10),
+        ..Default::default()
+    };
+    RouterClient::new(addrs, config).expect("client")
+}
+
+/// Polls `check` until it returns true or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub struct InProcNode {
+    pub running: Running,
+    pub stop: CancellationToken,
+}
+
+pub struct InProc {
+    pub dir: TempDir,
+    pub peers: BTreeMap<u64, String>,
+    pub http: BTreeMap<u64, String>,
+    pub shards: u32,
+    pub nodes: BTreeMap<u64, InProcNode>,
+}
+
+impl InProc {
+    pub async fn start(n: u64, shards: u32) -> Self {
+        confab_common::telemetry::init();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut grpc = BTreeMap::new();
+        let mut http = BTreeMap::new();
+        for id in 1..=n {
+            grpc.insert(id, TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+            http.insert(id, TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+        }
+        let peers: BTreeMap<u64, String> = grpc
+            .iter()
+            .map(|(id, l)| (*id, l.local_addr().expect("addr").to_string()))
+            .collect();
+        let http_addrs = http
+            .iter()
+            .map(|(id, l)| (*id, l.local_addr().expect("addr").to_string()))
+            .collect();
+        let mut cluster = InProc {
+            dir,
+            peers,
+            http: http_addrs,
+            shards,
+            nodes: BTreeMap::new(),
+        };
+        for id in 1..=n {
+            let g = grpc.remove(&id).expect("listener");
+            let h = http.remove(&id).expect("listener");
+            cluster.launch(id, g, h).await;
+        }
+        cluster.wait_ready().await;
+        cluster
+    }
+
+    async fn launch(&mut self, id: u64, grpc: TcpListener, http: TcpListener) {
+        let config = test_config(id, self.dir.path(), &self.peers, self.shards);
+        let stop = CancellationToken::new();
+        let running = confab_router::start(config, grpc, http, stop.clone())
+            .await
+            .expect("router starts");
+        self.nodes.insert(id, InProcNode { running, stop });
+    }
+
+    /// Stops node `id` (its data stays on disk).
+    pub async fn stop(&mut self, id: u64) {
+        let n = self.nodes.remove(&id).expect("node running");
+        n.stop.cancel();
+        let _ = n.running.task.await;
+    }
+
+    /// Restarts node `id` from its data dir on its old addresses.
+    pub async fn restart(&mut self, id: u64) {
+        let g = bind_retry(&self.peers[&id]).await;
+        let h = bind_retry(&self.http[&id]).await;
+        self.launch(id, g, h).await;
+    }
+
+    pub async fn wait_ready(&self) {
+        eventually(
+            Duration::from_secs(30),
+            "every group has a leader and a map",
+            || async {
+                self.nodes.values().all(|n| {
+                    n.running.node.meta_state().is_ok()
+                        && n.running.node.groups().iter().all(|g| g.leader().is_some())
+                })
+            },
+        )
+        .await;
+    }
+
+    pub async fn client(&self) -> RouterClient {
+        client(
+            self.nodes
+                .values()
+                .map(|n| n.running.grpc_addr.to_string())
+                .collect(),
+        )
+        .await
+    }
+
+    /// The node that leads `group`, as the running nodes see it.
+    pub fn leader_of(&self, group: u32) -> Option<u64> {
+        self.nodes
+            .iter()
+            .find(|(id, n)| n.running.node.group(group).is_some_and(|g| g.is_leader(**id)))
+            .map(|(id, _)| *id)
+    }
+
+    /// uid -> session ids held by `group` on node `id`, sorted.
+    pub fn shard_state(&self, id: u64, group: u32) -> BTreeMap<u64, Vec<u64>> {
+        let g = self.nodes[&id].running.node.group(group).expect("group hosted");
+        let st = g.sm.read();
+        let GroupData::Shard(shard) = &st.data else {
+            panic!("group {group} is not a shard");
+        };
+        shard
+            .iter()
+            .map(|(uid, list)| {
+                let mut ids: Vec<u64> = list.iter().map(|s| s.session_id).collect();
+                ids.sort_unstable();
+                (*uid, ids)
+            })
+            .collect()
+    }
+
+    pub fn applied(&self, id: u64, group: u32) -> u64 {
+        let g = self.nodes[&id].running.node.group(group).expect("group hosted");
+        g.sm.read().last_applied.as_ref().map_or(0, |l| l.index())
+    }
+
+    pub async fn shutdown(mut self) {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.stop(id).await;
+        }
+    }
+}
+
+async fn bind_retry(addr: &str) -> TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot rebind {addr}: {e}"),
+        }
+    }
+}
+
+/// A free 127.0.0.1 port (bound, then released for a child process to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Router processes, killed on drop.
+pub struct Procs {
+    pub dir: TempDir,
+    pub peers: BTreeMap<u64, String>,
+    pub http: BTreeMap<u64, String>,
+    pub shards: u32,
+    pub children: BTreeMap<u64, Child>,
+}
+
+impl Procs {
+    pub fn start(n: u64, shards: u32) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let peers = (1..=n)
+            .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+            .collect();
+        let http = (1..=n)
+            .map(|id| (id, format!("127.0.0.1:{}", free_port())))
+            .collect();
+        let mut p = Procs {
+            dir,
+            peers,
+            http,
+            shards,
+            children: BTreeMap::new(),
+        };
+        for id in 1..=n {
+            p.spawn(id);
+        }
+        p
+    }
+
+    pub fn spawn(&mut self, id: u64) {
+        let config = test_config(id, self.dir.path(), &self.peers, self.shards);
+        let file = self.dir.path().join(format!("router-{id}.toml"));
+        std::fs::write(&file, toml::to_string(&config).expect("config serializes")).expect("write config");
+        let log = std::fs::File::create(self.dir.path().join(format!("router-{id}.log"))).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_confab-router"))
+            .arg("--config")
+            .arg(&file)
+            .arg("--listen")
+            .arg(&self.peers[&id])
+            .arg("--http")
+            .arg(&self.http[&id])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn confab-router");
+        self.children.insert(id, child);
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut c) = self.children.remove(&id) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn addrs(&self) -> Vec<String> {
+        self.peers.values().cloned().collect()
+    }
+
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("router-{id}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        let ids: Vec<u64> = self.children.keys().copied().collect();
+        for id in ids {
+            self.kill(id);
+        }
+    }
+}

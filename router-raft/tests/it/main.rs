@@ -1,0 +1,9 @@
+//! Integration tests of confab-router: storage conformance, in-process
+//! clusters, and real processes under SIGKILL.
+
+mod bad_input;
+mod cluster;
+mod harness;
+mod lease;
+mod process;
+mod storage_suite;

@@ -1,0 +1,40 @@
+# Shared by the cluster scripts: where things are and how to wait for them.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CLUSTER_DIR="${CLUSTER_DIR:-$ROOT/.cluster}"
+PROFILE="${PROFILE:-release}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/confab/target}"
+BIN="$TARGET_DIR/$PROFILE"
+ROUTERS="${ROUTERS:-3}"
+
+router_grpc() { echo "127.0.0.1:$((7100 + $1))"; }
+router_http() { echo "127.0.0.1:$((9100 + $1))"; }
+
+build_bins() {
+  local flag=""
+  [ "$PROFILE" = "release" ] && flag="--release"
+  (cd "$ROOT" && cargo build $flag -p confab-router -p confabctl -p confab-bench)
+}
+
+# start NAME CMD...: runs CMD in the background, logs and pid under .cluster/.
+start() {
+  local name="$1"; shift
+  mkdir -p "$CLUSTER_DIR"
+  if [ -f "$CLUSTER_DIR/$name.pid" ] && kill -0 "$(cat "$CLUSTER_DIR/$name.pid")" 2>/dev/null; then
+    echo "$name already running (pid $(cat "$CLUSTER_DIR/$name.pid"))"
+    return 0
+  fi
+  nohup "$@" >"$CLUSTER_DIR/$name.log" 2>&1 &
+  echo $! >"$CLUSTER_DIR/$name.pid"
+}
+
+# wait_ready URL SECONDS
+wait_ready() {
+  local url="$1" deadline=$((SECONDS + $2))
+  until curl -fsS "$url" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then
+      echo "not ready after $2 s: $url" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+}
