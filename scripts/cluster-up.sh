@@ -4,12 +4,11 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 build_bins
-peers=""
-for i in $(seq 1 "$ROUTERS"); do peers+="${peers:+,}$i=$(router_grpc "$i")"; done
-for i in $(seq 1 "$ROUTERS"); do
-  start "router-$i" "$BIN/confab-router" --id "$i" --listen "$(router_grpc "$i")" \
-    --http "$(router_http "$i")" --data-dir "$CLUSTER_DIR/router-$i" --bootstrap --peers "$peers"
-done
+for i in $(seq 1 "$ROUTERS"); do start_router "$i"; done
+# One persist process on the embedded defaults (SQLite + the sled queue);
+# DATABASE_URL / AMQP_URL in the environment switch it to PostgreSQL / RabbitMQ.
+start persist "$BIN/confab-persist" --listen 127.0.0.1:7301 --http 127.0.0.1:9301 \
+  --data-dir "$CLUSTER_DIR/persist"
 for i in $(seq 1 "$ROUTERS"); do
   if ! wait_ready "http://$(router_http "$i")/readyz" 60; then
     echo "router-$i is not ready; its log: $CLUSTER_DIR/router-$i.log" >&2
@@ -17,6 +16,12 @@ for i in $(seq 1 "$ROUTERS"); do
     exit 1
   fi
 done
+if ! wait_ready "http://127.0.0.1:9301/readyz" 60; then
+  echo "persist is not ready; its log: $CLUSTER_DIR/persist.log" >&2
+  tail -n 20 "$CLUSTER_DIR/persist.log" >&2 || true
+  exit 1
+fi
+echo "persist up: gRPC 127.0.0.1:7301, metrics on 127.0.0.1:9301 (${DATABASE_URL:+$DATABASE_URL}${DATABASE_URL:-SQLite + embedded queue})"
 echo "cluster up: routers on $(router_grpc 1)..$(router_grpc "$ROUTERS") (metrics on $(router_http 1)..)"
 echo "  status:  make cluster-status   (or $BIN/confabctl --router $(router_grpc 1) status)"
 echo "  stop:    make cluster-down"

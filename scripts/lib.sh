@@ -6,13 +6,24 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/confab/target}"
 BIN="$TARGET_DIR/$PROFILE"
 ROUTERS="${ROUTERS:-3}"
 
-router_grpc() { echo "127.0.0.1:$((7100 + $1))"; }
-router_http() { echo "127.0.0.1:$((9100 + $1))"; }
+GRPC_BASE="${GRPC_BASE:-7100}"
+HTTP_BASE="${HTTP_BASE:-9100}"
+router_grpc() { echo "127.0.0.1:$((GRPC_BASE + $1))"; }
+router_http() { echo "127.0.0.1:$((HTTP_BASE + $1))"; }
+
+# start_router ID: one router of the initial cluster (bootstrap is a no-op on
+# a restart: the data dir wins).
+start_router() {
+  local peers="" i
+  for i in $(seq 1 "$ROUTERS"); do peers+="${peers:+,}$i=$(router_grpc "$i")"; done
+  start "router-$1" "$BIN/confab-router" --id "$1" --listen "$(router_grpc "$1")" \
+    --http "$(router_http "$1")" --data-dir "$CLUSTER_DIR/router-$1" --bootstrap --peers "$peers"
+}
 
 build_bins() {
   local flag=""
   [ "$PROFILE" = "release" ] && flag="--release"
-  (cd "$ROOT" && cargo build $flag -p confab-router -p confabctl -p confab-bench)
+  (cd "$ROOT" && cargo build $flag -p confab-router -p confab-persist -p confabctl -p confab-bench)
 }
 
 # start NAME CMD...: runs CMD in the background, logs and pid under .cluster/.

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::scenario::failover::FailoverArgs;
 use crate::scenario::router::RouterArgs;
 
 /// Load generator for Confab.
@@ -19,6 +20,9 @@ pub struct Cli {
 pub enum Scenario {
     /// The router's online-state table: logins/logouts and batch lookups.
     Router(RouterArgs),
+    /// SIGKILL shard leaders one after another; time until writes to that
+    /// shard succeed again.
+    Failover(FailoverArgs),
 }
 
 #[cfg(test)]
@@ -49,7 +53,9 @@ mod tests {
         ])
         .expect("parse");
         assert!(cli.json);
-        let Scenario::Router(args) = cli.scenario;
+        let Scenario::Router(args) = cli.scenario else {
+            panic!("router scenario expected");
+        };
         assert_eq!(args.router, vec!["a:1", "b:2", "c:3"]);
         assert_eq!(args.mix, Mix::Both);
         assert_eq!(

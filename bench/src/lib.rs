@@ -20,6 +20,7 @@ use crate::cli::{Cli, Scenario};
 pub async fn run(cli: Cli) -> anyhow::Result<String> {
     let summary = match &cli.scenario {
         Scenario::Router(args) => scenario::router::run(args).await?,
+        Scenario::Failover(args) => scenario::failover::run(args).await?,
     };
     if cli.json {
         let mut doc = serde_json::to_string_pretty(&summary)?;

@@ -3,17 +3,42 @@
 //! PostgreSQL + RabbitMQ.
 //!
 //! `cargo run --release -p confab-persist --example write_bench [MESSAGES]`
-//! Environment: `BENCH_PG_ADMIN` (default postgres://postgres@127.0.0.1:5432/test),
-//! `AMQP_URL` (default amqp://guest:guest@127.0.0.1:5672/%2f).
+//! Environment: `BENCH_ONLY=sqlite|pg`; `BENCH_PRODUCERS`, `BENCH_BATCH`,
+//! `BENCH_PARTITIONS`, `BENCH_TASKS`, `BENCH_CONVERSATIONS` (see
+//! `BenchOptions`); `BENCH_PG_ADMIN` (default
+//! postgres://postgres@127.0.0.1:5432/test, a fresh database is made next to
+//! it and dropped), `AMQP_URL` (default amqp://guest:guest@127.0.0.1:5672/%2f).
 
 use confab_persist::bench::{BenchOptions, BenchQueue, BenchReport, run_bench};
 use sqlx::Connection;
 
 fn print(name: &str, r: &BenchReport) {
     println!(
-        "{name:<24} {:>8} msgs  enqueue {:>6.2}s  end-to-end {:>6.2}s = {:>8.0} msg/s   raw INSERT ceiling {:>8.0} rows/s",
+        "{name:<20} {:>8} msgs  enqueue {:>6.2}s  end-to-end {:>6.2}s = {:>7.0} msg/s  raw INSERT ceiling {:>7.0} rows/s",
         r.messages, r.enqueue_secs, r.end_to_end_secs, r.end_to_end_per_sec, r.raw_insert_per_sec
     );
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn options(messages: u64, database_url: String, queue: BenchQueue) -> BenchOptions {
+    let d = BenchOptions::default();
+    BenchOptions {
+        database_url,
+        queue,
+        messages,
+        producers: env_or("BENCH_PRODUCERS", d.producers),
+        enqueue_batch: env_or("BENCH_BATCH", d.enqueue_batch),
+        partitions: env_or("BENCH_PARTITIONS", d.partitions),
+        writer_tasks: env_or("BENCH_TASKS", d.writer_tasks),
+        conversations: env_or("BENCH_CONVERSATIONS", d.conversations),
+        ..d
+    }
 }
 
 #[tokio::main]
@@ -22,22 +47,28 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(200_000);
-    let dir = tempfile::tempdir()?;
-    let sqlite = BenchOptions {
-        database_url: format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()),
-        queue: BenchQueue::Embedded {
+    let only: String = env_or("BENCH_ONLY", String::new());
+    if only != "pg" {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
+        let queue = BenchQueue::Embedded {
             dir: dir.path().join("queue"),
-        },
-        messages,
-        ..BenchOptions::default()
-    };
-    print("sqlite + embedded", &run_bench(sqlite).await?);
-
-    let admin =
-        std::env::var("BENCH_PG_ADMIN").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let amqp = std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        };
+        print(
+            "sqlite + embedded",
+            &run_bench(options(messages, url, queue)).await?,
+        );
+    }
+    if only == "sqlite" {
+        return Ok(());
+    }
+    let admin = env_or(
+        "BENCH_PG_ADMIN",
+        "postgres://postgres@127.0.0.1:5432/test".to_owned(),
+    );
+    let amqp = env_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
     let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await else {
-        println!("postgres + rabbitmq       skipped: PostgreSQL unreachable at {admin}");
+        println!("postgres + rabbitmq  skipped: PostgreSQL unreachable at {admin}");
         return Ok(());
     };
     let name = format!("confab_bench_{}", std::process::id());
@@ -48,16 +79,11 @@ async fn main() -> anyhow::Result<()> {
         .rsplit_once('/')
         .map(|(b, _)| b.to_owned())
         .unwrap_or(admin.clone());
-    let pg = BenchOptions {
-        database_url: format!("{base}/{name}"),
-        queue: BenchQueue::Amqp {
-            url: amqp,
-            prefix: name.replace('_', "."),
-        },
-        messages,
-        ..BenchOptions::default()
+    let queue = BenchQueue::Amqp {
+        url: amqp,
+        prefix: name.replace('_', "."),
     };
-    let r = run_bench(pg).await;
+    let r = run_bench(options(messages, format!("{base}/{name}"), queue)).await;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
     )))

@@ -144,12 +144,8 @@ pub async fn run_bench(o: BenchOptions) -> Result<BenchReport> {
                     stop.clone(),
                 ));
             }
-            // One connection (channel) per two enqueuers.
-            let mut v: Vec<Arc<dyn ErasedProducer>> = Vec::new();
-            for _ in 0..o.producers.div_ceil(2).max(1) {
-                v.push(Arc::new(AmqpProducer::connect(s.clone()).await?));
-            }
-            v
+            // One producer: it coalesces concurrent calls.
+            vec![Arc::new(AmqpProducer::connect(s.clone()).await?)]
         }
         _ => return Err(Error::Internal("bench: queue settings".into())),
     };

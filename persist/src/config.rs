@@ -222,7 +222,7 @@ mod tests {
 
     #[test]
     fn sample_config_matches_defaults() {
-        let text = include_str!("../persist.example.toml");
+        let text = include_str!("../../etc/persist.toml");
         let parsed: Config = toml_from(text);
         assert_eq!(parsed, Config::default());
     }

@@ -63,6 +63,8 @@ pub enum QueueError {
     Closed,
     #[error("remote enqueue failed: {0}")]
     Remote(String),
+    #[error("publish failed: {0}")]
+    Publish(String),
     #[error("queue backend {0} cannot do this")]
     Unsupported(&'static str),
 }
@@ -130,7 +132,8 @@ impl From<Error> for Status {
             | Error::Queue(QueueError::Broker(_))
             | Error::Queue(QueueError::NotConfirmed { .. })
             | Error::Queue(QueueError::Closed)
-            | Error::Queue(QueueError::Remote(_)) => Code::Unavailable,
+            | Error::Queue(QueueError::Remote(_))
+            | Error::Queue(QueueError::Publish(_)) => Code::Unavailable,
             Error::Queue(QueueError::Unsupported(_)) => Code::FailedPrecondition,
             Error::Database(_)
             | Error::Migrate(_)

@@ -11,7 +11,14 @@
 //! - [`service`]: the gRPC `DataService` and `QueueService`.
 //! - [`server`]: [`run`], which wires it all together (tests call it on
 //!   port 0); [`http`]: `/metrics`, `/healthz`, `/readyz`.
-//! - [`bench`]: the end-to-end write benchmark `confab-bench persist` calls.
+//! - [`mod@bench`]: the end-to-end write benchmark `confab-bench persist` calls.
+//!
+//! For gateways: enqueue with a [`queue::Producer`] and ack the sender only
+//! when `enqueue` returns Ok: [`queue::amqp::AmqpProducer`] (RabbitMQ,
+//! publisher-confirmed) or [`queue::remote::RemoteProducer`] (the embedded
+//! queue of a persist process over gRPC, flushed); [`queue::AnyProducer`]
+//! picks one from configuration. Subscribe to `QueueService.Subscribe` of
+//! every persist process to learn which conversations moved.
 //!
 //! What does not belong here: business rules of messaging (who may send to
 //! whom: the gateway), online state (the router).

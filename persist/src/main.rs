@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser, Debug)]
 #[command(name = "confab-persist", version, about)]
 struct Cli {
-    /// TOML configuration file (see persist/persist.example.toml).
+    /// TOML configuration file (see etc/persist.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Validate the configuration, print it, and exit.

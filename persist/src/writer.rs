@@ -12,7 +12,7 @@ use crate::config::{QueueConfig, WriterConfig};
 use crate::db::{BatchOutcome, Db, NewMessage};
 use crate::error::Error;
 use crate::notify::Hub;
-use crate::queue::{Consumer, Delivery, backoff, decode};
+use crate::queue::{Consumer, Delivery, backoff, decode_payload};
 
 /// What a writer task needs to know.
 #[derive(Clone, Debug)]
@@ -84,9 +84,9 @@ async fn process<C: Consumer>(
 ) -> bool {
     let started = Instant::now();
     let metrics = db.metrics().clone();
-    let mut items: Vec<(NewMessage, Delivery<C::Token>)> = Vec::with_capacity(batch.len());
+    let mut items: Vec<(Vec<NewMessage>, Delivery<C::Token>)> = Vec::with_capacity(batch.len());
     for d in batch {
-        match decode(&d.payload, settings.max_body_bytes) {
+        match decode_payload(&d.payload, d.encoding, settings.max_body_bytes) {
             Ok(m) => items.push((m, d)),
             Err(error) => {
                 tracing::warn!(%error, partition = d.partition, "poison message to the dead-letter queue");
@@ -100,18 +100,18 @@ async fn process<C: Consumer>(
     if items.is_empty() {
         return true;
     }
-    let msgs: Vec<NewMessage> = items.iter().map(|(m, _)| m.clone()).collect();
+    let msgs: Vec<NewMessage> = items.iter().flat_map(|(m, _)| m.iter().cloned()).collect();
     let outcome = match write_retrying(db, &msgs, settings, cancel).await {
         Some(Ok(o)) => o,
         None => return false,
         Some(Err(error)) => {
             // Something in the batch is refused by the database for good:
-            // write one by one, set aside only what fails alone.
+            // write delivery by delivery, set aside only what fails alone.
             tracing::warn!(%error, n = msgs.len(), "batch refused, writing one by one");
             let mut total = BatchOutcome::default();
             let mut keep = Vec::with_capacity(items.len());
             for (m, d) in items {
-                match write_retrying(db, std::slice::from_ref(&m), settings, cancel).await {
+                match write_retrying(db, &m, settings, cancel).await {
                     None => return false,
                     Some(Ok(o)) => {
                         total.written.extend(o.written);
@@ -119,7 +119,8 @@ async fn process<C: Consumer>(
                         keep.push((m, d));
                     }
                     Some(Err(error)) => {
-                        tracing::warn!(%error, message_id = m.message_id, "message refused, to the dead-letter queue");
+                        let message_id = m.first().map(|m| m.message_id);
+                        tracing::warn!(%error, ?message_id, "message refused, to the dead-letter queue");
                         if !dead_letter(consumer, d, &error.to_string(), settings, cancel).await {
                             return false;
                         }

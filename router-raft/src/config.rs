@@ -84,6 +84,8 @@ pub struct RaftConfig {
     pub snapshot_after_logs: u64,
     /// Entries kept in the log behind a snapshot, for slow followers.
     pub logs_kept_after_snapshot: u64,
+    /// Smallest timeout of one Raft RPC (openraft budgets a heartbeat interval).
+    pub rpc_timeout_ms: u64,
 }
 
 impl Default for RouterConfig {
@@ -123,6 +125,7 @@ impl Default for RaftConfig {
             election_max_ms: 700,
             snapshot_after_logs: 20_000,
             logs_kept_after_snapshot: 5_000,
+            rpc_timeout_ms: 300,
         }
     }
 }

@@ -159,17 +159,17 @@ pub async fn purge_shard(
     gateway_id: u64,
     incarnation: u64,
 ) -> Result<u64, RouterError> {
-    if let Some(g) = node.group(shard_id) {
-        if g.is_leader(node.id) {
-            let cmd = Command::Shard(ShardCommand::PurgeGateway {
-                gateway_id,
-                incarnation,
-            });
-            return match node.propose(&g, cmd).await? {
-                Reply::Shard(ShardReply::Purged { count }) => Ok(count),
-                other => Err(RouterError::Internal(format!("purge answered {other:?}"))),
-            };
-        }
+    if let Some(g) = node.group(shard_id)
+        && g.is_leader(node.id)
+    {
+        let cmd = Command::Shard(ShardCommand::PurgeGateway {
+            gateway_id,
+            incarnation,
+        });
+        return match node.propose(&g, cmd).await? {
+            Reply::Shard(ShardReply::Purged { count }) => Ok(count),
+            other => Err(RouterError::Internal(format!("purge answered {other:?}"))),
+        };
     }
     // Ask the replicas, following a NotLeader hint once per replica.
     let mut last = RouterError::NotReady(format!("no replica of shard {shard_id} answered"));

@@ -49,12 +49,26 @@ pub const MAX_RAFT_MESSAGE: usize = 1 << 30;
 struct TransportError(String);
 
 /// The node's connections to its peers, by Raft node id.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Peers {
-    inner: Arc<RwLock<HashMap<NodeId, (String, RaftServiceClient<Channel>)>>>,
+    inner: Arc<RwLock<PeerTable>>,
+    /// Floor under openraft's per-RPC budget (one heartbeat interval), so a
+    /// follower busy with an fsync or a loaded machine is not declared
+    /// unreachable for being a few milliseconds late.
+    min_rpc_timeout: Duration,
 }
 
+/// node id -> (address, client over the node's one channel).
+type PeerTable = HashMap<NodeId, (String, RaftServiceClient<Channel>)>;
+
 impl Peers {
+    pub fn new(min_rpc_timeout: Duration) -> Self {
+        Self {
+            inner: Arc::default(),
+            min_rpc_timeout,
+        }
+    }
+
     /// Records (or changes) the address of `id`; connects lazily.
     pub fn set_addr(&self, id: NodeId, addr: &str) {
         if self.addr(id).as_deref() == Some(addr) {
@@ -83,13 +97,11 @@ impl Peers {
         self.read().get(&id).map(|(_, c)| c.clone())
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<NodeId, (String, RaftServiceClient<Channel>)>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, PeerTable> {
         self.inner.read().expect("peer table lock poisoned")
     }
 
-    fn write(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<NodeId, (String, RaftServiceClient<Channel>)>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, PeerTable> {
         self.inner.write().expect("peer table lock poisoned")
     }
 
@@ -133,7 +145,7 @@ impl Peers {
             group_id: group,
             payload,
         });
-        request.set_timeout(ttl);
+        request.set_timeout(ttl.max(self.min_rpc_timeout));
         let reply = match kind {
             RaftRpc::Append => client.append_entries(request).await,
             RaftRpc::Vote => client.vote(request).await,

@@ -76,7 +76,7 @@ impl Node {
         let node = Arc::new(Node {
             id: config.id,
             addr,
-            peers: Peers::default(),
+            peers: Peers::new(Duration::from_millis(config.raft.rpc_timeout_ms)),
             leases: Leases::new(Duration::from_millis(config.lease_ms)),
             config,
             db,
@@ -212,12 +212,12 @@ impl Node {
             if self.meta_state().is_ok() {
                 return;
             }
-            if let Ok(meta) = self.meta() {
-                if meta.is_leader(self.id) {
-                    match self.propose(&meta, Command::Meta(cmd.clone())).await {
-                        Ok(_) => tracing::info!("cluster map bootstrapped"),
-                        Err(error) => tracing::warn!(%error, "writing the initial cluster map"),
-                    }
+            if let Ok(meta) = self.meta()
+                && meta.is_leader(self.id)
+            {
+                match self.propose(&meta, Command::Meta(cmd.clone())).await {
+                    Ok(_) => tracing::info!("cluster map bootstrapped"),
+                    Err(error) => tracing::warn!(%error, "writing the initial cluster map"),
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -487,13 +487,13 @@ impl RouterService for RouterRpcServer {
                 ));
             }
             let meta = self.meta_leader()?;
-            if let Some(existing) = self.node.meta_state()?.nodes.get(&r.node_id) {
-                if existing.addr != r.addr {
-                    return Err(RouterError::InvalidArgument(format!(
-                        "node id {} is taken by {}; a node that lost its disk rejoins with a new id",
-                        r.node_id, existing.addr
-                    )));
-                }
+            if let Some(existing) = self.node.meta_state()?.nodes.get(&r.node_id)
+                && existing.addr != r.addr
+            {
+                return Err(RouterError::InvalidArgument(format!(
+                    "node id {} is taken by {}; a node that lost its disk rejoins with a new id",
+                    r.node_id, existing.addr
+                )));
             }
             self.node.peers.set_addr(r.node_id, &r.addr);
             self.meta_command(MetaCommand::AddNode {

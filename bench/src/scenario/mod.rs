@@ -6,4 +6,5 @@
 //! To add one (persist, chat, group...): add `scenario/<name>.rs`, a variant
 //! of `cli::Scenario`, and its arm in `crate::run`.
 
+pub mod failover;
 pub mod router;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use super::{Consumer, Delivery, Producer, QueuedMessage, encode, partitions_of};
+use super::{Consumer, Delivery, Encoding, Producer, QueuedMessage, encode, partitions_of};
 use crate::error::QueueError;
 
 /// Handle on an open embedded queue; cheap to clone.
@@ -283,6 +283,7 @@ impl EmbeddedConsumer {
                     *cursor = Some(k.clone());
                     out.push(Delivery {
                         payload: v.to_vec(),
+                        encoding: Encoding::Single,
                         partition: *p,
                         token: EmbeddedToken {
                             partition: *p,

@@ -21,16 +21,26 @@ use std::time::Duration;
 
 use prost::Message;
 
-pub use confab_proto::persist::QueuedMessage;
+pub use confab_proto::persist::{QueuedBatch, QueuedMessage};
 
 use crate::conversation::ConversationId;
 use crate::db::{NewMessage, now_ms};
 use crate::error::QueueError;
 
-/// One message taken from a queue and not yet acknowledged.
+/// How a delivery's payload is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// One [`QueuedMessage`] (embedded queue).
+    Single,
+    /// A [`QueuedBatch`] envelope (RabbitMQ).
+    Batch,
+}
+
+/// One queue entry taken from a queue and not yet acknowledged.
 #[derive(Debug)]
 pub struct Delivery<T> {
     pub payload: Vec<u8>,
+    pub encoding: Encoding,
     pub partition: u32,
     pub token: T,
 }
@@ -124,10 +134,37 @@ pub fn validate(m: &QueuedMessage, max_body_bytes: usize) -> Result<Conversation
     Ok(conv)
 }
 
-/// Decodes and validates a queue payload into a row to write.
+/// Decodes and validates a delivery's payload into rows to write; one
+/// invalid message makes the whole payload poison.
+pub fn decode_payload(
+    payload: &[u8],
+    encoding: Encoding,
+    max_body_bytes: usize,
+) -> Result<Vec<NewMessage>, QueueError> {
+    match encoding {
+        Encoding::Single => Ok(vec![decode(payload, max_body_bytes)?]),
+        Encoding::Batch => {
+            let b = QueuedBatch::decode(payload)
+                .map_err(|e| QueueError::Invalid(format!("undecodable envelope: {e}")))?;
+            if b.messages.is_empty() {
+                return Err(QueueError::Invalid("empty envelope".into()));
+            }
+            b.messages
+                .into_iter()
+                .map(|m| checked(m, max_body_bytes))
+                .collect()
+        }
+    }
+}
+
+/// Decodes and validates one single-message payload into a row to write.
 pub fn decode(payload: &[u8], max_body_bytes: usize) -> Result<NewMessage, QueueError> {
     let m = QueuedMessage::decode(payload)
         .map_err(|e| QueueError::Invalid(format!("undecodable payload: {e}")))?;
+    checked(m, max_body_bytes)
+}
+
+fn checked(m: QueuedMessage, max_body_bytes: usize) -> Result<NewMessage, QueueError> {
     let conversation = validate(&m, max_body_bytes)?;
     Ok(NewMessage {
         message_id: m.message_id,

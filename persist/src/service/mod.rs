@@ -1,4 +1,4 @@
-//! The gRPC services of persist: [`data`] (`DataService`) and [`queue`]
+//! The gRPC services of persist: `data` (`DataService`) and `queue`
 //! (`QueueService`: enqueue, subscribe to commits). Errors become
 //! `tonic::Status` in one place: `From<Error> for Status` in `error.rs`.
 

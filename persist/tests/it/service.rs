@@ -280,7 +280,15 @@ async fn postgres_and_rabbitmq() {
     c.queue.backend = QueueBackend::Amqp;
     c.queue.amqp_url = crate::helpers::AMQP_URL.into();
     c.queue.prefix = crate::helpers::unique("confab.svc");
-    let (prefix, parts) = (c.queue.prefix.clone(), c.queue.partitions);
+    let _cleanup = QueueCleanup(c.queue.prefix.clone(), c.queue.partitions);
     exercise(c).await;
-    crate::amqp::delete_queues(&prefix, parts);
+}
+
+/// Deletes a test's queues however the test ends.
+struct QueueCleanup(String, u32);
+
+impl Drop for QueueCleanup {
+    fn drop(&mut self) {
+        crate::amqp::delete_queues(&self.0, self.1);
+    }
 }

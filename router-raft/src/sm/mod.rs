@@ -177,7 +177,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let (meta, data) = {
             let st = self.read();
             let meta = SnapshotMeta {
-                last_log_id: st.last_applied.clone(),
+                last_log_id: st.last_applied,
                 last_membership: st.membership.clone(),
             };
             (meta, encode(&st.data)?)
@@ -200,7 +200,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
         let st = self.read();
-        Ok((st.last_applied.clone(), st.membership.clone()))
+        Ok((st.last_applied, st.membership.clone()))
     }
 
     async fn apply<S>(&mut self, entries: S) -> io::Result<()>
@@ -241,7 +241,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data: GroupData = decode(&bytes)?;
         {
             let mut st = self.write();
-            st.last_applied = meta.last_log_id.clone();
+            st.last_applied = meta.last_log_id;
             st.membership = meta.last_membership.clone();
             st.data = data;
         }

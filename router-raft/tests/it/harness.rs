@@ -96,7 +96,7 @@ pub struct InProc {
 
 impl InProc {
     pub async fn start(n: u64, shards: u32) -> Self {
-        confab_common::telemetry::init();
+        confab_common::telemetry::init_with_default("warn");
         let dir = tempfile::tempdir().expect("tempdir");
         let mut grpc = BTreeMap::new();
         let mut http = BTreeMap::new();
