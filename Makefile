@@ -30,7 +30,10 @@ lint: deps
 fmt:
 	$(CARGO) fmt --all
 
+# End-to-end tests start the other services' binaries from the same target
+# directory: build every binary first (same profile, so no extra compile).
 unit: deps
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 
 test: lint unit

@@ -4,7 +4,12 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/router.proto", "proto/persist.proto"];
+    let protos = [
+        "proto/router.proto",
+        "proto/persist.proto",
+        "proto/client.proto",
+        "proto/gateway.proto",
+    ];
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     config.include_file("confab.rs");

@@ -6,10 +6,10 @@ shopt -s nullglob
 for pidfile in "$CLUSTER_DIR"/*.pid; do
   pid="$(cat "$pidfile")"
   name="$(basename "$pidfile" .pid)"
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
     echo "stopped $name ($pid)"
   fi
   rm -f "$pidfile"

@@ -5,7 +5,7 @@ source "$(dirname "$0")/lib.sh"
 shopt -s nullglob
 for pidfile in "$CLUSTER_DIR"/*.pid; do
   pid="$(cat "$pidfile")"
-  state=down; kill -0 "$pid" 2>/dev/null && state=up
+  state=down; alive "$pid" && state=up
   printf '%-12s pid %-8s %s\n' "$(basename "$pidfile" .pid)" "$pid" "$state"
 done
 exec "$BIN/confabctl" --router "$(router_grpc 1)" status "$@"

@@ -5,6 +5,7 @@ PROFILE="${PROFILE:-release}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/confab/target}"
 BIN="$TARGET_DIR/$PROFILE"
 ROUTERS="${ROUTERS:-3}"
+GATEWAYS="${GATEWAYS:-2}"
 
 GRPC_BASE="${GRPC_BASE:-7100}"
 HTTP_BASE="${HTTP_BASE:-9100}"
@@ -23,14 +24,19 @@ start_router() {
 build_bins() {
   local flag=""
   [ "$PROFILE" = "release" ] && flag="--release"
-  (cd "$ROOT" && cargo build $flag -p confab-router -p confab-persist -p confabctl -p confab-bench)
+  (cd "$ROOT" && cargo build $flag -p confab-router -p confab-persist -p confab-gateway -p confab-chat -p confabctl -p confab-bench)
+}
+
+# alive PID: the process runs (a zombie awaiting its reaper does not count).
+alive() {
+  kill -0 "$1" 2>/dev/null && [[ "$(ps -o stat= -p "$1" 2>/dev/null)" != Z* ]]
 }
 
 # start NAME CMD...: runs CMD in the background, logs and pid under .cluster/.
 start() {
   local name="$1"; shift
   mkdir -p "$CLUSTER_DIR"
-  if [ -f "$CLUSTER_DIR/$name.pid" ] && kill -0 "$(cat "$CLUSTER_DIR/$name.pid")" 2>/dev/null; then
+  if [ -f "$CLUSTER_DIR/$name.pid" ] && alive "$(cat "$CLUSTER_DIR/$name.pid")"; then
     echo "$name already running (pid $(cat "$CLUSTER_DIR/$name.pid"))"
     return 0
   fi

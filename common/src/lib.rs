@@ -4,6 +4,7 @@
 //! What belongs here: process plumbing with no knowledge of routers, gateways
 //! or persistence. Domain code lives in its own crate.
 
+pub mod config;
 pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -158,7 +158,7 @@ impl Config {
                 .merge(("queue.amqp_url", url))
                 .merge(("queue.backend", "amqp"));
         }
-        fig = fig.merge(Env::prefixed("CONFAB_").split("__"));
+        fig = fig.merge(confab_common::config::env_overrides::<Config>());
         let config: Config = fig
             .extract()
             .map_err(|e| Error::Invalid(format!("config: {e}")))?;

@@ -8,5 +8,7 @@
 
 include!(concat!(env!("OUT_DIR"), "/confab.rs"));
 
+pub use confab::client::v1 as client;
+pub use confab::gateway::v1 as gateway;
 pub use confab::persist::v1 as persist;
 pub use confab::router::v1 as router;

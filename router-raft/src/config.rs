@@ -120,9 +120,9 @@ impl Default for ClusterConfig {
 impl Default for RaftConfig {
     fn default() -> Self {
         Self {
-            heartbeat_ms: 100,
-            election_min_ms: 400,
-            election_max_ms: 700,
+            heartbeat_ms: 60,
+            election_min_ms: 250,
+            election_max_ms: 450,
             snapshot_after_logs: 20_000,
             logs_kept_after_snapshot: 5_000,
             rpc_timeout_ms: 300,
@@ -150,7 +150,6 @@ impl RouterConfig {
     /// Defaults, then `file`, then the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
         use figment::Figment;
-        use figment::providers::Env;
         use figment::providers::Format;
         use figment::providers::Serialized;
         use figment::providers::Toml;
@@ -161,7 +160,7 @@ impl RouterConfig {
             }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig.merge(Env::prefixed("CONFAB_").split("__").lowercase(true));
+        fig = fig.merge(confab_common::config::env_overrides::<RouterConfig>());
         let config: RouterConfig = fig.extract().context("invalid router configuration")?;
         Ok(config)
     }

@@ -11,7 +11,7 @@ use tonic::Status;
 use crate::types::GroupId;
 use crate::types::NodeId;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RouterError {
     #[error("node is not the leader of group {group} (leader: {leader_id:?})")]
     NotLeader {

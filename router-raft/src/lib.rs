@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod raft_service;
+pub mod read_batch;
 pub mod service;
 pub mod sm;
 pub mod status;

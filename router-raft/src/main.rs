@@ -6,6 +6,10 @@ use anyhow::Context;
 use clap::Parser;
 use confab_router::RouterConfig;
 use confab_router::config::parse_peers;
+use mimalloc::MiMalloc;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 /// A Confab router node: the online-state table, sharded and replicated by Raft.
 #[derive(Parser, Debug)]

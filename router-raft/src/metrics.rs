@@ -89,6 +89,14 @@ pub static READ_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
         latency_buckets(),
     )
 });
+/// Readers served by one leadership check.
+pub static READ_BATCH: LazyLock<Histogram> = LazyLock::new(|| {
+    histogram(
+        "confab_router_read_batch",
+        "Linearizable reads served by one leadership check",
+        prometheus::exponential_buckets(1.0, 2.0, 12).expect("valid buckets"),
+    )
+});
 pub static RPC_TOTAL: LazyLock<IntCounterVec> =
     LazyLock::new(|| counter_vec("confab_router_rpc_total", "RPCs served by method", &["method"]));
 pub static RPC_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {

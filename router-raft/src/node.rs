@@ -43,6 +43,8 @@ pub struct Group {
     pub id: GroupId,
     pub raft: Raft,
     pub sm: StateMachine,
+    /// Coalesces concurrent linearizable reads of this group.
+    pub reads: Arc<crate::read_batch::ReadBatcher>,
 }
 
 impl Group {
@@ -100,7 +102,12 @@ impl Node {
         let sm = StateMachine::new(group, Some(self.db.clone()));
         let network = NetworkFactory::new(self.peers.clone(), group);
         let raft = Raft::new(self.id, self.raft_config.clone(), network, log, sm.clone()).await?;
-        let g = Group { id: group, raft, sm };
+        let g = Group {
+            id: group,
+            raft,
+            sm,
+            reads: Arc::default(),
+        };
         let mut groups = self.groups.write().expect("group table lock poisoned");
         Ok(groups.entry(group).or_insert(g).clone())
     }

@@ -141,7 +141,7 @@ impl RouterRpcServer {
     async fn lookup_part_inner(&self, part: pb::ShardLookup) -> Result<Vec<pb::UserSessions>> {
         let group = self.route(part.shard_id, part.epoch, &part.uids)?;
         let group = self.leader_group(group)?;
-        self.node.linearize(&group).await?;
+        group.reads.linearize(&self.node, &group).await?;
         let st = group.sm.read();
         let GroupData::Shard(shard) = &st.data else {
             return Err(RouterError::Internal("shard group holds meta data".into()));

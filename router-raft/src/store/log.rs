@@ -13,6 +13,7 @@ use openraft::storage::IOFlushed;
 use openraft::storage::RaftLogStorage;
 use rocksdb::Direction;
 use rocksdb::IteratorMode;
+use rocksdb::ReadOptions;
 use rocksdb::WriteBatch;
 
 use super::NodeDb;
@@ -97,11 +98,25 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(x) => x.saturating_add(1),
             Bound::Unbounded => 0,
         };
+        let end = match range.end_bound() {
+            Bound::Included(x) => x.saturating_add(1),
+            Bound::Excluded(x) => *x,
+            Bound::Unbounded => u64::MAX,
+        };
+        if start >= end {
+            return Ok(Vec::new());
+        }
         let from = log_key(self.group, start);
-        let iter = self
-            .db
-            .db
-            .iterator_cf(self.db.cf(CF_LOGS), IteratorMode::From(&from, Direction::Forward));
+        // The bound stops the iterator at the range's end: without it, the step
+        // past the last entry would walk the purged (deleted) entries of the
+        // next group before finding a live key.
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(log_key(self.group, end));
+        let iter = self.db.db.iterator_cf_opt(
+            self.db.cf(CF_LOGS),
+            opts,
+            IteratorMode::From(&from, Direction::Forward),
+        );
         let mut out = Vec::new();
         for item in iter {
             let (k, v) = item.map_err(io_err)?;
@@ -127,10 +142,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
         let last_purged: Option<LogId> = self.get_meta(MetaTag::LastPurged)?;
         let end = log_key(self.group, u64::MAX);
-        let mut iter = self
-            .db
-            .db
-            .iterator_cf(self.db.cf(CF_LOGS), IteratorMode::From(&end, Direction::Reverse));
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_lower_bound(log_key(self.group, 0));
+        let mut iter = self.db.db.iterator_cf_opt(
+            self.db.cf(CF_LOGS),
+            opts,
+            IteratorMode::From(&end, Direction::Reverse),
+        );
         let mut last = None;
         if let Some(item) = iter.next() {
             let (k, v) = item.map_err(io_err)?;

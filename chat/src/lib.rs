@@ -1,0 +1,22 @@
+//! confab-chat: the console client. With no subcommand an interactive
+//! console ([`console`]); one-shot subcommands for scripts ([`oneshot`]),
+//! each printing text or, with `--json`, one JSON document per result.
+//!
+//! What belongs here: presentation and the command line. Protocol, login
+//! and sync logic live in confab-client.
+
+pub mod cli;
+pub mod console;
+pub mod error;
+pub mod oneshot;
+
+pub use cli::Cli;
+pub use error::{Error, Result};
+
+/// Runs what the command line asks for.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command.clone() {
+        Some(cmd) => oneshot::run(&cli, cmd).await,
+        None => console::run(&cli).await,
+    }
+}

@@ -1,0 +1,121 @@
+//! One-shot subcommands for scripts: exit status 0 only on success, errors
+//! on stderr, results on stdout (JSON with --json).
+
+use std::time::Duration;
+
+use confab_client::proto::Message;
+use confab_client::{Client, DeviceKind, Event};
+use serde_json::json;
+
+use crate::cli::{Cli, Command};
+use crate::error::{Error, Result};
+
+pub async fn run(cli: &Cli, cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Register { name } => {
+            let Some(new_password) = &cli.password else {
+                return Err(Error::Usage("register needs --password PW".into()));
+            };
+            let c = Client::connect(&cli.gateway).await?;
+            let ok = c.register(&name, new_password).await?;
+            print(cli, json!({"user_id": ok.user_id, "name": ok.name}), || {
+                format!("registered {} (id {})", ok.name, ok.user_id)
+            });
+        }
+        Command::Login => {
+            let c = login(cli).await?;
+            let me = c.me.clone().unwrap_or_default();
+            print(
+                cli,
+                json!({"user_id": me.user_id, "name": me.name, "token": me.token, "session_id": me.session_id}),
+                || format!("logged in as {} (id {})", me.name, me.user_id),
+            );
+        }
+        Command::Send { to, text } => {
+            let mut c = login(cli).await?;
+            let ack = c.send_to_name(&to, &text, "").await?;
+            print(
+                cli,
+                json!({"message_id": ack.message_id, "conversation_id": ack.conversation_id, "to_user": ack.to_user}),
+                || format!("sent (message {})", ack.message_id),
+            );
+        }
+        Command::Listen { count, timeout } => {
+            let mut c = login(cli).await?;
+            let mut n = 0usize;
+            for m in c.sync().await? {
+                show(cli, &c, &m);
+                n += 1;
+            }
+            let deadline = timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+            while count.is_none_or(|max| n < max) {
+                let next = match deadline {
+                    Some(d) => match tokio::time::timeout_at(d, c.next_event()).await {
+                        Ok(e) => e,
+                        Err(_) => break,
+                    },
+                    None => c.next_event().await,
+                };
+                match next {
+                    Some(Event::Message(m)) => {
+                        show(cli, &c, &m);
+                        n += 1;
+                    }
+                    Some(Event::Kicked(k)) => return Err(Error::Closed(format!(": kicked ({})", k.message))),
+                    Some(Event::Closed(e)) => {
+                        return Err(Error::Closed(
+                            e.map(|e| format!(": {}", e.message)).unwrap_or_default(),
+                        ));
+                    }
+                    None => return Err(Error::Closed(String::new())),
+                }
+            }
+        }
+        Command::History { with, limit } => {
+            let c = login(cli).await?;
+            let other = c.lookup_user(&with).await?;
+            let me = c.uid();
+            let conv = format!("d:{}:{}", me.min(other.user_id), me.max(other.user_id));
+            let mut page = c.history(&conv, 0, limit).await?;
+            page.reverse();
+            for m in &page {
+                show(cli, &c, m);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Connects and logs in with --user/--password.
+pub async fn login(cli: &Cli) -> Result<Client> {
+    let (Some(user), Some(pw)) = (&cli.user, &cli.password) else {
+        return Err(Error::Usage("this needs --user NAME --password PW".into()));
+    };
+    let mut c = Client::connect(&cli.gateway).await?;
+    c.login(user, pw, &cli.device, DeviceKind::Desktop).await?;
+    Ok(c)
+}
+
+fn print(cli: &Cli, doc: serde_json::Value, text: impl FnOnce() -> String) {
+    if cli.json {
+        println!("{doc}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+pub fn show(cli: &Cli, c: &Client, m: &Message) {
+    let from = if m.sender == c.uid() {
+        "me".to_owned()
+    } else {
+        format!("user {}", m.sender)
+    };
+    print(
+        cli,
+        json!({
+            "message_id": m.message_id, "conversation_id": m.conversation_id, "seq": m.seq,
+            "sender": m.sender, "body": m.body, "server_time_ms": m.server_time_ms,
+        }),
+        || format!("[{}] {from}: {}", m.conversation_id, m.body),
+    );
+}

@@ -1,0 +1,266 @@
+//! The chat client: login and resume, send, and the receive side that
+//! keeps every conversation in sequence: real-time pushes are shown at
+//! once, commit notices (ConversationMoved) advance the sequence or reveal
+//! a gap, which is fetched; every message is shown once (by message id).
+
+use std::collections::VecDeque;
+
+use confab_proto::client::frame::Body;
+use confab_proto::client::{self as pb, DeviceKind};
+
+use crate::connection::{Connection, Push};
+use crate::error::{Error, Result};
+use crate::state::SyncState;
+
+/// What the application receives.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Message(pb::Message),
+    /// This session was replaced by another login; the connection closes.
+    Kicked(pb::Kicked),
+    /// The gateway closed the connection with this error.
+    Closed(Option<pb::Error>),
+}
+
+/// Fetch page size.
+const PAGE: u32 = 200;
+
+pub struct Client {
+    pub conn: Connection,
+    pub state: SyncState,
+    pub me: Option<pb::LoginOk>,
+    ready: VecDeque<Event>,
+}
+
+fn unexpected(what: &str, body: &Body) -> Error {
+    Error::Protocol(format!("expected {what}, got {body:?}"))
+}
+
+impl Client {
+    pub async fn connect(addr: &str) -> Result<Self> {
+        Ok(Self::with_connection(Connection::connect(addr).await?))
+    }
+
+    pub fn with_connection(conn: Connection) -> Self {
+        Self {
+            conn,
+            state: SyncState::default(),
+            me: None,
+            ready: VecDeque::new(),
+        }
+    }
+
+    pub fn uid(&self) -> u64 {
+        self.me.as_ref().map_or(0, |m| m.user_id)
+    }
+
+    pub async fn register(&self, name: &str, password: &str) -> Result<pb::RegisterOk> {
+        let body = Body::Register(pb::RegisterRequest {
+            name: name.into(),
+            password: password.into(),
+        });
+        match self.conn.request(body).await? {
+            Body::RegisterOk(ok) => Ok(ok),
+            other => Err(unexpected("RegisterOk", &other)),
+        }
+    }
+
+    pub async fn login(
+        &mut self,
+        name: &str,
+        password: &str,
+        device_id: &str,
+        kind: DeviceKind,
+    ) -> Result<pb::LoginOk> {
+        let body = Body::Login(pb::LoginRequest {
+            name: name.into(),
+            password: password.into(),
+            device_id: device_id.into(),
+            device_kind: kind as i32,
+        });
+        self.finish_login(body).await
+    }
+
+    pub async fn resume(&mut self, token: &str, device_id: &str, kind: DeviceKind) -> Result<pb::LoginOk> {
+        let body = Body::Resume(pb::ResumeRequest {
+            token: token.into(),
+            device_id: device_id.into(),
+            device_kind: kind as i32,
+        });
+        self.finish_login(body).await
+    }
+
+    async fn finish_login(&mut self, body: Body) -> Result<pb::LoginOk> {
+        match self.conn.request(body).await? {
+            Body::LoginOk(ok) => {
+                self.me = Some(ok.clone());
+                Ok(ok)
+            }
+            other => Err(unexpected("LoginOk", &other)),
+        }
+    }
+
+    pub async fn logout(&mut self) -> Result<()> {
+        match self.conn.request(Body::Logout(pb::LogoutRequest {})).await? {
+            Body::LogoutOk(_) => {
+                self.me = None;
+                Ok(())
+            }
+            other => Err(unexpected("LogoutOk", &other)),
+        }
+    }
+
+    pub async fn lookup_user(&self, name: &str) -> Result<pb::UserInfo> {
+        let body = Body::LookupUser(pb::LookupUserRequest {
+            user_id: 0,
+            name: name.into(),
+        });
+        match self.conn.request(body).await? {
+            Body::User(u) => Ok(u),
+            other => Err(unexpected("UserInfo", &other)),
+        }
+    }
+
+    /// Sends `text` to a user by name; Ok once the message is durable.
+    pub async fn send_to_name(&mut self, to: &str, text: &str, client_msg_id: &str) -> Result<pb::SendAck> {
+        self.send(pb::SendRequest {
+            to_user: 0,
+            to_name: to.into(),
+            body: text.into(),
+            client_msg_id: client_msg_id.into(),
+        })
+        .await
+    }
+
+    /// Sends `text` to user `to`; Ok once the message is durable.
+    pub async fn send_to(&mut self, to: u64, text: &str, client_msg_id: &str) -> Result<pb::SendAck> {
+        self.send(pb::SendRequest {
+            to_user: to,
+            to_name: String::new(),
+            body: text.into(),
+            client_msg_id: client_msg_id.into(),
+        })
+        .await
+    }
+
+    pub async fn send(&mut self, req: pb::SendRequest) -> Result<pb::SendAck> {
+        match self.conn.request(Body::Send(req)).await? {
+            Body::SendAck(ack) => {
+                // Our own message: its commit notice must not look like a gap.
+                self.state.first_sight(ack.message_id);
+                Ok(ack)
+            }
+            other => Err(unexpected("SendAck", &other)),
+        }
+    }
+
+    /// Pulls everything missed since the last sync: the conversations that
+    /// moved, then the messages after the last sequence of each, in order,
+    /// without duplicates.
+    pub async fn sync(&mut self) -> Result<Vec<pb::Message>> {
+        let since = (self.state.since_ms - 5_000).max(0);
+        let reply = match self
+            .conn
+            .request(Body::Sync(pb::SyncRequest { since_ms: since }))
+            .await?
+        {
+            Body::SyncReply(r) => r,
+            other => return Err(unexpected("SyncReply", &other)),
+        };
+        let mut out = Vec::new();
+        for c in reply.conversations {
+            if c.seq > self.state.last(&c.conversation_id) {
+                out.extend(self.fetch_after(&c.conversation_id).await?);
+            }
+        }
+        self.state.since_ms = reply.server_time_ms;
+        Ok(out)
+    }
+
+    /// Messages of `conversation` after our last sequence, new ones only.
+    async fn fetch_after(&mut self, conversation: &str) -> Result<Vec<pb::Message>> {
+        let mut out = Vec::new();
+        loop {
+            let after = self.state.last(conversation);
+            let body = Body::Fetch(pb::FetchRequest {
+                conversation_id: conversation.into(),
+                after_seq: after,
+                limit: PAGE,
+            });
+            let page = match self.conn.request(body).await? {
+                Body::Messages(m) => m.messages,
+                other => return Err(unexpected("Messages", &other)),
+            };
+            let n = page.len();
+            for m in page {
+                self.state.advance(conversation, m.seq);
+                if self.state.first_sight(m.message_id) {
+                    out.push(m);
+                }
+            }
+            if n < PAGE as usize {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// A page of history, newest first (`before_seq` 0 = from the newest).
+    pub async fn history(&self, conversation: &str, before_seq: u64, limit: u32) -> Result<Vec<pb::Message>> {
+        let body = Body::History(pb::HistoryRequest {
+            conversation_id: conversation.into(),
+            before_seq,
+            limit,
+        });
+        match self.conn.request(body).await? {
+            Body::Messages(m) => Ok(m.messages),
+            other => Err(unexpected("Messages", &other)),
+        }
+    }
+
+    /// The next event; `None` after the connection closed and everything
+    /// was handed out.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.ready.pop_front() {
+                return Some(e);
+            }
+            match self.conn.next_push().await {
+                None => return None,
+                Some(Push::Error(e)) => return Some(Event::Closed(Some(e))),
+                Some(Push::Frame(body)) => self.on_push(body).await,
+            }
+        }
+    }
+
+    async fn on_push(&mut self, body: Body) {
+        match body {
+            Body::MessagePush(p) => {
+                if let Some(m) = p.message
+                    && self.state.first_sight(m.message_id)
+                {
+                    self.ready.push_back(Event::Message(m));
+                }
+            }
+            Body::Moved(m) => {
+                let last = self.state.last(&m.conversation_id);
+                if m.seq <= last {
+                    return;
+                }
+                if m.seq == last + 1 && self.state.seen(m.message_id) {
+                    self.state.advance(&m.conversation_id, m.seq);
+                    return;
+                }
+                match self.fetch_after(&m.conversation_id).await {
+                    Ok(msgs) => self.ready.extend(msgs.into_iter().map(Event::Message)),
+                    Err(error) => tracing::warn!(%error, "fetching a gap failed"),
+                }
+            }
+            Body::Resync(_) => match self.sync().await {
+                Ok(msgs) => self.ready.extend(msgs.into_iter().map(Event::Message)),
+                Err(error) => tracing::warn!(%error, "resync failed"),
+            },
+            Body::Kicked(k) => self.ready.push_back(Event::Kicked(k)),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! confab-client: the client side of the Confab client protocol, used by
+//! confab-chat, confab-bench and the tests.
+//!
+//! Parts:
+//! - [`Connection`]: one TCP connection to a gateway: the handshake,
+//!   request/response matching by request id, heartbeats, pushes on a
+//!   bounded channel (a reader that falls behind slows the socket, as it
+//!   should).
+//! - [`Client`]: login, resume, send, and the receive side with sync:
+//!   per-conversation last sequences ([`SyncState`]), gaps pulled with
+//!   Fetch, duplicates dropped by message id.
+//!
+//! What does not belong here: presentation (confab-chat), load generation
+//! (confab-bench), anything server-side.
+
+mod chat;
+mod connection;
+mod error;
+mod state;
+
+pub use chat::{Client, Event};
+pub use confab_proto::client as proto;
+pub use confab_proto::client::{DeviceKind, ErrorCode};
+pub use connection::{Connection, Push};
+pub use error::{Error, Result};
+pub use state::SyncState;

@@ -1,0 +1,113 @@
+//! Getting pushes to sessions: to the ones connected here through their
+//! queues, to those on other gateways with one `Deliver` call per gateway.
+
+use std::collections::BTreeMap;
+
+use confab_proto::client::{self as pb, KickReason};
+use confab_proto::gateway::{DeliverRequest, Push, push};
+use confab_router_client::Session;
+use futures::future::join_all;
+
+use crate::frame;
+use crate::handler::kicked_frame_for;
+use crate::metrics;
+use crate::state::Shared;
+
+/// Pushes `message` to `sessions`, wherever they are.
+pub async fn message(shared: &Shared, sessions: &[Session], message: &pb::Message) {
+    let mut by_gateway: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for s in sessions {
+        by_gateway.entry(s.gateway_id).or_default().push(s.session_id);
+    }
+    let me = shared.gateway_id();
+    if let Some(local) = by_gateway.remove(&me) {
+        let push = Push {
+            session_ids: local,
+            body: Some(push::Body::Message(message.clone())),
+        };
+        local_pushes(shared, vec![push]);
+    }
+    let calls = by_gateway.into_iter().map(|(gw, session_ids)| {
+        let push = Push {
+            session_ids,
+            body: Some(push::Body::Message(message.clone())),
+        };
+        to_gateway(shared, gw, vec![push])
+    });
+    join_all(calls).await;
+}
+
+/// Delivers pushes to sessions of this gateway; returns (delivered, missing).
+pub fn local_pushes(shared: &Shared, pushes: Vec<Push>) -> (u32, u32) {
+    let (mut delivered, mut missing) = (0, 0);
+    for p in pushes {
+        match p.body {
+            Some(push::Body::Message(m)) => {
+                let bytes = frame::message_push(m);
+                for sid in p.session_ids {
+                    let ok = shared.registry.get(sid).is_some_and(|h| h.push(bytes.clone()));
+                    let outcome = if ok { "ok" } else { "missing" };
+                    metrics::DELIVERIES.with_label_values(&["local", outcome]).inc();
+                    if ok {
+                        delivered += 1;
+                    } else {
+                        missing += 1;
+                    }
+                }
+            }
+            Some(push::Body::Kick(k)) => {
+                let reason = KickReason::try_from(k.reason).unwrap_or(KickReason::Unspecified);
+                for sid in p.session_ids {
+                    if shared
+                        .registry
+                        .kick(sid, kicked_frame_for(reason, &k.by_device_id))
+                    {
+                        delivered += 1;
+                    } else {
+                        missing += 1;
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+    (delivered, missing)
+}
+
+/// One `Deliver` call to gateway `gw`; a failed call forgets the gateway's
+/// address and is retried once after a refresh. Failures are logged: the
+/// message is durable and the recipient will sync.
+pub async fn to_gateway(shared: &Shared, gw: u64, pushes: Vec<Push>) -> bool {
+    let n = pushes.iter().map(|p| p.session_ids.len() as u64).sum::<u64>();
+    let request = DeliverRequest {
+        from_gateway: shared.gateway_id(),
+        pushes,
+    };
+    for attempt in 0..2 {
+        let mut client = match shared
+            .peers
+            .client(&shared.router, gw, shared.rpc_timeout())
+            .await
+        {
+            Ok(c) => c,
+            Err(error) => {
+                tracing::warn!(%error, gateway = gw, "no address for gateway");
+                break;
+            }
+        };
+        match client.deliver(request.clone()).await {
+            Ok(_) => {
+                metrics::DELIVERIES.with_label_values(&["remote", "ok"]).inc_by(n);
+                return true;
+            }
+            Err(status) => {
+                tracing::warn!(%status, gateway = gw, attempt, "deliver failed");
+                shared.peers.forget(gw);
+            }
+        }
+    }
+    metrics::DELIVERIES
+        .with_label_values(&["remote", "failed"])
+        .inc_by(n);
+    false
+}

@@ -1,0 +1,164 @@
+//! The gateway's typed errors and their one mapping to the client
+//! protocol's error frame ([`Error::to_wire`]).
+
+use confab_proto::client::{self as pb, ErrorCode};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("bad frame: {0}")]
+    BadFrame(String),
+    #[error("frame over the limit of {limit} bytes")]
+    FrameTooLarge { limit: u32 },
+    #[error("unsupported protocol version {0} (this gateway speaks 1)")]
+    UnsupportedVersion(i32),
+    #[error("the first frame must be Hello")]
+    HandshakeRequired,
+    #[error("unknown request kind: {0}")]
+    UnknownRequest(&'static str),
+    #[error("log in first")]
+    NotLoggedIn,
+    #[error("this connection is already logged in")]
+    AlreadyLoggedIn,
+    #[error("wrong user name or password")]
+    BadCredentials,
+    #[error("session token unknown or revoked")]
+    BadToken,
+    #[error("user name {0:?} is already taken")]
+    NameTaken(String),
+    #[error("no such user: {0}")]
+    UserNotFound(String),
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error("user {uid} is not part of conversation {conversation}")]
+    Forbidden { uid: u64, conversation: String },
+    #[error("{what} unavailable: {detail}")]
+    Unavailable { what: &'static str, detail: String },
+    #[error("connection idle for {0} ms")]
+    IdleTimeout(u64),
+    #[error("the gateway is going away: {0}")]
+    GoingAway(&'static str),
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("router: {0}")]
+    Router(#[from] confab_router_client::Error),
+}
+
+impl Error {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::BadFrame(_) => ErrorCode::BadFrame,
+            Error::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
+            Error::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
+            Error::HandshakeRequired => ErrorCode::HandshakeRequired,
+            Error::UnknownRequest(_) => ErrorCode::UnknownRequest,
+            Error::NotLoggedIn => ErrorCode::NotLoggedIn,
+            Error::AlreadyLoggedIn => ErrorCode::AlreadyLoggedIn,
+            Error::BadCredentials => ErrorCode::BadCredentials,
+            Error::BadToken => ErrorCode::BadToken,
+            Error::NameTaken(_) => ErrorCode::NameTaken,
+            Error::UserNotFound(_) => ErrorCode::UserNotFound,
+            Error::Invalid(_) => ErrorCode::InvalidArgument,
+            Error::Forbidden { .. } => ErrorCode::Forbidden,
+            Error::Unavailable { .. } | Error::Router(_) => ErrorCode::Unavailable,
+            Error::IdleTimeout(_) => ErrorCode::IdleTimeout,
+            Error::GoingAway(_) => ErrorCode::GoingAway,
+            Error::Internal(_) | Error::Config(_) | Error::Io(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// True when the connection must close after this error (the byte
+    /// stream or the session can no longer be trusted).
+    pub fn closes(&self) -> bool {
+        matches!(
+            self,
+            Error::BadFrame(_)
+                | Error::FrameTooLarge { .. }
+                | Error::UnsupportedVersion(_)
+                | Error::HandshakeRequired
+                | Error::IdleTimeout(_)
+                | Error::GoingAway(_)
+        )
+    }
+
+    /// A short stable name of the code, for metrics.
+    pub fn code_name(&self) -> &'static str {
+        self.code().as_str_name()
+    }
+
+    /// The error frame body. Internal details stay in the server log.
+    pub fn to_wire(&self) -> pb::Error {
+        let message = match self {
+            Error::Internal(_) | Error::Config(_) | Error::Io(_) => {
+                tracing::error!(error = %self, "internal error");
+                "internal error".to_owned()
+            }
+            Error::Router(e) => {
+                tracing::warn!(error = %e, "router call failed");
+                "online-state service unavailable, retry".to_owned()
+            }
+            other => other.to_string(),
+        };
+        pb::Error {
+            code: self.code() as i32,
+            message,
+        }
+    }
+
+    /// Maps a failed persist call; `not_found` is the error that NOT_FOUND
+    /// means for this call.
+    pub fn from_persist(status: tonic::Status, not_found: impl FnOnce() -> Error) -> Error {
+        use tonic::Code;
+        match status.code() {
+            Code::NotFound => not_found(),
+            Code::InvalidArgument => Error::Invalid(status.message().to_owned()),
+            Code::Unauthenticated => Error::BadCredentials,
+            Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
+                Error::Unavailable {
+                    what: "persist",
+                    detail: status.message().to_owned(),
+                }
+            }
+            _ => Error::Internal(format!("persist: {status}")),
+        }
+    }
+
+    /// Maps a failed enqueue: only an invalid message is the client's fault.
+    pub fn from_queue(e: confab_persist::QueueError) -> Error {
+        match e {
+            confab_persist::QueueError::Invalid(m) => Error::Invalid(m),
+            other => Error::Unavailable {
+                what: "queue",
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_details_do_not_reach_the_wire() {
+        let w = Error::Internal("secret path /x".into()).to_wire();
+        assert_eq!(w.code, ErrorCode::Internal as i32);
+        assert!(!w.message.contains("secret"));
+        let w = Error::UserNotFound("zed".into()).to_wire();
+        assert_eq!(w.code, ErrorCode::UserNotFound as i32);
+        assert!(w.message.contains("zed"));
+    }
+
+    #[test]
+    fn stream_errors_close_request_errors_do_not() {
+        assert!(Error::BadFrame("x".into()).closes());
+        assert!(Error::FrameTooLarge { limit: 1 }.closes());
+        assert!(!Error::NotLoggedIn.closes());
+        assert!(!Error::UnknownRequest("x").closes());
+    }
+}

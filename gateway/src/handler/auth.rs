@@ -1,0 +1,202 @@
+//! Register, login (password), resume (token), logout; the router login
+//! with the multi-device policy, and the kicks it decides.
+
+use confab_proto::client::frame::Body;
+use confab_proto::client::{self as pb, KickReason};
+use confab_proto::gateway::{Kick, Push, push};
+use confab_proto::persist as db;
+use confab_router_client::{DeviceKind, Session};
+
+use super::{Conn, Login, timed};
+use crate::deliver;
+use crate::error::{Error, Result};
+use crate::frame;
+use crate::ids::now_ms;
+use crate::state::Shared;
+
+const MAX_DEVICE_ID: usize = 64;
+
+pub async fn register(conn: &mut Conn, r: pb::RegisterRequest) -> Result<Body> {
+    let name = r.name.trim().to_owned();
+    if name.is_empty() || r.password.is_empty() {
+        return Err(Error::Invalid("name and password must not be empty".into()));
+    }
+    let shared = conn.shared.clone();
+    let user = timed(&shared, "persist", async {
+        shared
+            .data()
+            .create_user(db::CreateUserRequest {
+                name: name.clone(),
+                password: r.password,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| match s.code() {
+                tonic::Code::AlreadyExists => Error::NameTaken(name.clone()),
+                _ => Error::from_persist(s, || Error::Internal("create user: not found".into())),
+            })
+    })
+    .await?;
+    shared.users.remember(user.id, &user.name);
+    Ok(Body::RegisterOk(pb::RegisterOk {
+        user_id: user.id,
+        name: user.name,
+    }))
+}
+
+pub async fn login(conn: &mut Conn, r: pb::LoginRequest) -> Result<Body> {
+    if conn.login.is_some() {
+        return Err(Error::AlreadyLoggedIn);
+    }
+    check_device(&r.device_id)?;
+    let shared = conn.shared.clone();
+    let session = timed(&shared, "persist", async {
+        shared
+            .data()
+            .authenticate(db::AuthenticateRequest {
+                name: r.name.clone(),
+                password: r.password,
+                device: r.device_id.clone(),
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| Error::from_persist(s, || Error::BadCredentials))
+    })
+    .await?;
+    establish(conn, session, r.device_id, r.device_kind).await
+}
+
+pub async fn resume(conn: &mut Conn, r: pb::ResumeRequest) -> Result<Body> {
+    if conn.login.is_some() {
+        return Err(Error::AlreadyLoggedIn);
+    }
+    check_device(&r.device_id)?;
+    let shared = conn.shared.clone();
+    let session = timed(&shared, "persist", async {
+        shared
+            .data()
+            .resume_session(db::ResumeSessionRequest { token: r.token })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| match s.code() {
+                tonic::Code::Unauthenticated | tonic::Code::InvalidArgument => Error::BadToken,
+                _ => Error::from_persist(s, || Error::BadToken),
+            })
+    })
+    .await?;
+    establish(conn, session, r.device_id, r.device_kind).await
+}
+
+fn check_device(device_id: &str) -> Result<()> {
+    if device_id.is_empty() || device_id.len() > MAX_DEVICE_ID {
+        return Err(Error::Invalid(format!(
+            "device_id must be 1..={MAX_DEVICE_ID} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Registers the session here and in the router, then kicks what the
+/// router's policy says.
+async fn establish(conn: &mut Conn, s: db::Session, device_id: String, kind: i32) -> Result<Body> {
+    let user = s
+        .user
+        .ok_or_else(|| Error::Internal("persist session without user".into()))?;
+    let shared = conn.shared.clone();
+    shared.users.remember(user.id, &user.name);
+    let kind = DeviceKind::try_from(kind).unwrap_or(DeviceKind::Unspecified);
+    let session_id = shared.ids.next();
+    // Registered here first, so a delivery racing the router login finds it.
+    shared
+        .registry
+        .insert(session_id, conn.handle(user.id, device_id.clone()));
+    let session = Session {
+        session_id,
+        gateway_id: shared.gateway_id(),
+        gateway_incarnation: shared.incarnation(),
+        device_kind: kind as i32,
+        device_id: device_id.clone(),
+        login_at_ms: now_ms() as i64,
+    };
+    let policy = shared.config.session.multi_device_policy.to_wire();
+    let outcome = timed(&shared, "router", async {
+        Ok(shared.router.login(user.id, session, policy).await?)
+    })
+    .await;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            shared.registry.remove(session_id);
+            return Err(e);
+        }
+    };
+    for k in outcome.kicked {
+        let reason = if k.device_id == device_id {
+            KickReason::SameDevice
+        } else {
+            KickReason::Policy
+        };
+        kick_remote_or_local(&shared, &k, reason, &device_id).await;
+    }
+    conn.login = Some(Login {
+        uid: user.id,
+        name: user.name.clone(),
+        session_id,
+        token: s.token.clone(),
+        device_id,
+    });
+    Ok(Body::LoginOk(pb::LoginOk {
+        user_id: user.id,
+        name: user.name,
+        token: s.token,
+        session_id,
+    }))
+}
+
+/// Tells the session it was replaced, then closes it: here, or through
+/// the gateway that hosts it.
+pub async fn kick_remote_or_local(shared: &Shared, s: &Session, reason: KickReason, by_device: &str) {
+    if s.gateway_id == shared.gateway_id() {
+        shared
+            .registry
+            .kick(s.session_id, kicked_frame(reason, by_device));
+        return;
+    }
+    let push = Push {
+        session_ids: vec![s.session_id],
+        body: Some(push::Body::Kick(Kick {
+            reason: reason as i32,
+            by_device_id: by_device.to_owned(),
+        })),
+    };
+    deliver::to_gateway(shared, s.gateway_id, vec![push]).await;
+}
+
+pub fn kicked_frame(reason: KickReason, by_device: &str) -> bytes::Bytes {
+    let message = match reason {
+        KickReason::SameDevice => "logged in again from this device".to_owned(),
+        _ => format!("logged in from device {by_device:?}; the multi-device policy allows no more sessions"),
+    };
+    frame::push(Body::Kicked(pb::Kicked {
+        reason: reason as i32,
+        message,
+        by_device_id: by_device.to_owned(),
+    }))
+}
+
+pub async fn logout(conn: &mut Conn) -> Result<Body> {
+    let login = conn.logged_in()?.clone();
+    let shared = conn.shared.clone();
+    timed(&shared, "router", async {
+        Ok(shared.router.logout(login.uid, login.session_id).await?)
+    })
+    .await?;
+    shared.registry.remove(login.session_id);
+    conn.login = None;
+    let mut data = shared.data();
+    let revoke = data.revoke_session(db::RevokeSessionRequest { token: login.token });
+    if let Ok(Err(error)) = tokio::time::timeout(shared.rpc_timeout(), revoke).await {
+        tracing::warn!(%error, uid = login.uid, "revoking the session token failed");
+    }
+    Ok(Body::LogoutOk(pb::LogoutOk {}))
+}

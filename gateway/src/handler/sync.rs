@@ -1,0 +1,164 @@
+//! Catching up: which conversations moved since a time, the messages after
+//! a sequence, history pages (newest first), and user lookup.
+
+use confab_persist::conversation::ConversationId;
+use confab_proto::client::frame::Body;
+use confab_proto::client::{self as pb};
+use confab_proto::persist::{self as db, get_user_request};
+
+use super::send::get_user;
+use super::{Conn, timed};
+use crate::error::{Error, Result};
+
+/// Most messages in one Fetch or History page.
+const MAX_PAGE: u32 = 200;
+const DEFAULT_PAGE: u32 = 100;
+
+pub async fn sync(conn: &mut Conn, r: pb::SyncRequest) -> Result<Body> {
+    let me = conn.logged_in()?.uid;
+    let shared = conn.shared.clone();
+    let reply = timed(&shared, "persist", async {
+        shared
+            .data()
+            .changed_conversations(db::ChangedConversationsRequest {
+                user: me,
+                since_ms: r.since_ms,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| Error::from_persist(s, || Error::UserNotFound(me.to_string())))
+    })
+    .await?;
+    Ok(Body::SyncReply(pb::SyncReply {
+        conversations: reply
+            .conversations
+            .into_iter()
+            .map(|c| pb::ConversationState {
+                conversation_id: c.conversation_id,
+                seq: c.seq,
+                last_message_id: c.last_message_id,
+                updated_at_ms: c.updated_at_ms,
+                read_seq: c.read_seq,
+            })
+            .collect(),
+        server_time_ms: reply.server_time_ms,
+    }))
+}
+
+pub async fn fetch(conn: &mut Conn, r: pb::FetchRequest) -> Result<Body> {
+    let me = conn.logged_in()?.uid;
+    check_participant(me, &r.conversation_id)?;
+    let shared = conn.shared.clone();
+    let request = db::MessagesAfterRequest {
+        conversation_id: r.conversation_id,
+        after_seq: r.after_seq,
+        limit: page(r.limit),
+    };
+    let reply = timed(&shared, "persist", async {
+        shared
+            .data()
+            .messages_after(request)
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| Error::from_persist(s, || Error::Internal("messages after: not found".into())))
+    })
+    .await?;
+    Ok(messages(reply))
+}
+
+pub async fn history(conn: &mut Conn, r: pb::HistoryRequest) -> Result<Body> {
+    let me = conn.logged_in()?.uid;
+    check_participant(me, &r.conversation_id)?;
+    let shared = conn.shared.clone();
+    let request = db::HistoryRequest {
+        conversation_id: r.conversation_id,
+        before_seq: r.before_seq,
+        limit: page(r.limit),
+    };
+    let reply = timed(&shared, "persist", async {
+        shared
+            .data()
+            .history(request)
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| Error::from_persist(s, || Error::Internal("history: not found".into())))
+    })
+    .await?;
+    Ok(messages(reply))
+}
+
+pub async fn lookup_user(conn: &mut Conn, r: pb::LookupUserRequest) -> Result<Body> {
+    conn.logged_in()?;
+    let (key, shown) = if r.user_id != 0 {
+        (get_user_request::Key::Id(r.user_id), r.user_id.to_string())
+    } else if !r.name.is_empty() {
+        (get_user_request::Key::Name(r.name.clone()), r.name)
+    } else {
+        return Err(Error::Invalid("user_id or name is required".into()));
+    };
+    let user = get_user(&conn.shared, key, shown).await?;
+    Ok(Body::User(pb::UserInfo {
+        user_id: user.id,
+        name: user.name,
+    }))
+}
+
+fn page(limit: u32) -> u32 {
+    if limit == 0 {
+        DEFAULT_PAGE
+    } else {
+        limit.min(MAX_PAGE)
+    }
+}
+
+/// Only the two users of a direct conversation may read it (groups come
+/// with the group issue).
+fn check_participant(uid: u64, conversation_id: &str) -> Result<()> {
+    let forbidden = || Error::Forbidden {
+        uid,
+        conversation: conversation_id.to_owned(),
+    };
+    match conversation_id.parse::<ConversationId>() {
+        Ok(ConversationId::Direct { lo, hi }) if lo == uid || hi == uid => Ok(()),
+        Ok(_) => Err(forbidden()),
+        Err(_) => Err(Error::Invalid(format!("bad conversation id {conversation_id:?}"))),
+    }
+}
+
+fn messages(reply: db::MessagesReply) -> Body {
+    Body::Messages(pb::MessagesReply {
+        messages: reply.messages.into_iter().map(message).collect(),
+    })
+}
+
+pub fn message(m: db::StoredMessage) -> pb::Message {
+    pb::Message {
+        message_id: m.message_id,
+        conversation_id: m.conversation_id,
+        seq: m.seq,
+        sender: m.sender,
+        body: m.body,
+        client_msg_id: m.client_msg_id,
+        server_time_ms: m.server_time_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_participants_read_a_direct_conversation() {
+        assert!(check_participant(3, "d:3:9").is_ok());
+        assert!(check_participant(9, "d:3:9").is_ok());
+        assert!(matches!(
+            check_participant(4, "d:3:9"),
+            Err(Error::Forbidden { .. })
+        ));
+        assert!(matches!(
+            check_participant(4, "g:1"),
+            Err(Error::Forbidden { .. })
+        ));
+        assert!(matches!(check_participant(4, "nonsense"), Err(Error::Invalid(_))));
+    }
+}

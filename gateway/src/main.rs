@@ -1,0 +1,89 @@
+//! `confab-gateway`: parse the command line, load the configuration, start
+//! logging, run until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use confab_gateway::{GatewayConfig, Listeners};
+use tokio::net::TcpListener;
+
+/// A Confab gateway: client connections (TCP and WebSocket), login, 1:1 chat.
+#[derive(Parser, Debug)]
+#[command(name = "confab-gateway", version, about)]
+struct Cli {
+    /// TOML configuration file (see etc/gateway.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration and exit (non-zero when invalid).
+    #[arg(long)]
+    check_config: bool,
+    /// Gateway id, 1..=1023.
+    #[arg(long)]
+    id: Option<u64>,
+    /// Client TCP address.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// HTTP address: /metrics, /healthz, /readyz, /ws, /v1/gateway.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Internal gRPC address (Deliver from other gateways).
+    #[arg(long, value_name = "ADDR")]
+    grpc: Option<String>,
+    /// Router seeds: ADDR[,ADDR...].
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    router: Vec<String>,
+    /// Persist processes: ADDR[,ADDR...] (the first serves data access).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    persist: Vec<String>,
+}
+
+impl Cli {
+    fn into_config(self) -> anyhow::Result<(GatewayConfig, bool)> {
+        let mut c = GatewayConfig::load(self.config.as_deref())?;
+        if let Some(v) = self.id {
+            c.id = v;
+        }
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.http {
+            c.http = v;
+        }
+        if let Some(v) = self.grpc {
+            c.grpc = v;
+        }
+        if !self.router.is_empty() {
+            c.routers = self.router;
+        }
+        if !self.persist.is_empty() {
+            c.persist = self.persist;
+        }
+        c.validate()?;
+        Ok((c, self.check_config))
+    }
+}
+
+async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {what} {addr}"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let (config, check) = Cli::parse().into_config()?;
+    if check {
+        println!("{}", toml::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    confab_common::telemetry::init();
+    let listeners = Listeners {
+        client: bind(&config.listen, "client TCP").await?,
+        http: bind(&config.http, "HTTP").await?,
+        grpc: bind(&config.grpc, "gRPC").await?,
+    };
+    let shutdown = confab_common::shutdown::on_signal();
+    confab_gateway::run(config, listeners, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! The gateway's Prometheus metrics, in the default registry (rendered by
+//! `confab_common::metrics::render` on `GET /metrics`).
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, register_histogram,
+    register_int_counter, register_int_counter_vec, register_int_gauge_vec,
+};
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register_int_counter_vec!(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"))
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    register_int_counter!(Opts::new(name, help)).unwrap_or_else(|e| panic!("metric {name}: {e}"))
+}
+
+/// Open client connections by transport ("tcp", "ws").
+pub static CONNECTIONS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        Opts::new(
+            "confab_gateway_connections",
+            "Open client connections by transport"
+        ),
+        &["transport"]
+    )
+    .unwrap_or_else(|e| panic!("metric: {e}"))
+});
+
+pub static FRAMES_IN: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_gateway_frames_in_total",
+        "Client frames received by kind",
+        &["kind"],
+    )
+});
+
+pub static FRAMES_OUT: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_gateway_frames_out_total",
+        "Client frames sent by kind",
+        &["kind"],
+    )
+});
+
+pub static ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_gateway_errors_total",
+        "Error frames sent by code",
+        &["code"],
+    )
+});
+
+/// From receiving a Send to acking it (enqueue confirmed, delivered).
+pub static SEND_LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        HistogramOpts::new("confab_gateway_send_seconds", "Send request to ack, seconds")
+            .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).unwrap_or_default())
+    )
+    .unwrap_or_else(|e| panic!("metric: {e}"))
+});
+
+/// Pushes handed to a session's queue (local) or to another gateway.
+pub static DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_gateway_deliveries_total",
+        "Message pushes by path (local, remote) and outcome",
+        &["path", "outcome"],
+    )
+});
+
+pub static KICKS: LazyLock<IntCounter> =
+    LazyLock::new(|| counter("confab_gateway_kicks_total", "Sessions kicked by a newer login"));
+
+pub static SLOW_CONSUMERS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "confab_gateway_slow_consumers_total",
+        "Connections closed because their send queue was full",
+    )
+});
+
+/// Touches every metric so that `/metrics` lists them from the start.
+pub fn init() {
+    LazyLock::force(&CONNECTIONS);
+    LazyLock::force(&FRAMES_IN);
+    LazyLock::force(&FRAMES_OUT);
+    LazyLock::force(&ERRORS);
+    LazyLock::force(&SEND_LATENCY);
+    LazyLock::force(&DELIVERIES);
+    LazyLock::force(&KICKS);
+    LazyLock::force(&SLOW_CONSUMERS);
+}

@@ -1,0 +1,266 @@
+//! A local cluster of real processes, killed on drop: routers and persist
+//! from `workspace_bin` (CONFAB_BIN_DIR, else next to the test binary's
+//! target dir), gateways from this crate's binary.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use confab_client::{Client, DeviceKind, Event};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Where a workspace binary is: `$CONFAB_BIN_DIR/name`, else the target
+/// dir of this test (`target/debug/deps/it-xxx` -> `target/debug/name`).
+/// A missing binary fails the test, naming it.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("CONFAB_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let exe = std::env::current_exe().expect("current exe");
+            exe.parent()
+                .and_then(|p| p.parent())
+                .expect("target dir")
+                .to_path_buf()
+        }
+    };
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "binary {name} not found at {} (build it with `cargo build -p {}` or set CONFAB_BIN_DIR)",
+        bin.display(),
+        if name == "confab-router" {
+            "confab-router"
+        } else {
+            name
+        }
+    );
+    bin
+}
+
+pub fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    format!("127.0.0.1:{port}")
+}
+
+pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, buf))
+}
+
+/// Polls until `check` holds; panics after `within` with `what`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub struct Gw {
+    pub client: String,
+    pub http: String,
+    pub grpc: String,
+}
+
+pub struct Cluster {
+    pub dir: TempDir,
+    pub routers: Vec<String>,
+    pub persist: String,
+    pub gateways: BTreeMap<u64, Gw>,
+    children: BTreeMap<String, Child>,
+}
+
+pub const LEASE_MS: u64 = 1500;
+
+impl Cluster {
+    /// 3 routers, 1 persist, `gateways` gateways; waits until all are ready.
+    pub async fn start(gateways: u64) -> Self {
+        let router_bin = workspace_bin("confab-router");
+        let persist_bin = workspace_bin("confab-persist");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = Cluster {
+            dir,
+            routers: Vec::new(),
+            persist: free_addr(),
+            gateways: BTreeMap::new(),
+            children: BTreeMap::new(),
+        };
+        let peers: Vec<(String, String)> = (0..3).map(|_| (free_addr(), free_addr())).collect();
+        let mut ready = Vec::new();
+        for (i, (grpc, http)) in peers.iter().enumerate() {
+            let id = i + 1;
+            let mut toml = format!(
+                "id = {id}\nlisten = \"{grpc}\"\nhttp = \"{http}\"\ndata_dir = \"{}\"\nbootstrap = true\nlease_ms = {LEASE_MS}\n",
+                c.dir.path().join(format!("router-{id}")).display()
+            );
+            toml.push_str("[peers]\n");
+            for (j, (g, _)) in peers.iter().enumerate() {
+                toml.push_str(&format!("\"{}\" = \"{g}\"\n", j + 1));
+            }
+            toml.push_str("[cluster]\nslots = 256\nshards = 4\n[raft]\nheartbeat_ms = 50\nelection_min_ms = 250\nelection_max_ms = 500\n");
+            let file = c.dir.path().join(format!("router-{id}.toml"));
+            std::fs::write(&file, toml).expect("write router config");
+            let mut cmd = Command::new(&router_bin);
+            cmd.arg("--config").arg(&file);
+            c.spawn(&format!("router-{id}"), cmd);
+            c.routers.push(grpc.clone());
+            ready.push(http.clone());
+        }
+        let persist_http = free_addr();
+        let mut cmd = Command::new(&persist_bin);
+        cmd.args(["--listen", &c.persist, "--http", &persist_http, "--data-dir"])
+            .arg(c.dir.path().join("persist"))
+            .env("CONFAB_DATABASE__ARGON2_MEMORY_KIB", "64");
+        c.spawn("persist", cmd);
+        ready.push(persist_http);
+        for (i, http) in ready.iter().enumerate() {
+            if !wait_ready(http).await {
+                let name = if i < 3 {
+                    format!("router-{}", i + 1)
+                } else {
+                    "persist".into()
+                };
+                panic!("{name} not ready at {http}; its log:\n{}", c.log(&name));
+            }
+        }
+        for id in 1..=gateways {
+            c.start_gateway(id).await;
+        }
+        c
+    }
+
+    fn spawn(&mut self, name: &str, mut cmd: Command) {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log file");
+        // Services read CONFAB_* as configuration: CONFAB_BIN_DIR is not theirs.
+        let child = cmd
+            .env_remove("CONFAB_BIN_DIR")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        self.children.insert(name.to_owned(), child);
+    }
+
+    pub async fn start_gateway(&mut self, id: u64) {
+        let gw = Gw {
+            client: free_addr(),
+            http: free_addr(),
+            grpc: free_addr(),
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab-gateway"));
+        cmd.args([
+            "--id",
+            &id.to_string(),
+            "--listen",
+            &gw.client,
+            "--http",
+            &gw.http,
+            "--grpc",
+            &gw.grpc,
+        ])
+        .args(["--router", &self.routers.join(","), "--persist", &self.persist]);
+        self.spawn(&format!("gateway-{id}"), cmd);
+        if !wait_ready(&gw.http).await {
+            panic!(
+                "gateway {id} not ready; its log:\n{}",
+                self.log(&format!("gateway-{id}"))
+            );
+        }
+        self.gateways.insert(id, gw);
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self, name: &str) {
+        if let Some(mut c) = self.children.remove(name) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn gw(&self, id: u64) -> &str {
+        &self.gateways[&id].client
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    pub async fn router_client(&self) -> confab_router_client::RouterClient {
+        confab_router_client::RouterClient::new(self.routers.clone(), Default::default())
+            .expect("router client")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let names: Vec<String> = self.children.keys().cloned().collect();
+        for n in names {
+            self.kill(&n);
+        }
+    }
+}
+
+async fn wait_ready(http: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if matches!(http_get(http, "/readyz").await, Some((200, _))) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Registers `name` (password "pw") through gateway `addr`.
+pub async fn register(addr: &str, name: &str) -> u64 {
+    let c = Client::connect(addr).await.expect("connect");
+    c.register(name, "pw").await.expect("register").user_id
+}
+
+pub async fn login(addr: &str, name: &str, device: &str, kind: DeviceKind) -> Client {
+    let mut c = Client::connect(addr).await.expect("connect");
+    c.login(name, "pw", device, kind).await.expect("login");
+    c
+}
+
+/// Messages from events until `n` arrived (or `within` passed).
+pub async fn receive(c: &mut Client, n: usize, within: Duration) -> Vec<confab_client::proto::Message> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while out.len() < n {
+        match tokio::time::timeout_at(deadline, c.next_event()).await {
+            Ok(Some(Event::Message(m))) => out.push(m),
+            Ok(Some(other)) => panic!("unexpected event {other:?}"),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    out
+}
+
+/// No further message arrives within `quiet`.
+pub async fn assert_quiet(c: &mut Client, quiet: Duration) {
+    if let Ok(Some(e)) = tokio::time::timeout(quiet, c.next_event()).await {
+        panic!("expected nothing more, got {e:?}");
+    }
+}

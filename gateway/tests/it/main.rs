@@ -1,0 +1,8 @@
+//! End-to-end tests with real processes: 3 routers, 1 persist (SQLite +
+//! embedded queue) and gateways, on 127.0.0.1 free ports and temp dirs.
+
+mod bad_input;
+mod chat;
+mod chat_cli;
+mod failover;
+mod harness;
