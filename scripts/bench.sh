@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: starts a private release cluster (3 routers, fsync on, 3
-# replicas) under a temp dir on ports of its own, runs the benchmarks against
-# it, measures the peer in the same run (Redis MGET of 100 keys, when a Redis
+# replicas) under a temp dir on ports of its own, runs the router benchmarks
+# against it, then persist's write benchmark, measures the peer in the same run (Redis MGET of 100 keys, when a Redis
 # is listening on 127.0.0.1:6379), prints every figure and stops what it started.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -39,4 +39,8 @@ if command -v redis-benchmark >/dev/null && (exec 3<>/dev/tcp/127.0.0.1/6379) 2>
   redis-benchmark -h 127.0.0.1 -p 6379 -q -n 200000 -c 50 MGET $keys | tee "$OUT/redis-mget.txt"
   for k in $keys; do redis-cli -h 127.0.0.1 DEL "$k" >/dev/null; done
 fi
+echo "== persist: messages enqueued -> committed, and the plain batched INSERT ceiling"
+echo "   (SQLite + embedded queue; PostgreSQL + RabbitMQ when they listen on 127.0.0.1)"
+(cd "$ROOT" && cargo run --quiet --release -p confab-persist --example write_bench -- "${PERSIST_MESSAGES:-200000}") \
+  | tee "$OUT/persist-write.txt"
 echo "results in $OUT"
