@@ -8,6 +8,8 @@ source "$(dirname "$0")/lib.sh"
 export PROFILE=release
 BIN="$TARGET_DIR/release"
 DURATION="${DURATION:-10}"
+# Writes need many in flight to fill the Raft pipelines; lookups saturate sooner.
+WRITE_CONCURRENCY="${WRITE_CONCURRENCY:-512}"
 CONCURRENCY="${CONCURRENCY:-128}"
 KILLS="${KILLS:-5}"
 OUT="${BENCH_OUT:-$ROOT/target-bench}"
@@ -23,20 +25,24 @@ routers="$(router_grpc 1),$(router_grpc 2),$(router_grpc 3)"
 
 echo "== router: replicated session writes (login + logout), fsync on, 3 replicas"
 "$BIN/confab-bench" router --router "$routers" --mix writes --duration "$DURATION" \
-  --concurrency "$CONCURRENCY" --warmup 2 --json | tee "$OUT/router-writes.json"
+  --concurrency "$WRITE_CONCURRENCY" --warmup 2 --json | tee "$OUT/router-writes.json"
 echo "== router: linearizable batch lookups of 100 uids"
 "$BIN/confab-bench" router --router "$routers" --mix lookups --batch 100 --duration "$DURATION" \
   --concurrency "$CONCURRENCY" --warmup 2 --json | tee "$OUT/router-lookups.json"
 echo "== router: SIGKILL a shard leader, time until writes to that shard succeed ($KILLS kills)"
 "$BIN/confab-bench" failover --router "$routers" --kills "$KILLS" --pid-dir "$CLUSTER_DIR" \
   --restart-cmd "$ROOT/scripts/start-router.sh {id}" --json | tee "$OUT/router-failover.json"
+# The routers are done: stop them so they take no CPU from what follows.
+cleanup
+trap - EXIT
 
 if command -v redis-benchmark >/dev/null && (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   echo "== peer: one Redis, MGET of 100 keys (same machine, same run)"
   keys=$(for k in $(seq 1 100); do printf 'confab:bench:%d ' "$k"; done)
   for k in $keys; do redis-cli -h 127.0.0.1 SET "$k" x >/dev/null; done
   # shellcheck disable=SC2086
-  redis-benchmark -h 127.0.0.1 -p 6379 -q -n 200000 -c 50 MGET $keys | tee "$OUT/redis-mget.txt"
+  redis-benchmark -h 127.0.0.1 -p 6379 -q -n 200000 -c 50 MGET $keys | tr '\r' '\n' | tail -n 1 \
+    | sed 's/^.*: \([0-9.]* requests per second.*\)$/MGET of 100 keys: \1/' | tee "$OUT/redis-mget.txt"
   for k in $keys; do redis-cli -h 127.0.0.1 DEL "$k" >/dev/null; done
 fi
 echo "== persist: messages enqueued -> committed, and the plain batched INSERT ceiling"
