@@ -67,6 +67,8 @@ pub struct Node {
     db: NodeDb,
     raft_config: Arc<openraft::Config>,
     groups: RwLock<HashMap<GroupId, Group>>,
+    /// Serializes group creation: two Raft instances must never share a log.
+    creating: tokio::sync::Mutex<()>,
 }
 
 impl Node {
@@ -84,6 +86,7 @@ impl Node {
             db,
             raft_config,
             groups: RwLock::new(HashMap::new()),
+            creating: tokio::sync::Mutex::new(()),
         });
         node.peers.set_addr(node.id, &node.addr);
         for group in node.db.hosted_groups()? {
@@ -94,6 +97,7 @@ impl Node {
 
     /// Starts (or returns) the local replica of `group`.
     pub async fn start_group(&self, group: GroupId) -> anyhow::Result<Group> {
+        let _creating = self.creating.lock().await;
         if let Some(g) = self.group(group) {
             return Ok(g);
         }
