@@ -6,3 +6,4 @@ mod chat;
 mod chat_cli;
 mod failover;
 mod harness;
+mod websocket;
