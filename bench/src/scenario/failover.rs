@@ -159,16 +159,9 @@ async fn wait_until_hosting(client: &RouterClient, node: u64, within: Duration) 
 }
 
 fn uid_in_shard(map: &confab_router_client::ClusterMap, shard: u32) -> anyhow::Result<u64> {
-    let d = map
-        .shards
-        .iter()
-        .find(|d| d.shard_id == shard)
-        .context("shard vanished from the map")?;
+    let keyspace = confab_router_client::ShardMap::new(map.slots, map.shards.iter().cloned())?;
     (1..10_000_000u64)
-        .find(|&uid| {
-            let slot = confab_router_client::slot_of(uid, map.slots);
-            d.ranges.iter().any(|r| r.start <= slot && slot < r.end)
-        })
+        .find(|&uid| keyspace.shard_of_uid(uid).is_some_and(|d| d.shard_id == shard))
         .context("no uid hashes into the shard")
 }
 

@@ -51,12 +51,10 @@ async fn leader_of(client: &RouterClient, group: u32) -> Option<u64> {
 }
 
 fn uid_in_shard(map: &confab_router_client::ClusterMap, shard: u32, from: u64) -> u64 {
-    let d = map.shards.iter().find(|d| d.shard_id == shard).expect("shard");
+    let keyspace =
+        confab_router_client::ShardMap::new(map.slots, map.shards.iter().cloned()).expect("valid map");
     (from..)
-        .find(|&uid| {
-            let slot = confab_router_client::slot_of(uid, map.slots);
-            d.ranges.iter().any(|r| r.start <= slot && slot < r.end)
-        })
+        .find(|&uid| keyspace.shard_of_uid(uid).is_some_and(|d| d.shard_id == shard))
         .expect("some uid hashes into every shard")
 }
 
