@@ -300,13 +300,14 @@ impl Node {
         }
     }
 
-    /// Stops every group (tests and shutdown).
+    /// Stops every group, then the database's background work.
     pub async fn shutdown(&self) {
         for g in self.groups() {
             if let Err(error) = g.raft.shutdown().await {
                 tracing::warn!(group = g.id, %error, "raft shutdown");
             }
         }
+        self.db.close();
     }
 }
 

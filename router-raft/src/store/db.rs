@@ -51,13 +51,22 @@ impl NodeDb {
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = Arc::new(DB::open_cf_descriptors(&opts, dir, cfs).map_err(io_err)?);
-        let syncer = WalSyncer::start(db.clone());
+        let syncer = WalSyncer::start(&db);
         Ok(Self { db, syncer })
     }
 
     pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
         // The three families are created by `open`; their absence is a bug.
         self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    /// Syncs the WAL and stops RocksDB's background threads. Call once every
+    /// group has stopped; the database closes when the last handle drops.
+    pub fn close(&self) {
+        if let Err(error) = self.db.flush_wal(true) {
+            tracing::warn!(%error, "final WAL sync");
+        }
+        self.db.cancel_all_background_work(true);
     }
 
     /// Groups this node hosts a replica of, as recorded on disk.

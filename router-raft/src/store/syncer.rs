@@ -4,6 +4,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::Weak;
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -20,8 +21,12 @@ pub struct WalSyncer {
 }
 
 impl WalSyncer {
-    pub(crate) fn start(db: Arc<DB>) -> Self {
+    pub(crate) fn start(db: &Arc<DB>) -> Self {
         let (tx, rx) = mpsc::channel::<Completion>();
+        // A weak handle: if this thread held the last reference, RocksDB's
+        // destructor would run here, racing the process's exit-time
+        // destructors (an abort with "pthread lock: Invalid argument").
+        let db = Arc::downgrade(db);
         let spawned = std::thread::Builder::new()
             .name("wal-sync".into())
             .spawn(move || sync_loop(&db, &rx));
@@ -49,20 +54,19 @@ impl WalSyncer {
     }
 }
 
-fn sync_loop(db: &DB, rx: &mpsc::Receiver<Completion>) {
+fn sync_loop(db: &Weak<DB>, rx: &mpsc::Receiver<Completion>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
         let started = Instant::now();
-        let res = db.flush_wal(true);
+        let res = match db.upgrade() {
+            Some(db) => db.flush_wal(true).map_err(|e| e.to_string()),
+            None => Err("the database is closed".to_string()),
+        };
         metrics::WAL_SYNC_SECONDS.observe(started.elapsed().as_secs_f64());
         metrics::WAL_SYNC_BATCH.observe(batch.len() as f64);
         for done in batch {
-            done(
-                res.as_ref()
-                    .map(|_| ())
-                    .map_err(|e| io::Error::other(e.to_string())),
-            );
+            done(res.clone().map_err(io::Error::other));
         }
     }
 }
