@@ -140,7 +140,13 @@ impl Cluster {
                 } else {
                     "persist".into()
                 };
-                panic!("{name} not ready at {http}; its log:\n{}", c.log(&name));
+                // Every log: the cause is often another process (a peer that
+                // failed to bind its port), not the one that is not ready.
+                let logs: String = ["router-1", "router-2", "router-3", "persist"]
+                    .iter()
+                    .map(|n| format!("--- {n}:\n{}\n", c.log(n)))
+                    .collect();
+                panic!("{name} not ready at {http}; the logs:\n{logs}");
             }
         }
         for id in 1..=gateways {
