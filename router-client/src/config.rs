@@ -22,6 +22,11 @@ pub struct ClientConfig {
     pub max_immediate_retries: u32,
     /// Largest response message accepted, in bytes.
     pub max_message_bytes: usize,
+    /// Batch RPCs outstanding per node: logins, logouts and lookup parts
+    /// started while all are busy travel together in the next one.
+    pub batch_in_flight: usize,
+    /// Largest number of operations in one batch RPC.
+    pub max_batch_items: usize,
 }
 
 impl Default for ClientConfig {
@@ -34,6 +39,8 @@ impl Default for ClientConfig {
             backoff_max: Duration::from_millis(500),
             max_immediate_retries: 4,
             max_message_bytes: 16 << 20,
+            batch_in_flight: 4,
+            max_batch_items: 1024,
         }
     }
 }

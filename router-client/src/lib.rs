@@ -17,6 +17,7 @@
 
 mod admin;
 mod client;
+mod coalesce;
 mod config;
 mod driver;
 mod error;

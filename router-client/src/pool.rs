@@ -1,11 +1,12 @@
 //! One lazily connected, shared tonic channel per router node address.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use confab_proto::router::router_service_client::RouterServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::coalesce::Coalescer;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 
@@ -28,6 +29,7 @@ pub fn normalize_addr(addr: &str) -> String {
 pub(crate) struct Pool {
     config: ClientConfig,
     channels: Mutex<HashMap<String, Channel>>,
+    coalescers: Mutex<HashMap<String, Arc<Coalescer>>>,
 }
 
 impl Pool {
@@ -35,7 +37,34 @@ impl Pool {
         Pool {
             config,
             channels: Mutex::new(HashMap::new()),
+            coalescers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The coalescer of `addr`'s batch RPCs, started on first use (from
+    /// within the tokio runtime).
+    pub(crate) fn coalescer(&self, addr: &str) -> Result<Arc<Coalescer>> {
+        let key = normalize_addr(addr);
+        if let Some(c) = self
+            .coalescers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(c.clone());
+        }
+        let stub = self.stub(addr)?;
+        let mut coalescers = self.coalescers.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(coalescers
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(Coalescer::spawn(
+                    stub,
+                    self.config.batch_in_flight,
+                    self.config.max_batch_items,
+                ))
+            })
+            .clone())
     }
 
     /// Checks that `addr` parses as an endpoint URI.

@@ -2,14 +2,19 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use std::sync::Arc;
+
+use confab_proto::router::batch_item::Op;
+use confab_proto::router::batch_result::Result as Answer;
 use confab_proto::router::{
-    LoginRequest, LogoutRequest, LookupRequest, LookupResponse, MultiDevicePolicy, Session, ShardEpoch,
-    ShardLookup,
+    BatchItem, BatchResult, LoginRequest, LogoutRequest, LookupResponse, MultiDevicePolicy, Session,
+    ShardEpoch, ShardLookup,
 };
 use futures::future::join_all;
-use tonic::Code;
+use tonic::{Code, Status};
 
 use crate::client::RouterClient;
+use crate::coalesce::{Coalescer, item_status};
 use crate::driver::{Target, Tries, Unroutable, fatal_error};
 use crate::error::Result;
 use crate::plan::{group_by_node, split_by_shard};
@@ -48,6 +53,42 @@ fn route_uid(
     Ok((target, desc.epoch))
 }
 
+/// Unwraps an item's answer: the expected kind, or the status its failure
+/// stands for.
+fn batched<T>(
+    reply: Result<BatchResult, Status>,
+    pick: impl FnOnce(Answer) -> std::result::Result<T, Answer>,
+) -> Result<tonic::Response<T>, Status> {
+    match reply?.result {
+        Some(Answer::Error(e)) => Err(item_status(e)),
+        Some(answer) => pick(answer)
+            .map(tonic::Response::new)
+            .map_err(|other| Status::internal(format!("unexpected batch answer {other:?}"))),
+        None => Err(Status::internal("a batch result without an answer")),
+    }
+}
+
+/// The parts of one node's lookup, each as an item of that node's batches.
+async fn lookup_parts(via: &Coalescer, parts: &[ShardLookup]) -> Result<LookupResponse, Status> {
+    let calls = parts.iter().map(|part| async move {
+        let reply = via
+            .call(BatchItem {
+                op: Some(Op::Lookup(part.clone())),
+            })
+            .await;
+        batched(reply, |r| match r {
+            Answer::Lookup(r) => Ok(r),
+            other => Err(other),
+        })
+        .map(tonic::Response::into_inner)
+    });
+    let parts = join_all(calls)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, Status>>()?;
+    Ok(LookupResponse { parts })
+}
+
 /// One node's share of a lookup round.
 struct NodeBatch {
     node: u64,
@@ -56,6 +97,11 @@ struct NodeBatch {
 }
 
 impl RouterClient {
+    /// The coalescer of the node `target` names.
+    fn via(&self, target: &Target) -> Result<Arc<Coalescer>, Unroutable> {
+        self.inner.pool.coalescer(&target.addr).map_err(Unroutable::Fail)
+    }
+
     /// Logs `session` in for `uid` on the shard leader, kicking other sessions
     /// as `policy` says.
     pub async fn login(&self, uid: u64, session: Session, policy: MultiDevicePolicy) -> Result<LoginOutcome> {
@@ -71,9 +117,14 @@ impl RouterClient {
                         session: Some(session.clone()),
                         policy: policy as i32,
                     };
-                    Ok((target, request))
+                    Ok((target.clone(), (self.via(&target)?, Op::Login(request))))
                 },
-                |mut stub, request| async move { stub.login(request).await },
+                |_, (via, op)| async move {
+                    batched(via.call(BatchItem { op: Some(op) }).await, |r| match r {
+                        Answer::Login(r) => Ok(r),
+                        other => Err(other),
+                    })
+                },
             )
             .await?;
         Ok(LoginOutcome {
@@ -95,9 +146,14 @@ impl RouterClient {
                         uid,
                         session_id,
                     };
-                    Ok((target, request))
+                    Ok((target.clone(), (self.via(&target)?, Op::Logout(request))))
                 },
-                |mut stub, request| async move { stub.logout(request).await },
+                |_, (via, op)| async move {
+                    batched(via.call(BatchItem { op: Some(op) }).await, |r| match r {
+                        Answer::Logout(r) => Ok(r),
+                        other => Err(other),
+                    })
+                },
             )
             .await?;
         Ok(response.removed)
@@ -125,18 +181,15 @@ impl RouterClient {
             }
             let timeout = self.attempt_timeout(tries.deadline);
             let calls = batches.into_iter().map(|batch| async move {
-                let request = LookupRequest {
-                    parts: batch.parts.clone(),
-                };
-                let result = match self.stub(&batch.addr) {
-                    Ok(mut stub) => tokio::time::timeout(timeout, stub.lookup(request)).await,
+                let result = match self.inner.pool.coalescer(&batch.addr) {
+                    Ok(via) => tokio::time::timeout(timeout, lookup_parts(&via, &batch.parts)).await,
                     Err(error) => Ok(Err(tonic::Status::unavailable(error.to_string()))),
                 };
                 (batch, result)
             });
             for (batch, result) in join_all(calls).await {
                 let outcome = match result {
-                    Ok(Ok(response)) => Ok(response.into_inner()),
+                    Ok(Ok(response)) => Ok(response),
                     Ok(Err(status)) => Err(classify_status(&status)),
                     Err(_) => Err(Failure::Transient {
                         code: Code::DeadlineExceeded,

@@ -30,6 +30,7 @@ pub mod status;
 pub mod store;
 pub mod types;
 pub mod wire;
+pub mod write_batch;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -90,6 +90,14 @@ pub static READ_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     )
 });
 /// Readers served by one leadership check.
+pub static WRITE_BATCH: LazyLock<Histogram> = LazyLock::new(|| {
+    histogram(
+        "confab_router_write_batch",
+        "Session writes carried by one shard log entry",
+        prometheus::exponential_buckets(1.0, 2.0, 12).expect("valid buckets"),
+    )
+});
+
 pub static READ_BATCH: LazyLock<Histogram> = LazyLock::new(|| {
     histogram(
         "confab_router_read_batch",

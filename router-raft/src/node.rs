@@ -27,6 +27,8 @@ use crate::sm::meta::MetaState;
 use crate::sm::meta::NodeRecord;
 use crate::sm::meta::NodeRecordState;
 use crate::sm::meta::initial_shards;
+use crate::sm::shard::ShardCommand;
+use crate::sm::shard::ShardReply;
 use crate::store::LogStore;
 use crate::store::NodeDb;
 use crate::types::Command;
@@ -45,6 +47,8 @@ pub struct Group {
     pub sm: StateMachine,
     /// Coalesces concurrent linearizable reads of this group.
     pub reads: Arc<crate::read_batch::ReadBatcher>,
+    /// Coalesces concurrent session writes of this group into one entry.
+    pub writes: Arc<crate::write_batch::WriteBatcher>,
 }
 
 impl Group {
@@ -111,6 +115,7 @@ impl Node {
             raft,
             sm,
             reads: Arc::default(),
+            writes: Arc::default(),
         };
         let mut groups = self.groups.write().expect("group table lock poisoned");
         Ok(groups.entry(group).or_insert(g).clone())
@@ -144,10 +149,17 @@ impl Node {
 
     /// A copy of this node's view of the cluster map.
     pub fn meta_state(&self) -> Result<MetaState> {
+        self.with_meta(MetaState::clone)
+    }
+
+    /// Runs `f` on the applied cluster map without copying it (the hot
+    /// paths route every request through it). `f` runs under the meta state
+    /// machine's read lock: keep it short, never await in it.
+    pub fn with_meta<R>(&self, f: impl FnOnce(&MetaState) -> R) -> Result<R> {
         let meta = self.meta()?;
         let st = meta.sm.read();
         match &st.data {
-            GroupData::Meta(m) if m.is_bootstrapped() => Ok(m.clone()),
+            GroupData::Meta(m) if m.is_bootstrapped() => Ok(f(m)),
             GroupData::Meta(_) => Err(RouterError::NotReady(
                 "the cluster map is not bootstrapped yet".into(),
             )),
@@ -237,6 +249,11 @@ impl Node {
 
     /// Proposes `cmd` to `group` and waits until it is applied here.
     pub async fn propose(&self, group: &Group, cmd: Command) -> Result<Reply> {
+        self.propose_at(group, cmd).await.map(|(reply, _)| reply)
+    }
+
+    /// [`Node::propose`], also returning the entry's log index.
+    pub async fn propose_at(&self, group: &Group, cmd: Command) -> Result<(Reply, u64)> {
         let label = command_label(&cmd);
         let timer = crate::metrics::PROPOSAL_SECONDS
             .with_label_values(&[label])
@@ -249,12 +266,20 @@ impl Node {
                     "command {label} sent to group {} of the other kind",
                     group.id
                 ))),
-                other => Ok(other),
+                other => Ok((other, resp.log_id.index())),
             },
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(self.not_leader(group.id, &f))
             }
             Err(e) => Err(RouterError::NotReady(format!("group {}: {e}", group.id))),
+        }
+    }
+
+    /// Proposes a shard command to `group`; its reply and log index.
+    pub async fn propose_shard(&self, group: &Group, cmd: ShardCommand) -> Result<(ShardReply, u64)> {
+        match self.propose_at(group, Command::Shard(cmd)).await? {
+            (Reply::Shard(r), index) => Ok((r, index)),
+            (other, _) => Err(RouterError::Internal(format!("shard answered {other:?}"))),
         }
     }
 
@@ -312,11 +337,11 @@ impl Node {
 }
 
 fn command_label(cmd: &Command) -> &'static str {
-    use crate::sm::shard::ShardCommand;
     match cmd {
         Command::Shard(ShardCommand::Login { .. }) => "login",
         Command::Shard(ShardCommand::Logout { .. }) => "logout",
         Command::Shard(ShardCommand::PurgeGateway { .. }) => "purge_gateway",
+        Command::Shard(ShardCommand::Batch(_)) => "batch",
         Command::Meta(_) => "meta",
     }
 }

@@ -31,6 +31,9 @@ use crate::wire;
 /// Largest number of uids in one lookup request.
 pub const MAX_LOOKUP_UIDS: usize = 100_000;
 
+/// Largest number of items in one batch request.
+pub const MAX_BATCH_ITEMS: usize = 10_000;
+
 pub struct RouterRpcServer {
     node: Arc<Node>,
 }
@@ -51,22 +54,23 @@ impl RouterRpcServer {
     /// Checks that `uids` belong to `shard_id` at `epoch`, and returns the
     /// local replica of the shard.
     fn route(&self, shard_id: u32, epoch: Option<pb::ShardEpoch>, uids: &[u64]) -> Result<Group> {
-        let meta = self.node.meta_state()?;
-        let Some(shard) = meta.shards.get(&shard_id) else {
-            return Err(RouterError::ShardNotFound(shard_id));
-        };
-        let stale = wire::epoch_from_pb(epoch) != shard.epoch
-            || uids
-                .iter()
-                .any(|&uid| !shard.owns_slot(confab_router_client::slot_of(uid, meta.slots)));
-        if stale {
-            return Err(RouterError::EpochNotMatch {
-                current: self.descriptors(&meta),
-            });
-        }
-        self.node
-            .group(shard_id)
-            .ok_or_else(|| self.not_hosted(shard, &meta))
+        self.node.with_meta(|meta| {
+            let Some(shard) = meta.shards.get(&shard_id) else {
+                return Err(RouterError::ShardNotFound(shard_id));
+            };
+            let stale = wire::epoch_from_pb(epoch) != shard.epoch
+                || uids
+                    .iter()
+                    .any(|&uid| !shard.owns_slot(confab_router_client::slot_of(uid, meta.slots)));
+            if stale {
+                return Err(RouterError::EpochNotMatch {
+                    current: self.descriptors(meta),
+                });
+            }
+            self.node
+                .group(shard_id)
+                .ok_or_else(|| self.not_hosted(shard, meta))
+        })?
     }
 
     /// This node holds no replica: point at a replica that may lead.
@@ -90,13 +94,9 @@ impl RouterRpcServer {
         }
     }
 
-    async fn shard_command(&self, group: &Group, cmd: ShardCommand) -> Result<(ShardReply, u64)> {
-        let reply = self.node.propose(group, Command::Shard(cmd)).await?;
-        let index = group.sm.read().last_applied.as_ref().map_or(0, |l| l.index());
-        match reply {
-            Reply::Shard(r) => Ok((r, index)),
-            other => Err(RouterError::Internal(format!("shard answered {other:?}"))),
-        }
+    /// A login or logout: coalesced with the group's concurrent writes.
+    async fn session_write(&self, group: &Group, cmd: ShardCommand) -> Result<(ShardReply, u64)> {
+        group.writes.propose(&self.node, group, cmd).await
     }
 
     async fn meta_command(&self, cmd: MetaCommand) -> Result<MetaReply> {
@@ -159,6 +159,83 @@ impl RouterRpcServer {
             .collect())
     }
 
+    async fn login_op(&self, r: pb::LoginRequest) -> Result<pb::LoginResponse> {
+        let session = wire::session_from_pb(r.session)?;
+        let policy = wire::policy_from_pb(r.policy)?;
+        let group = self.route(r.shard_id, r.epoch, &[r.uid])?;
+        // Fast path: a gateway this node already knows is dead. The shard
+        // state machine enforces the same rule once the purge reached it.
+        let dead = self.node.with_meta(|meta| {
+            meta.pending_purges
+                .get(&session.gateway_id)
+                .is_some_and(|&inc| session.gateway_incarnation <= inc)
+        })?;
+        if dead {
+            return Err(RouterError::UnknownGateway {
+                gateway_id: session.gateway_id,
+                incarnation: session.gateway_incarnation,
+            });
+        }
+        let cmd = ShardCommand::Login {
+            uid: r.uid,
+            session,
+            policy,
+        };
+        match self.session_write(&group, cmd).await? {
+            (ShardReply::LoggedIn { kicked }, log_index) => Ok(pb::LoginResponse {
+                kicked: kicked.iter().map(wire::session_to_pb).collect(),
+                log_index,
+            }),
+            (
+                ShardReply::GatewayGone {
+                    gateway_id,
+                    incarnation,
+                },
+                _,
+            ) => Err(RouterError::UnknownGateway {
+                gateway_id,
+                incarnation,
+            }),
+            (other, _) => Err(RouterError::Internal(format!("login answered {other:?}"))),
+        }
+    }
+
+    async fn logout_op(&self, r: pb::LogoutRequest) -> Result<pb::LogoutResponse> {
+        let group = self.route(r.shard_id, r.epoch, &[r.uid])?;
+        let cmd = ShardCommand::Logout {
+            uid: r.uid,
+            session_id: r.session_id,
+        };
+        match self.session_write(&group, cmd).await? {
+            (ShardReply::LoggedOut { removed }, log_index) => Ok(pb::LogoutResponse { removed, log_index }),
+            (other, _) => Err(RouterError::Internal(format!("logout answered {other:?}"))),
+        }
+    }
+
+    /// One item of a batch; its failure is its own.
+    async fn batch_item(&self, item: pb::BatchItem) -> pb::BatchResult {
+        use pb::batch_item::Op;
+        use pb::batch_result::Result as R;
+        let result = match item.op {
+            Some(Op::Login(r)) => counted("login", self.login_op(r).await).map(R::Login),
+            Some(Op::Logout(r)) => counted("logout", self.logout_op(r).await).map(R::Logout),
+            Some(Op::Lookup(part)) => Ok(R::Lookup(self.lookup_part(part).await)),
+            None => Err(RouterError::InvalidArgument(
+                "a batch item without an operation".into(),
+            )),
+        };
+        pb::BatchResult {
+            result: Some(result.unwrap_or_else(|e| {
+                let status = Status::from(e);
+                R::Error(pb::ItemError {
+                    code: status.code() as i32,
+                    message: status.message().to_owned(),
+                    details: status.details().to_vec(),
+                })
+            })),
+        }
+    }
+
     fn meta_leader(&self) -> Result<Group> {
         self.leader_group(self.node.meta()?)
     }
@@ -185,82 +262,26 @@ impl RouterRpcServer {
 
 /// Counts the call and its error kind, and converts the error for the wire.
 fn finish<T>(method: &'static str, res: Result<T>) -> Result<Response<T>, Status> {
+    counted(method, res).map(Response::new).map_err(Status::from)
+}
+
+/// Counts the call (or batch item) and its error kind.
+fn counted<T>(method: &'static str, res: Result<T>) -> Result<T> {
     metrics::RPC_TOTAL.with_label_values(&[method]).inc();
-    match res {
-        Ok(v) => Ok(Response::new(v)),
-        Err(e) => {
-            metrics::RPC_ERRORS.with_label_values(&[method, e.kind()]).inc();
-            Err(e.into())
-        }
+    if let Err(e) = &res {
+        metrics::RPC_ERRORS.with_label_values(&[method, e.kind()]).inc();
     }
+    res
 }
 
 #[tonic::async_trait]
 impl RouterService for RouterRpcServer {
     async fn login(&self, req: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
-        let res = async {
-            let r = req.into_inner();
-            let session = wire::session_from_pb(r.session)?;
-            let policy = wire::policy_from_pb(r.policy)?;
-            let group = self.route(r.shard_id, r.epoch, &[r.uid])?;
-            // Fast path: a gateway this node already knows is dead. The shard
-            // state machine enforces the same rule once the purge reached it.
-            let dead = self
-                .node
-                .meta_state()?
-                .pending_purges
-                .get(&session.gateway_id)
-                .is_some_and(|&inc| session.gateway_incarnation <= inc);
-            if dead {
-                return Err(RouterError::UnknownGateway {
-                    gateway_id: session.gateway_id,
-                    incarnation: session.gateway_incarnation,
-                });
-            }
-            let cmd = ShardCommand::Login {
-                uid: r.uid,
-                session,
-                policy,
-            };
-            match self.shard_command(&group, cmd).await? {
-                (ShardReply::LoggedIn { kicked }, log_index) => Ok(pb::LoginResponse {
-                    kicked: kicked.iter().map(wire::session_to_pb).collect(),
-                    log_index,
-                }),
-                (
-                    ShardReply::GatewayGone {
-                        gateway_id,
-                        incarnation,
-                    },
-                    _,
-                ) => Err(RouterError::UnknownGateway {
-                    gateway_id,
-                    incarnation,
-                }),
-                (other, _) => Err(RouterError::Internal(format!("login answered {other:?}"))),
-            }
-        }
-        .await;
-        finish("login", res)
+        finish("login", self.login_op(req.into_inner()).await)
     }
 
     async fn logout(&self, req: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
-        let res = async {
-            let r = req.into_inner();
-            let group = self.route(r.shard_id, r.epoch, &[r.uid])?;
-            let cmd = ShardCommand::Logout {
-                uid: r.uid,
-                session_id: r.session_id,
-            };
-            match self.shard_command(&group, cmd).await? {
-                (ShardReply::LoggedOut { removed }, log_index) => {
-                    Ok(pb::LogoutResponse { removed, log_index })
-                }
-                (other, _) => Err(RouterError::Internal(format!("logout answered {other:?}"))),
-            }
-        }
-        .await;
-        finish("logout", res)
+        finish("logout", self.logout_op(req.into_inner()).await)
     }
 
     async fn lookup(&self, req: Request<pb::LookupRequest>) -> Result<Response<pb::LookupResponse>, Status> {
@@ -277,6 +298,35 @@ impl RouterService for RouterRpcServer {
         }
         .await;
         finish("lookup", res)
+    }
+
+    async fn batch(&self, req: Request<pb::BatchRequest>) -> Result<Response<pb::BatchResponse>, Status> {
+        let res = async {
+            let r = req.into_inner();
+            if r.items.len() > MAX_BATCH_ITEMS {
+                return Err(RouterError::InvalidArgument(format!(
+                    "a batch of {} items exceeds the limit of {MAX_BATCH_ITEMS}",
+                    r.items.len()
+                )));
+            }
+            let uids: usize = r
+                .items
+                .iter()
+                .map(|i| match &i.op {
+                    Some(pb::batch_item::Op::Lookup(p)) => p.uids.len(),
+                    _ => 1,
+                })
+                .sum();
+            if uids > MAX_LOOKUP_UIDS {
+                return Err(RouterError::InvalidArgument(format!(
+                    "a batch naming {uids} uids exceeds the limit of {MAX_LOOKUP_UIDS}"
+                )));
+            }
+            let results = futures::future::join_all(r.items.into_iter().map(|i| self.batch_item(i))).await;
+            Ok(pb::BatchResponse { results })
+        }
+        .await;
+        finish("batch", res)
     }
 
     async fn register_gateway(
@@ -412,7 +462,7 @@ impl RouterService for RouterRpcServer {
                 gateway_id: r.gateway_id,
                 incarnation: r.incarnation,
             };
-            match self.shard_command(&group, cmd).await? {
+            match self.node.propose_shard(&group, cmd).await? {
                 (ShardReply::Purged { count }, _) => Ok(pb::PurgeGatewayResponse { purged: count }),
                 (other, _) => Err(RouterError::Internal(format!("purge answered {other:?}"))),
             }

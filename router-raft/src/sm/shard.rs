@@ -46,6 +46,10 @@ pub enum ShardCommand {
         gateway_id: u64,
         incarnation: u64,
     },
+    /// Several logins/logouts proposed together as one log entry (the node
+    /// coalesces concurrent writes of a shard); applied in order, one reply
+    /// each. Never nested.
+    Batch(Vec<ShardCommand>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +69,10 @@ pub enum ShardReply {
         gateway_id: u64,
         incarnation: u64,
     },
+    /// The replies of a [`ShardCommand::Batch`], in its order.
+    Batch(Vec<ShardReply>),
+    /// A command the state machine refuses (a nested batch); nothing changed.
+    Refused(String),
 }
 
 /// The sessions of every online user of one shard.
@@ -105,6 +113,14 @@ impl ShardState {
             } => ShardReply::Purged {
                 count: self.purge_gateway(*gateway_id, *incarnation),
             },
+            ShardCommand::Batch(cmds) => ShardReply::Batch(
+                cmds.iter()
+                    .map(|c| match c {
+                        ShardCommand::Batch(_) => ShardReply::Refused("nested batch".into()),
+                        c => self.apply(c),
+                    })
+                    .collect(),
+            ),
         }
     }
 
@@ -240,6 +256,46 @@ mod tests {
             ShardReply::LoggedIn { kicked } => kicked.iter().map(|s| s.session_id).collect(),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn batch_applies_in_order_with_one_reply_each() {
+        let mut st = ShardState::default();
+        let login = |id: u64, dev: &str| ShardCommand::Login {
+            uid: 7,
+            session: sess(id, 1, 1, dev),
+            policy: DevicePolicy::OneInAll,
+        };
+        let reply = st.apply(&ShardCommand::Batch(vec![
+            login(1, "a"),
+            login(2, "b"),
+            ShardCommand::Batch(vec![login(9, "z")]),
+            ShardCommand::Logout {
+                uid: 7,
+                session_id: 2,
+            },
+            ShardCommand::Logout {
+                uid: 7,
+                session_id: 2,
+            },
+        ]));
+        let ShardReply::Batch(replies) = reply else {
+            panic!("batch reply expected, got {reply:?}");
+        };
+        assert_eq!(replies.len(), 5);
+        assert_eq!(replies[0], ShardReply::LoggedIn { kicked: vec![] });
+        // The second login kicked the first (one device in all): order held.
+        assert_eq!(
+            replies[1],
+            ShardReply::LoggedIn {
+                kicked: vec![sess(1, 1, 1, "a")]
+            }
+        );
+        assert!(matches!(replies[2], ShardReply::Refused(_)));
+        assert_eq!(replies[3], ShardReply::LoggedOut { removed: true });
+        assert_eq!(replies[4], ShardReply::LoggedOut { removed: false });
+        // The refused nested login changed nothing.
+        assert!(st.sessions_of(7).is_empty());
     }
 
     #[test]
