@@ -36,6 +36,9 @@ pub struct RouterConfig {
     pub join: Option<String>,
     /// Gateway lease in milliseconds: a gateway silent this long is purged.
     pub lease_ms: u64,
+    /// On SIGTERM, how long to wait for this node's leaderships to move to
+    /// other voters before stopping anyway, in milliseconds.
+    pub handoff_ms: u64,
     pub read: ReadMode,
     pub cluster: ClusterConfig,
     pub raft: RaftConfig,
@@ -99,6 +102,7 @@ impl Default for RouterConfig {
             peers: BTreeMap::new(),
             join: None,
             lease_ms: 5000,
+            handoff_ms: 3000,
             read: ReadMode::Lease,
             cluster: ClusterConfig::default(),
             raft: RaftConfig::default(),
@@ -163,6 +167,10 @@ impl RouterConfig {
         fig = fig.merge(confab_common::config::env_overrides::<RouterConfig>());
         let config: RouterConfig = fig.extract().context("invalid router configuration")?;
         Ok(config)
+    }
+
+    pub fn handoff_budget(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.handoff_ms)
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {

@@ -74,6 +74,19 @@ pub async fn start(
     let node = Node::open(config.clone(), advertised)
         .await
         .context("opening the node")?;
+    // Stop in two steps: on `shutdown`, hand the leaderships off while still
+    // serving (the new leaders need this node's transport for a moment),
+    // then stop the servers.
+    let servers = CancellationToken::new();
+    {
+        let (node, servers, budget) = (node.clone(), servers.clone(), config.handoff_budget());
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            node.hand_off_leaderships(budget).await;
+            servers.cancel();
+        });
+    }
 
     let grpc_server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
@@ -89,10 +102,10 @@ pub async fn start(
         )
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
-            shutdown.clone().cancelled_owned(),
+            servers.clone().cancelled_owned(),
         );
     let http_server = axum::serve(http, http::router(node.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        .with_graceful_shutdown(servers.clone().cancelled_owned());
 
     let grpc_task = tokio::spawn(grpc_server);
     let http_task = tokio::spawn(async move { http_server.await });

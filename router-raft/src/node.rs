@@ -325,6 +325,57 @@ impl Node {
         }
     }
 
+    /// Before a clean stop: hands every leadership this node holds to the
+    /// most caught-up other voter of the group, and waits (at most `budget`)
+    /// until the groups have new leaders, so writes see no election timeout.
+    /// Returns how many groups still had this node as leader at the end.
+    pub async fn hand_off_leaderships(&self, budget: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + budget;
+        let led: Vec<Group> = self
+            .groups()
+            .into_iter()
+            .filter(|g| g.is_leader(self.id))
+            .collect();
+        for g in &led {
+            let m = g.raft.metrics().borrow_watched().clone();
+            let matched = |id: &NodeId| {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned().flatten())
+                    .map_or(0, |l| l.index())
+            };
+            let target = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .filter(|&id| id != self.id)
+                .max_by_key(matched);
+            let Some(target) = target else { continue };
+            if let Err(error) = g.raft.trigger().transfer_leader(target).await {
+                tracing::warn!(group = g.id, target, %error, "leader hand-off");
+            }
+        }
+        loop {
+            // Done once this replica follows a new leader (stepping down
+            // alone is not enough: the target may still be campaigning).
+            let still = led
+                .iter()
+                .filter(|g| g.leader().is_none_or(|l| l == self.id))
+                .count();
+            if still == 0 || tokio::time::Instant::now() >= deadline {
+                if !led.is_empty() {
+                    tracing::info!(
+                        groups = led.len(),
+                        still_leading = still,
+                        "leaderships handed off"
+                    );
+                }
+                return still;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Stops every group, then the database's background work.
     pub async fn shutdown(&self) {
         for g in self.groups() {

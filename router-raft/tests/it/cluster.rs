@@ -115,3 +115,49 @@ async fn multi_device_policy_is_decided_in_the_state_machine() {
     assert!(client.lookup(&[uid]).await.expect("lookup").is_empty());
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopping_node_hands_its_leaderships_off_first() {
+    let mut cluster = InProc::start(3, SHARDS).await;
+    let client = cluster.client().await;
+    // The node leading the most groups (meta included) is the one to stop.
+    let groups: Vec<u32> = (0..=SHARDS).collect();
+    let leading = |cluster: &InProc, id: u64| {
+        groups
+            .iter()
+            .filter(|&&g| cluster.leader_of(g) == Some(id))
+            .count()
+    };
+    let victim = (1..=3u64)
+        .max_by_key(|&id| leading(&cluster, id))
+        .expect("a node");
+    assert!(leading(&cluster, victim) > 0, "node {victim} leads something");
+    for uid in 1..=50u64 {
+        client
+            .login(uid, session(uid, 1, 1, "d"), MultiDevicePolicy::AllowAll)
+            .await
+            .expect("login");
+    }
+
+    // While the node is still up and heartbeating, no follower can time out
+    // and win an election: a leadership that moves now was handed over.
+    let node = cluster.nodes[&victim].running.node.clone();
+    let still = node.hand_off_leaderships(Duration::from_secs(5)).await;
+    assert_eq!(still, 0, "every leadership handed off within the budget");
+    assert_eq!(leading(&cluster, victim), 0);
+    for &g in &groups {
+        let leader = cluster.leader_of(g).expect("every group has a leader");
+        assert_ne!(leader, victim, "group {g}");
+    }
+
+    // The stop itself (which hands off again, finding nothing) loses nothing.
+    cluster.stop(victim).await;
+    let uids: Vec<u64> = (1..=50).collect();
+    let found = client.lookup(&uids).await.expect("lookup");
+    assert_eq!(found.len(), 50);
+    client
+        .login(51, session(51, 1, 1, "d"), MultiDevicePolicy::AllowAll)
+        .await
+        .expect("writes go on");
+    cluster.shutdown().await;
+}
