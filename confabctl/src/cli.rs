@@ -41,6 +41,35 @@ pub enum Command {
     },
     /// Registered gateways and their leases.
     Gateways,
+    /// Shard replicas.
+    Shard {
+        #[command(subcommand)]
+        command: ShardCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShardCommand {
+    /// Move a shard's replica to another node: the new replica catches up
+    /// as a learner, becomes a voter, then the old one is removed. Safe to
+    /// repeat; an interrupted move is finished by running it again.
+    Move(MoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MoveArgs {
+    /// The shard whose replica moves.
+    #[arg(long)]
+    pub shard: u32,
+    /// The node that gives its replica away.
+    #[arg(long)]
+    pub from: u64,
+    /// The node that receives it.
+    #[arg(long)]
+    pub to: u64,
+    /// How long the move may take (the new replica catching up), in seconds.
+    #[arg(long, default_value_t = 300.0)]
+    pub move_timeout: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +110,30 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_shard_move() {
+        let cli = Cli::try_parse_from([
+            "confabctl",
+            "shard",
+            "move",
+            "--shard",
+            "3",
+            "--from",
+            "1",
+            "--to",
+            "4",
+        ])
+        .expect("parse");
+        let Command::Shard {
+            command: ShardCommand::Move(args),
+        } = cli.command
+        else {
+            panic!("not a move");
+        };
+        assert_eq!((args.shard, args.from, args.to), (3, 1, 4));
+        assert!(Cli::try_parse_from(["confabctl", "shard", "move", "--shard", "3", "--to", "4"]).is_err());
     }
 
     #[test]

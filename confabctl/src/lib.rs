@@ -1,6 +1,7 @@
 //! confabctl: the admin command line of a Confab router cluster.
 //!
-//! Each subcommand is one module (`status`, `whereis`, `leader`, `gateways`)
+//! Each subcommand is one module (`status`, `whereis`, `leader`, `gateways`,
+//! `shard`)
 //! with three parts: `run` talks to the cluster through
 //! `confab_router_client::RouterClient`, `build` turns the answers into a
 //! serde report struct (JSON output), `render_text` turns the report into
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod gateways;
 pub mod leader;
 pub mod report;
+pub mod shard;
 pub mod status;
 pub mod table;
 pub mod whereis;
@@ -22,7 +24,7 @@ use anyhow::Context;
 use confab_router_client::{ClientConfig, RouterClient};
 use serde::Serialize;
 
-use crate::cli::{Cli, Command, LeaderCommand};
+use crate::cli::{Cli, Command, LeaderCommand, ShardCommand};
 
 /// Runs the command and returns what to print on stdout.
 pub async fn run(cli: Cli) -> anyhow::Result<String> {
@@ -43,6 +45,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
             command: LeaderCommand::Transfer(args),
         } => output(json, &leader::run(&client, args).await?, leader::render_text),
         Command::Gateways => output(json, &gateways::run(&client).await?, gateways::render_text),
+        Command::Shard {
+            command: ShardCommand::Move(args),
+        } => output(
+            json,
+            &shard::run_move(&cli.router, args).await?,
+            shard::render_move,
+        ),
     }
 }
 

@@ -1,8 +1,8 @@
 //! Gateway registry, admin and introspection calls.
 
 use confab_proto::router::{
-    ClusterMap, DeregisterGatewayRequest, GatewayInfo, JoinRequest, ListGatewaysRequest, NodeInfo,
-    NodeStatusRequest, NodeStatusResponse, RegisterGatewayRequest, RegisterGatewayResponse,
+    ClusterMap, DeregisterGatewayRequest, GatewayInfo, JoinRequest, ListGatewaysRequest, MoveReplicaRequest,
+    NodeInfo, NodeStatusRequest, NodeStatusResponse, RegisterGatewayRequest, RegisterGatewayResponse,
     RenewLeaseRequest, ShardDescriptor, TransferLeaderRequest,
 };
 use futures::future::join_all;
@@ -105,6 +105,26 @@ impl RouterClient {
         .await?;
         self.write().set_leader(group_id, to);
         Ok(())
+    }
+
+    /// Asks the meta leader to move shard `shard_id`'s replica from node
+    /// `from` to node `to` (safe to repeat); returns the shard's new
+    /// descriptor. The move includes the new replica catching up: give the
+    /// client an `attempt_timeout` long enough for it.
+    pub async fn move_replica(&self, shard_id: u32, from: u64, to: u64) -> Result<ShardDescriptor> {
+        let request = MoveReplicaRequest { shard_id, from, to };
+        let response = self
+            .drive(
+                "move_replica",
+                |r, rot| Ok((route_group(r, META_GROUP, rot)?, request)),
+                |mut stub, req| async move { stub.move_replica(req).await },
+            )
+            .await?;
+        let shard = response
+            .shard
+            .ok_or_else(|| Error::InvalidMap("move answered without a descriptor".into()))?;
+        self.refresh_map().await?;
+        Ok(shard)
     }
 
     /// Asks the meta leader to add node `node_id` at `addr` to the cluster.

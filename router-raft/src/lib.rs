@@ -20,6 +20,7 @@ pub mod error;
 pub mod http;
 pub mod lease;
 pub mod metrics;
+pub mod moves;
 pub mod network;
 pub mod node;
 pub mod raft_service;

@@ -98,6 +98,24 @@ pub static WRITE_BATCH: LazyLock<Histogram> = LazyLock::new(|| {
     )
 });
 
+pub static MOVES_IN_PROGRESS: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    let g = prometheus::IntGauge::new(
+        "confab_router_moves_in_progress",
+        "Replica moves this node is running",
+    )
+    .expect("valid gauge");
+    prometheus::register(Box::new(g.clone())).expect("register gauge");
+    g
+});
+
+pub static LEARNER_CATCH_UP_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    histogram(
+        "confab_router_learner_catch_up_seconds",
+        "Time for a new replica to catch up as a learner (snapshot + log)",
+        prometheus::exponential_buckets(0.01, 2.0, 16).expect("valid buckets"),
+    )
+});
+
 pub static READ_BATCH: LazyLock<Histogram> = LazyLock::new(|| {
     histogram(
         "confab_router_read_batch",

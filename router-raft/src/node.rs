@@ -224,24 +224,54 @@ impl Node {
             nodes,
             shards,
         };
+        // Peers beyond the meta voters follow the meta group as learners.
+        let learners: BTreeMap<NodeId, BasicNode> = members(&ids)
+            .into_iter()
+            .filter(|(id, _)| !meta_voters.contains(id))
+            .collect();
         let node = self.clone();
-        tokio::spawn(async move { node.write_bootstrap_map(cmd).await });
+        tokio::spawn(async move { node.write_bootstrap_map(cmd, learners).await });
         Ok(())
     }
 
-    /// Proposes the initial map from whichever node leads the meta group.
-    async fn write_bootstrap_map(&self, cmd: MetaCommand) {
+    /// Proposes the initial map from whichever node leads the meta group,
+    /// and adds the other peers to it as learners.
+    async fn write_bootstrap_map(&self, cmd: MetaCommand, learners: BTreeMap<NodeId, BasicNode>) {
         loop {
-            if self.meta_state().is_ok() {
+            if self.meta_state().is_ok() && learners.is_empty() {
                 return;
             }
             if let Ok(meta) = self.meta()
                 && meta.is_leader(self.id)
             {
-                match self.propose(&meta, Command::Meta(cmd.clone())).await {
-                    Ok(_) => tracing::info!("cluster map bootstrapped"),
-                    Err(error) => tracing::warn!(%error, "writing the initial cluster map"),
+                if self.meta_state().is_err() {
+                    match self.propose(&meta, Command::Meta(cmd.clone())).await {
+                        Ok(_) => tracing::info!("cluster map bootstrapped"),
+                        Err(error) => tracing::warn!(%error, "writing the initial cluster map"),
+                    }
                 }
+                let mut added = 0;
+                for (id, n) in &learners {
+                    let known = meta
+                        .raft
+                        .learner_ids()
+                        .chain(meta.raft.voter_ids())
+                        .any(|l| l == *id);
+                    if known {
+                        added += 1;
+                        continue;
+                    }
+                    match meta.raft.add_learner(*id, n.clone(), false).await {
+                        Ok(_) => added += 1,
+                        Err(error) => tracing::warn!(%error, node = id, "adding a meta learner"),
+                    }
+                }
+                if added == learners.len() && self.meta_state().is_ok() {
+                    return;
+                }
+            } else if self.meta_state().is_ok() {
+                // Another node leads the meta group: it adds the learners.
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -374,6 +404,28 @@ impl Node {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Stops this node's replica of `group` and deletes its data; false
+    /// when it hosted none.
+    pub async fn drop_group(&self, group: GroupId) -> Result<bool> {
+        let _creating = self.creating.lock().await;
+        let Some(g) = self
+            .groups
+            .write()
+            .expect("group table lock poisoned")
+            .remove(&group)
+        else {
+            return Ok(false);
+        };
+        if let Err(error) = g.raft.shutdown().await {
+            tracing::warn!(group, %error, "raft shutdown of a dropped replica");
+        }
+        LogStore::new(self.db.clone(), group)
+            .destroy()
+            .map_err(|e| RouterError::Internal(format!("deleting group {group}: {e}")))?;
+        tracing::info!(group, "replica dropped");
+        Ok(true)
     }
 
     /// Stops every group, then the database's background work.

@@ -528,6 +528,70 @@ impl RouterService for RouterRpcServer {
         finish("transfer_leader", res)
     }
 
+    async fn move_replica(
+        &self,
+        req: Request<pb::MoveReplicaRequest>,
+    ) -> Result<Response<pb::MoveReplicaResponse>, Status> {
+        let res = async {
+            let r = req.into_inner();
+            self.meta_leader()?;
+            let shard = crate::moves::move_replica(&self.node, r.shard_id, r.from, r.to).await?;
+            let leader = self.node.group(shard.id).and_then(|g| g.leader()).unwrap_or(0);
+            Ok(pb::MoveReplicaResponse {
+                shard: Some(wire::shard_to_pb(&shard, leader)),
+            })
+        }
+        .await;
+        finish("move_replica", res)
+    }
+
+    async fn create_replica(
+        &self,
+        req: Request<pb::CreateReplicaRequest>,
+    ) -> Result<Response<pb::CreateReplicaResponse>, Status> {
+        let res = async {
+            let r = req.into_inner();
+            if r.shard_id == crate::types::META_GROUP {
+                return Err(RouterError::InvalidArgument(
+                    "the meta group is not a shard".into(),
+                ));
+            }
+            self.node.with_meta(|meta| {
+                meta.shards
+                    .contains_key(&r.shard_id)
+                    .then_some(())
+                    .ok_or(RouterError::ShardNotFound(r.shard_id))
+            })??;
+            self.node
+                .start_group(r.shard_id)
+                .await
+                .map_err(|e| RouterError::Internal(format!("starting shard {}: {e}", r.shard_id)))?;
+            Ok(pb::CreateReplicaResponse {})
+        }
+        .await;
+        finish("create_replica", res)
+    }
+
+    async fn change_replicas(
+        &self,
+        req: Request<pb::ChangeReplicasRequest>,
+    ) -> Result<Response<pb::ChangeReplicasResponse>, Status> {
+        let res = crate::moves::change_replicas(&self.node, req.into_inner())
+            .await
+            .map(|voters| pb::ChangeReplicasResponse { voters });
+        finish("change_replicas", res)
+    }
+
+    async fn drop_replica(
+        &self,
+        req: Request<pb::DropReplicaRequest>,
+    ) -> Result<Response<pb::DropReplicaResponse>, Status> {
+        let res = crate::moves::drop_replica(&self.node, req.into_inner().shard_id)
+            .await
+            .map(|dropped| pb::DropReplicaResponse { dropped });
+        finish("drop_replica", res)
+    }
+
     async fn join(&self, req: Request<pb::JoinRequest>) -> Result<Response<pb::JoinResponse>, Status> {
         let res = async {
             let r = req.into_inner();

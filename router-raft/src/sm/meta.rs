@@ -83,6 +83,11 @@ pub enum MetaCommand {
         gateway_id: u64,
         incarnation: u64,
     },
+    /// A shard's replica set changed (a move): bumps its `conf_ver`.
+    SetReplicas {
+        shard_id: u32,
+        replicas: Vec<NodeId>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +100,8 @@ pub enum MetaReply {
     },
     /// The gateway incarnation named is not the live one.
     UnknownGateway,
+    /// The command names a shard the map does not have.
+    UnknownShard,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +175,17 @@ impl MetaState {
             } => {
                 if self.pending_purges.get(gateway_id) == Some(incarnation) {
                     self.pending_purges.remove(gateway_id);
+                }
+                MetaReply::Ok
+            }
+            MetaCommand::SetReplicas { shard_id, replicas } => {
+                let Some(shard) = self.shards.get_mut(shard_id) else {
+                    return MetaReply::UnknownShard;
+                };
+                if &shard.replicas != replicas {
+                    shard.replicas = replicas.clone();
+                    shard.epoch.conf_ver += 1;
+                    self.version += 1;
                 }
                 MetaReply::Ok
             }

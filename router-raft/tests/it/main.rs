@@ -5,5 +5,6 @@ mod bad_input;
 mod cluster;
 mod harness;
 mod lease;
+mod moves;
 mod process;
 mod storage_suite;

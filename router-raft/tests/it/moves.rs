@@ -1,0 +1,138 @@
+//! Moving a shard replica between nodes under load: the new replica catches
+//! up by snapshot + log, the old one is dropped, no acknowledged session is
+//! lost, and a client with the old map is redirected.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use confab_proto::router as pb;
+use confab_proto::router::router_service_client::RouterServiceClient;
+use confab_router_client::MultiDevicePolicy;
+
+use crate::harness::InProc;
+use crate::harness::eventually;
+use crate::harness::session;
+
+const SHARDS: u32 = 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_moves_under_load_and_nothing_is_lost() {
+    // 4 nodes, 3 replicas per shard: every shard has a node without a replica.
+    let cluster = InProc::start(4, SHARDS).await;
+    let client = cluster.client().await;
+    let stale = cluster.client().await;
+    let before = stale.refresh_map().await.expect("map");
+    let shard = before
+        .shards
+        .iter()
+        .find(|s| s.shard_id == 1)
+        .expect("shard 1")
+        .clone();
+    let from = shard.replicas[0];
+    let to = (1..=4u64)
+        .find(|n| !shard.replicas.contains(n))
+        .expect("a node without shard 1");
+    let uids: Vec<u64> = (1..=20_000u64)
+        .filter(|&uid| {
+            let slot = confab_router_client::slot_of(uid, before.slots);
+            shard.ranges.iter().any(|r| r.start <= slot && slot < r.end)
+        })
+        .take(400)
+        .collect();
+    for &uid in &uids[..200] {
+        client
+            .login(uid, session(uid, 1, 1, "a"), MultiDevicePolicy::AllowAll)
+            .await
+            .expect("login before the move");
+    }
+
+    // Writes continue during the move; every one must succeed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (client, stop, uids) = (client.clone(), stop.clone(), uids[200..].to_vec());
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for uid in uids {
+                if stop.load(Ordering::Relaxed) && acked.len() >= 50 {
+                    break;
+                }
+                client
+                    .login(uid, session(uid, 1, 1, "a"), MultiDevicePolicy::AllowAll)
+                    .await
+                    .expect("a login during the move");
+                acked.push(uid);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            acked
+        })
+    };
+
+    let meta_leader = cluster.leader_of(0).expect("meta leader");
+    let mut admin = RouterServiceClient::connect(format!("http://{}", cluster.peers[&meta_leader]))
+        .await
+        .expect("connect");
+    let moved = admin
+        .move_replica(pb::MoveReplicaRequest {
+            shard_id: 1,
+            from,
+            to,
+        })
+        .await
+        .expect("move")
+        .into_inner()
+        .shard
+        .expect("descriptor");
+    assert!(moved.replicas.contains(&to) && !moved.replicas.contains(&from));
+    assert_eq!(moved.replicas.len(), 3, "never fewer than the replication factor");
+    assert_eq!(
+        moved.epoch.map(|e| e.conf_ver),
+        shard.epoch.map(|e| e.conf_ver + 1)
+    );
+    // Asking again is harmless: the move is done.
+    let again = admin
+        .move_replica(pb::MoveReplicaRequest {
+            shard_id: 1,
+            from,
+            to,
+        })
+        .await
+        .expect("repeated move")
+        .into_inner()
+        .shard
+        .expect("descriptor");
+    assert_eq!(again.epoch, moved.epoch);
+    stop.store(true, Ordering::Relaxed);
+    let acked = writer.await.expect("writer");
+
+    // The old replica is gone from `from`, the new one holds every session.
+    assert!(cluster.nodes[&from].running.node.group(1).is_none());
+    let leader = cluster.leader_of(1).expect("shard 1 leader");
+    eventually(Duration::from_secs(10), "the new replica caught up", || async {
+        cluster.applied(to, 1) == cluster.applied(leader, 1)
+    })
+    .await;
+    assert_eq!(cluster.shard_state(to, 1), cluster.shard_state(leader, 1));
+    let expected: Vec<u64> = uids[..200].iter().chain(acked.iter()).copied().collect();
+    let found = client.lookup(&expected).await.expect("lookup");
+    assert_eq!(found.len(), expected.len(), "every acknowledged session is there");
+
+    // A client still holding the old map is redirected, not failed.
+    let uid = uids[0];
+    assert!(
+        stale
+            .lookup(&[uid])
+            .await
+            .expect("stale lookup")
+            .contains_key(&uid)
+    );
+    stale
+        .login(
+            uid,
+            session(uid + 1_000_000, 1, 1, "b"),
+            MultiDevicePolicy::AllowAll,
+        )
+        .await
+        .expect("stale client's write");
+    cluster.shutdown().await;
+}
