@@ -41,11 +41,58 @@ pub enum Command {
     },
     /// Registered gateways and their leases.
     Gateways,
+    /// Cluster membership: add, drain, remove router nodes.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+        /// How long a step may take (replicas catching up), in seconds.
+        #[arg(long, default_value_t = 600.0)]
+        move_timeout: f64,
+    },
+    /// Balance replicas across the nodes that are up (and leaderships).
+    Rebalance {
+        /// Print the plan without running it.
+        #[arg(long)]
+        dry_run: bool,
+        /// How long the whole rebalance may take, in seconds.
+        #[arg(long, default_value_t = 600.0)]
+        move_timeout: f64,
+    },
     /// Shard replicas.
     Shard {
         #[command(subcommand)]
         command: ShardCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Take a new node into the cluster (it runs with `--join`, or this
+    /// adds it), then rebalance replicas and leaderships onto it.
+    Add(NodeAddArgs),
+    /// Move every replica and leadership off a node; it can then be removed.
+    Drain {
+        /// The node id.
+        id: u64,
+    },
+    /// Take a drained node out of the cluster; its process can then stop.
+    Remove {
+        /// The node id.
+        id: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NodeAddArgs {
+    /// The new node's Raft id (never reuse the id of a node that lost its disk).
+    #[arg(long)]
+    pub id: u64,
+    /// The new node's gRPC address.
+    #[arg(long)]
+    pub addr: String,
+    /// Only join; do not rebalance.
+    #[arg(long)]
+    pub no_rebalance: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,7 +24,7 @@ use anyhow::Context;
 use confab_router_client::{ClientConfig, RouterClient};
 use serde::Serialize;
 
-use crate::cli::{Cli, Command, LeaderCommand, ShardCommand};
+use crate::cli::{Cli, Command, LeaderCommand, NodeCommand, ShardCommand};
 
 /// Runs the command and returns what to print on stdout.
 pub async fn run(cli: Cli) -> anyhow::Result<String> {
@@ -52,6 +52,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
             &shard::run_move(&cli.router, args).await?,
             shard::render_move,
         ),
+        Command::Rebalance {
+            dry_run,
+            move_timeout,
+        } => {
+            let client = shard::long_client(&cli.router, *move_timeout)?;
+            let report = shard::rebalance(&client, *dry_run).await?;
+            output(json, &report, shard::render_plan)
+        }
+        Command::Node {
+            command,
+            move_timeout,
+        } => {
+            let client = shard::long_client(&cli.router, *move_timeout)?;
+            let report = match command {
+                NodeCommand::Add(args) => shard::node_add(&client, args).await?,
+                NodeCommand::Drain { id } => shard::node_drain(&client, *id).await?,
+                NodeCommand::Remove { id } => shard::node_remove(&client, *id).await?,
+            };
+            output(json, &report, shard::render_plan)
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! Gateway registry, admin and introspection calls.
 
 use confab_proto::router::{
-    ClusterMap, DeregisterGatewayRequest, GatewayInfo, JoinRequest, ListGatewaysRequest, MoveReplicaRequest,
-    NodeInfo, NodeStatusRequest, NodeStatusResponse, RegisterGatewayRequest, RegisterGatewayResponse,
-    RenewLeaseRequest, ShardDescriptor, TransferLeaderRequest,
+    ClusterMap, DeregisterGatewayRequest, DrainNodeRequest, GatewayInfo, JoinRequest, ListGatewaysRequest,
+    MoveReplicaRequest, NodeInfo, NodeStatusRequest, NodeStatusResponse, PlannedMove, RebalanceRequest,
+    RegisterGatewayRequest, RegisterGatewayResponse, RemoveNodeRequest, RenewLeaseRequest, ShardDescriptor,
+    TransferLeaderRequest,
 };
 use futures::future::join_all;
 use tokio::time::Instant;
@@ -125,6 +126,48 @@ impl RouterClient {
             .ok_or_else(|| Error::InvalidMap("move answered without a descriptor".into()))?;
         self.refresh_map().await?;
         Ok(shard)
+    }
+
+    /// Asks the meta leader to balance replicas (and then leaderships);
+    /// with `dry_run`, only the plan. Returns the moves and the number of
+    /// leadership transfers.
+    pub async fn rebalance(&self, dry_run: bool) -> Result<(Vec<PlannedMove>, u32)> {
+        let response = self
+            .drive(
+                "rebalance",
+                |r, rot| Ok((route_group(r, META_GROUP, rot)?, RebalanceRequest { dry_run })),
+                |mut stub, req| async move { stub.rebalance(req).await },
+            )
+            .await?;
+        if !dry_run {
+            self.refresh_map().await?;
+        }
+        Ok((response.moves, response.leader_transfers))
+    }
+
+    /// Marks node `node_id` draining and moves everything off it.
+    pub async fn drain_node(&self, node_id: u64) -> Result<Vec<PlannedMove>> {
+        let response = self
+            .drive(
+                "drain_node",
+                |r, rot| Ok((route_group(r, META_GROUP, rot)?, DrainNodeRequest { node_id })),
+                |mut stub, req| async move { stub.drain_node(req).await },
+            )
+            .await?;
+        self.refresh_map().await?;
+        Ok(response.moves)
+    }
+
+    /// Takes a drained node out of the cluster.
+    pub async fn remove_node(&self, node_id: u64) -> Result<()> {
+        self.drive(
+            "remove_node",
+            |r, rot| Ok((route_group(r, META_GROUP, rot)?, RemoveNodeRequest { node_id })),
+            |mut stub, req| async move { stub.remove_node(req).await },
+        )
+        .await?;
+        self.refresh_map().await?;
+        Ok(())
     }
 
     /// Asks the meta leader to add node `node_id` at `addr` to the cluster.

@@ -40,5 +40,6 @@ pub use sessions::LoginOutcome;
 /// The wire types callers pass and receive, re-exported from `confab-proto`.
 pub use confab_proto::router::{
     ClusterMap, DeviceKind, GatewayInfo, GroupStatus, MultiDevicePolicy, NodeInfo, NodeState,
-    NodeStatusResponse, RegisterGatewayResponse, Session, ShardDescriptor, ShardEpoch, SlotRange,
+    NodeStatusResponse, PlannedMove, RegisterGatewayResponse, Session, ShardDescriptor, ShardEpoch,
+    SlotRange,
 };

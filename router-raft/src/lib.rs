@@ -25,6 +25,7 @@ pub mod network;
 pub mod node;
 pub mod raft_service;
 pub mod read_batch;
+pub mod rebalance;
 pub mod service;
 pub mod sm;
 pub mod status;

@@ -98,6 +98,14 @@ pub static WRITE_BATCH: LazyLock<Histogram> = LazyLock::new(|| {
     )
 });
 
+pub static REBALANCE_DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_router_rebalance_moves_total",
+        "Replica moves the rebalancer planned (dry runs) or ran",
+        &["kind"],
+    )
+});
+
 pub static MOVES_IN_PROGRESS: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
     let g = prometheus::IntGauge::new(
         "confab_router_moves_in_progress",

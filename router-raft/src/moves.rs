@@ -32,6 +32,7 @@ use tonic::transport::Endpoint;
 use crate::error::Result;
 use crate::error::RouterError;
 use crate::node::Node;
+use crate::rebalance::PlannedMove;
 use crate::sm::meta::MetaCommand;
 use crate::sm::meta::MetaReply;
 use crate::sm::meta::NodeRecordState;
@@ -273,5 +274,212 @@ pub async fn drop_replica(node: &Arc<Node>, shard_id: u32) -> Result<bool> {
             node.id
         ))),
         Some(false) => node.drop_group(shard_id).await,
+    }
+}
+
+/// Plans (and unless `dry_run`, runs) the moves that balance the replicas,
+/// then evens out leaderships. On the meta leader.
+pub async fn rebalance(node: &Arc<Node>, dry_run: bool) -> Result<(Vec<PlannedMove>, u32)> {
+    let planned = node.with_meta(crate::rebalance::plan)?;
+    crate::metrics::REBALANCE_DECISIONS
+        .with_label_values(&[if dry_run { "planned" } else { "run" }])
+        .inc_by(planned.len() as u64);
+    if dry_run {
+        return Ok((planned, 0));
+    }
+    let mut done = Vec::new();
+    // Re-plan after every move: the map may have changed meanwhile.
+    for _ in 0..planned.len() * 2 + 1 {
+        let Some(next) = node.with_meta(crate::rebalance::plan)?.first().copied() else {
+            break;
+        };
+        move_replica(node, next.shard_id, next.from, next.to).await?;
+        done.push(next);
+    }
+    let transfers = balance_leaders(node).await?;
+    Ok((done, transfers))
+}
+
+/// Moves leaderships so that no up node leads more than its share
+/// (rounded up) of the shards, asking each node which groups it leads.
+pub async fn balance_leaders(node: &Arc<Node>) -> Result<u32> {
+    let (up, shards) = node.with_meta(|meta| {
+        let up: Vec<(NodeId, String)> = meta
+            .nodes
+            .values()
+            .filter(|n| n.state == NodeRecordState::Up)
+            .map(|n| (n.id, n.addr.clone()))
+            .collect();
+        (up, meta.shards.clone())
+    })?;
+    if up.is_empty() {
+        return Ok(0);
+    }
+    let mut leader_of: std::collections::BTreeMap<u32, NodeId> = std::collections::BTreeMap::new();
+    for (id, addr) in &up {
+        let Ok(status) = stub(addr)?.node_status(pb::NodeStatusRequest {}).await else {
+            continue;
+        };
+        for g in status.into_inner().groups {
+            if g.group_id != crate::types::META_GROUP && g.leader == *id {
+                leader_of.insert(g.group_id, *id);
+            }
+        }
+    }
+    let share = shards.len().div_ceil(up.len());
+    let mut count: std::collections::BTreeMap<NodeId, usize> = up.iter().map(|(id, _)| (*id, 0)).collect();
+    for leader in leader_of.values() {
+        *count.entry(*leader).or_default() += 1;
+    }
+    let mut transfers = 0;
+    for (shard_id, leader) in leader_of.clone() {
+        let leads_too_many = count.get(&leader).is_none_or(|&c| c > share);
+        if !leads_too_many {
+            continue;
+        }
+        let Some(rec) = shards.get(&shard_id) else {
+            continue;
+        };
+        let Some(to) = rec
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| count.get(r).is_some_and(|&c| c < share))
+            .min_by_key(|r| count[r])
+        else {
+            continue;
+        };
+        let addr = node.node_addr(leader);
+        let asked = stub(&addr)?
+            .transfer_leader(pb::TransferLeaderRequest {
+                group_id: shard_id,
+                to,
+            })
+            .await;
+        match asked {
+            Ok(_) => {
+                *count.entry(leader).or_default() -= 1;
+                *count.entry(to).or_default() += 1;
+                transfers += 1;
+            }
+            Err(status) => tracing::warn!(shard_id, leader, to, %status, "leader transfer for balance"),
+        }
+    }
+    Ok(transfers)
+}
+
+/// Marks `id` draining and moves every replica and leadership off it.
+pub async fn drain(node: &Arc<Node>, id: NodeId) -> Result<Vec<PlannedMove>> {
+    let (known, others, widest) = node.with_meta(|meta| {
+        let others = meta
+            .nodes
+            .values()
+            .filter(|n| n.id != id && n.state == NodeRecordState::Up)
+            .count();
+        let widest = meta.shards.values().map(|s| s.replicas.len()).max().unwrap_or(0);
+        (meta.nodes.contains_key(&id), others, widest)
+    })?;
+    if !known {
+        return Err(RouterError::InvalidArgument(format!(
+            "node {id} is not in the cluster"
+        )));
+    }
+    if others < widest {
+        return Err(RouterError::InvalidArgument(format!(
+            "draining node {id} would leave {others} nodes for shards of {widest} replicas"
+        )));
+    }
+    meta_command(
+        node,
+        MetaCommand::SetNodeState {
+            id,
+            state: NodeRecordState::Draining,
+        },
+    )
+    .await?;
+    let (moves, _) = rebalance(node, false).await?;
+    // Its last leaderships (the meta group's, say) go too.
+    let addr = node.node_addr(id);
+    if let Err(status) = stub(&addr)?.hand_off(pb::HandOffRequest {}).await {
+        tracing::warn!(node = id, %status, "hand-off of a draining node");
+    }
+    Ok(moves)
+}
+
+/// Takes a drained node out of the meta group and the map.
+pub async fn remove(node: &Arc<Node>, id: NodeId) -> Result<()> {
+    let held: Vec<u32> = node.with_meta(|meta| {
+        meta.shards
+            .values()
+            .filter(|s| s.replicas.contains(&id))
+            .map(|s| s.id)
+            .collect()
+    })?;
+    if !held.is_empty() {
+        return Err(RouterError::InvalidArgument(format!(
+            "node {id} still holds replicas of shards {held:?}: drain it first"
+        )));
+    }
+    let meta = node.meta()?;
+    let membership = meta
+        .raft
+        .metrics()
+        .borrow_watched()
+        .membership_config
+        .membership()
+        .clone();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let fail = |e: String| RouterError::NotReady(format!("meta membership: {e}"));
+    if voters.contains(&id) {
+        if id == node.id {
+            return Err(RouterError::InvalidArgument(format!(
+                "node {id} leads the meta group: drain it first (the drain hands the leadership off)"
+            )));
+        }
+        let mut next: BTreeSet<NodeId> = voters.iter().copied().filter(|&v| v != id).collect();
+        // Keep the meta group as wide as it was, with an up learner.
+        let up = node.with_meta(|m| {
+            m.nodes
+                .values()
+                .filter(|n| n.state == NodeRecordState::Up)
+                .map(|n| n.id)
+                .collect::<Vec<_>>()
+        })?;
+        if let Some(l) = membership
+            .learner_ids()
+            .find(|l| up.contains(l) && !next.contains(l))
+        {
+            next.insert(l);
+        }
+        meta.raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(next), true)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let still_member = meta
+        .raft
+        .metrics()
+        .borrow_watched()
+        .membership_config
+        .membership()
+        .learner_ids()
+        .any(|l| l == id);
+    if still_member {
+        meta.raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    meta_command(node, MetaCommand::RemoveNode { id }).await
+}
+
+async fn meta_command(node: &Arc<Node>, cmd: MetaCommand) -> Result<()> {
+    let meta = node.meta()?;
+    match node.propose(&meta, Command::Meta(cmd)).await? {
+        Reply::Meta(MetaReply::Ok) => Ok(()),
+        Reply::Meta(MetaReply::NodeHoldsReplicas(held)) => Err(RouterError::InvalidArgument(format!(
+            "the node still holds replicas of shards {held:?}"
+        ))),
+        other => Err(RouterError::Internal(format!("meta answered {other:?}"))),
     }
 }

@@ -592,6 +592,66 @@ impl RouterService for RouterRpcServer {
         finish("drop_replica", res)
     }
 
+    async fn rebalance(
+        &self,
+        req: Request<pb::RebalanceRequest>,
+    ) -> Result<Response<pb::RebalanceResponse>, Status> {
+        let res = async {
+            self.meta_leader()?;
+            let (moves, transfers) = crate::moves::rebalance(&self.node, req.into_inner().dry_run).await?;
+            Ok(pb::RebalanceResponse {
+                moves: moves.iter().map(planned_to_pb).collect(),
+                leader_transfers: transfers,
+            })
+        }
+        .await;
+        finish("rebalance", res)
+    }
+
+    async fn drain_node(
+        &self,
+        req: Request<pb::DrainNodeRequest>,
+    ) -> Result<Response<pb::DrainNodeResponse>, Status> {
+        let res = async {
+            self.meta_leader()?;
+            let moves = crate::moves::drain(&self.node, req.into_inner().node_id).await?;
+            Ok(pb::DrainNodeResponse {
+                moves: moves.iter().map(planned_to_pb).collect(),
+            })
+        }
+        .await;
+        finish("drain_node", res)
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        let res = async {
+            self.meta_leader()?;
+            crate::moves::remove(&self.node, req.into_inner().node_id).await?;
+            Ok(pb::RemoveNodeResponse {})
+        }
+        .await;
+        finish("remove_node", res)
+    }
+
+    async fn hand_off(
+        &self,
+        _req: Request<pb::HandOffRequest>,
+    ) -> Result<Response<pb::HandOffResponse>, Status> {
+        let still = self
+            .node
+            .hand_off_leaderships(self.node.config.handoff_budget())
+            .await;
+        finish(
+            "hand_off",
+            Ok(pb::HandOffResponse {
+                still_leading: still as u32,
+            }),
+        )
+    }
+
     async fn join(&self, req: Request<pb::JoinRequest>) -> Result<Response<pb::JoinResponse>, Status> {
         let res = async {
             let r = req.into_inner();
@@ -632,5 +692,13 @@ impl RouterService for RouterRpcServer {
         }
         .await;
         finish("join", res)
+    }
+}
+
+fn planned_to_pb(m: &crate::rebalance::PlannedMove) -> pb::PlannedMove {
+    pb::PlannedMove {
+        shard_id: m.shard_id,
+        from: m.from,
+        to: m.to,
     }
 }

@@ -83,6 +83,16 @@ pub enum MetaCommand {
         gateway_id: u64,
         incarnation: u64,
     },
+    /// Marks a node draining (the rebalancer moves everything off it) or up
+    /// again.
+    SetNodeState {
+        id: NodeId,
+        state: NodeRecordState,
+    },
+    /// Takes a node out of the map; refused while it holds a replica.
+    RemoveNode {
+        id: NodeId,
+    },
     /// A shard's replica set changed (a move): bumps its `conf_ver`.
     SetReplicas {
         shard_id: u32,
@@ -102,6 +112,10 @@ pub enum MetaReply {
     UnknownGateway,
     /// The command names a shard the map does not have.
     UnknownShard,
+    /// The command names a node the map does not have.
+    UnknownNode,
+    /// The node still holds replicas of these shards.
+    NodeHoldsReplicas(Vec<u32>),
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +189,31 @@ impl MetaState {
             } => {
                 if self.pending_purges.get(gateway_id) == Some(incarnation) {
                     self.pending_purges.remove(gateway_id);
+                }
+                MetaReply::Ok
+            }
+            MetaCommand::SetNodeState { id, state } => {
+                let Some(node) = self.nodes.get_mut(id) else {
+                    return MetaReply::UnknownNode;
+                };
+                if node.state != *state {
+                    node.state = *state;
+                    self.version += 1;
+                }
+                MetaReply::Ok
+            }
+            MetaCommand::RemoveNode { id } => {
+                let held: Vec<u32> = self
+                    .shards
+                    .values()
+                    .filter(|s| s.replicas.contains(id))
+                    .map(|s| s.id)
+                    .collect();
+                if !held.is_empty() {
+                    return MetaReply::NodeHoldsReplicas(held);
+                }
+                if self.nodes.remove(id).is_some() {
+                    self.version += 1;
                 }
                 MetaReply::Ok
             }

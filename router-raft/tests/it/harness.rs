@@ -137,6 +137,24 @@ impl InProc {
         self.nodes.insert(id, InProcNode { running, stop });
     }
 
+    /// Starts a new node `id` that joins the running cluster through node
+    /// `seed` (it bootstraps nothing).
+    pub async fn add_node(&mut self, id: u64, seed: u64) {
+        let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        self.peers
+            .insert(id, grpc.local_addr().expect("addr").to_string());
+        self.http.insert(id, http.local_addr().expect("addr").to_string());
+        let mut config = test_config(id, self.dir.path(), &self.peers, self.shards);
+        config.bootstrap = false;
+        config.join = Some(self.peers[&seed].clone());
+        let stop = CancellationToken::new();
+        let running = confab_router::start(config, grpc, http, stop.clone())
+            .await
+            .expect("router starts");
+        self.nodes.insert(id, InProcNode { running, stop });
+    }
+
     /// Stops node `id` (its data stays on disk).
     pub async fn stop(&mut self, id: u64) {
         let n = self.nodes.remove(&id).expect("node running");

@@ -136,3 +136,112 @@ async fn a_replica_moves_under_load_and_nothing_is_lost() {
         .expect("stale client's write");
     cluster.shutdown().await;
 }
+
+/// Grow 3 -> 4 and rebalance, then drain and remove a node, while writers
+/// and readers run: no caller sees an error, nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grow_rebalance_drain_and_remove_under_load() {
+    let mut cluster = InProc::start(3, SHARDS).await;
+    let client = cluster.client().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..4u64)
+        .map(|w| {
+            let (client, stop) = (client.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut uid = 1 + w * 1_000_000;
+                while !stop.load(Ordering::Relaxed) {
+                    client
+                        .login(uid, session(uid, 1, 1, "a"), MultiDevicePolicy::AllowAll)
+                        .await
+                        .expect("no login fails during membership changes");
+                    acked.push(uid);
+                    let found = client.lookup(&acked[acked.len().saturating_sub(20)..]).await;
+                    let found = found.expect("no lookup fails during membership changes");
+                    assert!(found.contains_key(&uid), "an acknowledged login is read back");
+                    uid += 1;
+                }
+                acked
+            })
+        })
+        .collect();
+
+    // Grow: node 4 joins, the rebalancer gives it its share.
+    cluster.add_node(4, 1).await;
+    let meta_leader = cluster.leader_of(0).expect("meta leader");
+    let mut admin = RouterServiceClient::connect(format!("http://{}", cluster.peers[&meta_leader]))
+        .await
+        .expect("connect");
+    eventually(Duration::from_secs(20), "node 4 has the map", || async {
+        cluster.nodes[&4].running.node.meta_state().is_ok()
+    })
+    .await;
+    let plan = admin
+        .rebalance(pb::RebalanceRequest { dry_run: true })
+        .await
+        .expect("dry run")
+        .into_inner()
+        .moves;
+    assert!(!plan.is_empty() && plan.iter().all(|m| m.to == 4), "{plan:?}");
+    let done = admin
+        .rebalance(pb::RebalanceRequest { dry_run: false })
+        .await
+        .expect("rebalance")
+        .into_inner()
+        .moves;
+    assert_eq!(done.len(), plan.len());
+    let map = client.refresh_map().await.expect("map");
+    let held = |map: &pb::ClusterMap, n: u64| map.shards.iter().filter(|s| s.replicas.contains(&n)).count();
+    // 4 shards x 3 replicas over 4 nodes: 3 each.
+    for n in 1..=4 {
+        assert_eq!(held(&map, n), 3, "node {n} in {map:?}");
+    }
+    let again = admin
+        .rebalance(pb::RebalanceRequest { dry_run: true })
+        .await
+        .expect("dry run")
+        .into_inner()
+        .moves;
+    assert!(again.is_empty(), "balanced: {again:?}");
+
+    // Drain node 2 (never below 3 replicas), then remove it.
+    let meta_leader = cluster.leader_of(0).expect("meta leader");
+    let mut admin = RouterServiceClient::connect(format!("http://{}", cluster.peers[&meta_leader]))
+        .await
+        .expect("connect");
+    admin
+        .drain_node(pb::DrainNodeRequest { node_id: 2 })
+        .await
+        .expect("drain");
+    let map = client.refresh_map().await.expect("map");
+    assert_eq!(held(&map, 2), 0);
+    assert!(map.shards.iter().all(|s| s.replicas.len() == 3));
+    let meta_leader = cluster.leader_of(0).expect("meta leader");
+    assert_ne!(meta_leader, 2, "the drained node handed the meta leadership off");
+    let mut admin = RouterServiceClient::connect(format!("http://{}", cluster.peers[&meta_leader]))
+        .await
+        .expect("connect");
+    admin
+        .remove_node(pb::RemoveNodeRequest { node_id: 2 })
+        .await
+        .expect("remove");
+    let map = client.refresh_map().await.expect("map");
+    assert!(map.nodes.iter().all(|n| n.id != 2), "{:?}", map.nodes);
+    // A node with replicas cannot be removed.
+    let e = admin
+        .remove_node(pb::RemoveNodeRequest { node_id: 3 })
+        .await
+        .expect_err("node 3 holds replicas");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for l in load {
+        acked.extend(l.await.expect("load task"));
+    }
+    assert!(acked.len() > 100, "the load ran ({} logins)", acked.len());
+    let found = client.lookup(&acked).await.expect("final lookup");
+    assert_eq!(found.len(), acked.len(), "every acknowledged login survived");
+    cluster.stop(2).await;
+    cluster.shutdown().await;
+}
