@@ -13,7 +13,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/confab/target
 PROFILE ?= release
 CARGO ?= cargo
 
-.PHONY: deps build test lint fmt unit bench cluster-up cluster-down cluster-status cluster-add-router clean-cluster
+.PHONY: deps build test lint fmt unit bench chaos cluster-up cluster-down cluster-status cluster-add-router clean-cluster
 
 # System prerequisites a fresh machine lacks: libclang for RocksDB's bindgen.
 # (protoc is vendored by the proto crate.)
@@ -40,6 +40,13 @@ test: lint unit
 
 bench: deps
 	scripts/bench.sh
+
+# The long chaos run: 3 release routers behind fault-injecting proxies, a
+# seeded fault schedule (CONFAB_CHAOS_SECS, default 300 s), then a
+# linearizability check. CONFAB_CHAOS_SEED=N replays a printed seed.
+chaos: deps
+	$(CARGO) build --release -p confab-router -p confab-chaos
+	$(CARGO_TARGET_DIR)/release/confab-chaos
 
 cluster-up: deps
 	PROFILE=$(PROFILE) scripts/cluster-up.sh

@@ -66,12 +66,25 @@ pub fn classify_status(status: &Status) -> Failure {
             code: status.code(),
             message: status.message().to_owned(),
         },
+        // A connection reset or refused on the way (the node died, a link
+        // dropped): tonic reports it as Unknown with the transport error as
+        // its source. Another node, or the same one later, may answer.
+        Code::Unknown if is_transport_failure(status) => Failure::Transient {
+            code: status.code(),
+            message: status.message().to_owned(),
+        },
         Code::InvalidArgument => Failure::InvalidArgument(status.message().to_owned()),
         code => Failure::Fatal {
             code,
             message: status.message().to_owned(),
         },
     }
+}
+
+/// Whether `status` stands for a failure of the connection rather than an
+/// answer of the server (a server's own errors carry no source).
+fn is_transport_failure(status: &Status) -> bool {
+    std::error::Error::source(status).is_some() || status.message() == "transport error"
 }
 
 /// Classifies a routing error; `None` when its `kind` is not set.
@@ -196,6 +209,20 @@ mod tests {
         // Garbage details fall back to the code.
         let status = Status::with_details(Code::Unavailable, "x", vec![0xff, 0xff].into());
         assert!(matches!(classify_status(&status), Failure::Transient { .. }));
+        // A reset connection is worth another try; a server's Unknown is not.
+        let reset = Status::from_error(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert_eq!(reset.code(), Code::Unknown);
+        assert!(matches!(classify_status(&reset), Failure::Transient { .. }));
+        assert!(matches!(
+            classify_status(&Status::unknown("transport error")),
+            Failure::Transient { .. }
+        ));
+        assert!(matches!(
+            classify_status(&Status::unknown("a handler failed")),
+            Failure::Fatal { .. }
+        ));
     }
 
     #[test]

@@ -50,6 +50,10 @@ use crate::network::MAX_RAFT_MESSAGE;
 pub use crate::node::Node;
 use crate::types::META_GROUP;
 
+/// How long the servers may take to close their connections once told to
+/// stop, before the node stops anyway.
+const SERVER_STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// A started router: its node and the task serving it.
 pub struct Running {
     pub node: Arc<Node>,
@@ -80,6 +84,7 @@ pub async fn start(
     // serving (the new leaders need this node's transport for a moment),
     // then stop the servers.
     let servers = CancellationToken::new();
+    let servers_stopping = servers.clone();
     {
         let (node, servers, budget) = (node.clone(), servers.clone(), config.handoff_budget());
         let shutdown = shutdown.clone();
@@ -125,9 +130,28 @@ pub async fn start(
 
     let task_node = node.clone();
     let task = tokio::spawn(async move {
-        let grpc_res = grpc_task.await;
-        let http_res = http_task.await;
+        // A graceful server stop waits for every open connection to close;
+        // a peer that keeps one open must not keep this node alive. Once the
+        // servers were told to stop, they get a short grace, then the node
+        // stops under them.
+        let servers_done = async {
+            let grpc_res = grpc_task.await;
+            let http_res = http_task.await;
+            (grpc_res, http_res)
+        };
+        tokio::pin!(servers_done);
+        let results = tokio::select! {
+            r = &mut servers_done => Some(r),
+            _ = async {
+                servers_stopping.cancelled().await;
+                tokio::time::sleep(SERVER_STOP_GRACE).await;
+            } => None,
+        };
         task_node.shutdown().await;
+        let Some((grpc_res, http_res)) = results else {
+            tracing::warn!("open connections outlived the stop grace; stopped anyway");
+            return Ok(());
+        };
         grpc_res?.context("gRPC server")?;
         http_res?.context("HTTP server")?;
         Ok(())

@@ -1,0 +1,416 @@
+//! One chaos run: a cluster behind proxies, the workload, the seeded fault
+//! schedule, heal, final quiet reads, and the check.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use confab_router_client::ClientConfig;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::checker;
+use crate::checker::CheckOptions;
+use crate::checker::CheckReport;
+use crate::checker::LostWrite;
+use crate::cluster::Cluster;
+use crate::cluster::ClusterSpec;
+use crate::error::Result;
+use crate::history::Call;
+use crate::history::History;
+use crate::history::Op;
+use crate::history::Outcome;
+use crate::proxy::LinkMode;
+use crate::proxy::ProxyCounts;
+use crate::schedule::Cut;
+use crate::schedule::Fault;
+use crate::schedule::Schedule;
+use crate::workload;
+use crate::workload::RouterTarget;
+use crate::workload::WorkloadSpec;
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct ChaosOptions {
+    pub schedule: Schedule,
+    pub cluster: ClusterSpec,
+    pub workload: WorkloadSpec,
+    /// The workload's router client: generous deadlines (a timeout is an
+    /// unknown outcome, not a failure, but fewer unknowns check more).
+    pub client: ClientConfig,
+    /// Load before the first fault.
+    pub warmup: Duration,
+    /// Load after the last heal, before the workload stops.
+    pub cooldown: Duration,
+    /// How long the cluster may take to be ready (at start, after heal).
+    pub ready_within: Duration,
+}
+
+impl ChaosOptions {
+    /// A run of about `fault_secs` seconds of faults on 3 routers.
+    pub fn new(seed: u64, fault_secs: u64) -> Result<Self> {
+        let cluster = ClusterSpec::small()?;
+        Ok(ChaosOptions {
+            schedule: Schedule::generate(seed, cluster.nodes, fault_secs),
+            cluster,
+            workload: WorkloadSpec {
+                seed,
+                ..WorkloadSpec::default()
+            },
+            client: ClientConfig {
+                deadline: Duration::from_secs(8),
+                attempt_timeout: Duration::from_secs(2),
+                connect_timeout: Duration::from_millis(500),
+                ..Default::default()
+            },
+            warmup: Duration::from_secs(2),
+            cooldown: Duration::from_secs(2),
+            ready_within: Duration::from_secs(60),
+        })
+    }
+}
+
+/// What a run found.
+#[derive(Debug)]
+pub struct ChaosReport {
+    pub schedule: Schedule,
+    /// One line per fault applied or healed, with its time.
+    pub timeline: Vec<String>,
+    pub faults_injected: usize,
+    /// SIGTERMs the node did not honour within the grace period (it was
+    /// then killed): an operability finding, not a correctness failure.
+    pub term_timeouts: usize,
+    /// Operations recorded (one per uid of a lookup), final reads included.
+    pub ops: usize,
+    /// (logins, logouts, per-uid reads)
+    pub mix: (usize, usize, usize),
+    pub completed: usize,
+    pub unknown: usize,
+    pub uids: usize,
+    /// Why operations ended unknown: the error's leading words, counted.
+    pub errors: BTreeMap<String, usize>,
+    /// Uids the final reads never reached.
+    pub unread: Vec<u64>,
+    pub check: CheckReport,
+    pub lost: Vec<LostWrite>,
+    pub resurrected: Vec<LostWrite>,
+    /// Nodes whose process exited without being told to, with their log.
+    pub crashed: Vec<(u64, String)>,
+    pub proxies: BTreeMap<u64, ProxyCounts>,
+    pub elapsed: Duration,
+    /// Where the history was written when the run failed.
+    pub history_file: Option<PathBuf>,
+    /// The cluster's data and logs, kept when the run failed or
+    /// `CONFAB_CHAOS_KEEP` is set.
+    pub cluster_dir: Option<PathBuf>,
+}
+
+impl ChaosReport {
+    pub fn passed(&self) -> bool {
+        self.check.is_linearizable()
+            && self.lost.is_empty()
+            && self.resurrected.is_empty()
+            && self.unread.is_empty()
+            && self.crashed.is_empty()
+    }
+
+    /// A human summary; the violations in full.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "chaos seed {}: {} faults injected, {} operations ({} logins, {} logouts, {} reads; \
+             {} completed, {} unknown) on {} uids, {} checked ({} unknown writes), {:.1} s\n",
+            self.schedule.seed,
+            self.faults_injected,
+            self.ops,
+            self.mix.0,
+            self.mix.1,
+            self.mix.2,
+            self.completed,
+            self.unknown,
+            self.uids,
+            self.check.ops,
+            self.check.unknown,
+            self.elapsed.as_secs_f64()
+        );
+        if self.term_timeouts > 0 {
+            s += &format!(
+                "  {} SIGTERM(s) not honoured within {TERM_GRACE:?} (node killed instead)\n",
+                self.term_timeouts
+            );
+        }
+        for (error, n) in &self.errors {
+            s += &format!("  unknown outcome x{n}: {error}\n");
+        }
+        for (node, counts) in &self.proxies {
+            s += &format!(
+                "  proxy of node {node}: accepted {:?}, cut {}, held {}, delayed chunks {}\n",
+                counts.accepted, counts.cut, counts.held, counts.delayed
+            );
+        }
+        if self.passed() {
+            s += "  linearizable; no acknowledged write lost\n";
+            return s;
+        }
+        for v in self.check.violations.iter().take(5) {
+            s += &v.to_string();
+        }
+        if self.check.violations.len() > 5 {
+            s += &format!("  ... {} more violations\n", self.check.violations.len() - 5);
+        }
+        if !self.check.unchecked.is_empty() {
+            s += &format!("  unchecked uids (search gave up): {:?}\n", self.check.unchecked);
+        }
+        if !self.lost.is_empty() {
+            s += &format!("  acknowledged logins lost: {:?}\n", self.lost);
+        }
+        if !self.resurrected.is_empty() {
+            s += &format!(
+                "  sessions back after an acknowledged logout: {:?}\n",
+                self.resurrected
+            );
+        }
+        if !self.unread.is_empty() {
+            s += &format!("  uids without a final read: {}\n", self.unread.len());
+        }
+        for (node, log) in &self.crashed {
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            s += &format!("  node {node} exited on its own; log tail:\n");
+            for line in tail.into_iter().rev() {
+                s += &format!("    {line}\n");
+            }
+        }
+        if let Some(f) = &self.history_file {
+            s += &format!("  history written to {}\n", f.display());
+        }
+        if let Some(d) = &self.cluster_dir {
+            s += &format!("  cluster data and logs kept in {}\n", d.display());
+        }
+        s
+    }
+}
+
+/// Runs the whole thing. The schedule is printed first (stderr), so a
+/// failing seed can be run again.
+pub async fn run(options: ChaosOptions) -> Result<ChaosReport> {
+    let started = Instant::now();
+    eprint!("{}", options.schedule);
+    let mut cluster = Cluster::start(options.cluster.clone()).await?;
+    cluster.wait_ready(options.ready_within).await?;
+    eprintln!(
+        "chaos: cluster ready after {:.1} s ({})",
+        started.elapsed().as_secs_f64(),
+        cluster.dir().display()
+    );
+
+    let target = Arc::new(RouterTarget {
+        client: cluster.client(options.client.clone())?,
+    });
+    let history = Arc::new(History::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let load = tokio::spawn(workload::run(
+        target.clone(),
+        history.clone(),
+        options.workload.clone(),
+        stop_rx,
+    ));
+
+    tokio::time::sleep(options.warmup).await;
+    let mut timeline = Vec::new();
+    let (faults_injected, term_timeouts) = inject(&mut cluster, &options.schedule, &mut timeline).await;
+    heal(&mut cluster);
+    tokio::time::sleep(options.cooldown).await;
+    let _ = stop_tx.send(true);
+    let stats = load.await.unwrap_or_default();
+    eprintln!(
+        "chaos: workload stopped: {} calls, {} failed, {} uids",
+        stats.calls,
+        stats.failed_calls,
+        stats.uids.len()
+    );
+
+    cluster.wait_ready(options.ready_within).await?;
+    let unread = workload::final_reads(&*target, &history, &stats.uids, 32, Duration::from_secs(30)).await;
+
+    let ops = history.snapshot();
+    let check = checker::check(
+        &ops,
+        CheckOptions {
+            // The router client retries: a logout may answer false after its
+            // own first attempt removed the session.
+            trust_logout_false: false,
+            ..CheckOptions::default()
+        },
+    );
+    let (lost, resurrected) = checker::final_reads(&ops);
+    let mut crashed = Vec::new();
+    for id in cluster.node_ids() {
+        if cluster.has_exited(id) || cluster.log(id).contains("panicked") {
+            crashed.push((id, cluster.log(id)));
+        }
+    }
+    let proxies = cluster.proxies().map(|p| (p.node(), p.counts())).collect();
+    let completed = ops.iter().filter(|op| op.ret().is_some()).count();
+    let mut report = ChaosReport {
+        schedule: options.schedule,
+        timeline,
+        faults_injected,
+        term_timeouts,
+        ops: ops.len(),
+        mix: op_mix(&ops),
+        completed,
+        unknown: ops.len() - completed,
+        uids: stats.uids.len(),
+        errors: error_tally(&ops),
+        unread,
+        check,
+        lost,
+        resurrected,
+        crashed,
+        proxies,
+        elapsed: started.elapsed(),
+        history_file: None,
+        cluster_dir: None,
+    };
+    if !report.passed() {
+        report.history_file = save_history(report.schedule.seed, &ops);
+    }
+    if !report.passed() || std::env::var_os("CONFAB_CHAOS_KEEP").is_some() {
+        report.cluster_dir = Some(cluster.keep_dir());
+    }
+    Ok(report)
+}
+
+/// How long a node may take to stop after SIGTERM before it is killed.
+const TERM_GRACE: Duration = Duration::from_secs(6);
+
+/// Applies the schedule's faults at their times; returns how many were
+/// applied and how many SIGTERMs had to be followed by a SIGKILL. A fault
+/// that cannot be applied is noted and skipped.
+async fn inject(cluster: &mut Cluster, schedule: &Schedule, timeline: &mut Vec<String>) -> (usize, usize) {
+    let start = Instant::now();
+    let nodes = cluster.node_ids();
+    let mut applied = 0;
+    let mut term_timeouts = 0;
+    let note = |timeline: &mut Vec<String>, what: String| {
+        let line = format!("t+{:>6.2} s  {what}", start.elapsed().as_secs_f64());
+        eprintln!("chaos: {line}");
+        timeline.push(line);
+    };
+    for step in &schedule.steps {
+        tokio::time::sleep_until(start + step.at).await;
+        note(timeline, format!("apply: {}", step.fault));
+        let res = match step.fault {
+            Fault::Isolate { node, cut, hold_ms } => {
+                let mode = match cut {
+                    Cut::Drop => LinkMode::Drop,
+                    Cut::Blackhole => LinkMode::Blackhole,
+                };
+                cluster.links().isolate(node, &nodes, mode);
+                tokio::time::sleep(Duration::from_millis(hold_ms)).await;
+                cluster.links().heal();
+                Ok(())
+            }
+            Fault::DelayAll {
+                fixed_ms,
+                jitter_ms,
+                hold_ms,
+            } => {
+                cluster
+                    .links()
+                    .between_nodes(&nodes, LinkMode::Delay { fixed_ms, jitter_ms });
+                tokio::time::sleep(Duration::from_millis(hold_ms)).await;
+                cluster.links().heal();
+                Ok(())
+            }
+            Fault::Kill { node, down_ms } => match cluster.kill(node) {
+                Ok(()) => {
+                    tokio::time::sleep(Duration::from_millis(down_ms)).await;
+                    cluster.spawn(node)
+                }
+                Err(e) => Err(e),
+            },
+            Fault::Pause { node, hold_ms } => match cluster.pause(node) {
+                Ok(()) => {
+                    tokio::time::sleep(Duration::from_millis(hold_ms)).await;
+                    cluster.resume(node)
+                }
+                Err(e) => Err(e),
+            },
+            Fault::Terminate { node, down_ms } => match cluster.terminate(node, TERM_GRACE).await {
+                Ok(exited) => {
+                    match exited {
+                        Some(took) => note(
+                            timeline,
+                            format!("node {node} exited {} ms after SIGTERM", took.as_millis()),
+                        ),
+                        None => {
+                            term_timeouts += 1;
+                            note(
+                                timeline,
+                                format!("node {node} still running {TERM_GRACE:?} after SIGTERM: SIGKILL"),
+                            );
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(down_ms)).await;
+                    cluster.spawn(node)
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match res {
+            Ok(()) => {
+                applied += 1;
+                note(timeline, format!("healed: {}", step.fault.kind()));
+            }
+            Err(e) => note(timeline, format!("could not apply {}: {e}", step.fault.kind())),
+        }
+    }
+    (applied, term_timeouts)
+}
+
+/// Every link passes, every node runs.
+fn heal(cluster: &mut Cluster) {
+    cluster.links().heal();
+    for id in cluster.node_ids() {
+        if cluster.is_running(id) {
+            let _ = cluster.resume(id);
+        } else {
+            let _ = cluster.spawn(id);
+        }
+    }
+}
+
+/// Writes the history as JSON next to the temp files; the path, if it worked.
+fn save_history(seed: u64, ops: &[Op]) -> Option<PathBuf> {
+    let path = std::env::temp_dir().join(format!("confab-chaos-{seed}-{}.json", std::process::id()));
+    let json = serde_json::to_vec(ops).ok()?;
+    std::fs::write(&path, json).ok()?;
+    Some(path)
+}
+
+/// Unknown outcomes by the first words of their error (numbers dropped, so
+/// alike errors count together).
+fn error_tally(ops: &[Op]) -> BTreeMap<String, usize> {
+    let mut tally = BTreeMap::new();
+    for op in ops {
+        if let Outcome::Unknown { error, .. } = &op.outcome {
+            let words: Vec<&str> = error
+                .split_whitespace()
+                .filter(|w| !w.starts_with(|c: char| c.is_ascii_digit()))
+                .take(14)
+                .collect();
+            *tally.entry(words.join(" ")).or_default() += 1;
+        }
+    }
+    tally
+}
+
+/// Counts of the recorded operations by kind: (logins, logouts, lookups).
+pub fn op_mix(ops: &[Op]) -> (usize, usize, usize) {
+    ops.iter().fold((0, 0, 0), |(a, b, c), op| match op.call {
+        Call::Login { .. } => (a + 1, b, c),
+        Call::Logout { .. } => (a, b + 1, c),
+        Call::Lookup => (a, b, c + 1),
+    })
+}
