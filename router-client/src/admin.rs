@@ -175,6 +175,7 @@ impl RouterClient {
         let request = JoinRequest {
             node_id,
             addr: addr.to_owned(),
+            fresh: false,
         };
         let response = self
             .drive(

@@ -189,6 +189,7 @@ async fn join_cluster(node: Arc<Node>, seed: String, shutdown: CancellationToken
             let req = pb::JoinRequest {
                 node_id: node.id,
                 addr: node.addr.clone(),
+                fresh: node.fresh,
             };
             anyhow::Ok(client.join(req).await)
         };

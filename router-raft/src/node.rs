@@ -73,6 +73,8 @@ pub struct Node {
     groups: RwLock<HashMap<GroupId, Group>>,
     /// Serializes group creation: two Raft instances must never share a log.
     creating: tokio::sync::Mutex<()>,
+    /// The data dir held no group when the node opened (a new or wiped node).
+    pub fresh: bool,
 }
 
 impl Node {
@@ -81,6 +83,7 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir)?;
         let db = NodeDb::open(&config.data_dir.join("raft"))?;
         let raft_config = Arc::new(config.raft.to_openraft()?);
+        let hosted = db.hosted_groups()?;
         let node = Arc::new(Node {
             id: config.id,
             addr,
@@ -91,9 +94,10 @@ impl Node {
             raft_config,
             groups: RwLock::new(HashMap::new()),
             creating: tokio::sync::Mutex::new(()),
+            fresh: hosted.is_empty(),
         });
         node.peers.set_addr(node.id, &node.addr);
-        for group in node.db.hosted_groups()? {
+        for group in hosted {
             node.start_group(group).await?;
         }
         Ok(node)

@@ -661,12 +661,16 @@ impl RouterService for RouterRpcServer {
                 ));
             }
             let meta = self.meta_leader()?;
-            if let Some(existing) = self.node.meta_state()?.nodes.get(&r.node_id)
-                && existing.addr != r.addr
+            let known = self
+                .node
+                .with_meta(|m| m.nodes.get(&r.node_id).map(|n| n.addr.clone()))?;
+            if let Some(existing) = known
+                && (existing != r.addr || r.fresh)
             {
                 return Err(RouterError::InvalidArgument(format!(
-                    "node id {} is taken by {}; a node that lost its disk rejoins with a new id",
-                    r.node_id, existing.addr
+                    "node id {} is already a member (at {existing}); a node that lost its disk \
+                     rejoins with a new id",
+                    r.node_id
                 )));
             }
             self.node.peers.set_addr(r.node_id, &r.addr);

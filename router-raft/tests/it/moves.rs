@@ -234,6 +234,37 @@ async fn grow_rebalance_drain_and_remove_under_load() {
         .expect_err("node 3 holds replicas");
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
 
+    // Node 2 is gone; its machine comes back with a wiped disk. Under its
+    // old id it is refused (its votes and log are lost), under a new id it
+    // joins and the rebalancer gives it its share again.
+    cluster.stop(2).await;
+    let e = admin
+        .join(pb::JoinRequest {
+            node_id: 3,
+            addr: cluster.peers[&3].clone(),
+            fresh: true,
+        })
+        .await
+        .expect_err("a wiped node may not reuse a member's id");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    cluster.add_node(5, meta_leader).await;
+    eventually(Duration::from_secs(20), "node 5 has the map", || async {
+        cluster.nodes[&5].running.node.meta_state().is_ok()
+    })
+    .await;
+    let meta_leader = cluster.leader_of(0).expect("meta leader");
+    let mut admin = RouterServiceClient::connect(format!("http://{}", cluster.peers[&meta_leader]))
+        .await
+        .expect("connect");
+    admin
+        .rebalance(pb::RebalanceRequest { dry_run: false })
+        .await
+        .expect("rebalance onto node 5");
+    let map = client.refresh_map().await.expect("map");
+    for n in [1, 3, 4, 5] {
+        assert_eq!(held(&map, n), 3, "node {n} in {map:?}");
+    }
+
     stop.store(true, Ordering::Relaxed);
     let mut acked = Vec::new();
     for l in load {
@@ -242,6 +273,5 @@ async fn grow_rebalance_drain_and_remove_under_load() {
     assert!(acked.len() > 100, "the load ran ({} logins)", acked.len());
     let found = client.lookup(&acked).await.expect("final lookup");
     assert_eq!(found.len(), acked.len(), "every acknowledged login survived");
-    cluster.stop(2).await;
     cluster.shutdown().await;
 }
