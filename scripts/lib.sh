@@ -12,10 +12,16 @@ HTTP_BASE="${HTTP_BASE:-9100}"
 router_grpc() { echo "127.0.0.1:$((GRPC_BASE + $1))"; }
 router_http() { echo "127.0.0.1:$((HTTP_BASE + $1))"; }
 
-# start_router ID: one router of the initial cluster (bootstrap is a no-op on
-# a restart: the data dir wins).
+# start_router ID: one router of the local cluster. Ids 1..ROUTERS form the
+# initial cluster (bootstrap is a no-op on a restart: the data dir wins);
+# higher ids join it through router 1 (`make cluster-add-router`).
 start_router() {
   local peers="" i
+  if [ "$1" -gt "$ROUTERS" ]; then
+    start "router-$1" "$BIN/confab-router" --id "$1" --listen "$(router_grpc "$1")" \
+      --http "$(router_http "$1")" --data-dir "$CLUSTER_DIR/router-$1" --join "$(router_grpc 1)"
+    return
+  fi
   for i in $(seq 1 "$ROUTERS"); do peers+="${peers:+,}$i=$(router_grpc "$i")"; done
   start "router-$1" "$BIN/confab-router" --id "$1" --listen "$(router_grpc "$1")" \
     --http "$(router_http "$1")" --data-dir "$CLUSTER_DIR/router-$1" --bootstrap --peers "$peers"
@@ -54,4 +60,26 @@ wait_ready() {
     fi
     sleep 0.2
   done
+}
+
+# build_pkgs PKG...: builds only these packages' binaries (same profile).
+build_pkgs() {
+  local flag="" args=() p
+  [ "$PROFILE" = "release" ] && flag="--release"
+  for p in "$@"; do args+=(-p "$p"); done
+  [ ${#args[@]} -eq 0 ] && return 0
+  (cd "$ROOT" && cargo build $flag "${args[@]}")
+}
+
+# stop_one NAME: stops what `start NAME` started, by its pid (TERM, then KILL).
+stop_one() {
+  local pidfile="$CLUSTER_DIR/$1.pid" pid
+  [ -f "$pidfile" ] || return 0
+  pid="$(cat "$pidfile")"
+  if alive "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+  fi
+  rm -f "$pidfile"
 }
