@@ -40,6 +40,7 @@ test: lint unit
 
 bench: deps
 	scripts/bench.sh
+	scripts/bench-elastic.sh
 
 # The long chaos run: 3 release routers behind fault-injecting proxies, a
 # seeded fault schedule (CONFAB_CHAOS_SECS, default 300 s), then a

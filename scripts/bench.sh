@@ -2,7 +2,12 @@
 # `make bench`: starts a private release cluster (3 routers, fsync on, 3
 # replicas) under a temp dir on ports of its own, runs the router benchmarks
 # against it, then persist's write benchmark, measures the peer in the same run (Redis MGET of 100 keys, when a Redis
-# is listening on 127.0.0.1:6379), prints every figure and stops what it started.
+# is listening on 127.0.0.1:6379); then a second private cluster with persist
+# (SQLite + embedded queue) and 2 gateways for the gateway benchmarks (idle
+# connections' memory, 1:1 chat). Prints every figure and stops what it started.
+# BENCH_ONLY=router or BENCH_ONLY=gateway runs one part alone.
+# SKIP_BUILD="confab-router ..." takes those binaries as they are in the target
+# directory (e.g. a symlink to a router built elsewhere) instead of building them.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 export PROFILE=release
@@ -13,40 +18,144 @@ WRITE_CONCURRENCY="${WRITE_CONCURRENCY:-512}"
 CONCURRENCY="${CONCURRENCY:-128}"
 KILLS="${KILLS:-5}"
 OUT="${BENCH_OUT:-$ROOT/target-bench}"
-build_bins
+BENCH_ONLY="${BENCH_ONLY:-}"
+case "$BENCH_ONLY" in
+  "" | router | gateway) ;;
+  *) echo "BENCH_ONLY must be router or gateway (or unset for both)" >&2; exit 2 ;;
+esac
+SKIP_BUILD="${SKIP_BUILD:-}"
+to_build=()
+for pkg in confab-router confab-persist confab-gateway confab-chat confabctl confab-bench; do
+  case " $SKIP_BUILD " in
+    *" $pkg "*)
+      if [ ! -x "$BIN/$pkg" ]; then
+        echo "SKIP_BUILD names $pkg, but $BIN/$pkg is not there" >&2
+        exit 2
+      fi ;;
+    *) to_build+=("$pkg") ;;
+  esac
+done
+build_pkgs "${to_build[@]}"
 mkdir -p "$OUT"
-export CLUSTER_DIR="$(mktemp -d)"
-export GRPC_BASE="${BENCH_GRPC_BASE:-17100}" HTTP_BASE="${BENCH_HTTP_BASE:-17200}"
-cleanup() { "$ROOT/scripts/cluster-down.sh" >/dev/null 2>&1 || true; rm -rf "$CLUSTER_DIR"; }
-trap cleanup EXIT
-for i in 1 2 3; do start_router "$i"; done
-for i in 1 2 3; do wait_ready "http://$(router_http "$i")/readyz" 60; done
-routers="$(router_grpc 1),$(router_grpc 2),$(router_grpc 3)"
+if [ "$BENCH_ONLY" != gateway ]; then
+  export CLUSTER_DIR="$(mktemp -d)"
+  export GRPC_BASE="${BENCH_GRPC_BASE:-17100}" HTTP_BASE="${BENCH_HTTP_BASE:-17200}"
+  cleanup() { "$ROOT/scripts/cluster-down.sh" >/dev/null 2>&1 || true; rm -rf "$CLUSTER_DIR"; }
+  trap cleanup EXIT
+  for i in 1 2 3; do start_router "$i"; done
+  for i in 1 2 3; do wait_ready "http://$(router_http "$i")/readyz" 60; done
+  routers="$(router_grpc 1),$(router_grpc 2),$(router_grpc 3)"
 
-echo "== router: replicated session writes (login + logout), fsync on, 3 replicas"
-"$BIN/confab-bench" router --router "$routers" --mix writes --duration "$DURATION" \
-  --concurrency "$WRITE_CONCURRENCY" --warmup 2 --json | tee "$OUT/router-writes.json"
-echo "== router: linearizable batch lookups of 100 uids"
-"$BIN/confab-bench" router --router "$routers" --mix lookups --batch 100 --duration "$DURATION" \
-  --concurrency "$CONCURRENCY" --warmup 2 --json | tee "$OUT/router-lookups.json"
-echo "== router: SIGKILL a shard leader, time until writes to that shard succeed ($KILLS kills)"
-"$BIN/confab-bench" failover --router "$routers" --kills "$KILLS" --pid-dir "$CLUSTER_DIR" \
-  --restart-cmd "$ROOT/scripts/start-router.sh {id}" --json | tee "$OUT/router-failover.json"
-# The routers are done: stop them so they take no CPU from what follows.
-cleanup
-trap - EXIT
+  echo "== router: replicated session writes (login + logout), fsync on, 3 replicas"
+  "$BIN/confab-bench" router --router "$routers" --mix writes --duration "$DURATION" \
+    --concurrency "$WRITE_CONCURRENCY" --warmup 2 --json | tee "$OUT/router-writes.json"
+  echo "== router: linearizable batch lookups of 100 uids"
+  "$BIN/confab-bench" router --router "$routers" --mix lookups --batch 100 --duration "$DURATION" \
+    --concurrency "$CONCURRENCY" --warmup 2 --json | tee "$OUT/router-lookups.json"
+  echo "== router: SIGKILL a shard leader, time until writes to that shard succeed ($KILLS kills)"
+  "$BIN/confab-bench" failover --router "$routers" --kills "$KILLS" --pid-dir "$CLUSTER_DIR" \
+    --restart-cmd "$ROOT/scripts/start-router.sh {id}" --json | tee "$OUT/router-failover.json"
+  # The routers are done: stop them so they take no CPU from what follows.
+  cleanup
+  trap - EXIT
 
-if command -v redis-benchmark >/dev/null && (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
-  echo "== peer: one Redis, MGET of 100 keys (same machine, same run)"
-  keys=$(for k in $(seq 1 100); do printf 'confab:bench:%d ' "$k"; done)
-  for k in $keys; do redis-cli -h 127.0.0.1 SET "$k" x >/dev/null; done
-  # shellcheck disable=SC2086
-  redis-benchmark -h 127.0.0.1 -p 6379 -q -n 200000 -c 50 MGET $keys | tr '\r' '\n' | tail -n 1 \
-    | sed 's/^.*: \([0-9.]* requests per second.*\)$/MGET of 100 keys: \1/' | tee "$OUT/redis-mget.txt"
-  for k in $keys; do redis-cli -h 127.0.0.1 DEL "$k" >/dev/null; done
+  if command -v redis-benchmark >/dev/null && (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+    echo "== peer: one Redis, MGET of 100 keys (same machine, same run)"
+    keys=$(for k in $(seq 1 100); do printf 'confab:bench:%d ' "$k"; done)
+    for k in $keys; do redis-cli -h 127.0.0.1 SET "$k" x >/dev/null; done
+    # shellcheck disable=SC2086
+    redis-benchmark -h 127.0.0.1 -p 6379 -q -n 200000 -c 50 MGET $keys | tr '\r' '\n' | tail -n 1 \
+      | sed 's/^.*: \([0-9.]* requests per second.*\)$/MGET of 100 keys: \1/' | tee "$OUT/redis-mget.txt"
+    for k in $keys; do redis-cli -h 127.0.0.1 DEL "$k" >/dev/null; done
+  fi
+  echo "== persist: messages enqueued -> committed, and the plain batched INSERT ceiling"
+  echo "   (SQLite + embedded queue; PostgreSQL + RabbitMQ when they listen on 127.0.0.1)"
+  (cd "$ROOT" && cargo run --quiet --release -p confab-persist --example write_bench -- "${PERSIST_MESSAGES:-200000}") \
+    | tee "$OUT/persist-write.txt"
 fi
-echo "== persist: messages enqueued -> committed, and the plain batched INSERT ceiling"
-echo "   (SQLite + embedded queue; PostgreSQL + RabbitMQ when they listen on 127.0.0.1)"
-(cd "$ROOT" && cargo run --quiet --release -p confab-persist --example write_bench -- "${PERSIST_MESSAGES:-200000}") \
-  | tee "$OUT/persist-write.txt"
+
+# The gateway part: 3 routers, persist (SQLite + embedded queue), 2 gateways
+# (a third for the last step), on ports of their own (27101-27103 /
+# 27201-27203 routers, 27301-27302 persist, 27401-27403 / 27411-27413 /
+# 27421-27423 gateways).
+gateway_bench() {
+  export CLUSTER_DIR="$(mktemp -d)"
+  export GRPC_BASE="${BENCH_GW_GRPC_BASE:-27100}" HTTP_BASE="${BENCH_GW_HTTP_BASE:-27200}"
+  local persist="127.0.0.1:27301" persist_http="127.0.0.1:27302" routers g
+  gw_client() { echo "127.0.0.1:$((27400 + $1))"; }
+  cleanup() { "$ROOT/scripts/cluster-down.sh" >/dev/null 2>&1 || true; rm -rf "$CLUSTER_DIR"; }
+  trap cleanup EXIT
+  for i in 1 2 3; do start_router "$i"; done
+  # Password hashing is not what these benchmarks measure: the cheapest
+  # argon2 setting lets 50,000 users register and log in quickly.
+  CONFAB_DATABASE__ARGON2_MEMORY_KIB=64 start persist "$BIN/confab-persist" \
+    --listen "$persist" --http "$persist_http" --data-dir "$CLUSTER_DIR/persist"
+  for i in 1 2 3; do wait_ready "http://$(router_http "$i")/readyz" 60; done
+  wait_ready "http://$persist_http/readyz" 60
+  routers="$(router_grpc 1),$(router_grpc 2),$(router_grpc 3)"
+  # Strangers may chat when the gateway has that switch (the benchmark's
+  # users are not friends).
+  local strangers=()
+  if "$BIN/confab-gateway" --check-config 2>/dev/null | grep -q '^allow_strangers'; then
+    strangers=(env CONFAB_ALLOW_STRANGERS=true)
+  fi
+  # Each idle connection is a descriptor, in the gateway and in the bench:
+  # raise the limits (as root) for what this function starts. Where even
+  # root may not (no CAP_SYS_RESOURCE), one process holds what the limit
+  # allows, and the many connections are spread over 3 gateways and
+  # several bench processes.
+  ulimit -Hn 200000 2>/dev/null && ulimit -Sn 200000 2>/dev/null || true
+  local nofile conns="${CONNECTIONS:-50000}" one="${CONNECTIONS_ONE:-19000}" per_process
+  nofile="$(ulimit -Hn)"
+  [ "$nofile" = unlimited ] && nofile=1000000
+  if [ "$nofile" -lt $((one + 1000)) ]; then
+    one=$((nofile - 1000))
+  fi
+  per_process=$((nofile - 1000))
+  if [ "$nofile" -lt $((conns / 3 + 1000)) ]; then
+    conns=$((3 * (nofile - 1000)))
+    echo "note: open-file hard limit $nofile: measuring $conns connections over 3 gateways" >&2
+  fi
+  start_gateway() {
+    # The gateway raises its soft limit to the hard one itself.
+    (start "gateway-$1" "${strangers[@]}" "$BIN/confab-gateway" --id "$1" --listen "$(gw_client "$1")" \
+       --http "127.0.0.1:$((27410 + $1))" --grpc "127.0.0.1:$((27420 + $1))" \
+       --router "$routers" --persist "$persist")
+  }
+  gw_pid() { cat "$CLUSTER_DIR/gateway-$1.pid"; }
+  for g in 1 2; do start_gateway "$g"; done
+  for g in 1 2; do wait_ready "http://127.0.0.1:$((27410 + g))/readyz" 60; done
+
+  echo "== gateway: 1:1 chat, persistence on, ${CHAT_PAIRS:-400} pairs over 2 gateways, window ${CHAT_WINDOW:-1}, rate ${CHAT_RATE:-0} (0 = closed loop)"
+  uptime
+  "$BIN/confab-bench" chat --gateway "$(gw_client 1),$(gw_client 2)" --pairs "${CHAT_PAIRS:-400}" \
+    --window "${CHAT_WINDOW:-1}" --rate "${CHAT_RATE:-0}" --duration "$DURATION" --warmup 2 --json \
+    | tee "$OUT/gateway-chat.json"
+
+  # Memory is measured on fresh gateway processes (what the chat left in
+  # their allocators would hide the growth).
+  echo "== gateway: $one idle logged-in connections on one gateway (one bench process), its memory per connection"
+  stop_one gateway-1
+  start_gateway 1
+  wait_ready "http://127.0.0.1:27411/readyz" 60
+  uptime
+  "$BIN/confab-bench" connections --gateway "$(gw_client 1)" --connections "$one" \
+    --gateway-pid "$(gw_pid 1)" --user-prefix "idle$$" --per-process "$per_process" --json \
+    | tee "$OUT/gateway-connections-one.json"
+
+  echo "== gateway: $conns idle logged-in connections over 3 gateways (bench worker processes), memory per connection"
+  for g in 1 2; do stop_one "gateway-$g"; done
+  for g in 1 2 3; do start_gateway "$g"; done
+  for g in 1 2 3; do wait_ready "http://127.0.0.1:$((27410 + g))/readyz" 60; done
+  uptime
+  "$BIN/confab-bench" connections --gateway "$(gw_client 1),$(gw_client 2),$(gw_client 3)" \
+    --connections "$conns" --gateway-pid "$(gw_pid 1),$(gw_pid 2),$(gw_pid 3)" \
+    --user-prefix "idle$$" --per-process "$per_process" --json \
+    | tee "$OUT/gateway-connections.json"
+  cleanup
+  trap - EXIT
+}
+if [ "$BENCH_ONLY" != router ]; then
+  gateway_bench
+fi
 echo "results in $OUT"

@@ -2,7 +2,12 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::scenario::catchup::CatchupArgs;
+use crate::scenario::chat::ChatArgs;
+use crate::scenario::connections::ConnectionsArgs;
 use crate::scenario::failover::FailoverArgs;
+use crate::scenario::group::GroupArgs;
+use crate::scenario::presence::PresenceArgs;
 use crate::scenario::router::RouterArgs;
 
 /// Load generator for Confab.
@@ -23,6 +28,20 @@ pub enum Scenario {
     /// SIGKILL shard leaders one after another; time until writes to that
     /// shard succeed again.
     Failover(FailoverArgs),
+    /// Fill one shard with N sessions, move a replica to another node, and
+    /// time the new replica catching up (snapshot + log).
+    Catchup(CatchupArgs),
+    /// Idle connections held open on one gateway: its memory per connection.
+    Connections(ConnectionsArgs),
+    /// 1:1 chat through the gateways with persistence: throughput,
+    /// send -> delivery latency, lost and duplicated messages.
+    Chat(ChatArgs),
+    /// Group fan-out: a group of M members all online over the gateways;
+    /// deliveries/s and the time until the last member has each message.
+    Group(GroupArgs),
+    /// Friend lists with presence (one batch router lookup each): lists/s
+    /// and latency for users with F friends.
+    Presence(PresenceArgs),
 }
 
 #[cfg(test)]
@@ -62,5 +81,32 @@ mod tests {
             (args.duration, args.concurrency, args.users, args.batch),
             (2.0, 64, 100_000, 100)
         );
+    }
+
+    #[test]
+    fn parses_connections_and_chat_flags() {
+        let cli = Cli::try_parse_from([
+            "confab-bench",
+            "connections",
+            "--gateway-pid",
+            "42",
+            "--logins",
+            "10",
+        ])
+        .expect("parse");
+        let Scenario::Connections(args) = cli.scenario else {
+            panic!("connections scenario expected");
+        };
+        assert_eq!(
+            (args.gateway_pid, args.logins, args.connections),
+            (vec![42], Some(10), 50_000)
+        );
+        let cli = Cli::try_parse_from(["confab-bench", "chat", "--gateway", "a:1,b:2", "--window", "4"])
+            .expect("parse");
+        let Scenario::Chat(args) = cli.scenario else {
+            panic!("chat scenario expected");
+        };
+        assert_eq!(args.gateway, vec!["a:1", "b:2"]);
+        assert_eq!((args.window, args.pairs), (4, 200));
     }
 }

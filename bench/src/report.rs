@@ -27,6 +27,10 @@ pub struct Summary {
     pub errors: BTreeMap<String, u64>,
     /// Per operation kind.
     pub operations: BTreeMap<String, OpSummary>,
+    /// Scenario-specific results (messages lost and duplicated, memory per
+    /// connection...); absent when the scenario has none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub results: BTreeMap<String, serde_json::Value>,
 }
 
 /// One operation kind.
@@ -95,6 +99,7 @@ impl Summary {
                 .iter()
                 .map(|(op, stats)| ((*op).to_owned(), op_summary(stats, elapsed)))
                 .collect(),
+            results: BTreeMap::new(),
         })
     }
 
@@ -138,6 +143,16 @@ impl Summary {
                 "{:<8} {:>10} {:>11.1} {:>9} {:>9} {:>9} {:>7}  {}\n",
                 op, s.ops, s.ops_per_s, s.p50_us, s.p99_us, s.max_us, s.errors, items
             ));
+        }
+        if !self.results.is_empty() {
+            out.push_str("results:");
+            for (k, v) in &self.results {
+                match v.as_f64() {
+                    Some(x) if v.is_f64() => out.push_str(&format!(" {k}={x:.1}")),
+                    _ => out.push_str(&format!(" {k}={v}")),
+                }
+            }
+            out.push('\n');
         }
         if !self.errors.is_empty() {
             out.push_str("errors:");

@@ -43,6 +43,34 @@ mod tests {
         assert_eq!(cli.user.as_deref(), Some("a"));
         assert!(matches!(cli.command, Some(Command::Send { ref to, .. }) if to == "b"));
     }
+
+    #[test]
+    fn friend_and_group_subcommands_parse() {
+        let cli = Cli::try_parse_from(["confab-chat", "--json", "approve", "7", "bob"]).expect("parse");
+        assert!(cli.json);
+        assert!(matches!(cli.command, Some(Command::Approve { group: 7, ref who }) if who == "bob"));
+        let cli = Cli::try_parse_from(["confab-chat", "--user", "a", "add-friend", "b"]).expect("parse");
+        assert_eq!(
+            cli.user.as_deref(),
+            Some("a"),
+            "the positional does not shadow --user"
+        );
+        assert!(matches!(cli.command, Some(Command::AddFriend { ref who, .. }) if who == "b"));
+        let cli = Cli::try_parse_from(["confab-chat", "history", "--group", "3"]).expect("parse");
+        assert!(matches!(
+            cli.command,
+            Some(Command::History {
+                with: None,
+                group: Some(3),
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from(["confab-chat", "history"]).is_err());
+        let cli = Cli::try_parse_from(["confab-chat", "group-send", "3", "hello all"]).expect("parse");
+        assert!(
+            matches!(cli.command, Some(Command::GroupSend { group: 3, ref text }) if text == "hello all")
+        );
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -66,10 +94,121 @@ pub enum Command {
         #[arg(long)]
         timeout: Option<u64>,
     },
-    /// The last messages with USER, oldest first.
+    /// The last messages with USER (or of --group GROUP), oldest first.
     History {
+        #[arg(value_name = "USER", required_unless_present = "group")]
+        with: Option<String>,
+        /// A group's history instead of a user's.
+        #[arg(long, value_name = "GROUP", conflicts_with = "with")]
+        group: Option<u64>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Users whose name starts with PREFIX.
+    Search {
+        prefix: String,
+        /// Names after this one (the last name of the previous page).
+        #[arg(long, default_value = "")]
+        after: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// My friends with their presence, and pending friend requests.
+    Friends,
+    /// Ask USER for friendship.
+    AddFriend {
         #[arg(value_name = "USER")]
-        with: String,
+        who: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Accept the friend request of USER.
+    Accept {
+        #[arg(value_name = "USER")]
+        who: String,
+    },
+    /// Decline the friend request of USER.
+    Decline {
+        #[arg(value_name = "USER")]
+        who: String,
+    },
+    /// Remove USER from my friends.
+    RemoveFriend {
+        #[arg(value_name = "USER")]
+        who: String,
+    },
+    /// The groups I am a member of.
+    Groups,
+    /// Create a group NAME (I own it).
+    CreateGroup { name: String },
+    /// Owner or admin: add USER to GROUP.
+    Invite {
+        #[arg(value_name = "GROUP")]
+        group: u64,
+        #[arg(value_name = "USER")]
+        who: String,
+    },
+    /// Ask to join GROUP.
+    Join {
+        #[arg(value_name = "GROUP")]
+        group: u64,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Owner or admin: approve USER's request to join GROUP.
+    Approve {
+        #[arg(value_name = "GROUP")]
+        group: u64,
+        #[arg(value_name = "USER")]
+        who: String,
+    },
+    /// Owner or admin: deny USER's request to join GROUP.
+    Deny {
+        #[arg(value_name = "GROUP")]
+        group: u64,
+        #[arg(value_name = "USER")]
+        who: String,
+    },
+    /// Leave GROUP.
+    Leave {
+        #[arg(value_name = "GROUP")]
+        group: u64,
+    },
+    /// Owner or admin: remove USER from GROUP.
+    Kick {
+        #[arg(value_name = "GROUP")]
+        group: u64,
+        #[arg(value_name = "USER")]
+        who: String,
+    },
+    /// Owner: make USER an admin of GROUP.
+    Promote {
+        #[arg(value_name = "GROUP")]
+        group: u64,
+        #[arg(value_name = "USER")]
+        who: String,
+    },
+    /// Owner: delete GROUP.
+    DeleteGroup {
+        #[arg(value_name = "GROUP")]
+        group: u64,
+    },
+    /// The members of GROUP (members only), and pending join requests for
+    /// its owner and admins.
+    Members {
+        #[arg(value_name = "GROUP")]
+        group: u64,
+    },
+    /// Send TEXT to every member of GROUP.
+    GroupSend {
+        #[arg(value_name = "GROUP")]
+        group: u64,
+        text: String,
+    },
+    /// The last messages of GROUP, oldest first.
+    GroupHistory {
+        #[arg(value_name = "GROUP")]
+        group: u64,
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },

@@ -1,96 +1,416 @@
-//! The interactive console: `@user text` (or `/send user text`) sends,
-//! incoming messages are printed as they arrive, `/help` lists commands.
-//! Line-based (stdin lines); line editing and history are not done yet.
+//! The interactive console (confab-chat without a subcommand).
+//!
+//! Input: line editing and history (rustyline) on a thread of its own;
+//! incoming messages are printed above the prompt while the user types
+//! (rustyline's external printer). When stdin is not a terminal, rustyline
+//! reads plain lines and output goes straight to stdout, so scripts and
+//! tests can pipe commands in.
+//!
+//! Commands are the rows of [`COMMANDS`] (name, arguments, help, handler):
+//! a new command is a new row and its handler. `@USER TEXT` sends once; a
+//! line without `/` or `@` goes to the user chosen with `/to`.
 
-use confab_client::Event;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::IsTerminal;
+use std::pin::Pin;
+
+use confab_client::proto::frame::Body;
+use confab_client::proto::{self as pb};
+use confab_client::{Client, Event};
+use rustyline::ExternalPrinter;
+use rustyline::error::ReadlineError;
+use serde_json::json;
+use tokio::sync::mpsc;
 
 use crate::cli::Cli;
 use crate::error::{Error, Result};
-use crate::oneshot::{login, show};
+use crate::oneshot::login;
 
-const HELP: &str = "commands:\n  @USER TEXT          send TEXT to USER\n  /send USER TEXT     the same\n  /history USER [N]   the last N messages with USER\n  /help               this text\n  /quit               leave";
+/// What the console does after a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Quit,
+}
 
-pub async fn run(cli: &Cli) -> Result<()> {
-    let mut c = login(cli).await?;
-    eprintln!(
-        "connected to {} as {}; /help for commands",
-        cli.gateway,
-        cli.user.as_deref().unwrap_or("?")
-    );
-    for m in c.sync().await? {
-        show(cli, &c, &m);
-    }
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    loop {
-        tokio::select! {
-            line = lines.next_line() => {
-                let Some(line) = line? else { return Ok(()) };
-                if !command(cli, &mut c, line.trim()).await? {
-                    return Ok(());
+type Reply<'a> = Pin<Box<dyn Future<Output = Result<Flow>> + 'a>>;
+type Handler = for<'a> fn(&'a mut Console, &'a str) -> Reply<'a>;
+
+/// One console command.
+pub struct Command {
+    /// Typed as `/name`.
+    pub name: &'static str,
+    /// Argument synopsis for `/help`.
+    pub args: &'static str,
+    pub help: &'static str,
+    /// Runs the command with the rest of the line.
+    pub run: Handler,
+}
+
+/// Every command, in `/help` order.
+pub const COMMANDS: &[Command] = &[
+    Command {
+        name: "help",
+        args: "",
+        help: "this list",
+        run: |c, _| Box::pin(async move { c.help() }),
+    },
+    Command {
+        name: "to",
+        args: "USER [TEXT]",
+        help: "talk to USER: later lines without / or @ go to USER (TEXT is sent now)",
+        run: |c, rest| Box::pin(c.to(rest)),
+    },
+    Command {
+        name: "send",
+        args: "USER TEXT",
+        help: "send TEXT to USER (the same as @USER TEXT)",
+        run: |c, rest| Box::pin(c.send_line(rest)),
+    },
+    Command {
+        name: "history",
+        args: "USER [N]",
+        help: "the last N (20) messages with USER, oldest first",
+        run: |c, rest| Box::pin(c.history(rest)),
+    },
+    Command {
+        name: "quit",
+        args: "",
+        help: "leave (also /exit, Ctrl-D)",
+        run: |_, _| Box::pin(async { Ok(Flow::Quit) }),
+    },
+    Command {
+        name: "exit",
+        args: "",
+        help: "",
+        run: |_, _| Box::pin(async { Ok(Flow::Quit) }),
+    },
+];
+
+/// Where the console writes: above the prompt on a terminal, else plain
+/// stdout / stderr.
+enum Out {
+    Terminal(Box<dyn ExternalPrinter + Send>),
+    Plain,
+}
+
+/// The console's state: the logged-in client, the current correspondent,
+/// the names of the users seen.
+pub struct Console {
+    cli: Cli,
+    client: Client,
+    to: Option<String>,
+    names: HashMap<u64, String>,
+    out: Out,
+}
+
+impl Console {
+    /// A line of output.
+    fn say(&mut self, text: impl Into<String>) {
+        let mut text = text.into();
+        match &mut self.out {
+            Out::Terminal(p) => {
+                text.push('\n');
+                if p.print(text.clone()).is_err() {
+                    print!("{text}");
                 }
             }
-            ev = c.next_event() => match ev {
-                Some(Event::Message(m)) => show(cli, &c, &m),
-                Some(Event::Kicked(k)) => return Err(Error::Closed(format!(": kicked ({})", k.message))),
-                Some(Event::Closed(e)) => {
-                    return Err(Error::Closed(e.map(|e| format!(": {}", e.message)).unwrap_or_default()));
+            Out::Plain => println!("{text}"),
+        }
+    }
+
+    /// A problem the user should see (stderr when not on a terminal).
+    fn warn(&mut self, text: impl Into<String>) {
+        match self.out {
+            Out::Terminal(_) => self.say(text),
+            Out::Plain => eprintln!("{}", text.into()),
+        }
+    }
+
+    fn help(&mut self) -> Result<Flow> {
+        let mut lines = vec![
+            "commands:".to_owned(),
+            format!("  {:<22} send TEXT to USER", "@USER TEXT"),
+        ];
+        for c in COMMANDS.iter().filter(|c| !c.help.is_empty()) {
+            lines.push(format!(
+                "  {:<22} {}",
+                format!("/{} {}", c.name, c.args).trim_end(),
+                c.help
+            ));
+        }
+        lines.push(format!("  {:<22} send to the user chosen with /to", "TEXT"));
+        self.say(lines.join("\n"));
+        Ok(Flow::Continue)
+    }
+
+    async fn to(&mut self, rest: &str) -> Result<Flow> {
+        let (user, text) = split_word(rest);
+        if user.is_empty() {
+            self.warn("usage: /to USER [TEXT]");
+            return Ok(Flow::Continue);
+        }
+        self.to = Some(user.to_owned());
+        self.say(format!("talking to {user}"));
+        if !text.is_empty() {
+            self.send(user, text).await;
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn send_line(&mut self, rest: &str) -> Result<Flow> {
+        match split_word(rest) {
+            (user, text) if !user.is_empty() && !text.is_empty() => self.send(user, text).await,
+            _ => self.warn("usage: /send USER TEXT (or @USER TEXT)"),
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn send(&mut self, user: &str, text: &str) {
+        if let Err(e) = self.client.send_to_name(user, text, "").await {
+            self.warn(format!("error: {e}"));
+        }
+    }
+
+    async fn history(&mut self, rest: &str) -> Result<Flow> {
+        let (user, n) = split_word(rest);
+        if user.is_empty() {
+            self.warn("usage: /history USER [N]");
+            return Ok(Flow::Continue);
+        }
+        let n = n.trim().parse().unwrap_or(20);
+        let page = async {
+            let other = self.client.lookup_user(user).await?;
+            self.names.insert(other.user_id, other.name.clone());
+            let me = self.client.uid();
+            let conv = format!("d:{}:{}", me.min(other.user_id), me.max(other.user_id));
+            self.client.history(&conv, 0, n).await
+        };
+        match page.await {
+            Ok(mut page) => {
+                page.reverse();
+                for m in &page {
+                    self.show(m).await;
                 }
-                None => return Err(Error::Closed(String::new())),
-            },
+            }
+            Err(e) => self.warn(format!("error: {e}")),
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Runs one input line.
+    pub async fn line(&mut self, line: &str) -> Result<Flow> {
+        let line = line.trim();
+        if line.is_empty() {
+            return Ok(Flow::Continue);
+        }
+        if let Some(rest) = line.strip_prefix('@') {
+            return self.send_line(rest).await;
+        }
+        if let Some(cmd) = line.strip_prefix('/') {
+            let (name, rest) = split_word(cmd);
+            return match COMMANDS.iter().find(|c| c.name == name) {
+                Some(c) => (c.run)(self, rest).await,
+                None => {
+                    self.warn(format!("unknown command /{name}; /help lists them"));
+                    Ok(Flow::Continue)
+                }
+            };
+        }
+        match self.to.clone() {
+            Some(to) => self.send(&to, line).await,
+            None => self.warn("choose whom to talk to with /to USER, or write @USER TEXT"),
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// The name of user `uid` (asked from the gateway once).
+    async fn name_of(&mut self, uid: u64) -> String {
+        if let Some(n) = self.names.get(&uid) {
+            return n.clone();
+        }
+        let ask = Body::LookupUser(pb::LookupUserRequest {
+            user_id: uid,
+            name: String::new(),
+        });
+        let name = match self.client.conn.request(ask).await {
+            Ok(Body::User(u)) => u.name,
+            _ => format!("user {uid}"),
+        };
+        self.names.insert(uid, name.clone());
+        name
+    }
+
+    /// Prints a message: `alice: hi`, or `me -> bob: hi` for our own.
+    async fn show(&mut self, m: &pb::Message) {
+        if self.cli.json {
+            let doc = json!({
+                "message_id": m.message_id, "conversation_id": m.conversation_id, "seq": m.seq,
+                "sender": m.sender, "body": m.body, "server_time_ms": m.server_time_ms,
+            });
+            self.say(doc.to_string());
+            return;
+        }
+        let me = self.client.uid();
+        if m.sender == me {
+            let other = other_party(&m.conversation_id, me);
+            let to = match other {
+                Some(o) => self.name_of(o).await,
+                None => m.conversation_id.clone(),
+            };
+            self.say(format!("me -> {to}: {}", m.body));
+        } else {
+            let from = self.name_of(m.sender).await;
+            self.say(format!("{from}: {}", m.body));
         }
     }
 }
 
-/// Runs one console line; false to quit.
-async fn command(cli: &Cli, c: &mut confab_client::Client, line: &str) -> Result<bool> {
-    let (head, rest) = line.split_once(' ').unwrap_or((line, ""));
-    let result = match head {
-        "" => Ok(()),
-        "/quit" | "/exit" => return Ok(false),
-        "/help" => {
-            eprintln!("{HELP}");
-            Ok(())
-        }
-        "/send" => match rest.split_once(' ') {
-            Some((to, text)) => c.send_to_name(to, text, "").await.map(drop),
-            None => {
-                eprintln!("usage: /send USER TEXT");
-                Ok(())
-            }
-        },
-        "/history" => {
-            let mut it = rest.split_whitespace();
-            match it.next() {
-                Some(user) => {
-                    history(cli, c, user, it.next().and_then(|n| n.parse().ok()).unwrap_or(20)).await
-                }
-                None => {
-                    eprintln!("usage: /history USER [N]");
-                    Ok(())
-                }
-            }
-        }
-        h if h.starts_with('@') && h.len() > 1 => c.send_to_name(&h[1..], rest, "").await.map(drop),
-        _ => {
-            eprintln!("unknown command; /help lists them");
-            Ok(())
+/// The first word and the rest (trimmed).
+fn split_word(s: &str) -> (&str, &str) {
+    let s = s.trim();
+    match s.split_once(char::is_whitespace) {
+        Some((w, rest)) => (w, rest.trim()),
+        None => (s, ""),
+    }
+}
+
+/// The other user of a direct conversation `d:LO:HI`.
+fn other_party(conversation: &str, me: u64) -> Option<u64> {
+    let rest = conversation.strip_prefix("d:")?;
+    let (lo, hi) = rest.split_once(':')?;
+    let (lo, hi): (u64, u64) = (lo.parse().ok()?, hi.parse().ok()?);
+    Some(if lo == me { hi } else { lo })
+}
+
+/// The input thread: reads lines (edited, with history, on a terminal) and
+/// hands them over; ends at EOF or Ctrl-C/Ctrl-D.
+fn read_lines(
+    terminal: bool,
+    lines: mpsc::Sender<String>,
+    printer: std::sync::mpsc::Sender<Option<Box<dyn ExternalPrinter + Send>>>,
+) {
+    let mut editor = match rustyline::DefaultEditor::new() {
+        Ok(e) => e,
+        Err(error) => {
+            eprintln!("error: cannot read the console: {error}");
+            let _ = printer.send(None);
+            return;
         }
     };
-    if let Err(e) = result {
-        eprintln!("error: {e}");
+    let external = if terminal {
+        editor
+            .create_external_printer()
+            .ok()
+            .map(|p| Box::new(p) as Box<dyn ExternalPrinter + Send>)
+    } else {
+        None
+    };
+    let _ = printer.send(external);
+    let prompt = if terminal { "> " } else { "" };
+    loop {
+        match editor.readline(prompt) {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                }
+                if lines.blocking_send(line).is_err() {
+                    return;
+                }
+            }
+            Err(ReadlineError::Interrupted | ReadlineError::Eof) => return,
+            Err(error) => {
+                eprintln!("error: reading the console: {error}");
+                return;
+            }
+        }
     }
-    Ok(true)
 }
 
-async fn history(cli: &Cli, c: &confab_client::Client, user: &str, n: u32) -> confab_client::Result<()> {
-    let other = c.lookup_user(user).await?;
-    let me = c.uid();
-    let conv = format!("d:{}:{}", me.min(other.user_id), me.max(other.user_id));
-    let mut page = c.history(&conv, 0, n).await?;
-    page.reverse();
-    for m in &page {
-        show(cli, c, m);
+pub async fn run(cli: &Cli) -> Result<()> {
+    let client = login(cli).await?;
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let (lines_tx, mut lines) = mpsc::channel::<String>(64);
+    let (printer_tx, printer_rx) = std::sync::mpsc::channel();
+    // Not joined: it may sit in a read when the console ends.
+    std::thread::spawn(move || read_lines(terminal, lines_tx, printer_tx));
+    let out = match tokio::task::spawn_blocking(move || printer_rx.recv()).await {
+        Ok(Ok(Some(p))) => Out::Terminal(p),
+        _ => Out::Plain,
+    };
+    let mut console = Console {
+        cli: cli.clone(),
+        client,
+        to: None,
+        names: HashMap::new(),
+        out,
+    };
+    let me = cli.user.clone().unwrap_or_default();
+    console.say(format!(
+        "connected to {} as {me}; /help for commands",
+        cli.gateway
+    ));
+    for m in console.client.sync().await? {
+        console.show(&m).await;
     }
-    Ok(())
+    let ended = loop {
+        tokio::select! {
+            line = lines.recv() => {
+                let Some(line) = line else { break None };
+                if console.line(&line).await? == Flow::Quit {
+                    break None;
+                }
+            }
+            ev = console.client.next_event() => match ev {
+                Some(Event::Message(m)) => console.show(&m).await,
+                Some(Event::Kicked(k)) => break Some(format!(": kicked ({})", k.message)),
+                Some(Event::Closed(e)) => break Some(e.map(|e| format!(": {}", e.message)).unwrap_or_default()),
+                None => break Some(String::new()),
+            },
+        }
+    };
+    match ended {
+        None => Ok(()),
+        Some(why) => {
+            if let Out::Terminal(_) = console.out {
+                // Let the input thread leave the terminal as it found it.
+                console.say(format!("the connection closed{why}; press Enter to leave"));
+                let _ = lines.recv().await;
+            }
+            Err(Error::Closed(why))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_and_conversations() {
+        assert_eq!(split_word("  bob   hello  there "), ("bob", "hello  there"));
+        assert_eq!(split_word("bob"), ("bob", ""));
+        assert_eq!(split_word(""), ("", ""));
+        assert_eq!(other_party("d:3:9", 3), Some(9));
+        assert_eq!(other_party("d:3:9", 9), Some(3));
+        assert_eq!(other_party("g:4", 3), None);
+    }
+
+    #[test]
+    fn every_command_is_unique_and_described() {
+        let mut names: Vec<_> = COMMANDS.iter().map(|c| c.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), COMMANDS.len());
+        for c in COMMANDS {
+            assert!(!c.name.starts_with('/') && !c.name.contains(' '), "{}", c.name);
+        }
+        for needed in ["help", "to", "history", "quit"] {
+            assert!(
+                COMMANDS.iter().any(|c| c.name == needed && !c.help.is_empty()),
+                "{needed}"
+            );
+        }
+    }
 }

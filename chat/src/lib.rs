@@ -1,5 +1,6 @@
 //! confab-chat: the console client. With no subcommand an interactive
-//! console ([`console`]); one-shot subcommands for scripts ([`oneshot`]),
+//! console ([`console`]); one-shot subcommands for scripts ([`oneshot`],
+//! friends and groups in [`social`]),
 //! each printing text or, with `--json`, one JSON document per result.
 //!
 //! What belongs here: presentation and the command line. Protocol, login
@@ -9,6 +10,7 @@ pub mod cli;
 pub mod console;
 pub mod error;
 pub mod oneshot;
+pub mod social;
 
 pub use cli::Cli;
 pub use error::{Error, Result};

@@ -71,17 +71,33 @@ pub async fn run(cli: &Cli, cmd: Command) -> Result<()> {
                 }
             }
         }
-        Command::History { with, limit } => {
+        Command::History { with, group, limit } => {
             let c = login(cli).await?;
-            let other = c.lookup_user(&with).await?;
-            let me = c.uid();
-            let conv = format!("d:{}:{}", me.min(other.user_id), me.max(other.user_id));
-            let mut page = c.history(&conv, 0, limit).await?;
-            page.reverse();
-            for m in &page {
-                show(cli, &c, m);
-            }
+            let conv = match (with, group) {
+                (_, Some(g)) => format!("g:{g}"),
+                (Some(with), None) => {
+                    let other = c.lookup_user(&with).await?;
+                    let me = c.uid();
+                    format!("d:{}:{}", me.min(other.user_id), me.max(other.user_id))
+                }
+                (None, None) => return Err(Error::Usage("history needs USER or --group GROUP".into())),
+            };
+            history(cli, &c, &conv, limit).await?;
         }
+        Command::GroupHistory { group, limit } => {
+            let c = login(cli).await?;
+            history(cli, &c, &format!("g:{group}"), limit).await?;
+        }
+        other => crate::social::run(cli, other).await?,
+    }
+    Ok(())
+}
+
+async fn history(cli: &Cli, c: &Client, conv: &str, limit: u32) -> Result<()> {
+    let mut page = c.history(conv, 0, limit).await?;
+    page.reverse();
+    for m in &page {
+        show(cli, c, m);
     }
     Ok(())
 }
@@ -96,7 +112,7 @@ pub async fn login(cli: &Cli) -> Result<Client> {
     Ok(c)
 }
 
-fn print(cli: &Cli, doc: serde_json::Value, text: impl FnOnce() -> String) {
+pub fn print(cli: &Cli, doc: serde_json::Value, text: impl FnOnce() -> String) {
     if cli.json {
         println!("{doc}");
     } else {

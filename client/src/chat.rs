@@ -22,14 +22,28 @@ pub enum Event {
     Closed(Option<pb::Error>),
 }
 
+/// Anything the gateway pushes, for applications that show friends and
+/// groups too ([`Client::next_update`]).
+#[derive(Debug, Clone)]
+pub enum Update {
+    Event(Event),
+    Friend(pb::FriendEvent),
+    Presence(pb::PresenceChanged),
+    Group(pb::GroupEvent),
+}
+
 /// Fetch page size.
 const PAGE: u32 = 200;
+/// Friend, presence and group pushes kept for `next_update` (the oldest go
+/// first when an application never asks for them).
+const NOTICES_MAX: usize = 10_000;
 
 pub struct Client {
     pub conn: Connection,
     pub state: SyncState,
     pub me: Option<pb::LoginOk>,
     ready: VecDeque<Event>,
+    notices: VecDeque<Update>,
 }
 
 fn unexpected(what: &str, body: &Body) -> Error {
@@ -47,6 +61,7 @@ impl Client {
             state: SyncState::default(),
             me: None,
             ready: VecDeque::new(),
+            notices: VecDeque::new(),
         }
     }
 
@@ -217,8 +232,9 @@ impl Client {
         }
     }
 
-    /// The next event; `None` after the connection closed and everything
-    /// was handed out.
+    /// The next message, kick or close, in order; friend, presence and
+    /// group pushes are kept aside for [`Client::next_update`]. `None` after
+    /// the connection closed and everything was handed out.
     pub async fn next_event(&mut self) -> Option<Event> {
         loop {
             if let Some(e) = self.ready.pop_front() {
@@ -232,8 +248,41 @@ impl Client {
         }
     }
 
+    /// The next push of any kind: messages (in sequence, once), kicks,
+    /// closes, friend events, presence changes and group events.
+    pub async fn next_update(&mut self) -> Option<Update> {
+        loop {
+            if let Some(n) = self.notices.pop_front() {
+                return Some(n);
+            }
+            if let Some(e) = self.ready.pop_front() {
+                return Some(Update::Event(e));
+            }
+            match self.conn.next_push().await {
+                None => return None,
+                Some(Push::Error(e)) => return Some(Update::Event(Event::Closed(Some(e)))),
+                Some(Push::Frame(body)) => self.on_push(body).await,
+            }
+        }
+    }
+
+    /// Friend, presence and group pushes received so far and not yet taken.
+    pub fn take_notices(&mut self) -> Vec<Update> {
+        self.notices.drain(..).collect()
+    }
+
+    fn notice(&mut self, u: Update) {
+        if self.notices.len() >= NOTICES_MAX {
+            self.notices.pop_front();
+        }
+        self.notices.push_back(u);
+    }
+
     async fn on_push(&mut self, body: Body) {
         match body {
+            Body::FriendEvent(e) => self.notice(Update::Friend(e)),
+            Body::Presence(p) => self.notice(Update::Presence(p)),
+            Body::GroupEvent(e) => self.notice(Update::Group(e)),
             Body::MessagePush(p) => {
                 if let Some(m) = p.message
                     && self.state.first_sight(m.message_id)

@@ -9,6 +9,10 @@
 //! - [`Client`]: login, resume, send, and the receive side with sync:
 //!   per-conversation last sequences ([`SyncState`]), gaps pulled with
 //!   Fetch, duplicates dropped by message id.
+//! - `social`: friends (search, requests, the list with presence) and
+//!   groups (life cycle, membership, group messages); their pushes come
+//!   from [`Client::next_update`], messages keep coming from
+//!   [`Client::next_event`].
 //!
 //! What does not belong here: presentation (confab-chat), load generation
 //! (confab-bench), anything server-side.
@@ -16,9 +20,10 @@
 mod chat;
 mod connection;
 mod error;
+mod social;
 mod state;
 
-pub use chat::{Client, Event};
+pub use chat::{Client, Event, Update};
 pub use confab_proto::client as proto;
 pub use confab_proto::client::{DeviceKind, ErrorCode};
 pub use connection::{Connection, Push};

@@ -36,9 +36,12 @@ pub struct GatewayConfig {
     /// Persist processes (gRPC): the first serves data access; the gateway
     /// subscribes to every one's commit stream.
     pub persist: Vec<String>,
+    /// 1:1 messages between users who are not friends (false: refused).
+    pub allow_strangers: bool,
     pub queue: QueueConfig,
     pub limits: LimitsConfig,
     pub session: SessionConfig,
+    pub social: SocialConfig,
     /// Network zones for `/v1/gateway`; empty = one zone with every gateway.
     pub zones: Vec<ZoneConfig>,
 }
@@ -107,6 +110,27 @@ pub struct SessionConfig {
     pub multi_device_policy: Policy,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocialConfig {
+    /// Friend lists and group member lists cached here live at most this
+    /// long (changes made through any gateway invalidate them at once; the
+    /// age bounds the damage of a lost invalidation).
+    pub cache_ttl_ms: u64,
+    /// Cached friend lists plus member lists at most (cleared when full).
+    pub cache_max_entries: usize,
+    /// How often the live gateway list is read from the routers: a gateway
+    /// leaving it (dead, lease expired) turns its users offline for their
+    /// friends here.
+    pub gateway_poll_ms: u64,
+    /// Friend lists with presence are answered from this gateway's copy of
+    /// the friends' sessions (one batch router lookup, then kept current by
+    /// presence pushes and the dead-gateway watch); a list finding the copy
+    /// older than this re-reads the routers in the background. 0 = every
+    /// list reads the routers itself.
+    pub presence_max_age_ms: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct ZoneConfig {
@@ -133,9 +157,11 @@ impl Default for GatewayConfig {
                 "127.0.0.1:7103".into(),
             ],
             persist: vec!["127.0.0.1:7301".into()],
+            allow_strangers: false,
             queue: QueueConfig::default(),
             limits: LimitsConfig::default(),
             session: SessionConfig::default(),
+            social: SocialConfig::default(),
             zones: Vec::new(),
         }
     }
@@ -170,6 +196,17 @@ impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             multi_device_policy: Policy::OnePerKind,
+        }
+    }
+}
+
+impl Default for SocialConfig {
+    fn default() -> Self {
+        Self {
+            cache_ttl_ms: 60_000,
+            cache_max_entries: 100_000,
+            gateway_poll_ms: 500,
+            presence_max_age_ms: 1000,
         }
     }
 }
@@ -220,6 +257,10 @@ impl GatewayConfig {
         }
         if l.max_connections == 0 || l.rpc_timeout_ms == 0 {
             return bad("limits.max_connections and limits.rpc_timeout_ms must be > 0".into());
+        }
+        let s = &self.social;
+        if s.cache_ttl_ms == 0 || s.cache_max_entries == 0 || s.gateway_poll_ms == 0 {
+            return bad("social.cache_ttl_ms, cache_max_entries and gateway_poll_ms must be > 0".into());
         }
         if self.queue.partitions == 0 {
             return bad("queue.partitions must be > 0".into());

@@ -2,7 +2,21 @@
 //! handler, queue the answer. Frames out go through one bounded queue and a
 //! writer task; a client that stops reading fills the queue and is
 //! disconnected. TCP and WebSocket both end up in [`serve`].
+//!
+//! A client may pipeline: answers carry the request id and may come in any
+//! order. What changes the login (register, login, resume, logout) waits
+//! until nothing else of the connection runs, and runs alone; a 1:1 send
+//! takes its place in its conversation in the order the connection sent it
+//! (its ordered part runs here, its confirm and deliveries beside the
+//! rest); group sends run here, one after another; everything else runs
+//! beside the rest, up to [`MAX_IN_FLIGHT`] requests at once.
+//!
+//! Memory of an idle connection is kept small on purpose (a gateway holds
+//! tens of thousands): no read or write buffer while idle (see
+//! [`crate::frame`]), and a handler's future is boxed while it runs instead
+//! of sizing every connection's task for the largest handler.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +24,7 @@ use bytes::Bytes;
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb, ProtocolVersion};
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
@@ -23,12 +37,114 @@ use crate::state::Shared;
 /// connection ended.
 const FLUSH_GRACE: Duration = Duration::from_secs(2);
 
+/// Most queued frames the writer takes for one write.
+const WRITE_BATCH: usize = 64;
+
+/// Most requests of one connection running at once; past it the
+/// connection's next frames wait unread.
+pub const MAX_IN_FLIGHT: u32 = 64;
+
+/// How a request runs beside the connection's others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// Here, at once, in order (cheap, or ordered among themselves).
+    Here,
+    /// Alone: after everything in flight ended (they change the login).
+    Alone,
+    /// A 1:1 send: ordered part here, the rest beside.
+    Send,
+    /// Beside the others.
+    Beside,
+}
+
+fn lane(body: &Body) -> Lane {
+    match body {
+        Body::Ping(_) | Body::GroupSend(_) => Lane::Here,
+        Body::Register(_) | Body::Login(_) | Body::Resume(_) | Body::Logout(_) => Lane::Alone,
+        Body::Send(_) => Lane::Send,
+        _ => Lane::Beside,
+    }
+}
+
+/// The requests of a connection running beside each other: one permit
+/// each (the semaphore is made on the first one, so an idle connection
+/// holds none).
+#[derive(Default)]
+struct InFlight(Option<Arc<Semaphore>>);
+
+impl InFlight {
+    async fn permit(&mut self) -> Option<OwnedSemaphorePermit> {
+        let s = self
+            .0
+            .get_or_insert_with(|| Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize)))
+            .clone();
+        s.acquire_owned().await.ok()
+    }
+
+    /// Waits until nothing runs.
+    async fn drain(&self) {
+        if let Some(s) = &self.0 {
+            let _ = s.acquire_many(MAX_IN_FLIGHT).await;
+        }
+    }
+}
+
+/// Answers request `rid` with `r` (from a task beside the connection).
+fn answer(conn: &Conn, rid: u64, r: Result<Body, Error>) {
+    match r {
+        Ok(reply) => conn.send(rid, reply),
+        Err(e) => {
+            conn.send_error(rid, &e);
+            if e.closes() {
+                conn.handle(0, String::new()).kill.cancel();
+            }
+        }
+    }
+}
+
+/// Where a connection's frames go out.
+pub trait Output: Send + 'static {
+    /// Writes `frames` in order and flushes them.
+    fn write_frames(&mut self, frames: &[Bytes]) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Ends the stream (after the last frames were written).
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+impl Output for frame::FrameWriter {
+    async fn write_frames(&mut self, frames: &[Bytes]) -> Result<(), Error> {
+        frame::FrameWriter::write_frames(self, frames).await
+    }
+
+    async fn close(&mut self) {
+        frame::FrameWriter::close(self).await;
+    }
+}
+
+/// Any sink of frames as an [`Output`] (the WebSocket side).
+pub struct SinkOutput<K>(pub K);
+
+impl<K> Output for SinkOutput<K>
+where
+    K: Sink<Bytes, Error = Error> + Unpin + Send + 'static,
+{
+    async fn write_frames(&mut self, frames: &[Bytes]) -> Result<(), Error> {
+        for f in frames {
+            self.0.feed(f.clone()).await?;
+        }
+        self.0.flush().await
+    }
+
+    async fn close(&mut self) {
+        let _ = self.0.close().await;
+    }
+}
+
 /// Serves one connection until it closes, errs, idles out, is killed, or
 /// the gateway shuts down.
-pub async fn serve<S, K>(shared: Arc<Shared>, transport: &'static str, mut input: S, output: K)
+pub async fn serve<S, O>(shared: Arc<Shared>, transport: &'static str, mut input: S, output: O)
 where
     S: Stream<Item = Result<Bytes, Error>> + Unpin + Send,
-    K: Sink<Bytes, Error = Error> + Unpin + Send + 'static,
+    O: Output,
 {
     let gauge = metrics::CONNECTIONS.with_label_values(&[transport]);
     gauge.inc();
@@ -38,6 +154,8 @@ where
     let mut conn = Conn::new(shared.clone(), tx, kill.clone());
     let idle = Duration::from_millis(shared.config.limits.idle_timeout_ms);
     let mut greeted = false;
+    let mut in_flight = InFlight::default();
+    let mut send_order = handler::SendOrder::default();
     loop {
         let next = tokio::select! {
             _ = shared.shutdown.cancelled() => {
@@ -87,7 +205,45 @@ where
                 }
             }
         }
-        match handler::dispatch(&mut conn, body).await {
+        let result = match lane(&body) {
+            Lane::Here => Box::pin(handler::dispatch(&mut conn, body)).await,
+            Lane::Alone => {
+                Box::pin(in_flight.drain()).await;
+                // Boxed: the task of an idle connection is not sized for
+                // the largest handler's future.
+                Box::pin(handler::dispatch(&mut conn, body)).await
+            }
+            Lane::Send => {
+                let Body::Send(r) = body else { continue };
+                match Box::pin(handler::begin_send(&conn, r, &mut send_order)).await {
+                    Ok(finish) => {
+                        let Some(permit) = Box::pin(in_flight.permit()).await else {
+                            break;
+                        };
+                        let c = conn.clone();
+                        tokio::spawn(async move {
+                            answer(&c, rid, finish.await);
+                            drop(permit);
+                        });
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Lane::Beside => {
+                let Some(permit) = Box::pin(in_flight.permit()).await else {
+                    break;
+                };
+                let mut c = conn.clone();
+                tokio::spawn(async move {
+                    let r = handler::dispatch(&mut c, body).await;
+                    answer(&c, rid, r);
+                    drop(permit);
+                });
+                continue;
+            }
+        };
+        match result {
             Ok(reply) => conn.send(rid, reply),
             Err(e) => {
                 conn.send_error(rid, &e);
@@ -125,26 +281,54 @@ fn hello(shared: &Shared, body: Body) -> Result<pb::HelloOk, Error> {
     })
 }
 
-async fn write_loop<K>(mut rx: mpsc::Receiver<Bytes>, mut out: K, kill: CancellationToken)
-where
-    K: Sink<Bytes, Error = Error> + Unpin + Send,
-{
+async fn write_loop<O: Output>(mut rx: mpsc::Receiver<Bytes>, mut out: O, kill: CancellationToken) {
     while let Some(first) = rx.recv().await {
-        // Feed what is queued, then flush once.
-        if out.feed(first).await.is_err() {
-            kill.cancel();
-            return;
-        }
-        while let Ok(more) = rx.try_recv() {
-            if out.feed(more).await.is_err() {
-                kill.cancel();
-                return;
+        // Write what is queued in one go; the batch is dropped after it.
+        let mut batch = vec![first];
+        while batch.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
             }
         }
-        if out.flush().await.is_err() {
+        if out.write_frames(&batch).await.is_err() {
             kill.cancel();
             return;
         }
     }
-    let _ = out.close().await;
+    out.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_changes_the_login_runs_alone_and_sends_keep_their_order() {
+        assert_eq!(lane(&Body::Login(pb::LoginRequest::default())), Lane::Alone);
+        assert_eq!(lane(&Body::Resume(pb::ResumeRequest::default())), Lane::Alone);
+        assert_eq!(lane(&Body::Logout(pb::LogoutRequest::default())), Lane::Alone);
+        assert_eq!(lane(&Body::Register(pb::RegisterRequest::default())), Lane::Alone);
+        assert_eq!(lane(&Body::Send(pb::SendRequest::default())), Lane::Send);
+        assert_eq!(
+            lane(&Body::GroupSend(pb::GroupSendRequest::default())),
+            Lane::Here
+        );
+        assert_eq!(lane(&Body::Ping(pb::Ping {})), Lane::Here);
+        assert_eq!(lane(&Body::Fetch(pb::FetchRequest::default())), Lane::Beside);
+        assert_eq!(lane(&Body::History(pb::HistoryRequest::default())), Lane::Beside);
+    }
+
+    #[tokio::test]
+    async fn a_connection_holds_no_permits_until_it_pipelines_and_drains_them() {
+        let mut f = InFlight::default();
+        assert!(f.0.is_none(), "an idle connection has no semaphore");
+        let p = f.permit().await.expect("a permit");
+        let drained = tokio::time::timeout(Duration::from_millis(50), f.drain()).await;
+        assert!(drained.is_err(), "a request in flight holds the drain");
+        drop(p);
+        tokio::time::timeout(Duration::from_secs(5), f.drain())
+            .await
+            .expect("drains once nothing runs");
+    }
 }

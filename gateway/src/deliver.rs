@@ -1,7 +1,10 @@
 //! Getting pushes to sessions: to the ones connected here through their
-//! queues, to those on other gateways with one `Deliver` call per gateway.
+//! queues, to those on other gateways with one `Deliver` call per gateway
+//! (messages of concurrent sends to the same gateway share one call, see
+//! [`crate::batch`]).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
 use confab_proto::client::{self as pb, KickReason};
 use confab_proto::gateway::{DeliverRequest, Push, push};
@@ -13,8 +16,15 @@ use crate::handler::kicked_frame_for;
 use crate::metrics;
 use crate::state::Shared;
 
-/// Pushes `message` to `sessions`, wherever they are.
-pub async fn message(shared: &Shared, sessions: &[Session], message: &pb::Message) {
+/// Pushes `message` to `sessions`, wherever they are: those here at once,
+/// the others handed to their gateway's next `Deliver` call before this
+/// returns (so pushes handed over one after another keep their order); the
+/// future ends when those calls did.
+pub fn message(
+    shared: &Shared,
+    sessions: &[Session],
+    message: &pb::Message,
+) -> impl Future<Output = ()> + Send + 'static {
     let mut by_gateway: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     for s in sessions {
         by_gateway.entry(s.gateway_id).or_default().push(s.session_id);
@@ -27,14 +37,19 @@ pub async fn message(shared: &Shared, sessions: &[Session], message: &pb::Messag
         };
         local_pushes(shared, vec![push]);
     }
-    let calls = by_gateway.into_iter().map(|(gw, session_ids)| {
-        let push = Push {
-            session_ids,
-            body: Some(push::Body::Message(message.clone())),
-        };
-        to_gateway(shared, gw, vec![push])
-    });
-    join_all(calls).await;
+    let calls: Vec<_> = by_gateway
+        .into_iter()
+        .map(|(gw, session_ids)| {
+            let push = Push {
+                session_ids,
+                body: Some(push::Body::Message(message.clone())),
+            };
+            shared.coalesce.deliver(gw, &message.conversation_id, vec![push])
+        })
+        .collect();
+    async move {
+        join_all(calls).await;
+    }
 }
 
 /// Delivers pushes to sessions of this gateway; returns (delivered, missing).
@@ -68,7 +83,8 @@ pub fn local_pushes(shared: &Shared, pushes: Vec<Push>) -> (u32, u32) {
                     }
                 }
             }
-            None => {}
+            // Friend, group and presence pushes go through `notify`.
+            _ => {}
         }
     }
     (delivered, missing)

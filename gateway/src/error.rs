@@ -33,6 +33,16 @@ pub enum Error {
     Invalid(String),
     #[error("user {uid} is not part of conversation {conversation}")]
     Forbidden { uid: u64, conversation: String },
+    /// A friend or group action the user may not do (not friends, not an
+    /// admin, not the owner...).
+    #[error("not permitted: {0}")]
+    NotPermitted(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
     #[error("{what} unavailable: {detail}")]
     Unavailable { what: &'static str, detail: String },
     #[error("connection idle for {0} ms")]
@@ -64,7 +74,10 @@ impl Error {
             Error::NameTaken(_) => ErrorCode::NameTaken,
             Error::UserNotFound(_) => ErrorCode::UserNotFound,
             Error::Invalid(_) => ErrorCode::InvalidArgument,
-            Error::Forbidden { .. } => ErrorCode::Forbidden,
+            Error::Forbidden { .. } | Error::NotPermitted(_) => ErrorCode::Forbidden,
+            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            Error::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             Error::Unavailable { .. } | Error::Router(_) => ErrorCode::Unavailable,
             Error::IdleTimeout(_) => ErrorCode::IdleTimeout,
             Error::GoingAway(_) => ErrorCode::GoingAway,
@@ -118,6 +131,9 @@ impl Error {
             Code::NotFound => not_found(),
             Code::InvalidArgument => Error::Invalid(status.message().to_owned()),
             Code::Unauthenticated => Error::BadCredentials,
+            Code::PermissionDenied => Error::NotPermitted(status.message().to_owned()),
+            Code::AlreadyExists => Error::AlreadyExists(status.message().to_owned()),
+            Code::FailedPrecondition => Error::FailedPrecondition(status.message().to_owned()),
             Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
                 Error::Unavailable {
                     what: "persist",

@@ -16,12 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use serde::Serialize;
 
 use crate::connection;
 use crate::error::Error;
 use crate::state::Shared;
-use crate::zone::zone_of;
+use crate::zone::{NoPick, choose};
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -69,59 +68,59 @@ async fn serve_ws(shared: Arc<Shared>, socket: WebSocket, limit: u32) {
     let output = sink
         .sink_map_err(|e| Error::Io(std::io::Error::other(e)))
         .with(|b: Bytes| futures::future::ready(Ok::<_, Error>(Message::Binary(b))));
-    connection::serve(shared, "ws", Box::pin(input), Box::pin(output)).await;
+    let output = connection::SinkOutput(Box::pin(output));
+    connection::serve(shared, "ws", Box::pin(input), output).await;
     drop(permit);
 }
 
-#[derive(Serialize)]
-struct Pick {
-    gateway_id: u64,
-    addr: String,
-    zone: String,
-    connections: u32,
-}
-
+/// `GET /v1/gateway`: the least-loaded live gateway of the caller's zone.
+/// Live = registered with the routers and holding its lease, and answering
+/// its `Load` call.
 async fn pick_gateway(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    let zones = &shared.config.zones;
-    let (zone, allowed) = match zone_of(zones, peer.ip()) {
-        Some(z) => (z.name.clone(), Some(z.gateways.clone())),
-        None if zones.is_empty() => ("default".to_owned(), None),
-        None => return (StatusCode::NOT_FOUND, "no zone for your address\n").into_response(),
-    };
     let timeout = shared.rpc_timeout();
+    let live_ids: Option<Vec<u64>> = match shared.router.list_gateways().await {
+        Ok(list) => Some(
+            list.into_iter()
+                .filter(|g| !g.expired)
+                .map(|g| g.gateway_id)
+                .collect(),
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "listing the gateways failed; answering from the known ones");
+            None
+        }
+    };
     if let Err(error) = shared.peers.refresh(&shared.router, timeout).await {
         tracing::warn!(%error, "refreshing the gateway list failed");
     }
-    let mut best = None::<Pick>;
-    let me = crate::internal::load(&shared);
-    let mut loads = vec![me];
-    for (id, mut client) in shared.peers.snapshot() {
-        if id == shared.gateway_id() {
-            continue;
-        }
-        let call = tokio::time::timeout(timeout, client.load(confab_proto::gateway::LoadRequest {}));
-        if let Ok(Ok(r)) = call.await {
+    let is_live = |id: u64| live_ids.as_ref().is_none_or(|live| live.contains(&id));
+    let mut loads = Vec::new();
+    if is_live(shared.gateway_id()) {
+        loads.push(crate::internal::load(&shared));
+    }
+    let others = shared
+        .peers
+        .snapshot()
+        .into_iter()
+        .filter(|(id, _)| *id != shared.gateway_id() && is_live(*id));
+    let calls = others.map(|(_, mut client)| async move {
+        tokio::time::timeout(timeout, client.load(confab_proto::gateway::LoadRequest {})).await
+    });
+    for r in futures::future::join_all(calls).await {
+        if let Ok(Ok(r)) = r {
             loads.push(r.into_inner());
         }
     }
-    for l in loads {
-        if allowed.as_ref().is_some_and(|a| !a.contains(&l.gateway_id)) {
-            continue;
-        }
-        if best.as_ref().is_none_or(|b| l.connections < b.connections) {
-            best = Some(Pick {
-                gateway_id: l.gateway_id,
-                addr: l.client_addr,
-                zone: zone.clone(),
-                connections: l.connections,
-            });
-        }
-    }
-    match best {
-        Some(p) => Json(p).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "no live gateway in your zone\n").into_response(),
+    match choose(&shared.config.zones, peer.ip(), &loads) {
+        Ok(p) => Json(p).into_response(),
+        Err(NoPick::NoZone) => (StatusCode::NOT_FOUND, "no zone for your address\n").into_response(),
+        Err(NoPick::NoLiveGateway { zone }) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no live gateway in zone {zone}\n"),
+        )
+            .into_response(),
     }
 }

@@ -1,14 +1,16 @@
 //! The internal gRPC service other gateways call: Deliver (pushes and kicks
-//! for sessions hosted here) and Load (for `/v1/gateway`).
+//! for sessions hosted here; friend, group and presence pushes; cache
+//! invalidations) and Load (for `/v1/gateway`).
 
 use std::sync::Arc;
 
+use confab_proto::client::frame::Body;
 use confab_proto::gateway::gateway_service_server::GatewayService;
-use confab_proto::gateway::{DeliverReply, DeliverRequest, LoadReply, LoadRequest};
+use confab_proto::gateway::{DeliverReply, DeliverRequest, LoadReply, LoadRequest, Push, push};
 use tonic::{Request, Response, Status};
 
-use crate::deliver;
 use crate::state::Shared;
+use crate::{deliver, frame, notify, presence};
 
 pub struct Internal {
     pub shared: Arc<Shared>,
@@ -18,12 +20,49 @@ pub struct Internal {
 impl GatewayService for Internal {
     async fn deliver(&self, req: Request<DeliverRequest>) -> Result<Response<DeliverReply>, Status> {
         let r = req.into_inner();
-        let (delivered, missing) = deliver::local_pushes(&self.shared, r.pushes);
+        let (social, messages): (Vec<Push>, Vec<Push>) = r.pushes.into_iter().partition(|p| {
+            matches!(
+                p.body,
+                Some(
+                    push::Body::FriendEvent(_)
+                        | push::Body::GroupEvent(_)
+                        | push::Body::Presence(_)
+                        | push::Body::Invalidate(_)
+                )
+            )
+        });
+        let (mut delivered, mut missing) = deliver::local_pushes(&self.shared, messages);
+        for p in social {
+            let (d, m) = self.social_push(p);
+            delivered += d;
+            missing += m;
+        }
         Ok(Response::new(DeliverReply { delivered, missing }))
     }
 
     async fn load(&self, _req: Request<LoadRequest>) -> Result<Response<LoadReply>, Status> {
         Ok(Response::new(load(&self.shared)))
+    }
+}
+
+impl Internal {
+    fn social_push(&self, p: Push) -> (u32, u32) {
+        let shared = &self.shared;
+        match p.body {
+            Some(push::Body::FriendEvent(e)) => {
+                notify::local(shared, &p.session_ids, &frame::push(Body::FriendEvent(e)))
+            }
+            Some(push::Body::GroupEvent(e)) => {
+                notify::local(shared, &p.session_ids, &frame::push(Body::GroupEvent(e)))
+            }
+            Some(push::Body::Presence(presence)) => presence::receive(shared, &p.session_ids, &presence),
+            Some(push::Body::Invalidate(i)) => {
+                shared.social.invalidate(&i.friends_of, &i.groups);
+                presence::refresh_local(shared, &i.friends_of);
+                (0, 0)
+            }
+            _ => (0, 0),
+        }
     }
 }
 

@@ -9,9 +9,13 @@
 //!   the tests both use it. [`config`]: typed, defaulted, validated.
 //! - [`connection`]: one connection whatever the transport: frame codec
 //!   ([`frame`]), handshake, idle timeout, the bounded send queue.
-//! - [`handler`]: one handler per request kind (auth, send, sync).
+//! - [`handler`]: one handler per request kind (auth, send, sync, friends,
+//!   groups, group send).
 //! - [`registry`]: the sessions connected here; [`deliver`]: pushes to
 //!   sessions here or through other gateways ([`peers`], [`internal`]).
+//! - [`social`]: cached friend lists and group members; [`presence`]:
+//!   friends' presence (announcements, where friends are, dead gateways);
+//!   [`notify`]: friend and group pushes.
 //! - [`lease`]: registration and lease renewal with the routers;
 //!   [`moved`]: persist's commit stream turned into pushes.
 //! - [`http`]: metrics, health, `/ws`, `/v1/gateway` ([`zone`]);
@@ -21,6 +25,7 @@
 //! What does not belong here: storage (persist), online-state consensus
 //! (the routers), client-side sync logic (confab-client).
 
+pub mod batch;
 pub mod config;
 pub mod connection;
 pub mod deliver;
@@ -33,9 +38,12 @@ pub mod internal;
 pub mod lease;
 pub mod metrics;
 pub mod moved;
+pub mod notify;
 pub mod peers;
+pub mod presence;
 pub mod registry;
 pub mod server;
+pub mod social;
 pub mod state;
 pub mod zone;
 

@@ -78,6 +78,8 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     confab_common::telemetry::init();
+    let open_files = confab_gateway::server::raise_open_files();
+    tracing::info!(open_files, "open-file limit");
     let listeners = Listeners {
         client: bind(&config.listen, "client TCP").await?,
         http: bind(&config.http, "HTTP").await?,

@@ -80,6 +80,53 @@ pub static SLOW_CONSUMERS: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+/// Friend-list and member-list cache lookups by kind and outcome.
+pub static SOCIAL_CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_gateway_social_cache_total",
+        "Friend-list and member-list cache lookups by kind (friends, groups) and outcome (hit, miss)",
+        &["kind", "outcome"],
+    )
+});
+
+/// Friend, group and presence pushes handed to sessions here.
+pub static SOCIAL_PUSHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_gateway_social_pushes_total",
+        "Friend, group and presence pushes to sessions here by outcome",
+        &["outcome"],
+    )
+});
+
+/// Presence announcements by cause (login, logout, gateway_gone).
+pub static PRESENCE_EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_gateway_presence_events_total",
+        "Presence changes announced by cause",
+        &["cause"],
+    )
+});
+
+/// From receiving a GroupSend to acking it.
+pub static GROUP_SEND_LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        HistogramOpts::new(
+            "confab_gateway_group_send_seconds",
+            "GroupSend request to ack, seconds"
+        )
+        .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).unwrap_or_default())
+    )
+    .unwrap_or_else(|e| panic!("metric: {e}"))
+});
+
+/// Sessions a group message was pushed to.
+pub static GROUP_FANOUT: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "confab_gateway_group_fanout_sessions_total",
+        "Sessions group messages were pushed to",
+    )
+});
+
 /// Touches every metric so that `/metrics` lists them from the start.
 pub fn init() {
     LazyLock::force(&CONNECTIONS);
@@ -90,4 +137,9 @@ pub fn init() {
     LazyLock::force(&DELIVERIES);
     LazyLock::force(&KICKS);
     LazyLock::force(&SLOW_CONSUMERS);
+    LazyLock::force(&SOCIAL_CACHE);
+    LazyLock::force(&SOCIAL_PUSHES);
+    LazyLock::force(&PRESENCE_EVENTS);
+    LazyLock::force(&GROUP_SEND_LATENCY);
+    LazyLock::force(&GROUP_FANOUT);
 }

@@ -76,8 +76,13 @@ pub async fn follow(shared: Arc<Shared>, addr: String) {
     }
 }
 
-fn announce(shared: &Shared, m: confab_proto::persist::ConversationMoved) {
-    let Ok(ConversationId::Direct { lo, hi }) = m.conversation_id.parse::<ConversationId>() else {
+fn announce(shared: &Arc<Shared>, m: confab_proto::persist::ConversationMoved) {
+    let conversation = m.conversation_id.parse::<ConversationId>();
+    if let Ok(ConversationId::Group(g)) = conversation {
+        crate::social::announce_group_moved(shared, g, m);
+        return;
+    }
+    let Ok(ConversationId::Direct { lo, hi }) = conversation else {
         return;
     };
     let bytes = frame::push(Body::Moved(pb::ConversationMoved {

@@ -90,6 +90,18 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// The sessions here of any of `uids`, under one lock.
+    pub fn of_users(&self, uids: &[u64]) -> Vec<SessionHandle> {
+        let g = self.lock();
+        let mut out = Vec::new();
+        for uid in uids {
+            if let Some(ids) = g.by_user.get(uid) {
+                out.extend(ids.iter().filter_map(|id| g.sessions.get(id).cloned()));
+            }
+        }
+        out
+    }
+
     pub fn all(&self) -> Vec<(u64, SessionHandle)> {
         self.lock()
             .sessions
@@ -145,8 +157,10 @@ mod tests {
         assert_eq!(r.of_user(1).len(), 2);
         r.remove(10);
         assert_eq!(r.of_user(1).len(), 1);
+        assert_eq!(r.of_users(&[1, 2]).len(), 1);
         r.remove(11);
         assert!(r.of_user(1).is_empty());
+        assert!(r.of_users(&[1]).is_empty());
         assert!(r.is_empty());
     }
 

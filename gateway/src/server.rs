@@ -8,19 +8,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use confab_persist::queue::AnyProducer;
 use confab_persist::queue::amqp::{AmqpProducer, AmqpSettings};
 use confab_persist::queue::remote::RemoteProducer;
 use confab_proto::gateway::gateway_service_server::GatewayServiceServer;
 use confab_proto::persist::data_service_client::DataServiceClient;
 use confab_router_client::{ClientConfig, RouterClient};
-use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
-use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Endpoint;
@@ -61,6 +58,18 @@ impl Running {
 
     pub fn is_ready(&self) -> bool {
         self.shared.ready.load(Ordering::SeqCst)
+    }
+}
+
+/// Raises the soft open-file limit to the hard one (each client connection
+/// is a descriptor); returns the soft limit in force afterwards.
+pub fn raise_open_files() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft)
+        }
     }
 }
 
@@ -118,7 +127,8 @@ pub async fn start(
             set.to_owned()
         }
     };
-    let shared = Arc::new(Shared {
+    let rpc_timeout = Duration::from_millis(config.limits.rpc_timeout_ms);
+    let shared = Arc::new_cyclic(|weak| Shared {
         ids: IdGen::new(config.id),
         router,
         data: DataServiceClient::new(data_channel),
@@ -128,10 +138,13 @@ pub async fn start(
         ready: AtomicBool::new(false),
         peers: Peers::default(),
         users: UserCache::default(),
+        social: Default::default(),
+        presence: Default::default(),
         shutdown: shutdown.clone(),
         client_addr: advertise(&config.advertise_client, client_addr),
         grpc_addr: advertise(&config.advertise_grpc, grpc_addr),
         connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+        coalesce: crate::batch::Coalescers::new(weak.clone(), rpc_timeout),
         config,
     });
     let task = tokio::spawn(main_task(shared.clone(), listeners));
@@ -183,6 +196,7 @@ async fn main_task(shared: Arc<Shared>, listeners: Listeners) {
     };
     shared.ready.store(true, Ordering::SeqCst);
     tracker.spawn(lease::keep(shared.clone(), lease_len));
+    tracker.spawn(crate::presence::watch(shared.clone()));
     let connections = TaskTracker::new();
     accept_loop(&shared, listeners.client, &connections).await;
     connections.close();
@@ -227,11 +241,9 @@ async fn serve_tcp(shared: Arc<Shared>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let limit = shared.config.limits.max_frame_bytes;
     let (read, write) = stream.into_split();
-    let input = FramedRead::new(read, frame::codec(limit as usize))
-        .map(move |r| r.map(|b| b.freeze()).map_err(|e| frame::read_error(e, limit)));
-    let output = SinkExt::<Bytes>::sink_map_err(
-        FramedWrite::new(write, frame::codec(frame::MAX_OUT_FRAME)),
-        Error::Io,
-    );
-    connection::serve(shared, "tcp", input, output).await;
+    let reader = frame::FrameReader::new(read, limit);
+    let input = Box::pin(futures::stream::unfold(reader, |mut r| async move {
+        r.next_frame().await.map(|item| (item, r))
+    }));
+    connection::serve(shared, "tcp", input, frame::FrameWriter::new(write)).await;
 }

@@ -17,7 +17,9 @@ use tonic::transport::Channel;
 use crate::config::GatewayConfig;
 use crate::ids::IdGen;
 use crate::peers::Peers;
+use crate::presence::PresenceTracker;
 use crate::registry::Registry;
+use crate::social::SocialCache;
 
 pub struct Shared {
     pub config: GatewayConfig,
@@ -32,6 +34,10 @@ pub struct Shared {
     pub ready: AtomicBool,
     pub peers: Peers,
     pub users: UserCache,
+    /// Friend lists and group members (cached, invalidated on change).
+    pub social: SocialCache,
+    /// Where the friends of the users logged in here are online.
+    pub presence: PresenceTracker,
     pub shutdown: CancellationToken,
     /// The client TCP address /v1/gateway hands out for this gateway.
     pub client_addr: String,
@@ -39,6 +45,8 @@ pub struct Shared {
     pub grpc_addr: String,
     /// One permit per open client connection (TCP and WebSocket).
     pub connections: Arc<Semaphore>,
+    /// The send path's batched enqueues, lookups and Deliver calls.
+    pub coalesce: crate::batch::Coalescers,
 }
 
 impl Shared {

@@ -23,6 +23,10 @@ pub enum Error {
         user: u64,
         action: &'static str,
     },
+    /// Reading (or writing to) a conversation one is not part of. The same
+    /// answer whether the conversation or group exists or not.
+    #[error("user {user} is not a participant of conversation {conversation}")]
+    NotParticipant { user: u64, conversation: String },
     #[error("no pending {kind} request from {from} to {to}")]
     NoPendingRequest { kind: &'static str, from: u64, to: u64 },
     #[error("users {user} and {friend} are not friends")]
@@ -124,7 +128,7 @@ impl From<Error> for Status {
             | Error::GroupNotFound(_) => Code::NotFound,
             Error::NameTaken(_) | Error::AlreadyMember { .. } => Code::AlreadyExists,
             Error::BadCredentials => Code::Unauthenticated,
-            Error::NotPermitted { .. } => Code::PermissionDenied,
+            Error::NotPermitted { .. } | Error::NotParticipant { .. } => Code::PermissionDenied,
             Error::NoPendingRequest { .. } | Error::NotFriends { .. } => Code::FailedPrecondition,
             Error::AlreadyFriends { .. } => Code::AlreadyExists,
             Error::Invalid(_) | Error::Queue(QueueError::Invalid(_)) => Code::InvalidArgument,

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub writer_messages: IntCounter,
     pub writer_duplicates: IntCounter,
     pub writer_dead_letters: IntCounter,
+    pub writer_rejected: IntCounter,
     pub writer_retries: IntCounter,
     pub writer_batch_seconds: HistogramVec,
     pub enqueued: IntCounter,
@@ -65,6 +66,10 @@ impl Metrics {
                 "writer_dead_letters_total",
                 "Poison messages moved to the dead-letter queue",
             )),
+            writer_rejected: must(IntCounter::new(
+                "writer_rejected_total",
+                "Messages not written: the sender is no participant of the conversation",
+            )),
             writer_retries: must(IntCounter::new(
                 "writer_retries_total",
                 "Batch attempts that failed with a transient error",
@@ -92,6 +97,7 @@ impl Metrics {
         must(r.register(Box::new(m.writer_messages.clone())));
         must(r.register(Box::new(m.writer_duplicates.clone())));
         must(r.register(Box::new(m.writer_dead_letters.clone())));
+        must(r.register(Box::new(m.writer_rejected.clone())));
         must(r.register(Box::new(m.writer_retries.clone())));
         must(r.register(Box::new(m.writer_batch_seconds.clone())));
         must(r.register(Box::new(m.enqueued.clone())));

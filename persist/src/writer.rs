@@ -6,7 +6,11 @@
 
 use std::time::{Duration, Instant};
 
+use std::collections::HashSet;
+
 use tokio_util::sync::CancellationToken;
+
+use crate::conversation::ConversationId;
 
 use crate::config::{QueueConfig, WriterConfig};
 use crate::db::{BatchOutcome, Db, NewMessage};
@@ -100,6 +104,9 @@ async fn process<C: Consumer>(
     if items.is_empty() {
         return true;
     }
+    if !reject_outsiders(db, &mut items, settings, cancel).await {
+        return false;
+    }
     let msgs: Vec<NewMessage> = items.iter().flat_map(|(m, _)| m.iter().cloned()).collect();
     let outcome = match write_retrying(db, &msgs, settings, cancel).await {
         Some(Ok(o)) => o,
@@ -145,6 +152,69 @@ async fn process<C: Consumer>(
         .with_label_values(&[consumer.backend()])
         .observe(started.elapsed().as_secs_f64());
     hub.publish(&outcome.written);
+    true
+}
+
+/// The second line of the participant rule (the gateway checks first):
+/// drops messages whose sender is not one of the two users of a direct
+/// conversation, or not a member of the group (removed meanwhile, or a
+/// forged conversation id), with a warning and a metric; their deliveries
+/// are still acked with the batch. False when cancelled.
+async fn reject_outsiders<T>(
+    db: &Db,
+    items: &mut [(Vec<NewMessage>, T)],
+    settings: &WriterSettings,
+    cancel: &CancellationToken,
+) -> bool {
+    let pairs: Vec<(u64, u64)> = items
+        .iter()
+        .flat_map(|(m, _)| m.iter())
+        .filter_map(|m| match m.conversation {
+            ConversationId::Group(g) => Some((g, m.sender)),
+            ConversationId::Direct { .. } => None,
+        })
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let members = if pairs.is_empty() {
+        HashSet::new()
+    } else {
+        let mut attempt = 0;
+        loop {
+            match db.memberships(&pairs).await {
+                Ok(m) => break m,
+                Err(error) if error.is_transient() => {
+                    attempt += 1;
+                    tokio::select! {
+                        _ = cancel.cancelled() => return false,
+                        _ = tokio::time::sleep(backoff(attempt, settings.max_backoff)) => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "membership check failed; writing unchecked");
+                    break pairs.iter().copied().collect();
+                }
+            }
+        }
+    };
+    for (msgs, _) in items.iter_mut() {
+        msgs.retain(|m| {
+            let ok = match m.conversation {
+                ConversationId::Direct { lo, hi } => m.sender == lo || m.sender == hi,
+                ConversationId::Group(g) => members.contains(&(g, m.sender)),
+            };
+            if !ok {
+                tracing::warn!(
+                    message_id = m.message_id,
+                    sender = m.sender,
+                    conversation = %m.conversation,
+                    "sender is no participant; message not written"
+                );
+                db.metrics().writer_rejected.inc();
+            }
+            ok
+        });
+    }
     true
 }
 

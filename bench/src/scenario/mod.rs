@@ -6,5 +6,10 @@
 //! To add one (persist, chat, group...): add `scenario/<name>.rs`, a variant
 //! of `cli::Scenario`, and its arm in `crate::run`.
 
+pub mod catchup;
+pub mod chat;
+pub mod connections;
 pub mod failover;
+pub mod group;
+pub mod presence;
 pub mod router;

@@ -138,6 +138,7 @@ async fn establish(conn: &mut Conn, s: db::Session, device_id: String, kind: i32
         };
         kick_remote_or_local(&shared, &k, reason, &device_id).await;
     }
+    tokio::spawn(crate::presence::announce(shared.clone(), user.id, true));
     conn.login = Some(Login {
         uid: user.id,
         name: user.name.clone(),
@@ -192,7 +193,11 @@ pub async fn logout(conn: &mut Conn) -> Result<Body> {
     })
     .await?;
     shared.registry.remove(login.session_id);
+    if shared.registry.of_user(login.uid).is_empty() {
+        shared.presence.untrack(login.uid);
+    }
     conn.login = None;
+    tokio::spawn(crate::presence::announce(shared.clone(), login.uid, false));
     let mut data = shared.data();
     let revoke = data.revoke_session(db::RevokeSessionRequest { token: login.token });
     if let Ok(Err(error)) = tokio::time::timeout(shared.rpc_timeout(), revoke).await {

@@ -1,14 +1,25 @@
 //! A 1:1 message: validate, assign the id, enqueue and wait for the
-//! queue's confirm, look the two users' sessions up, deliver (recipient and
-//! the sender's other devices), then ack.
+//! queue's confirm while the two users' sessions are looked up, deliver
+//! (recipient and the sender's other devices), then ack. The enqueue, the lookup and the
+//! calls to other gateways are coalesced with concurrent sends
+//! ([`crate::batch`]).
+//!
+//! A send runs in two parts so a connection may have many in flight while
+//! its messages keep their order: [`begin`] (checks, id, the enqueue handed
+//! to its batch) runs in the connection's order; [`Finish`] (the confirm,
+//! the lookup, the deliveries) runs concurrently with the connection's
+//! other requests.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Instant;
 
 use confab_persist::conversation::ConversationId;
-use confab_persist::queue::{Producer, QueuedMessage};
+use confab_persist::queue::QueuedMessage;
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
 use confab_proto::persist::{self as db, get_user_request};
+use tokio::sync::oneshot;
 
 use super::{Conn, timed};
 use crate::deliver;
@@ -19,9 +30,36 @@ use crate::state::Shared;
 
 const MAX_CLIENT_MSG_ID: usize = 64;
 
+/// The rest of a send once its enqueue is handed over: its ack.
+pub type Finish = Pin<Box<dyn Future<Output = Result<Body>> + Send + 'static>>;
+
+/// A whole send (both parts, one after the other).
 pub async fn send(conn: &mut Conn, r: pb::SendRequest) -> Result<Body> {
+    begin(conn, r, &mut SendOrder::default()).await?.await
+}
+
+/// Keeps the pushes of one connection's sends in the order of the sends:
+/// each send hands its pushes over only after the one before it did.
+#[derive(Default)]
+pub struct SendOrder(Option<oneshot::Receiver<()>>);
+
+impl SendOrder {
+    /// The previous send's turn to wait for, and this send's turn (dropped
+    /// once its pushes are handed over, or when it fails).
+    fn next(&mut self) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
+        let (tx, rx) = oneshot::channel();
+        (self.0.replace(rx), tx)
+    }
+}
+
+/// The ordered part of a send: checks, resolves the recipient, assigns the
+/// id and hands the message to the enqueue batch (whose order is the order
+/// of the conversation). The returned future waits for the confirm,
+/// delivers and answers.
+pub async fn begin(conn: &Conn, r: pb::SendRequest, order: &mut SendOrder) -> Result<Finish> {
     let started = Instant::now();
-    let me = conn.logged_in()?.clone();
+    let me = conn.logged_in()?;
+    let (uid, session_id) = (me.uid, me.session_id);
     let shared = conn.shared.clone();
     if r.body.is_empty() {
         return Err(Error::Invalid("empty message body".into()));
@@ -40,57 +78,58 @@ pub async fn send(conn: &mut Conn, r: pb::SendRequest) -> Result<Body> {
     }
     let to = resolve(&shared, r.to_user, &r.to_name).await?;
     let message_id = shared.ids.next();
-    let conversation_id = ConversationId::direct(me.uid, to).to_string();
+    let conversation_id = ConversationId::direct(uid, to).to_string();
     let server_time_ms = now_ms() as i64;
-    let queued = QueuedMessage {
+    let message = pb::Message {
         message_id,
-        conversation_id: conversation_id.clone(),
-        sender: me.uid,
+        conversation_id,
+        seq: 0,
+        sender: uid,
         body: r.body,
         client_msg_id: r.client_msg_id,
         server_time_ms,
     };
-    timed(&shared, "queue", async {
-        shared
-            .producer
-            .enqueue(std::slice::from_ref(&queued))
-            .await
-            .map_err(Error::from_queue)
-    })
-    .await?;
-    // Durable from here on: delivery failures only delay the recipient
-    // (it syncs), they never fail the send.
-    let message = pb::Message {
+    let queued = QueuedMessage {
         message_id,
-        conversation_id: conversation_id.clone(),
-        seq: 0,
-        sender: me.uid,
-        body: queued.body,
-        client_msg_id: queued.client_msg_id.clone(),
+        conversation_id: message.conversation_id.clone(),
+        sender: uid,
+        body: message.body.clone(),
+        client_msg_id: message.client_msg_id.clone(),
         server_time_ms,
     };
-    let uids: Vec<u64> = if to == me.uid { vec![to] } else { vec![to, me.uid] };
-    match tokio::time::timeout(shared.rpc_timeout(), shared.router.lookup(&uids)).await {
-        Ok(Ok(online)) => {
-            let targets: Vec<_> = online
-                .into_values()
-                .flatten()
-                .filter(|s| s.session_id != me.session_id)
-                .collect();
-            if !targets.is_empty() {
-                deliver::message(&shared, &targets, &message).await;
-            }
+    // Batched with the other sends of the moment, in this order; acked
+    // only once confirmed.
+    let confirmed = shared.coalesce.enqueue(queued);
+    let (previous, turn) = order.next();
+    Ok(Box::pin(async move {
+        // The lookup runs while the queue confirms; nothing is pushed
+        // before the confirm. (A session that logs in meanwhile syncs, and
+        // the commit notice reaches it anyway.)
+        let uids: Vec<u64> = if to == uid { vec![to] } else { vec![to, uid] };
+        let (confirmed, online) = tokio::join!(confirmed, shared.coalesce.lookup(uids));
+        if let Some(previous) = previous {
+            // Ok or dropped: either way the previous send is past its pushes.
+            let _ = previous.await;
         }
-        Ok(Err(error)) => tracing::warn!(%error, message_id, "lookup failed; recipients will sync"),
-        Err(_) => tracing::warn!(message_id, "lookup timed out; recipients will sync"),
-    }
-    metrics::SEND_LATENCY.observe(started.elapsed().as_secs_f64());
-    Ok(Body::SendAck(pb::SendAck {
-        message_id,
-        conversation_id,
-        server_time_ms,
-        client_msg_id: queued.client_msg_id,
-        to_user: to,
+        confirmed?;
+        // Durable from here on: delivery failures only delay the recipient
+        // (it syncs), they never fail the send.
+        let targets: Vec<_> = online
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.session_id != session_id)
+            .collect();
+        let handed = deliver::message(&shared, &targets, &message);
+        drop(turn);
+        handed.await;
+        metrics::SEND_LATENCY.observe(started.elapsed().as_secs_f64());
+        Ok(Body::SendAck(pb::SendAck {
+            message_id,
+            conversation_id: message.conversation_id,
+            server_time_ms,
+            client_msg_id: message.client_msg_id,
+            to_user: to,
+        }))
     }))
 }
 

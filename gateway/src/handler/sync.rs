@@ -9,6 +9,8 @@ use confab_proto::persist::{self as db, get_user_request};
 use super::send::get_user;
 use super::{Conn, timed};
 use crate::error::{Error, Result};
+use crate::social;
+use crate::state::Shared;
 
 /// Most messages in one Fetch or History page.
 const MAX_PAGE: u32 = 200;
@@ -47,12 +49,14 @@ pub async fn sync(conn: &mut Conn, r: pb::SyncRequest) -> Result<Body> {
 
 pub async fn fetch(conn: &mut Conn, r: pb::FetchRequest) -> Result<Body> {
     let me = conn.logged_in()?.uid;
-    check_participant(me, &r.conversation_id)?;
     let shared = conn.shared.clone();
+    may_read(&shared, me, &r.conversation_id).await?;
+    let forbidden = forbidden(me, &r.conversation_id);
     let request = db::MessagesAfterRequest {
         conversation_id: r.conversation_id,
         after_seq: r.after_seq,
         limit: page(r.limit),
+        user: me,
     };
     let reply = timed(&shared, "persist", async {
         shared
@@ -60,7 +64,7 @@ pub async fn fetch(conn: &mut Conn, r: pb::FetchRequest) -> Result<Body> {
             .messages_after(request)
             .await
             .map(|r| r.into_inner())
-            .map_err(|s| Error::from_persist(s, || Error::Internal("messages after: not found".into())))
+            .map_err(|s| read_error(s, forbidden))
     })
     .await?;
     Ok(messages(reply))
@@ -68,12 +72,14 @@ pub async fn fetch(conn: &mut Conn, r: pb::FetchRequest) -> Result<Body> {
 
 pub async fn history(conn: &mut Conn, r: pb::HistoryRequest) -> Result<Body> {
     let me = conn.logged_in()?.uid;
-    check_participant(me, &r.conversation_id)?;
     let shared = conn.shared.clone();
+    may_read(&shared, me, &r.conversation_id).await?;
+    let forbidden = forbidden(me, &r.conversation_id);
     let request = db::HistoryRequest {
         conversation_id: r.conversation_id,
         before_seq: r.before_seq,
         limit: page(r.limit),
+        user: me,
     };
     let reply = timed(&shared, "persist", async {
         shared
@@ -81,7 +87,7 @@ pub async fn history(conn: &mut Conn, r: pb::HistoryRequest) -> Result<Body> {
             .history(request)
             .await
             .map(|r| r.into_inner())
-            .map_err(|s| Error::from_persist(s, || Error::Internal("history: not found".into())))
+            .map_err(|s| read_error(s, forbidden))
     })
     .await?;
     Ok(messages(reply))
@@ -111,16 +117,39 @@ fn page(limit: u32) -> u32 {
     }
 }
 
-/// Only the two users of a direct conversation may read it (groups come
-/// with the group issue).
-fn check_participant(uid: u64, conversation_id: &str) -> Result<()> {
-    let forbidden = || Error::Forbidden {
+fn forbidden(uid: u64, conversation_id: &str) -> Error {
+    Error::Forbidden {
         uid,
         conversation: conversation_id.to_owned(),
-    };
+    }
+}
+
+/// Persist refuses a reader that is no participant (the second check):
+/// the same FORBIDDEN as ours.
+fn read_error(s: tonic::Status, forbidden: Error) -> Error {
+    match s.code() {
+        tonic::Code::PermissionDenied => forbidden,
+        _ => Error::from_persist(s, || Error::Internal("read: not found".into())),
+    }
+}
+
+/// Only the two users of a direct conversation, and the members of a group,
+/// read it. A group that does not exist (or no longer does) answers the
+/// same FORBIDDEN as one the user is not in: nothing is told about it.
+async fn may_read(shared: &Shared, uid: u64, conversation_id: &str) -> Result<()> {
+    match check_participant(uid, conversation_id)? {
+        None => Ok(()),
+        Some(group) => social::group(shared, group, uid).await.map(drop),
+    }
+}
+
+/// Ok(None) for a direct conversation of `uid`; Ok(Some(group)) when group
+/// membership decides.
+fn check_participant(uid: u64, conversation_id: &str) -> Result<Option<u64>> {
     match conversation_id.parse::<ConversationId>() {
-        Ok(ConversationId::Direct { lo, hi }) if lo == uid || hi == uid => Ok(()),
-        Ok(_) => Err(forbidden()),
+        Ok(ConversationId::Direct { lo, hi }) if lo == uid || hi == uid => Ok(None),
+        Ok(ConversationId::Direct { .. }) => Err(forbidden(uid, conversation_id)),
+        Ok(ConversationId::Group(g)) => Ok(Some(g)),
         Err(_) => Err(Error::Invalid(format!("bad conversation id {conversation_id:?}"))),
     }
 }
@@ -149,16 +178,16 @@ mod tests {
 
     #[test]
     fn only_participants_read_a_direct_conversation() {
-        assert!(check_participant(3, "d:3:9").is_ok());
-        assert!(check_participant(9, "d:3:9").is_ok());
+        assert!(matches!(check_participant(3, "d:3:9"), Ok(None)));
+        assert!(matches!(check_participant(9, "d:3:9"), Ok(None)));
         assert!(matches!(
             check_participant(4, "d:3:9"),
             Err(Error::Forbidden { .. })
         ));
-        assert!(matches!(
-            check_participant(4, "g:1"),
-            Err(Error::Forbidden { .. })
-        ));
+        assert!(
+            matches!(check_participant(4, "g:1"), Ok(Some(1))),
+            "membership decides"
+        );
         assert!(matches!(check_participant(4, "nonsense"), Err(Error::Invalid(_))));
     }
 }

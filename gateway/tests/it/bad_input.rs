@@ -66,6 +66,7 @@ async fn bad_input_gets_clear_errors_and_disturbs_nobody() {
     let g = cluster.gw(1).to_owned();
     register(&g, "dave").await;
     register(&g, "erin").await;
+    cluster.befriend("dave", "erin").await;
     let mut bystander = login(&g, "erin", "e1", DeviceKind::Desktop).await;
 
     // Garbage bytes: a length prefix and bytes that are no Frame.

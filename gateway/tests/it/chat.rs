@@ -15,6 +15,7 @@ async fn chat_both_ways_copies_and_offline_sync() {
     let (g1, g2) = (cluster.gw(1).to_owned(), cluster.gw(2).to_owned());
     let alice_id = register(&g1, "alice").await;
     let bob_id = register(&g2, "bob").await;
+    cluster.befriend("alice", "bob").await;
 
     let mut alice = login(&g1, "alice", "alice-phone", DeviceKind::Mobile).await;
     let mut alice_laptop = login(&g2, "alice", "alice-laptop", DeviceKind::Desktop).await;

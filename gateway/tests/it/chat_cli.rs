@@ -27,6 +27,7 @@ async fn one_shot_register_send_history_json() {
         assert_eq!(doc["name"], name);
         ids.push(doc["user_id"].clone());
     }
+    cluster.befriend("hank", "ivy").await;
     let (ok, _, err) = chat(&g, &["register", "hank", "--password", "x"]);
     assert!(!ok && err.contains("NameTaken"), "a taken name fails: {err}");
     let me = ["--user", "hank", "--password", "pw"];

@@ -13,6 +13,7 @@ async fn sigkill_gateway_users_go_offline_and_lose_nothing() {
     let (g1, g2) = (cluster.gw(1).to_owned(), cluster.gw(2).to_owned());
     register(&g1, "frank").await;
     let gina_id = register(&g1, "gina").await;
+    cluster.befriend("frank", "gina").await;
     let mut frank = login(&g1, "frank", "f", DeviceKind::Mobile).await;
     let mut gina = login(&g2, "gina", "g", DeviceKind::Mobile).await;
     gina.sync().await.expect("sync");

@@ -169,6 +169,12 @@ impl Cluster {
     }
 
     pub async fn start_gateway(&mut self, id: u64) {
+        self.start_gateway_with_env(id, &[]).await;
+    }
+
+    /// A gateway with extra configuration from the environment
+    /// (`CONFAB_<KEY>`).
+    pub async fn start_gateway_with_env(&mut self, id: u64, env: &[(&str, &str)]) {
         let gw = Gw {
             client: free_addr(),
             http: free_addr(),
@@ -185,7 +191,8 @@ impl Cluster {
             "--grpc",
             &gw.grpc,
         ])
-        .args(["--router", &self.routers.join(","), "--persist", &self.persist]);
+        .args(["--router", &self.routers.join(","), "--persist", &self.persist])
+        .envs(env.iter().copied());
         self.spawn(&format!("gateway-{id}"), cmd);
         if !wait_ready(&gw.http).await {
             panic!(
@@ -269,4 +276,51 @@ pub async fn assert_quiet(c: &mut Client, quiet: Duration) {
     if let Ok(Some(e)) = tokio::time::timeout(quiet, c.next_event()).await {
         panic!("expected nothing more, got {e:?}");
     }
+}
+
+impl Cluster {
+    /// Makes users `a` and `b` friends (1:1 messages need it): `a` asks and
+    /// `b` accepts, straight through persist, so that no session (and no
+    /// presence push) is involved. Call it before either caches its friends.
+    pub async fn befriend(&self, a: &str, b: &str) {
+        use confab_proto::persist::{self as db, get_user_request::Key};
+        let mut data =
+            db::data_service_client::DataServiceClient::connect(format!("http://{}", self.persist))
+                .await
+                .expect("connect to persist");
+        let mut id = async |name: &str| {
+            data.get_user(db::GetUserRequest {
+                key: Some(Key::Name(name.into())),
+            })
+            .await
+            .expect("user")
+            .into_inner()
+            .id
+        };
+        let (a, b) = (id(a).await, id(b).await);
+        data.send_friend_request(db::SendFriendRequestRequest {
+            from_user: a,
+            to_user: b,
+            note: String::new(),
+        })
+        .await
+        .expect("friend request");
+        data.respond_friend_request(db::RespondFriendRequestRequest {
+            user: b,
+            from_user: a,
+            accept: true,
+        })
+        .await
+        .expect("accept the friend request");
+    }
+}
+
+/// Makes `a` and `b` friends through gateway `addr`: `a` asks, `b`
+/// accepts, each from a short-lived session (their friends may see these
+/// sessions come and go; [`Cluster::befriend`] goes around the gateways).
+pub async fn befriend(addr: &str, a: &str, b: &str) {
+    let ca = login(addr, a, &format!("{a}-befriend"), DeviceKind::Bot).await;
+    ca.add_friend(b, "").await.expect("friend request");
+    let cb = login(addr, b, &format!("{b}-befriend"), DeviceKind::Bot).await;
+    cb.accept_friend(a).await.expect("accept the friend request");
 }

@@ -1,9 +1,15 @@
 //! End-to-end tests with real processes: 3 routers, 1 persist (SQLite +
 //! embedded queue) and gateways, on 127.0.0.1 free ports and temp dirs.
 
+mod authz;
 mod bad_input;
 mod chat;
 mod chat_cli;
+mod console;
 mod failover;
+mod friends;
+mod groups;
 mod harness;
+mod pipeline;
 mod websocket;
+mod zone_http;

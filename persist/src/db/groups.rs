@@ -25,6 +25,7 @@ pub struct Member {
     /// 1 member, 2 admin, 3 owner.
     pub role: i16,
     pub joined_at_ms: i64,
+    pub name: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,11 +151,21 @@ impl Db {
         t.finish(rows)?.iter().map(group_from_row).collect()
     }
 
-    pub async fn list_members(&self, group: u64) -> Result<Vec<Member>> {
+    /// The members of `group`, for one of them (`by_user`): anyone else,
+    /// and anyone asking about a group that does not exist, is refused alike.
+    pub async fn list_members(&self, group: u64, by_user: u64) -> Result<Vec<Member>> {
+        self.check_participant(by_user, &crate::conversation::ConversationId::Group(group))
+            .await?;
+        self.members_of(group).await
+    }
+
+    /// The members of `group`, unchecked.
+    async fn members_of(&self, group: u64) -> Result<Vec<Member>> {
         self.get_group(group).await?;
         let t = self.metrics.time("list_members");
         let rows = sqlx::query(
-            "SELECT user_id, role, joined_at FROM group_members WHERE group_id = $1 ORDER BY user_id",
+            "SELECT m.user_id, m.role, m.joined_at, u.name FROM group_members m \
+             JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 ORDER BY m.user_id",
         )
         .bind(group as i64)
         .fetch_all(&self.pool)
@@ -166,12 +177,14 @@ impl Db {
                     user: r.try_get::<i64, _>("user_id")? as u64,
                     role: r.try_get("role")?,
                     joined_at_ms: r.try_get("joined_at")?,
+                    name: r.try_get("name")?,
                 })
             })
             .collect()
     }
 
-    async fn role_of(&self, group: u64, user: u64) -> Result<Option<i16>> {
+    /// The role of `user` in `group`; None when not a member (or no group).
+    pub async fn role_of(&self, group: u64, user: u64) -> Result<Option<i16>> {
         let row = sqlx::query("SELECT role FROM group_members WHERE group_id = $1 AND user_id = $2")
             .bind(sql_id("group", group)?)
             .bind(sql_id("user", user)?)
@@ -193,7 +206,7 @@ impl Db {
     /// The owner and admins of `group`.
     pub async fn approvers(&self, group: u64) -> Result<Vec<u64>> {
         Ok(self
-            .list_members(group)
+            .members_of(group)
             .await?
             .into_iter()
             .filter(|m| m.role >= ADMIN)
@@ -331,5 +344,159 @@ impl Db {
                 Ok(())
             }
         }
+    }
+}
+
+impl Db {
+    /// An owner or admin (`by_user`) adds `user` to `group` at once; a
+    /// pending join request of `user` is marked approved.
+    pub async fn invite_member(&self, group: u64, user: u64, by_user: u64) -> Result<Member> {
+        self.get_group(group).await?;
+        self.require_approver(group, by_user, "invite members").await?;
+        self.require_users(&[user]).await?;
+        if self.role_of(group, user).await?.is_some() {
+            return Err(Error::AlreadyMember { group, user });
+        }
+        let t = self.metrics.time("invite_member");
+        let now = now_ms();
+        t.finish(
+            async {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO group_members (group_id, user_id, role, joined_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, user_id) DO NOTHING",
+                )
+                .bind(group as i64)
+                .bind(user as i64)
+                .bind(MEMBER)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE group_join_requests SET state = $1, decided_at = $2, decided_by = $3 \
+                     WHERE group_id = $4 AND user_id = $5 AND state = $6",
+                )
+                .bind(ACCEPTED)
+                .bind(now)
+                .bind(by_user as i64)
+                .bind(group as i64)
+                .bind(user as i64)
+                .bind(PENDING)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok::<(), Error>(())
+            }
+            .await,
+        )?;
+        let name = self.get_user(user).await?.name;
+        Ok(Member {
+            user,
+            role: MEMBER,
+            joined_at_ms: now,
+            name,
+        })
+    }
+
+    /// Removes `user` from `group`: the owner removes anyone but itself, an
+    /// admin removes plain members only.
+    pub async fn remove_member(&self, group: u64, user: u64, by_user: u64) -> Result<()> {
+        self.get_group(group).await?;
+        let actor = self.role_of(group, by_user).await?;
+        let target = self.role_of(group, user).await?;
+        let allowed = match (actor, target) {
+            (Some(OWNER), Some(t)) => t != OWNER,
+            (Some(ADMIN), Some(MEMBER)) => true,
+            _ => false,
+        };
+        if !allowed {
+            return Err(Error::NotPermitted {
+                group,
+                user: by_user,
+                action: "remove this member",
+            });
+        }
+        let t = self.metrics.time("remove_member");
+        t.finish(
+            sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+                .bind(group as i64)
+                .bind(user as i64)
+                .execute(&self.pool)
+                .await,
+        )?;
+        Ok(())
+    }
+
+    /// The owner (`by_user`) makes member `user` an admin.
+    pub async fn promote_admin(&self, group: u64, user: u64, by_user: u64) -> Result<Member> {
+        let g = self.get_group(group).await?;
+        if g.owner != by_user || self.role_of(group, by_user).await? != Some(OWNER) {
+            return Err(Error::NotPermitted {
+                group,
+                user: by_user,
+                action: "promote admins",
+            });
+        }
+        match self.role_of(group, user).await? {
+            Some(MEMBER) => {}
+            Some(_) => {
+                return Err(Error::Invalid(format!(
+                    "user {user} is already an admin or the owner of group {group}"
+                )));
+            }
+            None => {
+                return Err(Error::NotParticipant {
+                    user,
+                    conversation: format!("g:{group}"),
+                });
+            }
+        }
+        let t = self.metrics.time("promote_admin");
+        t.finish(
+            sqlx::query("UPDATE group_members SET role = $1 WHERE group_id = $2 AND user_id = $3")
+                .bind(ADMIN)
+                .bind(group as i64)
+                .bind(user as i64)
+                .execute(&self.pool)
+                .await,
+        )?;
+        self.members_of(group)
+            .await?
+            .into_iter()
+            .find(|m| m.user == user)
+            .ok_or(Error::NotParticipant {
+                user,
+                conversation: format!("g:{group}"),
+            })
+    }
+
+    /// Of `(group, user)` pairs, those where `user` is a member of `group`.
+    pub async fn memberships(&self, pairs: &[(u64, u64)]) -> Result<std::collections::HashSet<(u64, u64)>> {
+        let mut out = std::collections::HashSet::new();
+        for chunk in pairs.chunks(400) {
+            let groups: std::collections::BTreeSet<i64> = chunk.iter().map(|p| p.0 as i64).collect();
+            let users: std::collections::BTreeSet<i64> = chunk.iter().map(|p| p.1 as i64).collect();
+            let mut sql = String::from("SELECT group_id, user_id FROM group_members WHERE group_id IN (");
+            let mut params = super::Params::new(self.backend);
+            params.list(&mut sql, groups.len());
+            sql.push_str(") AND user_id IN (");
+            params.list(&mut sql, users.len());
+            sql.push(')');
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+            for g in &groups {
+                q = q.bind(*g);
+            }
+            for u in &users {
+                q = q.bind(*u);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let pair = (
+                    r.try_get::<i64, _>("group_id")? as u64,
+                    r.try_get::<i64, _>("user_id")? as u64,
+                );
+                out.insert(pair);
+            }
+        }
+        Ok(out)
     }
 }

@@ -59,14 +59,38 @@ fn seq_arg(seq: u64) -> i64 {
 const MESSAGE_COLUMNS: &str = "message_id, conversation_id, seq, sender_id, body, client_msg_id, server_time";
 
 impl Db {
-    /// Newest first: messages with seq < `before_seq` (0: from the newest).
+    /// Fails with `NotParticipant` unless `user` is one of the two users of a
+    /// direct conversation or a member of the group (a missing group answers
+    /// the same, so the answer tells nothing about other groups).
+    pub async fn check_participant(&self, user: u64, conv: &ConversationId) -> Result<()> {
+        if user == 0 {
+            return Err(Error::Invalid("the acting user is required".into()));
+        }
+        let ok = match *conv {
+            ConversationId::Direct { lo, hi } => lo == user || hi == user,
+            ConversationId::Group(g) => self.role_of(g, user).await?.is_some(),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::NotParticipant {
+                user,
+                conversation: conv.to_string(),
+            })
+        }
+    }
+
+    /// Newest first: messages with seq < `before_seq` (0: from the newest),
+    /// for a participant `user`.
     pub async fn history(
         &self,
+        user: u64,
         conversation: &str,
         before_seq: u64,
         limit: u32,
     ) -> Result<Vec<StoredMessage>> {
         let conv: ConversationId = conversation.parse()?;
+        self.check_participant(user, &conv).await?;
         let before = if before_seq == 0 {
             i64::MAX
         } else {
@@ -85,14 +109,17 @@ impl Db {
         t.finish(rows)?.iter().map(message_from_row).collect()
     }
 
-    /// Oldest first: messages with seq > `after_seq`.
+    /// Oldest first: messages with seq > `after_seq`, for a participant
+    /// `user`.
     pub async fn messages_after(
         &self,
+        user: u64,
         conversation: &str,
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<StoredMessage>> {
         let conv: ConversationId = conversation.parse()?;
+        self.check_participant(user, &conv).await?;
         let t = self.metrics.time("messages_after");
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq > $2 \
@@ -150,6 +177,7 @@ impl Db {
         let conv: ConversationId = conversation.parse()?;
         let u = sql_id("user", user).map_err(|_| Error::UserNotFound(user))?;
         self.require_users(&[user]).await?;
+        self.check_participant(user, &conv).await?;
         let t = self.metrics.time("mark_read");
         t.finish(
             sqlx::query(

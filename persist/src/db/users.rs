@@ -201,8 +201,9 @@ impl Db {
         rows.iter().map(user_from_row).collect()
     }
 
-    /// Users whose name starts with `prefix`, by name.
-    pub async fn search_users(&self, prefix: &str, limit: u32) -> Result<Vec<User>> {
+    /// Users whose name starts with `prefix` and sorts after `after` (the
+    /// last name of the previous page; "" from the start), by name.
+    pub async fn search_users(&self, prefix: &str, after: &str, limit: u32) -> Result<Vec<User>> {
         let limit = i64::from(limit.clamp(1, 100));
         let escaped: String = prefix
             .chars()
@@ -214,9 +215,10 @@ impl Db {
         let t = self.metrics.time("search_users");
         let rows = sqlx::query(
             "SELECT id, name, created_at FROM users WHERE name LIKE $1 ESCAPE '\\' \
-             ORDER BY name LIMIT $2",
+             AND name > $2 ORDER BY name LIMIT $3",
         )
         .bind(format!("{escaped}%"))
+        .bind(after.to_owned())
         .bind(limit)
         .fetch_all(&self.pool)
         .await;

@@ -1,6 +1,9 @@
 //! The embedded queue: sled trees inside the persist process, one per
 //! partition (`p{n}`, keys big-endian u64 in enqueue order) and one for dead
-//! letters (`dlq`). Enqueue returns after a (group-committed) flush; ack
+//! letters (`dlq`). An enqueue call stores its messages of one partition as
+//! one entry (a `QueuedBatch` envelope when there are several, as RabbitMQ
+//! does), so a busy queue does one sled insert per call and partition, not
+//! one per message. Enqueue returns after a (group-committed) flush; ack
 //! removes the keys; what was delivered but not acked is delivered again
 //! after a restart. Gateways reach it through the gRPC `QueueService`.
 
@@ -11,6 +14,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
+
+use confab_proto::persist::QueuedBatch;
+use prost::Message;
 
 use super::{Consumer, Delivery, Encoding, Producer, QueuedMessage, encode, partitions_of};
 use crate::error::QueueError;
@@ -57,6 +63,17 @@ fn last_key(tree: &sled::Tree) -> Result<u64, QueueError> {
         Some((k, _)) => key_u64(&k) + 1,
         None => 1,
     })
+}
+
+/// How an entry is encoded: an envelope starts with the tag of its field 1
+/// (length-delimited, 0x0A), which a single message (field 1 a varint)
+/// never does.
+fn encoding_of(payload: &[u8]) -> Encoding {
+    if payload.first() == Some(&0x0A) {
+        Encoding::Batch
+    } else {
+        Encoding::Single
+    }
 }
 
 fn key_u64(k: &[u8]) -> u64 {
@@ -132,7 +149,17 @@ impl EmbeddedQueue {
 
     /// Messages waiting (delivered or not, not acked) in all partitions.
     pub fn len(&self) -> usize {
-        self.inner.parts.iter().map(|p| p.tree.len()).sum()
+        self.inner
+            .parts
+            .iter()
+            .flat_map(|p| p.tree.iter().values())
+            .map(|v| match v {
+                Ok(v) if encoding_of(&v) == Encoding::Batch => {
+                    QueuedBatch::decode(v.as_ref()).map_or(1, |b| b.messages.len())
+                }
+                _ => 1,
+            })
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -219,22 +246,20 @@ async fn flusher(inner: Weak<Inner>, state: Arc<FlushState>) {
 impl Producer for EmbeddedQueue {
     async fn enqueue(&self, msgs: &[QueuedMessage]) -> Result<(), QueueError> {
         let parts = partitions_of(msgs, self.partitions(), self.inner.max_body_bytes)?;
-        let mut by_part: Vec<Vec<Vec<u8>>> = vec![Vec::new(); self.inner.parts.len()];
+        let mut by_part: Vec<Vec<QueuedMessage>> = vec![Vec::new(); self.inner.parts.len()];
         for (m, p) in msgs.iter().zip(parts) {
-            by_part[p as usize].push(encode(m));
+            by_part[p as usize].push(m.clone());
         }
-        for (p, payloads) in by_part.iter().enumerate() {
-            if payloads.is_empty() {
-                continue;
-            }
+        for (p, mut messages) in by_part.into_iter().enumerate() {
+            let payload = match messages.len() {
+                0 => continue,
+                1 => encode(&messages.remove(0)),
+                _ => QueuedBatch { messages }.encode_to_vec(),
+            };
             let part = &self.inner.parts[p];
             let mut next = part.next.lock().unwrap_or_else(|e| e.into_inner());
-            let mut batch = sled::Batch::default();
-            for payload in payloads {
-                batch.insert(&next.to_be_bytes(), payload.as_slice());
-                *next += 1;
-            }
-            part.tree.apply_batch(batch)?;
+            part.tree.insert(next.to_be_bytes(), payload)?;
+            *next += 1;
         }
         self.inner.arrived.notify_waiters();
         self.flushed().await
@@ -282,8 +307,8 @@ impl EmbeddedConsumer {
                     let (k, v) = item?;
                     *cursor = Some(k.clone());
                     out.push(Delivery {
+                        encoding: encoding_of(&v),
                         payload: v.to_vec(),
-                        encoding: Encoding::Single,
                         partition: *p,
                         token: EmbeddedToken {
                             partition: *p,

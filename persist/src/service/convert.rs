@@ -55,6 +55,7 @@ pub fn member(m: Member) -> pb::Member {
         user: m.user,
         role: i32::from(m.role),
         joined_at_ms: m.joined_at_ms,
+        name: m.name,
     }
 }
 

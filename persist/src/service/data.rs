@@ -70,7 +70,7 @@ impl DataService for PersistService {
         let r = r.into_inner();
         let out = self
             .db
-            .search_users(&r.prefix, r.limit)
+            .search_users(&r.prefix, &r.after, r.limit)
             .await
             .map(|u| pb::UsersReply {
                 users: u.into_iter().map(convert::user).collect(),
@@ -179,15 +179,46 @@ impl DataService for PersistService {
         self.reply("list_groups", out)
     }
 
-    async fn list_members(&self, r: Request<pb::GroupRef>) -> R<pb::MembersReply> {
+    async fn list_members(&self, r: Request<pb::ListMembersRequest>) -> R<pb::MembersReply> {
+        let r = r.into_inner();
         let out = self
             .db
-            .list_members(r.into_inner().group_id)
+            .list_members(r.group_id, r.by_user)
             .await
             .map(|m| pb::MembersReply {
                 members: m.into_iter().map(convert::member).collect(),
             });
         self.reply("list_members", out)
+    }
+
+    async fn invite_member(&self, r: Request<pb::InviteMemberRequest>) -> R<pb::Member> {
+        let r = r.into_inner();
+        let out = self
+            .db
+            .invite_member(r.group_id, r.user, r.by_user)
+            .await
+            .map(convert::member);
+        self.reply("invite_member", out)
+    }
+
+    async fn remove_member(&self, r: Request<pb::RemoveMemberRequest>) -> R<pb::Empty> {
+        let r = r.into_inner();
+        let out = self
+            .db
+            .remove_member(r.group_id, r.user, r.by_user)
+            .await
+            .map(|_| pb::Empty {});
+        self.reply("remove_member", out)
+    }
+
+    async fn promote_admin(&self, r: Request<pb::PromoteAdminRequest>) -> R<pb::Member> {
+        let r = r.into_inner();
+        let out = self
+            .db
+            .promote_admin(r.group_id, r.user, r.by_user)
+            .await
+            .map(convert::member);
+        self.reply("promote_admin", out)
     }
 
     async fn request_join(&self, r: Request<pb::RequestJoinRequest>) -> R<pb::JoinRequestReply> {
@@ -240,7 +271,7 @@ impl DataService for PersistService {
         let r = r.into_inner();
         let out = self
             .db
-            .history(&r.conversation_id, r.before_seq, r.limit)
+            .history(r.user, &r.conversation_id, r.before_seq, r.limit)
             .await
             .map(|m| pb::MessagesReply {
                 messages: m.into_iter().map(convert::message).collect(),
@@ -252,7 +283,7 @@ impl DataService for PersistService {
         let r = r.into_inner();
         let out = self
             .db
-            .messages_after(&r.conversation_id, r.after_seq, r.limit)
+            .messages_after(r.user, &r.conversation_id, r.after_seq, r.limit)
             .await
             .map(|m| pb::MessagesReply {
                 messages: m.into_iter().map(convert::message).collect(),

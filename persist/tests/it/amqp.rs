@@ -233,6 +233,9 @@ async fn redelivery_once_order_with_several_writers_and_dead_letters() {
 async fn broker_closing_connections_mid_stream_loses_nothing() {
     let Some(t) = TestDb::postgres().await else { return };
     let Some(q) = Queues::new(4).await else { return };
+    for s in 1..=6u64 {
+        crate::helpers::seed_group(&t.db, s, 1).await;
+    }
     let producer = Arc::new(AmqpProducer::connect(q.settings.clone()).await.expect("producer"));
     let cancel = CancellationToken::new();
     let consumer = q.consumer();

@@ -50,9 +50,9 @@ async fn users_and_sessions(db: &Db) {
         .await
         .expect("get_users");
     assert_eq!(both, vec![alice.clone(), bob.clone()]);
-    let found = db.search_users("al", 10).await.expect("search");
+    let found = db.search_users("al", "", 10).await.expect("search");
     assert_eq!(found, vec![alice.clone()]);
-    assert!(db.search_users("%", 10).await.expect("search %").is_empty());
+    assert!(db.search_users("%", "", 10).await.expect("search %").is_empty());
 
     // Authenticate, resume, revoke.
     assert!(matches!(
@@ -200,7 +200,7 @@ async fn groups(db: &Db) {
         Err(Error::NoPendingRequest { .. })
     ));
     let members: Vec<(u64, i16)> = db
-        .list_members(g.id)
+        .list_members(g.id, joe)
         .await
         .expect("members")
         .into_iter()
@@ -262,21 +262,21 @@ async fn history_and_sync(db: &Db) {
         .collect();
     assert_eq!(ab_seqs, (1..=20).collect::<Vec<u64>>());
 
-    let page = db.history(&ab_id, 0, 5).await.expect("history");
+    let page = db.history(a, &ab_id, 0, 5).await.expect("history");
     assert_eq!(
         page.iter().map(|m| m.seq).collect::<Vec<_>>(),
         vec![20, 19, 18, 17, 16]
     );
     assert_eq!(page[0].body, "m24");
     assert_eq!(page[0].client_msg_id, "c124");
-    let older = db.history(&ab_id, 16, 100).await.expect("older");
+    let older = db.history(b, &ab_id, 16, 100).await.expect("older");
     assert_eq!(older.len(), 15);
     assert_eq!(older.last().map(|m| m.seq), Some(1));
-    let after = db.messages_after(&ab_id, 18, 0).await.expect("after");
+    let after = db.messages_after(a, &ab_id, 18, 0).await.expect("after");
     assert_eq!(after.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![19, 20]);
-    assert!(db.history("d:2:1", 0, 10).await.is_err(), "malformed id");
+    assert!(db.history(1, "d:2:1", 0, 10).await.is_err(), "malformed id");
     assert!(
-        db.history("d:1:99999", 0, 10)
+        db.history(1, "d:1:99999", 0, 10)
             .await
             .expect("unknown conv")
             .is_empty()
@@ -342,7 +342,10 @@ async fn write_batch_is_idempotent(db: &Db) {
             .collect::<Vec<_>>(),
         vec![(11, 11), (12, 12)]
     );
-    let all = db.messages_after(&conv.to_string(), 0, 100).await.expect("all");
+    let all = db
+        .messages_after(1, &conv.to_string(), 0, 100)
+        .await
+        .expect("all");
     assert_eq!(all.len(), 12);
     assert!(
         all.iter()

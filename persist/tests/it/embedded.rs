@@ -64,7 +64,11 @@ pub async fn count_messages(db: &Db) -> i64 {
 /// Per conversation, the message bodies in sequence order; checks that the
 /// sequences are 1..=n without gaps.
 pub async fn bodies_in_seq_order(db: &Db, conv: &str) -> Vec<String> {
-    let msgs = db.messages_after(conv, 0, 1000).await.expect("messages_after");
+    let reader = crate::helpers::reader_of(db, conv).await;
+    let msgs = db
+        .messages_after(reader, conv, 0, 1000)
+        .await
+        .expect("messages_after");
     for (i, m) in msgs.iter().enumerate() {
         assert_eq!(m.seq, i as u64 + 1, "gap or repeat in {conv}");
     }
@@ -203,6 +207,7 @@ async fn producer_rejects_bad_input_and_enqueues_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacked_messages_survive_a_restart() {
     let t = TestDb::sqlite().await;
+    crate::helpers::seed_group(&t.db, 5, 9).await;
     let dir = tempfile::tempdir().expect("dir");
     {
         let q = EmbeddedQueue::open(dir.path(), 4, 1024).expect("open");

@@ -163,3 +163,56 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Makes user `member` (created if missing) a member of group `group_id`
+/// (created if missing, owned by `member`), straight in SQL: for queue
+/// tests whose messages name fixed ids (the writer stores group messages of
+/// members only).
+pub async fn seed_group(db: &Db, group_id: u64, member: u64) {
+    let (uid, gid) = (member as i64, group_id as i64);
+    sqlx::query(
+        "INSERT INTO users (id, name, password_hash, created_at) VALUES ($1, $2, 'x', 0) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(uid)
+    .bind(format!("seeded{member}"))
+    .execute(db.pool())
+    .await
+    .expect("seed user");
+    sqlx::query(
+        "INSERT INTO chat_groups (id, name, owner_id, created_at) VALUES ($1, 'seeded', $2, 0) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(gid)
+    .bind(uid)
+    .execute(db.pool())
+    .await
+    .expect("seed group");
+    sqlx::query(
+        "INSERT INTO group_members (group_id, user_id, role, joined_at) VALUES ($1, $2, 3, 0) \
+         ON CONFLICT (group_id, user_id) DO NOTHING",
+    )
+    .bind(gid)
+    .bind(uid)
+    .execute(db.pool())
+    .await
+    .expect("seed member");
+}
+
+/// Someone who may read `conv`: the lower user of a pair, a member of a
+/// group.
+pub async fn reader_of(db: &Db, conv: &str) -> u64 {
+    if let Some(rest) = conv.strip_prefix("d:") {
+        return rest.split(':').next().and_then(|s| s.parse().ok()).expect("pair");
+    }
+    let gid: i64 = conv
+        .strip_prefix("g:")
+        .and_then(|s| s.parse().ok())
+        .expect("group");
+    let (uid,): (i64,) = sqlx::query_as("SELECT user_id FROM group_members WHERE group_id = $1 LIMIT 1")
+        .bind(gid)
+        .fetch_one(db.pool())
+        .await
+        .expect("a member of the group");
+    uid as u64
+}

@@ -2,6 +2,7 @@
 //! temp dir, PostgreSQL on 127.0.0.1:5432, RabbitMQ on 127.0.0.1:5672.
 
 mod amqp;
+mod authz;
 mod db;
 mod embedded;
 mod helpers;

@@ -210,6 +210,7 @@ async fn exercise(config: Config) {
             conversation_id: conv.clone(),
             before_seq: 0,
             limit: 10,
+            user: bob.id,
         })
         .await
         .expect("history")
@@ -233,6 +234,7 @@ async fn exercise(config: Config) {
             conversation_id: "nope".into(),
             after_seq: 0,
             limit: 0,
+            user: bob.id,
         })
         .await;
     assert_eq!(

@@ -1,0 +1,351 @@
+//! `confab-bench group`: fan-out of group messages.
+//!
+//! M members of one group, all online, spread over the gateways in turn;
+//! one sender (the group's owner) posts N messages, one every
+//! `--interval-ms` (each after the previous one's ack). Every member
+//! records when each message reached it (the real-time push). Reported:
+//! send -> ack latency, the time until the LAST member has each message
+//! (p50/p99/max), deliveries/s (first send to last delivery), and
+//! delivered / lost / duplicated counts.
+//!
+//! Setup (fresh users, the group, invitations, logins) is not measured; it
+//! is reported as `setup_s`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use clap::Args;
+use confab_client::proto::frame::Body;
+use confab_client::proto::{self as pb, DeviceKind};
+use confab_client::{Client, Push};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::report::Summary;
+use crate::stats::Recorder;
+
+#[derive(Debug, Clone, Args)]
+pub struct GroupArgs {
+    /// Gateway client addresses (repeatable or comma-separated); members
+    /// are spread over them in turn.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:7201,127.0.0.1:7202",
+        value_delimiter = ',',
+        env = "CONFAB_GATEWAY"
+    )]
+    pub gateway: Vec<String>,
+    /// Members of the group besides the sender, all online.
+    #[arg(long, default_value_t = 5000)]
+    pub members: usize,
+    /// Messages the sender posts.
+    #[arg(long, default_value_t = 50)]
+    pub messages: usize,
+    /// Pause between one message's ack and the next send, milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub interval_ms: u64,
+    /// Longest wait for deliveries after the last send, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain: f64,
+    /// Connections registering and logging users in at once.
+    #[arg(long, default_value_t = 32)]
+    pub setup_concurrency: usize,
+    /// Name prefix of the users (default: a fresh one per run).
+    #[arg(long)]
+    pub user_prefix: Option<String>,
+    #[arg(long, default_value = "pw")]
+    pub password: String,
+}
+
+const SEND: &str = "send";
+const LAST_MEMBER: &str = "last_member";
+const DELIVERY: &str = "delivery";
+
+/// One real-time delivery: member index, message index, when.
+type Arrival = (usize, usize, Instant);
+
+pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
+    ensure!(!args.gateway.is_empty(), "--gateway: at least one address");
+    ensure!(
+        (1..=100_000).contains(&args.members),
+        "--members must be in 1..=100000"
+    );
+    ensure!(
+        (1..=100_000).contains(&args.messages),
+        "--messages must be in 1..=100000"
+    );
+    ensure!(
+        args.drain.is_finite() && (0.0..=3600.0).contains(&args.drain),
+        "--drain must be seconds in 0..=3600"
+    );
+    ensure!(
+        (1..=1024).contains(&args.setup_concurrency),
+        "--setup-concurrency must be in 1..=1024"
+    );
+    raise_open_files(args.members as u64 * 2 + 1024);
+    let setup_started = Instant::now();
+    let prefix = args
+        .user_prefix
+        .clone()
+        .unwrap_or_else(|| format!("gb{:x}", rand::random::<u32>()));
+    let owner = format!("{prefix}owner");
+    let names: Vec<String> = (0..args.members).map(|i| format!("{prefix}m{i}")).collect();
+    let all: Vec<String> = std::iter::once(owner.clone())
+        .chain(names.iter().cloned())
+        .collect();
+    register_all(args, &all).await?;
+
+    // The owner creates the group and invites everyone, over a few sessions
+    // (one per device kind) in parallel.
+    let kinds = [
+        DeviceKind::Desktop,
+        DeviceKind::Web,
+        DeviceKind::Tablet,
+        DeviceKind::Bot,
+    ];
+    let mut inviters = Vec::new();
+    for (i, kind) in kinds.iter().enumerate() {
+        inviters.push(
+            login(
+                &args.gateway[0],
+                &owner,
+                &args.password,
+                &format!("inviter-{i}"),
+                *kind,
+            )
+            .await?,
+        );
+    }
+    let group = inviters[0]
+        .create_group(&format!("{prefix} fan-out"))
+        .await
+        .context("creating the group")?;
+    let gid = group.group_id;
+    let chunk = names.len().div_ceil(inviters.len());
+    let invites = inviters
+        .iter()
+        .zip(names.chunks(chunk.max(1)))
+        .map(|(c, part)| async move {
+            for n in part {
+                c.invite(gid, n).await.with_context(|| format!("inviting {n}"))?;
+            }
+            anyhow::Ok(())
+        });
+    for r in futures::future::join_all(invites).await {
+        r?;
+    }
+    drop(inviters);
+
+    // Every member online, each reading its pushes in its own task.
+    let (tx, mut rx) = mpsc::unbounded_channel::<Arrival>();
+    let members = login_all(args, &names).await?;
+    let mut readers = Vec::with_capacity(members.len());
+    for (i, mut c) in members.into_iter().enumerate() {
+        let tx = tx.clone();
+        readers.push(tokio::spawn(async move {
+            while let Some(p) = c.conn.next_push().await {
+                if let Push::Frame(Body::MessagePush(pb::MessagePush { message: Some(m) })) = p
+                    && let Some(idx) = m.body.strip_prefix('b').and_then(|s| s.parse::<usize>().ok())
+                    && tx.send((i, idx, Instant::now())).is_err()
+                {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let mut sender = login(
+        &args.gateway[0],
+        &owner,
+        &args.password,
+        "sender",
+        DeviceKind::Mobile,
+    )
+    .await?;
+    // Let the logins' presence and sync traffic settle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let setup_s = setup_started.elapsed().as_secs_f64();
+
+    let mut rec = Recorder::new(&[(SEND, false), (LAST_MEMBER, false), (DELIVERY, true)])?;
+    let mut sent_at: Vec<Instant> = Vec::with_capacity(args.messages);
+    let mut send_errors = 0u64;
+    let started = Instant::now();
+    for i in 0..args.messages {
+        let t = Instant::now();
+        sent_at.push(t);
+        match sender.group_send(gid, &format!("b{i}"), "").await {
+            Ok(_) => rec.success(SEND, t.elapsed(), 1),
+            Err(error) => {
+                send_errors += 1;
+                rec.failure(
+                    SEND,
+                    error
+                        .code()
+                        .map_or_else(|| "client".to_owned(), |c| format!("{c:?}")),
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
+    }
+
+    // Collect until every member has every message, or the drain ends.
+    let expected = (args.messages as u64 - send_errors) * args.members as u64;
+    let drain_end = Instant::now() + Duration::from_secs_f64(args.drain);
+    let mut seen: HashSet<(usize, usize)> = HashSet::with_capacity(expected as usize);
+    let mut last: HashMap<usize, Instant> = HashMap::new();
+    let mut per_message: HashMap<usize, u64> = HashMap::new();
+    let (mut delivered, mut duplicated) = (0u64, 0u64);
+    let mut last_delivery = started;
+    while delivered < expected {
+        let next = tokio::time::timeout_at(drain_end, rx.recv()).await;
+        let Ok(Some((member, idx, at))) = next else { break };
+        if idx >= sent_at.len() {
+            continue;
+        }
+        if !seen.insert((member, idx)) {
+            duplicated += 1;
+            continue;
+        }
+        delivered += 1;
+        *per_message.entry(idx).or_default() += 1;
+        rec.success(DELIVERY, at.saturating_duration_since(sent_at[idx]), 1);
+        let l = last.entry(idx).or_insert(at);
+        if at > *l {
+            *l = at;
+        }
+        last_delivery = last_delivery.max(at);
+    }
+    for (idx, at) in &last {
+        if per_message.get(idx).copied() == Some(args.members as u64) {
+            rec.success(LAST_MEMBER, at.saturating_duration_since(sent_at[*idx]), 1);
+        }
+    }
+    let complete = rec.ops[LAST_MEMBER].latency.len();
+    for r in readers {
+        r.abort();
+    }
+    let elapsed = last_delivery.saturating_duration_since(started);
+    let settings = BTreeMap::from([
+        ("members".to_owned(), json!(args.members)),
+        ("messages".to_owned(), json!(args.messages)),
+        ("interval_ms".to_owned(), json!(args.interval_ms)),
+        ("gateways".to_owned(), json!(args.gateway)),
+    ]);
+    let mut summary = Summary::build("group", settings, 1, &rec, elapsed)?;
+    let fanout = &summary.operations[LAST_MEMBER];
+    summary.p50_us = fanout.p50_us;
+    summary.p99_us = fanout.p99_us;
+    summary.max_us = fanout.max_us;
+    let deliveries_per_s = summary.operations[DELIVERY].ops_per_s;
+    summary.ops = delivered;
+    summary.ops_per_s = deliveries_per_s;
+    let r = &mut summary.results;
+    r.insert("sent".into(), json!(args.messages as u64 - send_errors));
+    r.insert("expected_deliveries".into(), json!(expected));
+    r.insert("delivered".into(), json!(delivered));
+    r.insert("lost".into(), json!(expected - delivered));
+    r.insert("duplicated".into(), json!(duplicated));
+    r.insert("messages_complete".into(), json!(complete));
+    r.insert("deliveries_per_s".into(), json!(deliveries_per_s));
+    r.insert("setup_s".into(), json!(setup_s));
+    drop(sender);
+    Ok(summary)
+}
+
+fn raise_open_files(want: u64) {
+    let _ = rlimit::increase_nofile_limit(want);
+}
+
+pub(crate) async fn login(
+    addr: &str,
+    name: &str,
+    pw: &str,
+    device: &str,
+    kind: DeviceKind,
+) -> anyhow::Result<Client> {
+    let mut c = Client::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    c.login(name, pw, device, kind)
+        .await
+        .with_context(|| format!("logging in {name}"))?;
+    Ok(c)
+}
+
+/// Registers `names` over `--setup-concurrency` connections.
+pub(crate) async fn register_names(
+    gateways: &[String],
+    names: &[String],
+    pw: &str,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let chunk = names.len().div_ceil(concurrency).max(1);
+    let mut tasks = FuturesUnordered::new();
+    for (i, part) in names.chunks(chunk).enumerate() {
+        let addr = gateways[i % gateways.len()].clone();
+        let part = part.to_vec();
+        let pw = pw.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let c = Client::connect(&addr)
+                .await
+                .with_context(|| format!("connecting to {addr}"))?;
+            for n in part {
+                c.register(&n, &pw)
+                    .await
+                    .with_context(|| format!("registering {n}"))?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    while let Some(r) = tasks.next().await {
+        r.context("a registering task panicked")??;
+    }
+    Ok(())
+}
+
+async fn register_all(args: &GroupArgs, names: &[String]) -> anyhow::Result<()> {
+    register_names(&args.gateway, names, &args.password, args.setup_concurrency).await
+}
+
+/// Logs `names` in, member i on gateway i mod G, keeping their order.
+pub(crate) async fn login_names(
+    gateways: &[String],
+    names: &[String],
+    pw: &str,
+    concurrency: usize,
+) -> anyhow::Result<Vec<Client>> {
+    let names = Arc::new(names.to_vec());
+    let mut out: Vec<Option<Client>> = (0..names.len()).map(|_| None).collect();
+    let chunk = names.len().div_ceil(concurrency).max(1);
+    let mut tasks = FuturesUnordered::new();
+    for start in (0..names.len()).step_by(chunk) {
+        let names = names.clone();
+        let gateways = gateways.to_vec();
+        let pw = pw.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for i in start..(start + chunk).min(names.len()) {
+                let addr = &gateways[i % gateways.len()];
+                got.push((i, login(addr, &names[i], &pw, "bench", DeviceKind::Mobile).await?));
+            }
+            anyhow::Ok(got)
+        }));
+    }
+    while let Some(r) = tasks.next().await {
+        for (i, c) in r.context("a login task panicked")?? {
+            out[i] = Some(c);
+        }
+    }
+    out.into_iter()
+        .map(|c| c.context("a member did not log in"))
+        .collect()
+}
+
+async fn login_all(args: &GroupArgs, names: &[String]) -> anyhow::Result<Vec<Client>> {
+    login_names(&args.gateway, names, &args.password, args.setup_concurrency).await
+}

@@ -1,0 +1,310 @@
+//! Users and friends: search by name prefix, friend requests (pushed to the
+//! other side live), accept / decline (pushed back), remove, and the friend
+//! list with every friend's presence from one batch router lookup.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use confab_proto::gateway::SessionRef;
+
+use confab_proto::client::frame::Body;
+use confab_proto::client::{self as pb, FriendEventKind};
+use confab_proto::persist::{self as db, get_user_request};
+
+use super::send::get_user;
+use super::{Conn, timed};
+use crate::error::{Error, Result};
+use crate::metrics;
+use crate::notify::{self, Notice, user_info};
+use crate::presence::{device, session_ref};
+use crate::social;
+use crate::state::Shared;
+
+const DEFAULT_SEARCH: u32 = 20;
+const MAX_SEARCH: u32 = 100;
+const MAX_NOTE: usize = 512;
+
+pub async fn search_users(conn: &mut Conn, r: pb::SearchUsersRequest) -> Result<Body> {
+    conn.logged_in()?;
+    let limit = match r.limit {
+        0 => DEFAULT_SEARCH,
+        n => n.min(MAX_SEARCH),
+    };
+    let shared = conn.shared.clone();
+    let reply = timed(&shared, "persist", async {
+        shared
+            .data()
+            .search_users(db::SearchUsersRequest {
+                prefix: r.prefix,
+                limit,
+                after: r.after,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| Error::from_persist(s, || Error::Internal("search: not found".into())))
+    })
+    .await?;
+    Ok(Body::Users(pb::UsersReply {
+        users: reply
+            .users
+            .into_iter()
+            .map(|u| pb::UserInfo {
+                user_id: u.id,
+                name: u.name,
+            })
+            .collect(),
+    }))
+}
+
+/// A user by reference, checked to exist.
+pub async fn resolve(shared: &Shared, r: Option<pb::UserRef>) -> Result<db::User> {
+    let r = r.unwrap_or_default();
+    let (key, shown) = if r.user_id != 0 {
+        (get_user_request::Key::Id(r.user_id), r.user_id.to_string())
+    } else if !r.name.is_empty() {
+        (get_user_request::Key::Name(r.name.clone()), r.name)
+    } else {
+        return Err(Error::Invalid("a user (user_id or name) is required".into()));
+    };
+    get_user(shared, key, shown).await
+}
+
+fn friend_event(kind: FriendEventKind, from: &super::Login, note: String) -> Notice {
+    Notice::Friend(pb::FriendEvent {
+        kind: kind as i32,
+        user: user_info(from.uid, &from.name),
+        note,
+    })
+}
+
+pub async fn add_friend(conn: &mut Conn, r: pb::AddFriendRequest) -> Result<Body> {
+    let me = conn.logged_in()?.clone();
+    if r.note.len() > MAX_NOTE {
+        return Err(Error::Invalid(format!("note longer than {MAX_NOTE} bytes")));
+    }
+    let shared = conn.shared.clone();
+    let to = resolve(&shared, r.user).await?;
+    if to.id == me.uid {
+        return Err(Error::Invalid("cannot befriend oneself".into()));
+    }
+    let reply = timed(&shared, "persist", async {
+        shared
+            .data()
+            .send_friend_request(db::SendFriendRequestRequest {
+                from_user: me.uid,
+                to_user: to.id,
+                note: r.note.clone(),
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| Error::from_persist(s, || Error::UserNotFound(to.name.clone())))
+    })
+    .await?;
+    let kind = if reply.became_friends {
+        social::invalidate_everywhere(&shared, &[me.uid, to.id], &[]).await;
+        FriendEventKind::Accepted
+    } else {
+        FriendEventKind::Requested
+    };
+    notify::users(&shared, &[to.id], friend_event(kind, &me, r.note), 0).await;
+    let request = reply.request.unwrap_or_default();
+    Ok(Body::AddFriendOk(pb::AddFriendReply {
+        request: Some(request_info(
+            &request,
+            &HashMap::from([(me.uid, me.name.clone()), (to.id, to.name.clone())]),
+        )),
+        became_friends: reply.became_friends,
+    }))
+}
+
+pub async fn respond_friend(conn: &mut Conn, r: pb::RespondFriendRequest) -> Result<Body> {
+    let me = conn.logged_in()?.clone();
+    let shared = conn.shared.clone();
+    let from = resolve(&shared, r.user).await?;
+    timed(&shared, "persist", async {
+        shared
+            .data()
+            .respond_friend_request(db::RespondFriendRequestRequest {
+                user: me.uid,
+                from_user: from.id,
+                accept: r.accept,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| Error::from_persist(s, || Error::UserNotFound(from.name.clone())))
+    })
+    .await?;
+    let kind = if r.accept {
+        social::invalidate_everywhere(&shared, &[me.uid, from.id], &[]).await;
+        FriendEventKind::Accepted
+    } else {
+        FriendEventKind::Declined
+    };
+    notify::users(&shared, &[from.id], friend_event(kind, &me, String::new()), 0).await;
+    Ok(Body::Done(pb::Done {}))
+}
+
+pub async fn remove_friend(conn: &mut Conn, r: pb::RemoveFriendRequest) -> Result<Body> {
+    let me = conn.logged_in()?.clone();
+    let shared = conn.shared.clone();
+    let other = resolve(&shared, r.user).await?;
+    timed(&shared, "persist", async {
+        shared
+            .data()
+            .remove_friend(db::RemoveFriendRequest {
+                user: me.uid,
+                friend: other.id,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| Error::from_persist(s, || Error::UserNotFound(other.name.clone())))
+    })
+    .await?;
+    social::invalidate_everywhere(&shared, &[me.uid, other.id], &[]).await;
+    let event = friend_event(FriendEventKind::Removed, &me, String::new());
+    notify::users(&shared, &[other.id], event, 0).await;
+    Ok(Body::Done(pb::Done {}))
+}
+
+/// The friends (cached list) with their presence: one batch lookup in the
+/// routers, split per shard by the router client.
+pub async fn list_friends(conn: &mut Conn) -> Result<Body> {
+    let me = conn.logged_in()?.uid;
+    let shared = conn.shared.clone();
+    let friends = social::friends(&shared, me).await?;
+    Ok(Body::Friends(friends_with_presence(&shared, me, &friends).await?))
+}
+
+/// The friends of `me` with their sessions: one batch router lookup (split
+/// per shard by the router client), which also refreshes what this gateway
+/// remembers of them. Later lists are answered from that copy, which
+/// presence pushes and the dead-gateway watch keep current; once it is
+/// older than `social.presence_max_age_ms` a list starts a re-read in the
+/// background (0: every list reads the routers itself).
+pub async fn friends_with_presence(
+    shared: &Arc<Shared>,
+    me: u64,
+    friends: &[social::Friend],
+) -> Result<pb::FriendsReply> {
+    let uids: Vec<u64> = friends.iter().map(|f| f.id).collect();
+    let max_age = Duration::from_millis(shared.config.social.presence_max_age_ms);
+    let known = if max_age.is_zero() || uids.is_empty() {
+        None
+    } else {
+        shared.presence.view(me, &uids, max_age)
+    };
+    let sessions: Vec<Vec<SessionRef>> = match known {
+        Some((s, old)) => {
+            metrics::SOCIAL_CACHE
+                .with_label_values(&["presence", "hit"])
+                .inc();
+            if old && shared.presence.begin_refresh(me) {
+                let (shared, uids) = (shared.clone(), uids.clone());
+                tokio::spawn(async move {
+                    if let Err(error) = read_presence(&shared, me, &uids).await {
+                        tracing::debug!(%error, uid = me, "re-reading friends' presence failed");
+                        shared.presence.end_refresh(me);
+                    }
+                });
+            }
+            s
+        }
+        None if uids.is_empty() => Vec::new(),
+        None => {
+            metrics::SOCIAL_CACHE
+                .with_label_values(&["presence", "miss"])
+                .inc();
+            read_presence(shared, me, &uids).await?
+        }
+    };
+    Ok(pb::FriendsReply {
+        friends: friends
+            .iter()
+            .zip(sessions)
+            .map(|(f, s)| pb::FriendInfo {
+                user: user_info(f.id, &f.name),
+                online: !s.is_empty(),
+                devices: s.iter().map(device).collect(),
+            })
+            .collect(),
+    })
+}
+
+/// One batch router lookup of `uids` (the friends of `me`), remembered for
+/// `me` while it is logged in here.
+async fn read_presence(shared: &Arc<Shared>, me: u64, uids: &[u64]) -> Result<Vec<Vec<SessionRef>>> {
+    let online = timed(shared, "router", async { Ok(shared.router.lookup(uids).await?) }).await?;
+    let s: Vec<Vec<SessionRef>> = uids
+        .iter()
+        .map(|u| {
+            online
+                .get(u)
+                .map(|s| s.iter().map(session_ref).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    if !shared.registry.of_user(me).is_empty() {
+        shared
+            .presence
+            .track(me, uids.iter().copied().zip(s.iter().cloned()).collect());
+    }
+    Ok(s)
+}
+
+pub async fn list_friend_requests(conn: &mut Conn) -> Result<Body> {
+    let me = conn.logged_in()?.clone();
+    let shared = conn.shared.clone();
+    let reply = timed(&shared, "persist", async {
+        shared
+            .data()
+            .list_friend_requests(db::ListFriendRequestsRequest { user: me.uid })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| Error::from_persist(s, || Error::UserNotFound(me.name.clone())))
+    })
+    .await?;
+    let mut ids: Vec<u64> = reply
+        .incoming
+        .iter()
+        .map(|r| r.from_user)
+        .chain(reply.outgoing.iter().map(|r| r.to_user))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut names = user_names(&shared, &ids).await?;
+    names.insert(me.uid, me.name.clone());
+    Ok(Body::FriendRequests(pb::FriendRequestsReply {
+        incoming: reply.incoming.iter().map(|r| request_info(r, &names)).collect(),
+        outgoing: reply.outgoing.iter().map(|r| request_info(r, &names)).collect(),
+    }))
+}
+
+/// Names of `ids` (up to 1000 per persist call).
+pub async fn user_names(shared: &Shared, ids: &[u64]) -> Result<HashMap<u64, String>> {
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(1000) {
+        let reply = timed(shared, "persist", async {
+            shared
+                .data()
+                .get_users(db::GetUsersRequest { ids: chunk.to_vec() })
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| Error::from_persist(s, || Error::Internal("get users: not found".into())))
+        })
+        .await?;
+        out.extend(reply.users.into_iter().map(|u| (u.id, u.name)));
+    }
+    Ok(out)
+}
+
+fn request_info(r: &db::FriendRequestMsg, names: &HashMap<u64, String>) -> pb::FriendRequestInfo {
+    let name = |id: u64| names.get(&id).cloned().unwrap_or_default();
+    pb::FriendRequestInfo {
+        from: user_info(r.from_user, &name(r.from_user)),
+        to: user_info(r.to_user, &name(r.to_user)),
+        note: r.note.clone(),
+        state: r.state,
+        created_at_ms: r.created_at_ms,
+    }
+}

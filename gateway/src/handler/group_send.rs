@@ -1,0 +1,126 @@
+//! A message to a group: check membership (cached member list), assign the
+//! id, enqueue once for the group's conversation and wait for the confirm
+//! while every member is looked up in one batch (split per shard by the
+//! router client), deliver with one call per hosting gateway carrying all
+//! of its sessions, then ack. Offline members sync it like a 1:1 message.
+
+use std::time::Instant;
+
+use confab_persist::conversation::ConversationId;
+use confab_persist::queue::{Producer, QueuedMessage};
+use confab_proto::client::frame::Body;
+use confab_proto::client::{self as pb};
+
+use super::{Conn, timed};
+use crate::error::{Error, Result};
+use crate::ids::now_ms;
+use crate::{deliver, metrics, social};
+
+const MAX_CLIENT_MSG_ID: usize = 64;
+
+pub async fn group_send(conn: &mut Conn, r: pb::GroupSendRequest) -> Result<Body> {
+    let started = Instant::now();
+    let me = conn.logged_in()?.clone();
+    let shared = conn.shared.clone();
+    if r.body.is_empty() {
+        return Err(Error::Invalid("empty message body".into()));
+    }
+    let max = shared.config.limits.max_body_bytes;
+    if r.body.len() > max {
+        return Err(Error::Invalid(format!(
+            "message body of {} bytes is over the limit of {max}",
+            r.body.len()
+        )));
+    }
+    if r.client_msg_id.len() > MAX_CLIENT_MSG_ID {
+        return Err(Error::Invalid(format!(
+            "client_msg_id longer than {MAX_CLIENT_MSG_ID} bytes"
+        )));
+    }
+    if r.group_id == 0 || r.group_id > i64::MAX as u64 {
+        return Err(Error::Invalid(format!("bad group id {}", r.group_id)));
+    }
+    // Members only; a group that does not exist answers the same.
+    let group = social::group(&shared, r.group_id, me.uid).await?;
+    let message_id = shared.ids.next();
+    let conversation_id = ConversationId::group(group.id).to_string();
+    let server_time_ms = now_ms() as i64;
+    let queued = QueuedMessage {
+        message_id,
+        conversation_id: conversation_id.clone(),
+        sender: me.uid,
+        body: r.body,
+        client_msg_id: r.client_msg_id,
+        server_time_ms,
+    };
+    // The members' sessions are looked up while the enqueue waits for its
+    // confirm; nothing is pushed before the message is durable.
+    let uids = group.uids();
+    let enqueue = timed(&shared, "queue", async {
+        shared
+            .producer
+            .enqueue(std::slice::from_ref(&queued))
+            .await
+            .map_err(Error::from_queue)
+    });
+    let lookup = async {
+        let r = tokio::time::timeout(shared.rpc_timeout(), shared.router.lookup(&uids)).await;
+        (r, started.elapsed())
+    };
+    let (enqueued, (online, looked_up)) = tokio::join!(enqueue, lookup);
+    enqueued?;
+    let durable = started.elapsed();
+    // Durable from here on: a failed lookup or delivery only delays the
+    // members (they sync).
+    let message = pb::Message {
+        message_id,
+        conversation_id: conversation_id.clone(),
+        seq: 0,
+        sender: me.uid,
+        body: queued.body,
+        client_msg_id: queued.client_msg_id.clone(),
+        server_time_ms,
+    };
+    match online {
+        Ok(Ok(online)) => {
+            let targets: Vec<_> = online
+                .into_values()
+                .flatten()
+                .filter(|s| s.session_id != me.session_id)
+                .collect();
+            metrics::GROUP_FANOUT.inc_by(targets.len() as u64);
+            // The other gateways' calls go out first, so that they push to
+            // their sessions while this one pushes to its own.
+            let here = shared.gateway_id();
+            let (local, remote): (Vec<_>, Vec<_>) = targets.into_iter().partition(|s| s.gateway_id == here);
+            let remote = deliver::message(&shared, &remote, &message);
+            deliver::message(&shared, &local, &message).await;
+            remote.await;
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, message_id, group = group.id, "lookup failed; members will sync")
+        }
+        Err(_) => tracing::warn!(
+            message_id,
+            group = group.id,
+            "lookup timed out; members will sync"
+        ),
+    }
+    tracing::debug!(
+        message_id,
+        group = group.id,
+        members = uids.len(),
+        durable_us = durable.as_micros() as u64,
+        looked_up_us = looked_up.as_micros() as u64,
+        total_us = started.elapsed().as_micros() as u64,
+        "group message delivered"
+    );
+    metrics::GROUP_SEND_LATENCY.observe(started.elapsed().as_secs_f64());
+    Ok(Body::SendAck(pb::SendAck {
+        message_id,
+        conversation_id,
+        server_time_ms,
+        client_msg_id: queued.client_msg_id,
+        to_user: 0,
+    }))
+}

@@ -1,0 +1,422 @@
+//! Groups: create, list mine, invite, ask to join (pushed to the owner and
+//! admins), approve / deny (pushed to the requester; the group sees the new
+//! member), leave, remove a member, promote an admin, delete (owner only;
+//! every member is told), list members.
+//!
+//! Every rule is checked here against the cached member list first, then
+//! again by persist, which is the authority.
+
+use std::sync::Arc;
+
+use confab_proto::client::frame::Body;
+use confab_proto::client::{self as pb, GroupEventKind};
+use confab_proto::persist as db;
+
+use super::friends::{resolve, user_names};
+use super::{Conn, Login, timed};
+use crate::error::{Error, Result};
+use crate::notify::{self, Notice, user_info};
+use crate::social::{self, GroupEntry, ROLE_ADMIN, ROLE_MEMBER, ROLE_OWNER};
+use crate::state::Shared;
+
+const MAX_NOTE: usize = 512;
+
+fn group_info(g: db::Group) -> pb::GroupInfo {
+    pb::GroupInfo {
+        group_id: g.id,
+        conversation_id: format!("g:{}", g.id),
+        name: g.name,
+        owner: g.owner,
+        created_at_ms: g.created_at_ms,
+    }
+}
+
+fn not_permitted(me: &Login, gid: u64, what: &str) -> Error {
+    Error::NotPermitted(format!("user {} may not {what} in group {gid}", me.uid))
+}
+
+/// The group as `me` (a member) sees it, with my role at least `min`.
+async fn as_role(shared: &Shared, me: &Login, gid: u64, min: i32, what: &str) -> Result<Arc<GroupEntry>> {
+    let g = social::group(shared, gid, me.uid).await?;
+    match g.role_of(me.uid) {
+        Some(r) if r >= min => Ok(g),
+        _ => Err(not_permitted(me, gid, what)),
+    }
+}
+
+fn event(kind: GroupEventKind, g: &GroupEntry, user: Option<pb::UserInfo>, by: u64) -> Notice {
+    Notice::Group(pb::GroupEvent {
+        kind: kind as i32,
+        group_id: g.id,
+        group_name: g.name.clone(),
+        user,
+        by,
+        note: String::new(),
+    })
+}
+
+fn persist_err(s: tonic::Status, gid: u64) -> Error {
+    Error::from_persist(s, || Error::NotFound(format!("group {gid} (or the user)")))
+}
+
+pub async fn create_group(conn: &mut Conn, r: pb::CreateGroupRequest) -> Result<Body> {
+    let me = conn.logged_in()?.uid;
+    let shared = conn.shared.clone();
+    let g = timed(&shared, "persist", async {
+        shared
+            .data()
+            .create_group(db::CreateGroupRequest {
+                owner: me,
+                name: r.name,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| Error::from_persist(s, || Error::UserNotFound(me.to_string())))
+    })
+    .await?;
+    Ok(Body::Group(group_info(g)))
+}
+
+pub async fn list_groups(conn: &mut Conn) -> Result<Body> {
+    let me = conn.logged_in()?.uid;
+    let shared = conn.shared.clone();
+    let reply = timed(&shared, "persist", async {
+        shared
+            .data()
+            .list_groups(db::ListGroupsRequest { user: me })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| Error::from_persist(s, || Error::UserNotFound(me.to_string())))
+    })
+    .await?;
+    Ok(Body::Groups(pb::GroupsReply {
+        groups: reply.groups.into_iter().map(group_info).collect(),
+    }))
+}
+
+/// After a membership change persist accepted: apply it to the member list
+/// cached here, drop it on every other gateway, then tell the members as
+/// they are after the change, plus `extra` (who just left or was removed).
+async fn changed(
+    shared: &Arc<Shared>,
+    me: &Login,
+    before: &GroupEntry,
+    change: impl Fn(&mut GroupEntry),
+    notice: Notice,
+    extra: &[u64],
+) {
+    // The cached list (which may have moved on since the check), else the
+    // list the check ran on, with the change applied.
+    let after = shared.social.apply_group(before.id, &change).unwrap_or_else(|| {
+        let mut g = before.clone();
+        change(&mut g);
+        Arc::new(g)
+    });
+    social::invalidate_elsewhere(shared, &[], &[before.id]).await;
+    let mut uids = after.uids();
+    uids.extend_from_slice(extra);
+    uids.sort_unstable();
+    uids.dedup();
+    notify::users(shared, &uids, notice, me.session_id).await;
+}
+
+fn member(id: u64, name: &str, role: i32) -> social::Member {
+    social::Member {
+        id,
+        name: name.to_owned(),
+        role,
+        joined_at_ms: crate::ids::now_ms() as i64,
+    }
+}
+
+pub async fn invite(conn: &mut Conn, r: pb::InviteRequest) -> Result<Body> {
+    let me = conn.logged_in()?.clone();
+    let shared = conn.shared.clone();
+    let g = as_role(&shared, &me, r.group_id, ROLE_ADMIN, "invite members").await?;
+    let user = resolve(&shared, r.user).await?;
+    if g.role_of(user.id).is_some() {
+        return Err(Error::AlreadyExists(format!(
+            "user {} is already a member of group {}",
+            user.name, g.id
+        )));
+    }
+    timed(&shared, "persist", async {
+        shared
+            .data()
+            .invite_member(db::InviteMemberRequest {
+                group_id: g.id,
+                user: user.id,
+                by_user: me.uid,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| persist_err(s, g.id))
+    })
+    .await?;
+    let notice = event(
+        GroupEventKind::MemberJoined,
+        &g,
+        user_info(user.id, &user.name),
+        me.uid,
+    );
+    let joined = member(user.id, &user.name, ROLE_MEMBER);
+    changed(&shared, &me, &g, |e| e.upsert(joined.clone()), notice, &[]).await;
+    Ok(Body::Done(pb::Done {}))
+}
+
+pub async fn join(conn: &mut Conn, r: pb::JoinGroupRequest) -> Result<Body> {
+    let me = conn.logged_in()?.clone();
+    if r.note.len() > MAX_NOTE {
+        return Err(Error::Invalid(format!("note longer than {MAX_NOTE} bytes")));
+    }
+    let shared = conn.shared.clone();
+    let gid = r.group_id;
+    let (group, reply) = timed(&shared, "persist", async {
+        let group = shared
+            .data()
+            .get_group(db::GroupRef { group_id: gid })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| persist_err(s, gid))?;
+        let reply = shared
+            .data()
+            .request_join(db::RequestJoinRequest {
+                group_id: gid,
+                user: me.uid,
+                note: r.note.clone(),
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| persist_err(s, gid))?;
+        Ok((group, reply))
+    })
+    .await?;
+    let notice = Notice::Group(pb::GroupEvent {
+        kind: GroupEventKind::JoinRequested as i32,
+        group_id: gid,
+        group_name: group.name,
+        user: user_info(me.uid, &me.name),
+        by: 0,
+        note: r.note,
+    });
+    notify::users(&shared, &reply.approvers, notice, me.session_id).await;
+    Ok(Body::Done(pb::Done {}))
+}
+
+pub async fn respond_join(conn: &mut Conn, r: pb::RespondJoinRequest) -> Result<Body> {
+    let me = conn.logged_in()?.clone();
+    let shared = conn.shared.clone();
+    let g = as_role(&shared, &me, r.group_id, ROLE_ADMIN, "answer join requests").await?;
+    timed(&shared, "persist", async {
+        shared
+            .data()
+            .respond_join(db::RespondJoinRequest {
+                group_id: g.id,
+                user: r.user_id,
+                by_user: me.uid,
+                accept: r.accept,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| persist_err(s, g.id))
+    })
+    .await?;
+    let name = user_names(&shared, &[r.user_id])
+        .await
+        .ok()
+        .and_then(|mut n| n.remove(&r.user_id))
+        .unwrap_or_default();
+    let kind = if r.accept {
+        GroupEventKind::JoinApproved
+    } else {
+        GroupEventKind::JoinDenied
+    };
+    let user = user_info(r.user_id, &name);
+    notify::users(&shared, &[r.user_id], event(kind, &g, user.clone(), me.uid), 0).await;
+    if r.accept {
+        let notice = event(GroupEventKind::MemberJoined, &g, user, me.uid);
+        let joined = member(r.user_id, &name, ROLE_MEMBER);
+        changed(&shared, &me, &g, |e| e.upsert(joined.clone()), notice, &[]).await;
+    }
+    Ok(Body::Done(pb::Done {}))
+}
+
+pub async fn list_join_requests(conn: &mut Conn, r: pb::ListJoinRequestsRequest) -> Result<Body> {
+    let me = conn.logged_in()?.clone();
+    let shared = conn.shared.clone();
+    let g = as_role(&shared, &me, r.group_id, ROLE_ADMIN, "see join requests").await?;
+    let reply = timed(&shared, "persist", async {
+        shared
+            .data()
+            .list_join_requests(db::ListJoinRequestsRequest {
+                group_id: g.id,
+                by_user: me.uid,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| persist_err(s, g.id))
+    })
+    .await?;
+    let ids: Vec<u64> = reply.requests.iter().map(|j| j.user).collect();
+    let names = user_names(&shared, &ids).await?;
+    Ok(Body::JoinRequests(pb::JoinRequestsReply {
+        requests: reply
+            .requests
+            .into_iter()
+            .map(|j| pb::JoinRequestInfo {
+                group_id: j.group_id,
+                user: user_info(j.user, names.get(&j.user).map_or("", |s| s.as_str())),
+                note: j.note,
+                created_at_ms: j.created_at_ms,
+            })
+            .collect(),
+    }))
+}
+
+pub async fn leave(conn: &mut Conn, r: pb::LeaveGroupRequest) -> Result<Body> {
+    let me = conn.logged_in()?.clone();
+    let shared = conn.shared.clone();
+    let g = social::group(&shared, r.group_id, me.uid).await?;
+    if g.role_of(me.uid) == Some(ROLE_OWNER) {
+        return Err(Error::FailedPrecondition(
+            "the owner cannot leave its group: delete it".into(),
+        ));
+    }
+    timed(&shared, "persist", async {
+        shared
+            .data()
+            .leave_group(db::LeaveGroupRequest {
+                group_id: g.id,
+                user: me.uid,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| persist_err(s, g.id))
+    })
+    .await?;
+    let notice = event(GroupEventKind::MemberLeft, &g, user_info(me.uid, &me.name), 0);
+    let uid = me.uid;
+    changed(&shared, &me, &g, |e| e.remove(uid), notice, &[uid]).await;
+    Ok(Body::Done(pb::Done {}))
+}
+
+pub async fn remove_member(conn: &mut Conn, r: pb::RemoveMemberRequest) -> Result<Body> {
+    let me = conn.logged_in()?.clone();
+    let shared = conn.shared.clone();
+    let g = as_role(&shared, &me, r.group_id, ROLE_ADMIN, "remove members").await?;
+    let Some(target) = g.member(r.user_id).cloned() else {
+        return Err(Error::NotFound(format!(
+            "user {} is not a member of group {}",
+            r.user_id, g.id
+        )));
+    };
+    let mine = g.role_of(me.uid).unwrap_or(ROLE_MEMBER);
+    let allowed = match mine {
+        ROLE_OWNER => target.role != ROLE_OWNER,
+        ROLE_ADMIN => target.role == ROLE_MEMBER,
+        _ => false,
+    };
+    if !allowed {
+        return Err(not_permitted(&me, g.id, "remove this member"));
+    }
+    timed(&shared, "persist", async {
+        shared
+            .data()
+            .remove_member(db::RemoveMemberRequest {
+                group_id: g.id,
+                user: target.id,
+                by_user: me.uid,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| persist_err(s, g.id))
+    })
+    .await?;
+    let notice = event(
+        GroupEventKind::MemberRemoved,
+        &g,
+        user_info(target.id, &target.name),
+        me.uid,
+    );
+    changed(&shared, &me, &g, |e| e.remove(target.id), notice, &[target.id]).await;
+    Ok(Body::Done(pb::Done {}))
+}
+
+pub async fn promote(conn: &mut Conn, r: pb::PromoteRequest) -> Result<Body> {
+    let me = conn.logged_in()?.clone();
+    let shared = conn.shared.clone();
+    let g = as_role(&shared, &me, r.group_id, ROLE_OWNER, "promote admins").await?;
+    let Some(target) = g.member(r.user_id).cloned() else {
+        return Err(Error::NotFound(format!(
+            "user {} is not a member of group {}",
+            r.user_id, g.id
+        )));
+    };
+    timed(&shared, "persist", async {
+        shared
+            .data()
+            .promote_admin(db::PromoteAdminRequest {
+                group_id: g.id,
+                user: target.id,
+                by_user: me.uid,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| persist_err(s, g.id))
+    })
+    .await?;
+    let notice = event(
+        GroupEventKind::AdminPromoted,
+        &g,
+        user_info(target.id, &target.name),
+        me.uid,
+    );
+    changed(
+        &shared,
+        &me,
+        &g,
+        |e| e.set_role(target.id, ROLE_ADMIN),
+        notice,
+        &[],
+    )
+    .await;
+    Ok(Body::Done(pb::Done {}))
+}
+
+pub async fn delete(conn: &mut Conn, r: pb::DeleteGroupRequest) -> Result<Body> {
+    let me = conn.logged_in()?.clone();
+    let shared = conn.shared.clone();
+    let g = as_role(&shared, &me, r.group_id, ROLE_OWNER, "delete the group").await?;
+    timed(&shared, "persist", async {
+        shared
+            .data()
+            .delete_group(db::DeleteGroupRequest {
+                group_id: g.id,
+                by_user: me.uid,
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| persist_err(s, g.id))
+    })
+    .await?;
+    social::invalidate_everywhere(&shared, &[], &[g.id]).await;
+    let notice = event(GroupEventKind::GroupDeleted, &g, None, me.uid);
+    notify::users(&shared, &g.uids(), notice, me.session_id).await;
+    Ok(Body::Done(pb::Done {}))
+}
+
+pub async fn list_members(conn: &mut Conn, r: pb::ListMembersRequest) -> Result<Body> {
+    let me = conn.logged_in()?.uid;
+    let g = social::group(&conn.shared, r.group_id, me).await?;
+    Ok(Body::Members(pb::MembersReply {
+        members: g
+            .members
+            .iter()
+            .map(|m| pb::MemberInfo {
+                user: user_info(m.id, &m.name),
+                role: m.role,
+                joined_at_ms: m.joined_at_ms,
+            })
+            .collect(),
+    }))
+}

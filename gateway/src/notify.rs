@@ -1,0 +1,120 @@
+//! Friend and group pushes to users wherever they are: one batch router
+//! lookup for all of them (split per shard by the router client), then the
+//! sessions here get the frame from their queues and every other hosting
+//! gateway gets one `Deliver` call with all of its sessions.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use confab_proto::client::frame::Body;
+use confab_proto::client::{self as pb};
+use confab_proto::gateway::{Push, push};
+use confab_router_client::Session;
+use futures::future::join_all;
+
+use crate::state::Shared;
+use crate::{deliver, frame, metrics};
+
+/// A push about friends or groups.
+#[derive(Clone, Debug)]
+pub enum Notice {
+    Friend(pb::FriendEvent),
+    Group(pb::GroupEvent),
+}
+
+impl Notice {
+    fn frame(&self) -> Bytes {
+        match self {
+            Notice::Friend(e) => frame::push(Body::FriendEvent(e.clone())),
+            Notice::Group(e) => frame::push(Body::GroupEvent(e.clone())),
+        }
+    }
+
+    fn body(&self) -> push::Body {
+        match self {
+            Notice::Friend(e) => push::Body::FriendEvent(e.clone()),
+            Notice::Group(e) => push::Body::GroupEvent(e.clone()),
+        }
+    }
+}
+
+/// Pushes `notice` to every session of `uids` but `skip_session` (the
+/// session that caused it). Best effort: the state is in persist, a client
+/// that misses the push sees it when it lists.
+pub async fn users(shared: &Shared, uids: &[u64], notice: Notice, skip_session: u64) {
+    if uids.is_empty() {
+        return;
+    }
+    let online = match tokio::time::timeout(shared.rpc_timeout(), shared.router.lookup(uids)).await {
+        Ok(Ok(online)) => online,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "lookup for a push failed; the users will see it when they list");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("lookup for a push timed out");
+            return;
+        }
+    };
+    let sessions: Vec<Session> = online
+        .into_values()
+        .flatten()
+        .filter(|s| s.session_id != skip_session)
+        .collect();
+    sessions_of(shared, &sessions, &notice).await;
+}
+
+/// Pushes `notice` to `sessions`, wherever they are.
+pub async fn sessions_of(shared: &Shared, sessions: &[Session], notice: &Notice) {
+    let mut by_gateway: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for s in sessions {
+        by_gateway.entry(s.gateway_id).or_default().push(s.session_id);
+    }
+    if let Some(here) = by_gateway.remove(&shared.gateway_id()) {
+        local(shared, &here, &notice.frame());
+    }
+    let calls = by_gateway.into_iter().map(|(gw, session_ids)| {
+        let p = Push {
+            session_ids,
+            body: Some(notice.body()),
+        };
+        deliver::to_gateway(shared, gw, vec![p])
+    });
+    join_all(calls).await;
+}
+
+/// Queues `frame` on the sessions here; returns (delivered, missing).
+pub fn local(shared: &Shared, session_ids: &[u64], frame: &Bytes) -> (u32, u32) {
+    let (mut delivered, mut missing) = (0, 0);
+    for sid in session_ids {
+        if shared.registry.get(*sid).is_some_and(|h| h.push(frame.clone())) {
+            delivered += 1;
+        } else {
+            missing += 1;
+        }
+    }
+    metrics::SOCIAL_PUSHES
+        .with_label_values(&["ok"])
+        .inc_by(u64::from(delivered));
+    metrics::SOCIAL_PUSHES
+        .with_label_values(&["missing"])
+        .inc_by(u64::from(missing));
+    (delivered, missing)
+}
+
+/// Pushes `frame` to every session here of the users `uids`.
+pub fn local_users(shared: &Shared, uids: &[u64], frame: &Bytes) {
+    for uid in uids {
+        for (_, h) in shared.registry.of_user(*uid) {
+            h.push(frame.clone());
+        }
+    }
+}
+
+/// A user as the client protocol shows it.
+pub fn user_info(id: u64, name: &str) -> Option<pb::UserInfo> {
+    Some(pb::UserInfo {
+        user_id: id,
+        name: name.to_owned(),
+    })
+}

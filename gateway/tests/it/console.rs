@@ -1,0 +1,135 @@
+//! confab-chat's interactive console against a real cluster, with commands
+//! piped into stdin (rustyline reads plain lines when stdin is no terminal)
+//! and its stdout read line by line.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use confab_client::DeviceKind;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+use crate::harness::{Cluster, befriend, login, receive, register, workspace_bin};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Reads stdout lines until one contains `want`; returns the lines read.
+async fn until(out: &mut Lines<BufReader<ChildStdout>>, want: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, out.next_line()).await {
+            Ok(Ok(Some(l))) => {
+                let done = l.contains(want);
+                seen.push(l);
+                if done {
+                    return seen;
+                }
+            }
+            other => panic!("no line with {want:?} (got {other:?}); so far: {seen:#?}"),
+        }
+    }
+}
+
+async fn type_line(child: &mut Child, line: &str) {
+    let stdin = child.stdin.as_mut().expect("stdin");
+    stdin
+        .write_all(format!("{line}\n").as_bytes())
+        .await
+        .expect("write a line");
+    stdin.flush().await.expect("flush");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_sends_receives_shows_history_and_quits() {
+    let cluster = Cluster::start(2).await;
+    let (g1, g2) = (cluster.gw(1).to_owned(), cluster.gw(2).to_owned());
+    register(&g1, "carol").await;
+    register(&g2, "dave").await;
+    befriend(&g1, "carol", "dave").await;
+    let mut dave = login(&g2, "dave", "phone", DeviceKind::Mobile).await;
+
+    let mut child = Command::new(workspace_bin("confab-chat"))
+        .args(["--gateway", &g1, "--user", "carol", "--password", "pw"])
+        .env_remove("CONFAB_BIN_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run confab-chat");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    until(&mut out, "connected to").await;
+
+    type_line(&mut child, "/help").await;
+    let help = until(&mut out, "/quit").await.join("\n");
+    for cmd in ["@USER TEXT", "/to USER", "/history USER", "/help"] {
+        assert!(help.contains(cmd), "help lists {cmd}: {help}");
+    }
+
+    // Incoming: printed with the sender's name while the console waits.
+    dave.send_to_name("carol", "hello carol", "")
+        .await
+        .expect("dave sends");
+    until(&mut out, "dave: hello carol").await;
+
+    // @user sends once; /to makes plain lines go to that user.
+    type_line(&mut child, "@dave first from the console").await;
+    type_line(&mut child, "/to dave").await;
+    until(&mut out, "talking to dave").await;
+    type_line(&mut child, "second, a plain line").await;
+    let got = receive(&mut dave, 2, WAIT).await;
+    let bodies: Vec<&str> = got.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["first from the console", "second, a plain line"]);
+
+    // History, oldest first, with names (its first line is the only
+    // message from dave; lines about our own sends may come before it).
+    type_line(&mut child, "/history dave 10").await;
+    until(&mut out, "dave: hello carol").await;
+    let mut rest = Vec::new();
+    for _ in 0..2 {
+        rest.extend(until(&mut out, "me -> dave").await);
+    }
+    assert_eq!(
+        rest,
+        [
+            "me -> dave: first from the console",
+            "me -> dave: second, a plain line"
+        ]
+    );
+
+    type_line(&mut child, "/quit").await;
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("the console quits")
+        .expect("wait");
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_reports_bad_commands_on_stderr_and_ends_at_eof() {
+    let cluster = Cluster::start(1).await;
+    let g = cluster.gw(1).to_owned();
+    register(&g, "erin").await;
+    let mut child = Command::new(workspace_bin("confab-chat"))
+        .args(["--gateway", &g, "--user", "erin", "--password", "pw"])
+        .env_remove("CONFAB_BIN_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run confab-chat");
+    type_line(&mut child, "/nonsense").await;
+    type_line(&mut child, "a line with nobody to talk to").await;
+    type_line(&mut child, "@nobody-here hi").await;
+    drop(child.stdin.take());
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("the console ends at EOF")
+        .expect("output");
+    assert!(out.status.success(), "EOF is a normal end");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown command /nonsense"), "{err}");
+    assert!(err.contains("/to USER"), "{err}");
+    assert!(err.contains("UserNotFound"), "{err}");
+}
