@@ -144,9 +144,10 @@ async fn grow_rebalance_drain_and_remove_under_load() {
     let mut cluster = InProc::start(3, SHARDS).await;
     let client = cluster.client().await;
     let stop = Arc::new(AtomicBool::new(false));
+    let logins = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let load: Vec<_> = (0..4u64)
         .map(|w| {
-            let (client, stop) = (client.clone(), stop.clone());
+            let (client, stop, logins) = (client.clone(), stop.clone(), logins.clone());
             tokio::spawn(async move {
                 let mut acked = Vec::new();
                 let mut uid = 1 + w * 1_000_000;
@@ -156,6 +157,7 @@ async fn grow_rebalance_drain_and_remove_under_load() {
                         .await
                         .expect("no login fails during membership changes");
                     acked.push(uid);
+                    logins.fetch_add(1, Ordering::Relaxed);
                     let found = client.lookup(&acked[acked.len().saturating_sub(20)..]).await;
                     let found = found.expect("no lookup fails during membership changes");
                     assert!(found.contains_key(&uid), "an acknowledged login is read back");
@@ -165,6 +167,13 @@ async fn grow_rebalance_drain_and_remove_under_load() {
             })
         })
         .collect();
+
+    // The load runs before anything changes.
+    eventually(Duration::from_secs(20), "the load runs", || async {
+        logins.load(Ordering::Relaxed) >= 20
+    })
+    .await;
+    let before_changes = logins.load(Ordering::Relaxed);
 
     // Grow: node 4 joins, the rebalancer gives it its share.
     cluster.add_node(4, 1).await;
@@ -270,7 +279,11 @@ async fn grow_rebalance_drain_and_remove_under_load() {
     for l in load {
         acked.extend(l.await.expect("load task"));
     }
-    assert!(acked.len() > 100, "the load ran ({} logins)", acked.len());
+    assert!(
+        acked.len() as u64 > before_changes,
+        "logins went on during the membership changes ({before_changes} before, {} in all)",
+        acked.len()
+    );
     let found = client.lookup(&acked).await.expect("final lookup");
     assert_eq!(found.len(), acked.len(), "every acknowledged login survived");
     cluster.shutdown().await;
