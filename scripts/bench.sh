@@ -15,7 +15,7 @@ BIN="$TARGET_DIR/release"
 DURATION="${DURATION:-10}"
 # Writes need many in flight to fill the Raft pipelines; lookups saturate sooner.
 WRITE_CONCURRENCY="${WRITE_CONCURRENCY:-512}"
-CONCURRENCY="${CONCURRENCY:-128}"
+CONCURRENCY="${CONCURRENCY:-192}"
 KILLS="${KILLS:-5}"
 OUT="${BENCH_OUT:-$ROOT/target-bench}"
 BENCH_ONLY="${BENCH_ONLY:-}"
@@ -126,10 +126,10 @@ gateway_bench() {
   for g in 1 2; do start_gateway "$g"; done
   for g in 1 2; do wait_ready "http://127.0.0.1:$((27410 + g))/readyz" 60; done
 
-  echo "== gateway: 1:1 chat, persistence on, ${CHAT_PAIRS:-400} pairs over 2 gateways, window ${CHAT_WINDOW:-1}, rate ${CHAT_RATE:-0} (0 = closed loop)"
+  echo "== gateway: 1:1 chat, persistence on, ${CHAT_PAIRS:-200} pairs over 2 gateways, window ${CHAT_WINDOW:-16}, rate ${CHAT_RATE:-10000} (0 = closed loop)"
   uptime
-  "$BIN/confab-bench" chat --gateway "$(gw_client 1),$(gw_client 2)" --pairs "${CHAT_PAIRS:-400}" \
-    --window "${CHAT_WINDOW:-1}" --rate "${CHAT_RATE:-0}" --duration "$DURATION" --warmup 2 --json \
+  "$BIN/confab-bench" chat --gateway "$(gw_client 1),$(gw_client 2)" --pairs "${CHAT_PAIRS:-200}" \
+    --window "${CHAT_WINDOW:-16}" --rate "${CHAT_RATE:-10000}" --duration "$DURATION" --warmup 2 --json \
     | tee "$OUT/gateway-chat.json"
 
   # Memory is measured on fresh gateway processes (what the chat left in

@@ -39,7 +39,7 @@ impl Default for ClientConfig {
             backoff_max: Duration::from_millis(500),
             max_immediate_retries: 4,
             max_message_bytes: 16 << 20,
-            batch_in_flight: 4,
+            batch_in_flight: 64,
             max_batch_items: 1024,
         }
     }

@@ -186,6 +186,13 @@ impl Node {
         for (id, addr) in peers {
             self.peers.set_addr(*id, addr);
         }
+        if !self.fresh {
+            // The data dir holds the cluster: its groups were started from
+            // disk. Recomputing the initial layout here would recreate
+            // replicas that have since moved away.
+            tracing::info!("restart from the data dir; bootstrap skipped");
+            return Ok(());
+        }
         let ids: Vec<NodeId> = peers.keys().copied().collect();
         let c = &self.config.cluster;
         let shards = initial_shards(c.slots, c.shards, c.replicas, &ids);

@@ -64,6 +64,10 @@ pub struct RouterArgs {
     /// Deadline of one router operation, in seconds.
     #[arg(long, default_value_t = 5.0)]
     pub timeout: f64,
+    /// Batch RPCs the client keeps outstanding per router node (operations
+    /// started while all are busy travel together in the next one).
+    #[arg(long)]
+    pub batch_in_flight: Option<usize>,
 }
 
 const LOGIN: &str = "login";
@@ -107,10 +111,17 @@ pub async fn run(args: &RouterArgs) -> anyhow::Result<Summary> {
         (1..=100_000).contains(&args.batch),
         "--batch must be in 1..=100000"
     );
-    let config = ClientConfig {
+    let mut config = ClientConfig {
         deadline,
         ..ClientConfig::default()
     };
+    if let Some(n) = args.batch_in_flight {
+        ensure!(
+            (1..=10_000).contains(&n),
+            "--batch-in-flight must be in 1..=10000"
+        );
+        config.batch_in_flight = n;
+    }
     let client = RouterClient::connect(args.router.clone(), config)
         .await
         .context("connecting to the routers")?;
