@@ -103,15 +103,24 @@ pub async fn move_replica(node: &Arc<Node>, shard_id: u32, from: NodeId, to: Nod
         crate::metrics::MOVES_IN_PROGRESS.dec();
         res?;
     }
-    // Last step, also when an earlier call stopped before it.
+    // Last step, also when an earlier call stopped before it. The old node
+    // refuses while its copy of the map still lists it: retry until its
+    // meta replica caught up (normally milliseconds).
     if let Some(addr) = from_addr {
-        let dropped = stub(&addr)?
-            .drop_replica(pb::DropReplicaRequest { shard_id })
-            .await;
-        if let Err(status) = dropped {
-            // The replica is out of the group already; the node drops it on
-            // the next move call or when it restarts with the new map.
-            tracing::warn!(shard_id, from, %status, "dropping the old replica");
+        let mut stub = stub(&addr)?;
+        for attempt in 0..50 {
+            match stub.drop_replica(pb::DropReplicaRequest { shard_id }).await {
+                Ok(_) => break,
+                Err(status) if status.code() == tonic::Code::InvalidArgument && attempt < 49 => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(status) => {
+                    // The replica is out of the group already; asking for
+                    // the move again drops it.
+                    tracing::warn!(shard_id, from, %status, "dropping the old replica");
+                    break;
+                }
+            }
         }
     }
     node.with_meta(|meta| meta.shards.get(&shard_id).cloned())?
