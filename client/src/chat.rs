@@ -161,8 +161,10 @@ impl Client {
     pub async fn send(&mut self, req: pb::SendRequest) -> Result<pb::SendAck> {
         match self.conn.request(Body::Send(req)).await? {
             Body::SendAck(ack) => {
-                // Our own message: its commit notice must not look like a gap.
+                // Our own message: its commit notice must not look like a gap,
+                // and a read of the conversation must include it.
                 self.state.first_sight(ack.message_id);
+                self.state.saw(&ack.conversation_id, ack.message_id);
                 Ok(ack)
             }
             other => Err(unexpected("SendAck", &other)),
@@ -201,6 +203,7 @@ impl Client {
                 conversation_id: conversation.into(),
                 after_seq: after,
                 limit: PAGE,
+                min_message_id: self.state.last_seen(conversation),
             });
             let page = match self.conn.request(body).await? {
                 Body::Messages(m) => m.messages,
@@ -220,11 +223,14 @@ impl Client {
     }
 
     /// A page of history, newest first (`before_seq` 0 = from the newest).
+    /// It includes every message of the conversation this client has seen
+    /// (the server waits briefly for one still being written).
     pub async fn history(&self, conversation: &str, before_seq: u64, limit: u32) -> Result<Vec<pb::Message>> {
         let body = Body::History(pb::HistoryRequest {
             conversation_id: conversation.into(),
             before_seq,
             limit,
+            min_message_id: self.state.last_seen(conversation),
         });
         match self.conn.request(body).await? {
             Body::Messages(m) => Ok(m.messages),
@@ -287,6 +293,7 @@ impl Client {
                 if let Some(m) = p.message
                     && self.state.first_sight(m.message_id)
                 {
+                    self.state.saw(&m.conversation_id, m.message_id);
                     self.ready.push_back(Event::Message(m));
                 }
             }

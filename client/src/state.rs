@@ -1,6 +1,7 @@
 //! What a client remembers to sync: the last sequence it has of every
-//! conversation, the message ids it has seen (bounded), and the server time
-//! of its last sync.
+//! conversation, the message ids it has seen (bounded), the last message it
+//! saw in each conversation (reads ask the server to include it), and the
+//! server time of its last sync.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -10,6 +11,8 @@ const SEEN_MAX: usize = 100_000;
 #[derive(Debug, Default, Clone)]
 pub struct SyncState {
     pub last_seq: HashMap<String, u64>,
+    /// The message last seen per conversation (acknowledged send or push).
+    pub last_seen: HashMap<String, u64>,
     pub since_ms: i64,
     seen: HashSet<u64>,
     order: VecDeque<u64>,
@@ -32,6 +35,21 @@ impl SyncState {
 
     pub fn seen(&self, id: u64) -> bool {
         self.seen.contains(&id)
+    }
+
+    /// Remembers `id` as the message last seen in `conversation`.
+    pub fn saw(&mut self, conversation: &str, id: u64) {
+        match self.last_seen.get_mut(conversation) {
+            Some(last) => *last = id,
+            None => {
+                self.last_seen.insert(conversation.to_owned(), id);
+            }
+        }
+    }
+
+    /// The message last seen in `conversation`, 0 for none.
+    pub fn last_seen(&self, conversation: &str) -> u64 {
+        self.last_seen.get(conversation).copied().unwrap_or(0)
     }
 
     pub fn last(&self, conversation: &str) -> u64 {

@@ -1,4 +1,6 @@
 //! Message and session ids: snowflake-style u64, unique across gateways.
+//! Gateways make them; persist reads their time (read-your-writes waits only
+//! for recent ids).
 //!
 //! Layout, most significant bit first:
 //! `0 | 41 bits: ms since 2025-01-01T00:00:00Z | 10 bits: worker (gateway id) | 12 bits: sequence`.
@@ -58,6 +60,11 @@ pub fn worker_of(id: u64) -> u64 {
     (id >> SEQ_BITS) & MAX_WORKER
 }
 
+/// The Unix ms at which `id` was made.
+pub fn time_ms(id: u64) -> u64 {
+    (id >> (WORKER_BITS + SEQ_BITS)) + EPOCH_MS
+}
+
 /// Wall-clock Unix milliseconds.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -79,6 +86,7 @@ mod tests {
             assert!(id > last, "ids strictly increase");
             assert!(id < 1 << 63);
             assert_eq!(worker_of(id), 7);
+            assert!(time_ms(id).abs_diff(now_ms()) < 5_000, "the id carries its time");
             last = id;
         }
     }

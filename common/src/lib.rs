@@ -5,6 +5,7 @@
 //! or persistence. Domain code lives in its own crate.
 
 pub mod config;
+pub mod ids;
 pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;

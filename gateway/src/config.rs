@@ -11,7 +11,7 @@ use confab_router_client::MultiDevicePolicy;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::ids::MAX_WORKER;
+use confab_common::ids::MAX_WORKER;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

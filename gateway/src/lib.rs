@@ -33,7 +33,6 @@ pub mod error;
 pub mod frame;
 pub mod handler;
 pub mod http;
-pub mod ids;
 pub mod internal;
 pub mod lease;
 pub mod metrics;

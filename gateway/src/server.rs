@@ -24,12 +24,12 @@ use tonic::transport::Endpoint;
 
 use crate::config::{GatewayConfig, QueueBackend};
 use crate::error::{Error, Result};
-use crate::ids::IdGen;
 use crate::internal::Internal;
 use crate::peers::Peers;
 use crate::registry::Registry;
 use crate::state::{Shared, UserCache};
 use crate::{connection, frame, http, lease, metrics, moved};
+use confab_common::ids::IdGen;
 
 /// How long connections get to say goodbye on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);

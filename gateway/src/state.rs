@@ -15,11 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use crate::config::GatewayConfig;
-use crate::ids::IdGen;
 use crate::peers::Peers;
 use crate::presence::PresenceTracker;
 use crate::registry::Registry;
 use crate::social::SocialCache;
+use confab_common::ids::IdGen;
 
 pub struct Shared {
     pub config: GatewayConfig,

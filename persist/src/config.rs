@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// How long in-flight work may take to finish on shutdown.
     pub shutdown_grace_ms: u64,
+    /// Read your writes: how long a History or MessagesAfter that names a
+    /// recent `min_message_id` may wait for the writer to store it.
+    pub read_wait_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -91,6 +94,7 @@ impl Default for ServerConfig {
             http: ([127, 0, 0, 1], 9301).into(),
             data_dir: PathBuf::from("data/persist"),
             shutdown_grace_ms: 5000,
+            read_wait_ms: 2000,
         }
     }
 }

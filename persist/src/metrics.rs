@@ -25,6 +25,7 @@ pub struct Metrics {
     pub enqueued: IntCounter,
     pub grpc_requests: IntCounterVec,
     pub subscribers: IntGauge,
+    pub read_waits: IntCounterVec,
     pub up: Gauge,
 }
 
@@ -84,6 +85,13 @@ impl Metrics {
                 &["method", "code"],
             )),
             subscribers: must(IntGauge::new("subscribers", "Open Subscribe streams")),
+            read_waits: must(IntCounterVec::new(
+                Opts::new(
+                    "read_waits_total",
+                    "Reads that waited for a message to be written, by outcome (written, timeout)",
+                ),
+                &["outcome"],
+            )),
             up: must(Gauge::new("up", "1 while serving")),
             registry,
         };
@@ -103,6 +111,7 @@ impl Metrics {
         must(r.register(Box::new(m.enqueued.clone())));
         must(r.register(Box::new(m.grpc_requests.clone())));
         must(r.register(Box::new(m.subscribers.clone())));
+        must(r.register(Box::new(m.read_waits.clone())));
         must(r.register(Box::new(m.up.clone())));
         m
     }

@@ -142,7 +142,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         });
     }
 
-    let service = PersistService::new(db.clone(), producer.clone(), hub, shutdown.clone());
+    let service = PersistService::new(db.clone(), producer.clone(), hub, shutdown.clone())
+        .with_read_wait(Duration::from_millis(config.server.read_wait_ms));
     let grpc_task = {
         let shutdown = shutdown.clone();
         tokio::spawn(

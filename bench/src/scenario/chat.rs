@@ -594,6 +594,7 @@ async fn check(
             conversation_id: conversation.clone(),
             before_seq: 0,
             limit: 1,
+            min_message_id: 0,
         });
         match wire::request(&mut s, id, page).await {
             Ok(Body::Messages(m)) => out.stored = m.messages.first().map_or(0, |m| m.seq),
@@ -622,6 +623,7 @@ async fn check(
             conversation_id: conversation.clone(),
             after_seq: after,
             limit: FETCH_PAGE,
+            min_message_id: 0,
         });
         let msgs = match wire::request(&mut s, id, fetch).await {
             Ok(Body::Messages(m)) => m.messages,

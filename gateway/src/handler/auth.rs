@@ -11,8 +11,8 @@ use super::{Conn, Login, timed};
 use crate::deliver;
 use crate::error::{Error, Result};
 use crate::frame;
-use crate::ids::now_ms;
 use crate::state::Shared;
+use confab_common::ids::now_ms;
 
 const MAX_DEVICE_ID: usize = 64;
 

@@ -13,8 +13,8 @@ use confab_proto::client::{self as pb};
 
 use super::{Conn, timed};
 use crate::error::{Error, Result};
-use crate::ids::now_ms;
 use crate::{deliver, metrics, social};
+use confab_common::ids::now_ms;
 
 const MAX_CLIENT_MSG_ID: usize = 64;
 

@@ -125,7 +125,7 @@ fn member(id: u64, name: &str, role: i32) -> social::Member {
         id,
         name: name.to_owned(),
         role,
-        joined_at_ms: crate::ids::now_ms() as i64,
+        joined_at_ms: confab_common::ids::now_ms() as i64,
     }
 }
 

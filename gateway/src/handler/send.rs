@@ -24,9 +24,9 @@ use tokio::sync::oneshot;
 use super::{Conn, timed};
 use crate::deliver;
 use crate::error::{Error, Result};
-use crate::ids::now_ms;
 use crate::metrics;
 use crate::state::Shared;
+use confab_common::ids::now_ms;
 
 const MAX_CLIENT_MSG_ID: usize = 64;
 

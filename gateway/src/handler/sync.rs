@@ -57,6 +57,7 @@ pub async fn fetch(conn: &mut Conn, r: pb::FetchRequest) -> Result<Body> {
         after_seq: r.after_seq,
         limit: page(r.limit),
         user: me,
+        min_message_id: r.min_message_id,
     };
     let reply = timed(&shared, "persist", async {
         shared
@@ -80,6 +81,7 @@ pub async fn history(conn: &mut Conn, r: pb::HistoryRequest) -> Result<Body> {
         before_seq: r.before_seq,
         limit: page(r.limit),
         user: me,
+        min_message_id: r.min_message_id,
     };
     let reply = timed(&shared, "persist", async {
         shared

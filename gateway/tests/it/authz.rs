@@ -18,6 +18,7 @@ async fn fetch(c: &Client, conversation: &str) -> confab_client::Result<Body> {
             conversation_id: conversation.into(),
             after_seq: 0,
             limit: 100,
+            min_message_id: 0,
         }))
         .await
 }

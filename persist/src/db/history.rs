@@ -80,6 +80,16 @@ impl Db {
         }
     }
 
+    /// Whether message `id` is stored.
+    pub async fn message_written(&self, id: u64) -> Result<bool> {
+        let t = self.metrics.time("message_written");
+        let row = sqlx::query("SELECT 1 FROM messages WHERE message_id = $1")
+            .bind(sql_id("message", id)?)
+            .fetch_optional(&self.pool)
+            .await;
+        Ok(t.finish(row)?.is_some())
+    }
+
     /// Newest first: messages with seq < `before_seq` (0: from the newest),
     /// for a participant `user`.
     pub async fn history(

@@ -269,25 +269,31 @@ impl DataService for PersistService {
 
     async fn history(&self, r: Request<pb::HistoryRequest>) -> R<pb::MessagesReply> {
         let r = r.into_inner();
-        let out = self
-            .db
-            .history(r.user, &r.conversation_id, r.before_seq, r.limit)
-            .await
-            .map(|m| pb::MessagesReply {
-                messages: m.into_iter().map(convert::message).collect(),
-            });
+        let out = async {
+            self.wait_written(r.min_message_id).await?;
+            self.db
+                .history(r.user, &r.conversation_id, r.before_seq, r.limit)
+                .await
+        }
+        .await
+        .map(|m| pb::MessagesReply {
+            messages: m.into_iter().map(convert::message).collect(),
+        });
         self.reply("history", out)
     }
 
     async fn messages_after(&self, r: Request<pb::MessagesAfterRequest>) -> R<pb::MessagesReply> {
         let r = r.into_inner();
-        let out = self
-            .db
-            .messages_after(r.user, &r.conversation_id, r.after_seq, r.limit)
-            .await
-            .map(|m| pb::MessagesReply {
-                messages: m.into_iter().map(convert::message).collect(),
-            });
+        let out = async {
+            self.wait_written(r.min_message_id).await?;
+            self.db
+                .messages_after(r.user, &r.conversation_id, r.after_seq, r.limit)
+                .await
+        }
+        .await
+        .map(|m| pb::MessagesReply {
+            messages: m.into_iter().map(convert::message).collect(),
+        });
         self.reply("messages_after", out)
     }
 

@@ -7,6 +7,7 @@ mod db;
 mod embedded;
 mod helpers;
 mod proxy;
+mod read_wait;
 mod service;
 
 /// Runs one async test body against SQLite and against PostgreSQL.

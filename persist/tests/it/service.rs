@@ -18,7 +18,7 @@ use tonic::Code;
 use crate::embedded::qmsg;
 use crate::helpers::eventually;
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect http");
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .await
@@ -33,7 +33,7 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (code, buf)
 }
 
-fn test_config(dir: &std::path::Path) -> Config {
+pub fn test_config(dir: &std::path::Path) -> Config {
     let mut c = Config::default();
     c.server.listen = "127.0.0.1:0".parse().expect("addr");
     c.server.http = "127.0.0.1:0".parse().expect("addr");
@@ -211,6 +211,7 @@ async fn exercise(config: Config) {
             before_seq: 0,
             limit: 10,
             user: bob.id,
+            min_message_id: 0,
         })
         .await
         .expect("history")
@@ -235,6 +236,7 @@ async fn exercise(config: Config) {
             after_seq: 0,
             limit: 0,
             user: bob.id,
+            min_message_id: 0,
         })
         .await;
     assert_eq!(
