@@ -184,13 +184,26 @@ impl InProc {
     }
 
     pub async fn client(&self) -> RouterClient {
-        client(
-            self.nodes
-                .values()
-                .map(|n| n.running.grpc_addr.to_string())
-                .collect(),
-        )
-        .await
+        client(self.addrs()).await
+    }
+
+    /// A client for long admin calls (a drain moves many replicas), as
+    /// `confabctl --move-timeout` makes one.
+    pub fn admin_client(&self) -> RouterClient {
+        let long = Duration::from_secs(120);
+        let config = ClientConfig {
+            deadline: long,
+            attempt_timeout: long,
+            ..Default::default()
+        };
+        RouterClient::new(self.addrs(), config).expect("admin client")
+    }
+
+    fn addrs(&self) -> Vec<String> {
+        self.nodes
+            .values()
+            .map(|n| n.running.grpc_addr.to_string())
+            .collect()
     }
 
     /// The node that leads `group`, as the running nodes see it.

@@ -216,7 +216,8 @@ async fn grow_rebalance_drain_and_remove_under_load() {
     // Drain node 2 (never below 3 replicas), then remove it. Leaderships
     // (the meta group's too) may still be moving after the rebalance: the
     // admin calls go through the client, which follows the meta leader.
-    client.drain_node(2).await.expect("drain");
+    let admin = cluster.admin_client();
+    admin.drain_node(2).await.expect("drain");
     let map = client.refresh_map().await.expect("map");
     assert_eq!(held(&map, 2), 0);
     assert!(map.shards.iter().all(|s| s.replicas.len() == 3));
@@ -226,11 +227,11 @@ async fn grow_rebalance_drain_and_remove_under_load() {
         || async { cluster.leader_of(0).is_some_and(|l| l != 2) },
     )
     .await;
-    client.remove_node(2).await.expect("remove");
+    admin.remove_node(2).await.expect("remove");
     let map = client.refresh_map().await.expect("map");
     assert!(map.nodes.iter().all(|n| n.id != 2), "{:?}", map.nodes);
     // A node with replicas cannot be removed.
-    let e = client.remove_node(3).await.expect_err("node 3 holds replicas");
+    let e = admin.remove_node(3).await.expect_err("node 3 holds replicas");
     assert!(
         matches!(e, confab_router_client::Error::InvalidArgument(_)),
         "{e}"
@@ -268,7 +269,7 @@ async fn grow_rebalance_drain_and_remove_under_load() {
         cluster.nodes[&5].running.node.meta_state().is_ok()
     })
     .await;
-    client.rebalance(false).await.expect("rebalance onto node 5");
+    admin.rebalance(false).await.expect("rebalance onto node 5");
     let map = client.refresh_map().await.expect("map");
     for n in [1, 3, 4, 5] {
         assert_eq!(held(&map, n), 3, "node {n} in {map:?}");
