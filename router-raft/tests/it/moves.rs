@@ -175,29 +175,18 @@ async fn grow_rebalance_drain_and_remove_under_load() {
     .await;
     let before_changes = logins.load(Ordering::Relaxed);
 
-    // Grow: node 4 joins, the rebalancer gives it its share.
+    // Grow: node 4 joins, the rebalancer gives it its share. Admin calls
+    // go through a client that follows the meta leader (leaderships move
+    // while the rebalancer works) with a long deadline, as confabctl's.
     cluster.add_node(4, 1).await;
-    let meta_leader = cluster.leader_of(0).expect("meta leader");
-    let mut admin = RouterServiceClient::connect(format!("http://{}", cluster.peers[&meta_leader]))
-        .await
-        .expect("connect");
+    let admin = cluster.admin_client();
     eventually(Duration::from_secs(20), "node 4 has the map", || async {
         cluster.nodes[&4].running.node.meta_state().is_ok()
     })
     .await;
-    let plan = admin
-        .rebalance(pb::RebalanceRequest { dry_run: true })
-        .await
-        .expect("dry run")
-        .into_inner()
-        .moves;
+    let (plan, _) = admin.rebalance(true).await.expect("dry run");
     assert!(!plan.is_empty() && plan.iter().all(|m| m.to == 4), "{plan:?}");
-    let done = admin
-        .rebalance(pb::RebalanceRequest { dry_run: false })
-        .await
-        .expect("rebalance")
-        .into_inner()
-        .moves;
+    let (done, _) = admin.rebalance(false).await.expect("rebalance");
     assert_eq!(done.len(), plan.len());
     let map = client.refresh_map().await.expect("map");
     let held = |map: &pb::ClusterMap, n: u64| map.shards.iter().filter(|s| s.replicas.contains(&n)).count();
@@ -205,18 +194,10 @@ async fn grow_rebalance_drain_and_remove_under_load() {
     for n in 1..=4 {
         assert_eq!(held(&map, n), 3, "node {n} in {map:?}");
     }
-    let again = admin
-        .rebalance(pb::RebalanceRequest { dry_run: true })
-        .await
-        .expect("dry run")
-        .into_inner()
-        .moves;
+    let (again, _) = admin.rebalance(true).await.expect("dry run");
     assert!(again.is_empty(), "balanced: {again:?}");
 
-    // Drain node 2 (never below 3 replicas), then remove it. Leaderships
-    // (the meta group's too) may still be moving after the rebalance: the
-    // admin calls go through the client, which follows the meta leader.
-    let admin = cluster.admin_client();
+    // Drain node 2 (never below 3 replicas), then remove it.
     admin.drain_node(2).await.expect("drain");
     let map = client.refresh_map().await.expect("map");
     assert_eq!(held(&map, 2), 0);
