@@ -1,5 +1,6 @@
 //! Router processes behind proxies: start, SIGKILL, SIGTERM, SIGSTOP and
-//! SIGCONT, restart on the same data dir and addresses.
+//! SIGCONT, restart on the same data dir and addresses; add a node that
+//! joins the running cluster, and retire one the cluster removed.
 //!
 //! Node `id` listens on a real address of its own, and advertises its
 //! proxy's address (`--peers id=PROXY`): the Raft membership and the cluster
@@ -82,11 +83,11 @@ pub struct ClusterSpec {
 }
 
 impl ClusterSpec {
-    /// 3 nodes, 4 shards of 3 replicas, test timings; the router binary from
-    /// [`workspace_bin`].
+    /// 4 nodes, 4 shards of 3 replicas (so every shard has a node to move
+    /// a replica to), test timings; the router binary from [`workspace_bin`].
     pub fn small() -> Result<Self> {
         Ok(ClusterSpec {
-            nodes: 3,
+            nodes: 4,
             shards: 4,
             slots: 256,
             heartbeat_ms: 50,
@@ -132,6 +133,10 @@ pub struct Cluster {
     pids: Pids,
     children: BTreeMap<u64, Child>,
     paused: BTreeSet<u64>,
+    /// The nodes in the cluster: the initial ones, plus added, less retired.
+    members: BTreeSet<u64>,
+    /// Nodes started with `--join` rather than from the bootstrap list.
+    joined: BTreeSet<u64>,
 }
 
 fn free_addr() -> Result<SocketAddr> {
@@ -155,6 +160,7 @@ impl Cluster {
         let mut listen = BTreeMap::new();
         let mut http = BTreeMap::new();
         let mut proxies = BTreeMap::new();
+        let spec_nodes = spec.nodes;
         for id in 1..=spec.nodes {
             let real = free_addr()?;
             listen.insert(id, real);
@@ -174,6 +180,8 @@ impl Cluster {
             pids,
             children: BTreeMap::new(),
             paused: BTreeSet::new(),
+            members: (1..=spec_nodes).collect(),
+            joined: BTreeSet::new(),
         };
         for id in 1..=cluster.spec.nodes {
             cluster.spawn(id)?;
@@ -181,8 +189,38 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The nodes in the cluster now.
     pub fn node_ids(&self) -> Vec<u64> {
-        (1..=self.spec.nodes).collect()
+        self.members.iter().copied().collect()
+    }
+
+    /// Starts node `id` behind a new proxy; it joins the running cluster
+    /// through another member (restarts of it join again, which is a no-op
+    /// for a member).
+    pub async fn add_node(&mut self, id: u64) -> Result<()> {
+        if self.members.contains(&id) {
+            return Ok(());
+        }
+        let real = free_addr()?;
+        self.listen.insert(id, real);
+        self.http.insert(id, free_addr()?);
+        let proxy = Proxy::start(id, real, self.links.clone(), self.pids.clone())
+            .await
+            .map_err(Error::io("starting a proxy"))?;
+        self.proxies.insert(id, proxy);
+        self.members.insert(id);
+        self.joined.insert(id);
+        self.spawn(id)
+    }
+
+    /// Stops node `id` for good: the cluster removed it.
+    pub fn retire(&mut self, id: u64) -> Result<()> {
+        if self.children.contains_key(&id) {
+            let _ = self.signal(id, Signal::SIGCONT);
+            self.kill(id)?;
+        }
+        self.members.remove(&id);
+        Ok(())
     }
 
     pub fn links(&self) -> &Links {
@@ -204,14 +242,19 @@ impl Cluster {
         self.dir.path().to_path_buf()
     }
 
-    /// The advertised (proxy) address of every node: what clients dial.
+    /// The advertised (proxy) address of every member: what clients dial.
     pub fn addrs(&self) -> Vec<String> {
-        self.proxies.values().map(|p| p.addr().to_string()).collect()
+        self.members
+            .iter()
+            .map(|id| self.proxies[id].addr().to_string())
+            .collect()
     }
 
+    /// The bootstrap list: the initial nodes.
     fn peers_flag(&self) -> String {
         self.proxies
             .iter()
+            .filter(|(id, _)| **id <= self.spec.nodes)
             .map(|(id, p)| format!("{id}={}", p.addr()))
             .collect::<Vec<_>>()
             .join(",")
@@ -228,7 +271,8 @@ impl Cluster {
             .append(true)
             .open(&log_path)
             .map_err(Error::io(format!("opening {}", log_path.display())))?;
-        let child = Command::new(&self.spec.binary)
+        let mut command = Command::new(&self.spec.binary);
+        command
             .arg("--config")
             .arg(self.dir.path().join("router.toml"))
             .arg("--id")
@@ -238,10 +282,24 @@ impl Cluster {
             .arg("--http")
             .arg(self.http[&id].to_string())
             .arg("--data-dir")
-            .arg(self.dir.path().join(format!("router-{id}")))
-            .arg("--bootstrap")
-            .arg("--peers")
-            .arg(self.peers_flag())
+            .arg(self.dir.path().join(format!("router-{id}")));
+        if self.joined.contains(&id) {
+            // Advertise the proxy; join through another member's.
+            let seed = self
+                .members
+                .iter()
+                .find(|&&m| m != id)
+                .map(|m| self.proxies[m].addr().to_string())
+                .ok_or(Error::NotRunning(id))?;
+            command
+                .arg("--peers")
+                .arg(format!("{id}={}", self.proxies[&id].addr()))
+                .arg("--join")
+                .arg(seed);
+        } else {
+            command.arg("--bootstrap").arg("--peers").arg(self.peers_flag());
+        }
+        let child = command
             .env("RUST_LOG", &self.spec.log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -376,7 +434,7 @@ impl Cluster {
                                 }
                             }
                         }
-                        if all.len() as u64 != self.spec.nodes {
+                        if all.len() != self.members.len() {
                             problem = Some(format!("{} nodes in the map", all.len()));
                         }
                         let settled = leaders.len() == groups

@@ -6,14 +6,16 @@
 //!   directed link (pass, delay, drop, blackhole); [`origin`] tells which
 //!   router opened a connection;
 //! - [`cluster`]: router processes behind their proxies: start, SIGKILL,
-//!   SIGTERM, SIGSTOP/SIGCONT, restart on the same data dir;
-//! - [`schedule`]: a seeded, reproducible list of faults;
+//!   SIGTERM, SIGSTOP/SIGCONT, restart on the same data dir, add a node that
+//!   joins, retire one the cluster removed;
+//! - [`schedule`]: a seeded, reproducible list of faults and, beside it, of
+//!   membership changes (replica moves, node add, drain and remove);
 //! - [`workload`]: client tasks doing login/logout/lookup, recording into
 //!   the [`history`];
 //! - [`checker`]: per-uid Wing-Gong/Lowe linearizability search against the
 //!   session-set model, and the lost-write check of the final reads;
-//! - [`run`]: one run end to end (cluster, load, faults, heal, final reads,
-//!   check); the `confab-chaos` binary and the tests call it.
+//! - [`run`]: one run end to end (cluster, load, faults and membership
+//!   changes, heal, final reads, check); the `confab-chaos` binary and the tests call it.
 //!
 //! What belongs here: anything that breaks a router cluster on purpose or
 //! judges what its clients observed. What does not: router code (the harness

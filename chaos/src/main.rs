@@ -1,4 +1,6 @@
-//! `confab-chaos`: one chaos run against 3 real router processes.
+//! `confab-chaos`: one chaos run against 4 real router processes (faults,
+//! and replica moves during them; from 120 s on also a node added and one
+//! drained and removed).
 //!
 //! `confab-chaos --secs 300 [--seed N]`; the router binary is taken from
 //! `CONFAB_BIN_DIR` or beside this binary. Exits non-zero when the history
@@ -18,7 +20,7 @@ struct Cli {
     #[arg(long, env = "CONFAB_CHAOS_SECS", default_value_t = 300)]
     secs: u64,
     /// Concurrent client tasks.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 20)]
     workers: u32,
 }
 

@@ -1,12 +1,18 @@
 //! One chaos run: a cluster behind proxies, the workload, the seeded fault
-//! schedule, heal, final quiet reads, and the check.
+//! schedule and beside it the membership changes (replica moves; in long
+//! runs a node added and one drained and removed), heal, final quiet reads,
+//! and the check.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use confab_router_client::ClientConfig;
+use confab_router_client::NodeState;
+use confab_router_client::RouterClient;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -23,6 +29,7 @@ use crate::history::Op;
 use crate::history::Outcome;
 use crate::proxy::LinkMode;
 use crate::proxy::ProxyCounts;
+use crate::schedule::AdminOp;
 use crate::schedule::Cut;
 use crate::schedule::Fault;
 use crate::schedule::Schedule;
@@ -48,11 +55,20 @@ pub struct ChaosOptions {
 }
 
 impl ChaosOptions {
-    /// A run of about `fault_secs` seconds of faults on 3 routers.
+    /// A run of about `fault_secs` seconds of faults on 4 routers, with
+    /// replica moves during the faults; from two minutes on, also a node
+    /// added (and a rebalance) and a node drained and removed.
     pub fn new(seed: u64, fault_secs: u64) -> Result<Self> {
         let cluster = ClusterSpec::small()?;
+        let grow_and_shrink = fault_secs >= 120;
         Ok(ChaosOptions {
-            schedule: Schedule::generate(seed, cluster.nodes, fault_secs),
+            schedule: Schedule::generate_elastic(
+                seed,
+                cluster.nodes,
+                cluster.shards,
+                fault_secs,
+                grow_and_shrink,
+            ),
             cluster,
             workload: WorkloadSpec {
                 seed,
@@ -71,6 +87,26 @@ impl ChaosOptions {
     }
 }
 
+/// A membership change as carried out.
+#[derive(Debug, Clone)]
+pub struct AdminRecord {
+    pub op: AdminOp,
+    /// What it came to (a move names its nodes).
+    pub what: String,
+    /// From the start of the fault phase.
+    pub started: Duration,
+    pub ended: Duration,
+    /// Completed (else given up, with the reason in `what`).
+    pub done: bool,
+}
+
+impl AdminRecord {
+    /// Whether this change ran while a fault of `windows` held.
+    pub fn overlaps(&self, windows: &[(Duration, Duration)]) -> bool {
+        windows.iter().any(|&(a, b)| self.started < b && a < self.ended)
+    }
+}
+
 /// What a run found.
 #[derive(Debug)]
 pub struct ChaosReport {
@@ -78,6 +114,10 @@ pub struct ChaosReport {
     /// One line per fault applied or healed, with its time.
     pub timeline: Vec<String>,
     pub faults_injected: usize,
+    /// When each applied fault held, from the start of the fault phase.
+    pub fault_windows: Vec<(Duration, Duration)>,
+    /// The membership changes, as carried out.
+    pub admin: Vec<AdminRecord>,
     /// SIGTERMs the node did not honour within the grace period (it was
     /// then killed): an operability finding, not a correctness failure.
     pub term_timeouts: usize,
@@ -133,6 +173,21 @@ impl ChaosReport {
             self.check.unknown,
             self.elapsed.as_secs_f64()
         );
+        for a in &self.admin {
+            s += &format!(
+                "  {} {} (t+{:.2} s to t+{:.2} s{}): {}\n",
+                if a.done { "done" } else { "NOT DONE" },
+                a.op.kind(),
+                a.started.as_secs_f64(),
+                a.ended.as_secs_f64(),
+                if a.overlaps(&self.fault_windows) {
+                    ", during a fault"
+                } else {
+                    ""
+                },
+                a.what
+            );
+        }
         if self.term_timeouts > 0 {
             s += &format!(
                 "  {} SIGTERM(s) not honoured within {TERM_GRACE:?} (node killed instead)\n",
@@ -195,7 +250,7 @@ impl ChaosReport {
 pub async fn run(options: ChaosOptions) -> Result<ChaosReport> {
     let started = Instant::now();
     eprint!("{}", options.schedule);
-    let mut cluster = Cluster::start(options.cluster.clone()).await?;
+    let cluster = Cluster::start(options.cluster.clone()).await?;
     cluster.wait_ready(options.ready_within).await?;
     eprintln!(
         "chaos: cluster ready after {:.1} s ({})",
@@ -206,6 +261,13 @@ pub async fn run(options: ChaosOptions) -> Result<ChaosReport> {
     let target = Arc::new(RouterTarget {
         client: cluster.client(options.client.clone())?,
     });
+    // One attempt of a move may wait on a stopped or cut-off node: give up
+    // on it after a while and ask again (every step is safe to repeat).
+    let admin_client = cluster.client(ClientConfig {
+        deadline: Duration::from_secs(12),
+        attempt_timeout: Duration::from_secs(10),
+        ..options.client.clone()
+    })?;
     let history = Arc::new(History::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     let load = tokio::spawn(workload::run(
@@ -216,8 +278,15 @@ pub async fn run(options: ChaosOptions) -> Result<ChaosReport> {
     ));
 
     tokio::time::sleep(options.warmup).await;
-    let mut timeline = Vec::new();
-    let (faults_injected, term_timeouts) = inject(&mut cluster, &options.schedule, &mut timeline).await;
+    let cluster = tokio::sync::Mutex::new(cluster);
+    let timeline = Mutex::new(Vec::new());
+    let phase = Instant::now();
+    let ((faults_injected, term_timeouts, fault_windows), admin) = tokio::join!(
+        inject(&cluster, &options.schedule, &timeline, phase),
+        administer(&cluster, &options.schedule, &admin_client, &timeline, phase),
+    );
+    let mut cluster = cluster.into_inner();
+    let timeline = timeline.into_inner().unwrap_or_else(|e| e.into_inner());
     heal(&mut cluster);
     tokio::time::sleep(options.cooldown).await;
     let _ = stop_tx.send(true);
@@ -255,6 +324,8 @@ pub async fn run(options: ChaosOptions) -> Result<ChaosReport> {
         schedule: options.schedule,
         timeline,
         faults_injected,
+        fault_windows,
+        admin,
         term_timeouts,
         ops: ops.len(),
         mix: op_mix(&ops),
@@ -284,31 +355,41 @@ pub async fn run(options: ChaosOptions) -> Result<ChaosReport> {
 /// How long a node may take to stop after SIGTERM before it is killed.
 const TERM_GRACE: Duration = Duration::from_secs(6);
 
+/// Adds a line to the run's timeline (and prints it).
+fn note(timeline: &Mutex<Vec<String>>, phase: Instant, what: String) {
+    let line = format!("t+{:>6.2} s  {what}", phase.elapsed().as_secs_f64());
+    eprintln!("chaos: {line}");
+    timeline.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+}
+
 /// Applies the schedule's faults at their times; returns how many were
-/// applied and how many SIGTERMs had to be followed by a SIGKILL. A fault
-/// that cannot be applied is noted and skipped.
-async fn inject(cluster: &mut Cluster, schedule: &Schedule, timeline: &mut Vec<String>) -> (usize, usize) {
-    let start = Instant::now();
-    let nodes = cluster.node_ids();
+/// applied, how many SIGTERMs had to be followed by a SIGKILL, and when each
+/// applied fault held. A fault that cannot be applied is noted and skipped.
+async fn inject(
+    cluster: &tokio::sync::Mutex<Cluster>,
+    schedule: &Schedule,
+    timeline: &Mutex<Vec<String>>,
+    start: Instant,
+) -> (usize, usize, Vec<(Duration, Duration)>) {
     let mut applied = 0;
     let mut term_timeouts = 0;
-    let note = |timeline: &mut Vec<String>, what: String| {
-        let line = format!("t+{:>6.2} s  {what}", start.elapsed().as_secs_f64());
-        eprintln!("chaos: {line}");
-        timeline.push(line);
-    };
+    let mut windows = Vec::new();
     for step in &schedule.steps {
         tokio::time::sleep_until(start + step.at).await;
-        note(timeline, format!("apply: {}", step.fault));
+        let from = start.elapsed();
+        note(timeline, start, format!("apply: {}", step.fault));
         let res = match step.fault {
             Fault::Isolate { node, cut, hold_ms } => {
                 let mode = match cut {
                     Cut::Drop => LinkMode::Drop,
                     Cut::Blackhole => LinkMode::Blackhole,
                 };
-                cluster.links().isolate(node, &nodes, mode);
+                {
+                    let c = cluster.lock().await;
+                    c.links().isolate(node, &c.node_ids(), mode);
+                }
                 tokio::time::sleep(Duration::from_millis(hold_ms)).await;
-                cluster.links().heal();
+                cluster.lock().await.links().heal();
                 Ok(())
             }
             Fault::DelayAll {
@@ -316,57 +397,220 @@ async fn inject(cluster: &mut Cluster, schedule: &Schedule, timeline: &mut Vec<S
                 jitter_ms,
                 hold_ms,
             } => {
-                cluster
-                    .links()
-                    .between_nodes(&nodes, LinkMode::Delay { fixed_ms, jitter_ms });
+                {
+                    let c = cluster.lock().await;
+                    c.links()
+                        .between_nodes(&c.node_ids(), LinkMode::Delay { fixed_ms, jitter_ms });
+                }
                 tokio::time::sleep(Duration::from_millis(hold_ms)).await;
-                cluster.links().heal();
+                cluster.lock().await.links().heal();
                 Ok(())
             }
-            Fault::Kill { node, down_ms } => match cluster.kill(node) {
-                Ok(()) => {
-                    tokio::time::sleep(Duration::from_millis(down_ms)).await;
-                    cluster.spawn(node)
-                }
-                Err(e) => Err(e),
-            },
-            Fault::Pause { node, hold_ms } => match cluster.pause(node) {
-                Ok(()) => {
-                    tokio::time::sleep(Duration::from_millis(hold_ms)).await;
-                    cluster.resume(node)
-                }
-                Err(e) => Err(e),
-            },
-            Fault::Terminate { node, down_ms } => match cluster.terminate(node, TERM_GRACE).await {
-                Ok(exited) => {
-                    match exited {
-                        Some(took) => note(
-                            timeline,
-                            format!("node {node} exited {} ms after SIGTERM", took.as_millis()),
-                        ),
-                        None => {
-                            term_timeouts += 1;
-                            note(
-                                timeline,
-                                format!("node {node} still running {TERM_GRACE:?} after SIGTERM: SIGKILL"),
-                            );
-                        }
+            Fault::Kill { node, down_ms } => {
+                let killed = cluster.lock().await.kill(node);
+                match killed {
+                    Ok(()) => {
+                        tokio::time::sleep(Duration::from_millis(down_ms)).await;
+                        cluster.lock().await.spawn(node)
                     }
-                    tokio::time::sleep(Duration::from_millis(down_ms)).await;
-                    cluster.spawn(node)
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            },
+            }
+            Fault::Pause { node, hold_ms } => {
+                let paused = cluster.lock().await.pause(node);
+                match paused {
+                    Ok(()) => {
+                        tokio::time::sleep(Duration::from_millis(hold_ms)).await;
+                        cluster.lock().await.resume(node)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Fault::Terminate { node, down_ms } => {
+                let exited = cluster.lock().await.terminate(node, TERM_GRACE).await;
+                match exited {
+                    Ok(exited) => {
+                        match exited {
+                            Some(took) => note(
+                                timeline,
+                                start,
+                                format!("node {node} exited {} ms after SIGTERM", took.as_millis()),
+                            ),
+                            None => {
+                                term_timeouts += 1;
+                                note(
+                                    timeline,
+                                    start,
+                                    format!(
+                                        "node {node} still running {TERM_GRACE:?} after SIGTERM: SIGKILL"
+                                    ),
+                                );
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(down_ms)).await;
+                        cluster.lock().await.spawn(node)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
         };
         match res {
             Ok(()) => {
                 applied += 1;
-                note(timeline, format!("healed: {}", step.fault.kind()));
+                windows.push((from, start.elapsed()));
+                note(timeline, start, format!("healed: {}", step.fault.kind()));
             }
-            Err(e) => note(timeline, format!("could not apply {}: {e}", step.fault.kind())),
+            Err(e) => note(
+                timeline,
+                start,
+                format!("could not apply {}: {e}", step.fault.kind()),
+            ),
         }
     }
-    (applied, term_timeouts)
+    (applied, term_timeouts, windows)
+}
+
+/// How long one membership change may keep retrying before it is given up.
+const ADMIN_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Carries out the schedule's membership changes at their times, one after
+/// the other, each asked again (they are safe to repeat) until it completes
+/// or [`ADMIN_PATIENCE`] runs out.
+async fn administer(
+    cluster: &tokio::sync::Mutex<Cluster>,
+    schedule: &Schedule,
+    client: &RouterClient,
+    timeline: &Mutex<Vec<String>>,
+    start: Instant,
+) -> Vec<AdminRecord> {
+    let mut records = Vec::new();
+    for step in &schedule.admin {
+        tokio::time::sleep_until(start + step.at).await;
+        let started = start.elapsed();
+        note(timeline, start, format!("begin: {}", step.op));
+        let (done, what) = match step.op {
+            AdminOp::Move { shard, pick } => move_replica(client, shard, pick).await,
+            AdminOp::AddNode { node } => add_node(cluster, client, node).await,
+            AdminOp::DrainRemove { node } => drain_remove(cluster, client, node).await,
+        };
+        note(
+            timeline,
+            start,
+            format!(
+                "{}: {} ({what})",
+                if done { "done" } else { "gave up" },
+                step.op.kind()
+            ),
+        );
+        records.push(AdminRecord {
+            op: step.op,
+            what,
+            started,
+            ended: start.elapsed(),
+            done,
+        });
+    }
+    records
+}
+
+/// Retries `f` until it succeeds or [`ADMIN_PATIENCE`] passes; an invalid
+/// request is not retried. The last error when it gave up.
+async fn patiently<T, F, Fut>(mut f: F) -> std::result::Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, confab_router_client::Error>>,
+{
+    let deadline = Instant::now() + ADMIN_PATIENCE;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e @ confab_router_client::Error::InvalidArgument(_)) => return Err(e.to_string()),
+            Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+}
+
+/// Moves a replica of `shard`: `pick` chooses the replica that leaves (by
+/// node id order) and the up node without one that receives it.
+async fn move_replica(client: &RouterClient, shard: u32, pick: u64) -> (bool, String) {
+    let map = match patiently(|| client.refresh_map()).await {
+        Ok(map) => map,
+        Err(e) => return (false, format!("no map: {e}")),
+    };
+    let Some(desc) = map.shards.iter().find(|s| s.shard_id == shard) else {
+        return (false, format!("shard {shard} is not in the map"));
+    };
+    let mut replicas = desc.replicas.clone();
+    replicas.sort_unstable();
+    let free: Vec<u64> = map
+        .nodes
+        .iter()
+        .filter(|n| n.state == NodeState::Up as i32 && !replicas.contains(&n.id))
+        .map(|n| n.id)
+        .collect();
+    if replicas.is_empty() || free.is_empty() {
+        return (false, format!("shard {shard}: no node to move a replica to"));
+    }
+    let from = replicas[(pick % replicas.len() as u64) as usize];
+    let to = free[(pick / 7 % free.len() as u64) as usize];
+    let what = format!("shard {shard}: node {from} -> node {to}");
+    match patiently(|| client.move_replica(shard, from, to)).await {
+        Ok(_) => (true, what),
+        Err(e) => (false, format!("{what}: {e}")),
+    }
+}
+
+/// Starts node `node`, waits until the map lists it, then rebalances.
+async fn add_node(cluster: &tokio::sync::Mutex<Cluster>, client: &RouterClient, node: u64) -> (bool, String) {
+    if let Err(e) = cluster.lock().await.add_node(node).await {
+        return (false, format!("starting node {node}: {e}"));
+    }
+    let listed = patiently(|| async {
+        let map = client.refresh_map().await?;
+        if map.nodes.iter().any(|n| n.id == node) {
+            Ok(())
+        } else {
+            Err(confab_router_client::Error::InvalidMap(format!(
+                "node {node} not in the map yet"
+            )))
+        }
+    });
+    if let Err(e) = listed.await {
+        return (false, format!("node {node} never joined: {e}"));
+    }
+    match patiently(|| client.rebalance(false)).await {
+        Ok((moves, transfers)) => (
+            true,
+            format!(
+                "node {node} joined; rebalance: {} moves, {transfers} leader transfers",
+                moves.len()
+            ),
+        ),
+        Err(e) => (false, format!("node {node} joined; rebalance: {e}")),
+    }
+}
+
+/// Drains node `node`, removes it, then stops its process.
+async fn drain_remove(
+    cluster: &tokio::sync::Mutex<Cluster>,
+    client: &RouterClient,
+    node: u64,
+) -> (bool, String) {
+    let moves = match patiently(|| client.drain_node(node)).await {
+        Ok(moves) => moves.len(),
+        Err(e) => return (false, format!("drain of node {node}: {e}")),
+    };
+    if let Err(e) = patiently(|| client.remove_node(node)).await {
+        return (false, format!("node {node} drained ({moves} moves); remove: {e}"));
+    }
+    match cluster.lock().await.retire(node) {
+        Ok(()) => (
+            true,
+            format!("node {node} drained ({moves} moves), removed, stopped"),
+        ),
+        Err(e) => (false, format!("node {node} removed; stopping it: {e}")),
+    }
 }
 
 /// Every link passes, every node runs.

@@ -99,7 +99,7 @@ impl Default for WorkloadSpec {
     fn default() -> Self {
         WorkloadSpec {
             seed: 1,
-            workers: 12,
+            workers: 20,
             active_uids: 48,
             ops_per_uid: 16,
             first_uid: 1_000,

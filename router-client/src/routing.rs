@@ -163,11 +163,19 @@ impl Routing {
                 for desc in current {
                     if desc.leader != 0 {
                         self.leaders.insert(desc.shard_id, desc.leader);
+                    } else if self
+                        .leader(desc.shard_id)
+                        .is_some_and(|l| !desc.replicas.contains(&l))
+                    {
+                        // The cached leader's replica moved away.
+                        self.leaders.remove(&desc.shard_id);
                     }
                 }
                 self.shards.update(current.iter().cloned());
             }
-            Failure::Transient { .. } if self.leader(group) == Some(node) => {
+            // The node holds no replica (any more): do not ask it again
+            // as the leader; the map refresh that follows names the replicas.
+            Failure::Transient { .. } | Failure::ShardNotFound { .. } if self.leader(group) == Some(node) => {
                 self.leaders.remove(&group);
             }
             Failure::Moved {
@@ -221,6 +229,28 @@ mod tests {
     }
 
     #[test]
+    fn a_redirect_to_new_replicas_forgets_the_old_leader() {
+        let mut r = Routing::default();
+        r.install(sample()).expect("install");
+        assert_eq!(r.target(1, 0).map(|t| t.0), Some(2));
+        // Shard 1 moved from node 2 to node 4; the answer names no leader.
+        let mut moved = sample().shards[0].clone();
+        moved.replicas = vec![1, 4, 3];
+        moved.epoch = Some(ShardEpoch {
+            conf_ver: 2,
+            version: 1,
+        });
+        moved.leader = 0;
+        r.apply(1, 2, &Failure::EpochNotMatch { current: vec![moved] });
+        assert_eq!(r.leader(1), None);
+        assert_ne!(
+            r.target(1, 0).map(|t| t.0),
+            Some(2),
+            "node 2 holds no replica any more"
+        );
+    }
+
+    #[test]
     fn failures_update_leaders() {
         let mut r = Routing::default();
         r.install(sample()).expect("install");
@@ -235,6 +265,10 @@ mod tests {
             message: String::new(),
         };
         r.apply(1, 3, &down);
+        assert_eq!(r.leader(1), None);
+        // A node that no longer holds the shard is not asked again as its leader.
+        r.apply(1, 2, &hint);
+        r.apply(1, 3, &Failure::ShardNotFound { shard_id: 1 });
         assert_eq!(r.leader(1), None);
         assert_eq!(r.target(1, 1).map(|t| t.0), Some(2));
         // A re-installed map keeps a learned leader only if the map knows none.

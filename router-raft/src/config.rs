@@ -39,6 +39,11 @@ pub struct RouterConfig {
     /// On SIGTERM, how long to wait for this node's leaderships to move to
     /// other voters before stopping anyway, in milliseconds.
     pub handoff_ms: u64,
+    /// How long a node that gave a shard replica away keeps a tombstone
+    /// naming the shard's new replicas, in milliseconds: while it lasts,
+    /// callers with an old map are redirected in one round trip; after it,
+    /// they get `ShardNotFound` and re-read the map. 0 keeps none.
+    pub tombstone_ms: u64,
     pub read: ReadMode,
     pub cluster: ClusterConfig,
     pub raft: RaftConfig,
@@ -103,6 +108,7 @@ impl Default for RouterConfig {
             join: None,
             lease_ms: 5000,
             handoff_ms: 3000,
+            tombstone_ms: 600_000,
             read: ReadMode::Lease,
             cluster: ClusterConfig::default(),
             raft: RaftConfig::default(),
@@ -171,6 +177,10 @@ impl RouterConfig {
 
     pub fn handoff_budget(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.handoff_ms)
+    }
+
+    pub fn tombstone_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.tombstone_ms)
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {

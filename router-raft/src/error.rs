@@ -21,6 +21,13 @@ pub enum RouterError {
     },
     #[error("shard epoch does not match ({} current descriptors attached)", current.len())]
     EpochNotMatch { current: Vec<pb::ShardDescriptor> },
+    /// This node gave its replica of `shard` away; `current` is where the
+    /// shard went. On the wire an `EpochNotMatch`.
+    #[error("shard {shard} moved away from this node")]
+    Tombstone {
+        shard: u32,
+        current: Vec<pb::ShardDescriptor>,
+    },
     #[error("shard {0} not found")]
     ShardNotFound(u32),
     #[error("invalid argument: {0}")]
@@ -39,11 +46,24 @@ impl RouterError {
         match self {
             RouterError::NotLeader { .. } => "not_leader",
             RouterError::EpochNotMatch { .. } => "epoch_not_match",
+            RouterError::Tombstone { .. } => "tombstone",
             RouterError::ShardNotFound(_) => "shard_not_found",
             RouterError::InvalidArgument(_) => "invalid_argument",
             RouterError::UnknownGateway { .. } => "unknown_gateway",
             RouterError::NotReady(_) => "not_ready",
             RouterError::Internal(_) => "internal",
+        }
+    }
+
+    /// The redirect this error is, by kind (`not_leader`, `epoch_not_match`,
+    /// `tombstone`, `shard_not_found`); `None` when it is not a redirect.
+    pub fn redirect_kind(&self) -> Option<&'static str> {
+        match self {
+            RouterError::NotLeader { .. }
+            | RouterError::EpochNotMatch { .. }
+            | RouterError::Tombstone { .. }
+            | RouterError::ShardNotFound(_) => Some(self.kind()),
+            _ => None,
         }
     }
 
@@ -60,9 +80,11 @@ impl RouterError {
                 leader_id: leader_id.unwrap_or(0),
                 leader_addr: leader_addr.clone(),
             }),
-            RouterError::EpochNotMatch { current } => Kind::EpochNotMatch(pb::EpochNotMatch {
-                current: current.clone(),
-            }),
+            RouterError::EpochNotMatch { current } | RouterError::Tombstone { current, .. } => {
+                Kind::EpochNotMatch(pb::EpochNotMatch {
+                    current: current.clone(),
+                })
+            }
             RouterError::ShardNotFound(id) => Kind::ShardNotFound(pb::ShardNotFound { shard_id: *id }),
             _ => return None,
         };
@@ -119,6 +141,39 @@ mod tests {
         let status: Status = RouterError::ShardNotFound(99).into();
         assert_eq!(status.code(), Code::NotFound);
         assert!(pb::RouteError::decode(status.details()).is_ok());
+        // A tombstone redirects like a stale epoch, with where the shard went.
+        let moved = pb::ShardDescriptor {
+            shard_id: 4,
+            replicas: vec![2, 3, 5],
+            ..Default::default()
+        };
+        let status: Status = RouterError::Tombstone {
+            shard: 4,
+            current: vec![moved.clone()],
+        }
+        .into();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        match pb::RouteError::decode(status.details()).expect("details").kind {
+            Some(pb::route_error::Kind::EpochNotMatch(e)) => assert_eq!(e.current, vec![moved]),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn redirects_are_told_apart_from_failures() {
+        assert_eq!(
+            RouterError::Tombstone {
+                shard: 1,
+                current: vec![]
+            }
+            .redirect_kind(),
+            Some("tombstone")
+        );
+        assert_eq!(
+            RouterError::ShardNotFound(1).redirect_kind(),
+            Some("shard_not_found")
+        );
+        assert_eq!(RouterError::NotReady("x".into()).redirect_kind(), None);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`node`]: the groups a node hosts; bootstrap, join, propose, read.
 //! - [`service`]: the RouterService gRPC API; [`error`] maps errors to it.
 //! - [`lease`]: gateway leases and the purge of a dead gateway's sessions.
+//! - [`moves`], [`rebalance`]: replica moves, rebalance, drain, remove,
+//!   leader balancing; [`tombstone`]: where given-away replicas went.
 //! - [`http`], [`metrics`], [`status`]: observability.
 //!
 //! What does not belong here: the client side (routing, retries, the shard
@@ -30,6 +32,7 @@ pub mod service;
 pub mod sm;
 pub mod status;
 pub mod store;
+pub mod tombstone;
 pub mod types;
 pub mod wire;
 pub mod write_batch;

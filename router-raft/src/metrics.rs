@@ -140,6 +140,73 @@ pub static RPC_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["method", "kind"],
     )
 });
+/// Requests answered with a redirect instead of a result, by kind:
+/// `not_leader`, `epoch_not_match`, `tombstone` (a replica this node gave
+/// away), `shard_not_found`.
+pub static REDIRECTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_router_redirects_total",
+        "Requests answered with a routing redirect, by kind",
+        &["kind"],
+    )
+});
+
+/// Counts a failed call (or batch item, or lookup part) of `method`: its
+/// error kind, and the redirect it is, if any.
+pub fn count_error(method: &str, e: &crate::error::RouterError) {
+    RPC_ERRORS.with_label_values(&[method, e.kind()]).inc();
+    if let Some(kind) = e.redirect_kind() {
+        REDIRECTS.with_label_values(&[kind]).inc();
+    }
+}
+
+fn snapshot_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets")
+}
+
+/// Full snapshots this node sent to a lagging replica or a new learner.
+pub static SNAPSHOTS_SENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_router_snapshots_sent_total",
+        "Full snapshots sent to other replicas, by outcome",
+        &["outcome"],
+    )
+});
+pub static SNAPSHOT_SENT_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "confab_router_snapshot_sent_bytes_total",
+        "Bytes of snapshot data sent",
+    )
+});
+pub static SNAPSHOT_SEND_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    histogram(
+        "confab_router_snapshot_send_seconds",
+        "Time to send a snapshot until the receiver installed it",
+        snapshot_buckets(),
+    )
+});
+/// Full snapshots this node received (and installed, when `ok`).
+pub static SNAPSHOTS_RECEIVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_router_snapshots_received_total",
+        "Full snapshots received from a leader, by outcome",
+        &["outcome"],
+    )
+});
+pub static SNAPSHOT_RECEIVED_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "confab_router_snapshot_received_bytes_total",
+        "Bytes of snapshot data received",
+    )
+});
+pub static SNAPSHOT_RECEIVE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    histogram(
+        "confab_router_snapshot_receive_seconds",
+        "Time to install a received snapshot",
+        snapshot_buckets(),
+    )
+});
+
 pub static RAFT_RPC_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "confab_router_raft_rpc_total",

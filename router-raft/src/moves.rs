@@ -9,9 +9,10 @@
 //!    `conf_ver`, so clients with the old epoch get `EpochNotMatch` with the
 //!    new descriptors;
 //! 4. the node that gave the replica away stops it and deletes its data
-//!    (`DropReplica`), refusing while the map still lists it there. It still
-//!    hosts the meta group, so it keeps redirecting callers to the shard's
-//!    new replicas.
+//!    (`DropReplica`), refusing while the map still lists it there. It keeps
+//!    a tombstone with the shard's new record for `tombstone_ms`
+//!    (`tombstone.rs`), so it redirects callers with an old map to the new
+//!    replicas, even after it left the cluster.
 //!
 //! The replica count never drops below the replication factor: the new
 //! replica is a caught-up voter before the old one leaves.
@@ -103,28 +104,70 @@ pub async fn move_replica(node: &Arc<Node>, shard_id: u32, from: NodeId, to: Nod
         crate::metrics::MOVES_IN_PROGRESS.dec();
         res?;
     }
-    // Last step, also when an earlier call stopped before it. The old node
-    // refuses while its copy of the map still lists it: retry until its
-    // meta replica caught up (normally milliseconds).
-    if let Some(addr) = from_addr {
-        let mut stub = stub(&addr)?;
-        for attempt in 0..50 {
-            match stub.drop_replica(pb::DropReplicaRequest { shard_id }).await {
-                Ok(_) => break,
-                Err(status) if status.code() == tonic::Code::InvalidArgument && attempt < 49 => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(status) => {
-                    // The replica is out of the group already; asking for
-                    // the move again drops it.
-                    tracing::warn!(shard_id, from, %status, "dropping the old replica");
-                    break;
-                }
-            }
-        }
+    // Last step, also when an earlier call stopped before it.
+    if let Some(addr) = from_addr
+        && let Err(status) = drop_old_replica(&addr, shard_id).await
+    {
+        // The replica is out of the group already, but its node is down or
+        // cut off: keep asking in the background, so that once it is back
+        // it does not keep a stray copy (asking for the move again drops it
+        // too).
+        tracing::warn!(shard_id, from, %status, "dropping the old replica; retrying in the background");
+        tokio::spawn(drop_later(node.clone(), shard_id, from, addr));
     }
     node.with_meta(|meta| meta.shards.get(&shard_id).cloned())?
         .ok_or(RouterError::ShardNotFound(shard_id))
+}
+
+/// Asks the node at `addr` to drop its replica of `shard_id`. It refuses
+/// while its copy of the map still lists it there: retried until its meta
+/// replica caught up (normally milliseconds).
+async fn drop_old_replica(addr: &str, shard_id: u32) -> std::result::Result<(), tonic::Status> {
+    let mut stub = stub(addr).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+    let mut attempt = 0;
+    loop {
+        match stub.drop_replica(pb::DropReplicaRequest { shard_id }).await {
+            Ok(_) => return Ok(()),
+            Err(status) if status.code() == tonic::Code::InvalidArgument && attempt < 49 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => return Err(status),
+        }
+    }
+}
+
+/// How long the meta leader keeps asking a node that was unreachable to
+/// drop a replica it gave away.
+const DROP_RETRY_FOR: Duration = Duration::from_secs(600);
+
+/// Keeps asking `from` to drop its replica of `shard_id` (with backoff)
+/// until it did, the map lists `from` for the shard again, or
+/// [`DROP_RETRY_FOR`] passed.
+async fn drop_later(node: Arc<Node>, shard_id: u32, from: NodeId, addr: String) {
+    let deadline = tokio::time::Instant::now() + DROP_RETRY_FOR;
+    let mut delay = Duration::from_millis(500);
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+        let listed = node.with_meta(|meta| {
+            meta.shards
+                .get(&shard_id)
+                .is_none_or(|s| s.replicas.contains(&from))
+        });
+        if listed.unwrap_or(true) {
+            return;
+        }
+        if drop_old_replica(&addr, shard_id).await.is_ok() {
+            tracing::info!(shard_id, from, "old replica dropped");
+            return;
+        }
+    }
+    tracing::warn!(
+        shard_id,
+        from,
+        "gave up dropping the old replica; moving the shard again drops it"
+    );
 }
 
 async fn run_steps(
@@ -263,6 +306,10 @@ pub async fn change_replicas(node: &Arc<Node>, r: pb::ChangeReplicasRequest) -> 
             .map_err(|e| fail(e.to_string()))?;
         crate::metrics::LEARNER_CATCH_UP_SECONDS.observe(started.elapsed().as_secs_f64());
     }
+    if voters != current && r.remove == node.id && hand_off_before_leaving(node, &group, &voters).await {
+        // The caller retries at the new leader, which makes the change.
+        return Err(node.not_leader_of(&group));
+    }
     if voters != current {
         group
             .raft
@@ -273,16 +320,64 @@ pub async fn change_replicas(node: &Arc<Node>, r: pb::ChangeReplicasRequest) -> 
     Ok(membership().voter_ids().collect())
 }
 
+/// A leader about to remove itself from the voters first hands its
+/// leadership to the most caught-up voter that stays: removed, it would stop
+/// leading with nobody elected until an election timeout, and every caller
+/// would wait. True when another node leads now.
+async fn hand_off_before_leaving(
+    node: &Arc<Node>,
+    group: &crate::node::Group,
+    stay: &BTreeSet<NodeId>,
+) -> bool {
+    let m = group.raft.metrics().borrow_watched().clone();
+    let matched = |id: &NodeId| {
+        m.replication
+            .as_ref()
+            .and_then(|r| r.get(id).cloned().flatten())
+            .map_or(0, |l| l.index())
+    };
+    let current: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+    let Some(target) = stay
+        .iter()
+        .copied()
+        .filter(|id| *id != node.id && current.contains(id))
+        .max_by_key(matched)
+    else {
+        return false;
+    };
+    if let Err(error) = group.raft.trigger().transfer_leader(target).await {
+        tracing::warn!(group = group.id, target, %error, "leader hand-off before leaving");
+        return false;
+    }
+    let deadline = tokio::time::Instant::now() + HAND_OFF_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if group.leader().is_some_and(|l| l != node.id) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::warn!(
+        group = group.id,
+        target,
+        "leader hand-off before leaving took too long"
+    );
+    false
+}
+
+/// How long a leader leaving a group waits for its hand-off to take.
+const HAND_OFF_WAIT: Duration = Duration::from_secs(3);
+
 /// Last step, on the node that gave the replica away.
+/// The node keeps a tombstone with the shard's record after the move.
 pub async fn drop_replica(node: &Arc<Node>, shard_id: u32) -> Result<bool> {
-    let listed = node.with_meta(|meta| meta.shards.get(&shard_id).map(|s| s.replicas.contains(&node.id)))?;
-    match listed {
+    let record = node.with_meta(|meta| meta.shards.get(&shard_id).cloned())?;
+    match record {
         None => Err(RouterError::ShardNotFound(shard_id)),
-        Some(true) => Err(RouterError::InvalidArgument(format!(
+        Some(r) if r.replicas.contains(&node.id) => Err(RouterError::InvalidArgument(format!(
             "the map still lists node {} as a replica of shard {shard_id}",
             node.id
         ))),
-        Some(false) => node.drop_group(shard_id).await,
+        Some(r) => node.drop_group(shard_id, Some(r)).await,
     }
 }
 
@@ -309,72 +404,140 @@ pub async fn rebalance(node: &Arc<Node>, dry_run: bool) -> Result<(Vec<PlannedMo
     Ok((done, transfers))
 }
 
-/// Moves leaderships so that no up node leads more than its share
-/// (rounded up) of the shards, asking each node which groups it leads.
+/// Moves leaderships off nodes that are not up, then until the up nodes'
+/// leader counts differ by at most one (`rebalance::plan_leaders`).
+///
+/// Leadership is read from the nodes themselves (each group's self-declared
+/// leader with the highest term, and its voters), after waiting for groups
+/// that are electing one, e.g. right after a move. A transfer is only asked
+/// for (openraft's `transfer_leader` returns at once), so each one is
+/// awaited until the target leads; one that does not take ends the round,
+/// and the next round plans again from fresh status.
 pub async fn balance_leaders(node: &Arc<Node>) -> Result<u32> {
-    let (up, shards) = node.with_meta(|meta| {
-        let up: Vec<(NodeId, String)> = meta
-            .nodes
-            .values()
-            .filter(|n| n.state == NodeRecordState::Up)
-            .map(|n| (n.id, n.addr.clone()))
-            .collect();
-        (up, meta.shards.clone())
-    })?;
-    if up.is_empty() {
-        return Ok(0);
-    }
-    let mut leader_of: std::collections::BTreeMap<u32, NodeId> = std::collections::BTreeMap::new();
-    for (id, addr) in &up {
-        let Ok(status) = stub(addr)?.node_status(pb::NodeStatusRequest {}).await else {
-            continue;
-        };
-        for g in status.into_inner().groups {
-            if g.group_id != crate::types::META_GROUP && g.leader == *id {
-                leader_of.insert(g.group_id, *id);
-            }
-        }
-    }
-    let share = shards.len().div_ceil(up.len());
-    let mut count: std::collections::BTreeMap<NodeId, usize> = up.iter().map(|(id, _)| (*id, 0)).collect();
-    for leader in leader_of.values() {
-        *count.entry(*leader).or_default() += 1;
-    }
+    let deadline = tokio::time::Instant::now() + LEADER_BALANCE_BUDGET;
     let mut transfers = 0;
-    for (shard_id, leader) in leader_of.clone() {
-        let leads_too_many = count.get(&leader).is_none_or(|&c| c > share);
-        if !leads_too_many {
-            continue;
+    for _round in 0..LEADER_BALANCE_ROUNDS {
+        let (groups, up) = leader_view(node, deadline).await?;
+        let plan = crate::rebalance::plan_leaders(&groups, &up);
+        if plan.is_empty() {
+            break;
         }
-        let Some(rec) = shards.get(&shard_id) else {
-            continue;
-        };
-        let Some(to) = rec
-            .replicas
-            .iter()
-            .copied()
-            .filter(|r| count.get(r).is_some_and(|&c| c < share))
-            .min_by_key(|r| count[r])
-        else {
-            continue;
-        };
-        let addr = node.node_addr(leader);
-        let asked = stub(&addr)?
-            .transfer_leader(pb::TransferLeaderRequest {
-                group_id: shard_id,
-                to,
-            })
-            .await;
-        match asked {
-            Ok(_) => {
-                *count.entry(leader).or_default() -= 1;
-                *count.entry(to).or_default() += 1;
-                transfers += 1;
+        for t in plan {
+            if !transfer_and_wait(node, t, deadline).await? {
+                break;
             }
-            Err(status) => tracing::warn!(shard_id, leader, to, %status, "leader transfer for balance"),
+            transfers += 1;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
         }
     }
     Ok(transfers)
+}
+
+/// How long leader balancing may take in all, and how many times it re-plans.
+const LEADER_BALANCE_BUDGET: Duration = Duration::from_secs(30);
+const LEADER_BALANCE_ROUNDS: usize = 6;
+/// How long one leader transfer may take to show.
+const TRANSFER_WAIT: Duration = Duration::from_secs(3);
+
+/// Leader groups: shard -> (leader, voters) from the nodes' own status, and
+/// the up nodes. Waits (until `deadline`) while a shard has no leader; past
+/// it, such shards are left out.
+async fn leader_view(
+    node: &Arc<Node>,
+    deadline: tokio::time::Instant,
+) -> Result<(
+    std::collections::BTreeMap<u32, (NodeId, Vec<NodeId>)>,
+    Vec<NodeId>,
+)> {
+    use std::collections::BTreeMap;
+    loop {
+        let (nodes, up, shards) = node.with_meta(|meta| {
+            let nodes: Vec<(NodeId, String)> = meta.nodes.values().map(|n| (n.id, n.addr.clone())).collect();
+            let up: Vec<NodeId> = meta
+                .nodes
+                .values()
+                .filter(|n| n.state == NodeRecordState::Up)
+                .map(|n| n.id)
+                .collect();
+            (nodes, up, meta.shards.keys().copied().collect::<Vec<u32>>())
+        })?;
+        let asked = nodes.iter().map(|(id, addr)| async move {
+            let status = match stub(addr) {
+                Ok(mut s) => {
+                    tokio::time::timeout(Duration::from_secs(2), s.node_status(pb::NodeStatusRequest {}))
+                        .await
+                        .ok()
+                        .and_then(|r| r.ok())
+                        .map(tonic::Response::into_inner)
+                }
+                Err(_) => None,
+            };
+            (*id, status)
+        });
+        // shard -> (term, leader, voters)
+        let mut led: BTreeMap<u32, (u64, NodeId, Vec<NodeId>)> = BTreeMap::new();
+        for (id, status) in futures::future::join_all(asked).await {
+            let Some(status) = status else { continue };
+            for g in status.groups {
+                let leads = g.group_id != crate::types::META_GROUP && g.leader == id && g.role == "Leader";
+                if leads && led.get(&g.group_id).is_none_or(|(term, ..)| g.term > *term) {
+                    led.insert(g.group_id, (g.term, id, g.voters));
+                }
+            }
+        }
+        let complete = shards.iter().all(|s| led.contains_key(s));
+        if complete || tokio::time::Instant::now() >= deadline {
+            let groups = led
+                .into_iter()
+                .map(|(shard, (_, leader, voters))| (shard, (leader, voters)))
+                .collect();
+            return Ok((groups, up));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asks `t.from` to hand `t.shard_id` to `t.to` and waits until `t.to`
+/// leads it; false when it did not (in time).
+async fn transfer_and_wait(
+    node: &Arc<Node>,
+    t: crate::rebalance::LeaderTransfer,
+    deadline: tokio::time::Instant,
+) -> Result<bool> {
+    let asked = stub(&node.node_addr(t.from))?
+        .transfer_leader(pb::TransferLeaderRequest {
+            group_id: t.shard_id,
+            to: t.to,
+        })
+        .await;
+    if let Err(status) = asked {
+        tracing::warn!(shard_id = t.shard_id, from = t.from, to = t.to, %status, "leader transfer for balance");
+        return Ok(false);
+    }
+    let until = deadline.min(tokio::time::Instant::now() + TRANSFER_WAIT);
+    let mut target = stub(&node.node_addr(t.to))?;
+    while tokio::time::Instant::now() < until {
+        if let Ok(status) = target.node_status(pb::NodeStatusRequest {}).await {
+            let leads = status
+                .into_inner()
+                .groups
+                .iter()
+                .any(|g| g.group_id == t.shard_id && g.leader == t.to && g.role == "Leader");
+            if leads {
+                return Ok(true);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::warn!(
+        shard_id = t.shard_id,
+        from = t.from,
+        to = t.to,
+        "leader transfer did not take"
+    );
+    Ok(false)
 }
 
 /// Marks `id` draining and moves every replica and leadership off it.

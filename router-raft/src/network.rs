@@ -234,11 +234,19 @@ impl GroupRouter<TypeConfig, GroupId> for Peers {
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let req = (vote, snapshot.meta, snapshot.snapshot.into_inner());
+        let bytes = req.2.len() as u64;
         // A snapshot can be large: give it the hard TTL at least, and a floor.
         let ttl = option.hard_ttl().max(Duration::from_secs(30));
-        self.call(RaftRpc::Snapshot, target, group, &req, ttl)
-            .await
-            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))
+        let started = std::time::Instant::now();
+        let res = self.call(RaftRpc::Snapshot, target, group, &req, ttl).await;
+        let outcome = if res.is_ok() { "ok" } else { "error" };
+        metrics::SNAPSHOTS_SENT.with_label_values(&[outcome]).inc();
+        if res.is_ok() {
+            metrics::SNAPSHOT_SENT_BYTES.inc_by(bytes);
+            metrics::SNAPSHOT_SEND_SECONDS.observe(started.elapsed().as_secs_f64());
+            tracing::info!(group, target, bytes, "snapshot sent");
+        }
+        res.map_err(|e| StreamingError::Network(NetworkError::new(&e)))
     }
 
     async fn transfer_leader(

@@ -26,11 +26,13 @@ use crate::sm::meta::MetaCommand;
 use crate::sm::meta::MetaState;
 use crate::sm::meta::NodeRecord;
 use crate::sm::meta::NodeRecordState;
+use crate::sm::meta::ShardRecord;
 use crate::sm::meta::initial_shards;
 use crate::sm::shard::ShardCommand;
 use crate::sm::shard::ShardReply;
 use crate::store::LogStore;
 use crate::store::NodeDb;
+use crate::tombstone::Tombstones;
 use crate::types::Command;
 use crate::types::ForwardToLeader;
 use crate::types::GroupId;
@@ -75,6 +77,8 @@ pub struct Node {
     creating: tokio::sync::Mutex<()>,
     /// The data dir held no group when the node opened (a new or wiped node).
     pub fresh: bool,
+    /// Where the shard replicas this node gave away went.
+    pub tombstones: Tombstones,
 }
 
 impl Node {
@@ -84,6 +88,7 @@ impl Node {
         let db = NodeDb::open(&config.data_dir.join("raft"))?;
         let raft_config = Arc::new(config.raft.to_openraft()?);
         let hosted = db.hosted_groups()?;
+        let tombstones = Tombstones::open(db.clone(), config.tombstone_ttl())?;
         let node = Arc::new(Node {
             id: config.id,
             addr,
@@ -95,6 +100,7 @@ impl Node {
             groups: RwLock::new(HashMap::new()),
             creating: tokio::sync::Mutex::new(()),
             fresh: hosted.is_empty(),
+            tombstones,
         });
         node.peers.set_addr(node.id, &node.addr);
         for group in hosted {
@@ -110,6 +116,8 @@ impl Node {
             return Ok(g);
         }
         self.db.set_hosted(group).await?;
+        // A replica of a shard this node once gave away is back.
+        self.tombstones.clear(group);
         let log = LogStore::new(self.db.clone(), group);
         let sm = StateMachine::new(group, Some(self.db.clone()));
         let network = NetworkFactory::new(self.peers.clone(), group);
@@ -418,9 +426,18 @@ impl Node {
     }
 
     /// Stops this node's replica of `group` and deletes its data; false
-    /// when it hosted none.
-    pub async fn drop_group(&self, group: GroupId) -> Result<bool> {
+    /// when it hosted none. `moved_to`, the shard's record after the move,
+    /// is kept as a tombstone (recorded first, so no caller falls between
+    /// the replica and its tombstone).
+    pub async fn drop_group(&self, group: GroupId, moved_to: Option<ShardRecord>) -> Result<bool> {
         let _creating = self.creating.lock().await;
+        if let Some(record) = moved_to
+            && self.group(group).is_some()
+        {
+            self.tombstones.record(record).map_err(|e| {
+                RouterError::Internal(format!("recording the tombstone of group {group}: {e}"))
+            })?;
+        }
         let Some(g) = self
             .groups
             .write()

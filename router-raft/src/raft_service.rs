@@ -12,6 +12,7 @@ use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
+use crate::metrics;
 use crate::node::Group;
 use crate::node::Node;
 use crate::types::Snapshot;
@@ -68,11 +69,20 @@ impl RaftService for RaftRpcServer {
         req: Request<pb::RaftRequest>,
     ) -> Result<Response<pb::RaftReply>, Status> {
         let (g, (vote, meta, data)): (_, (Vote, SnapshotMeta, Vec<u8>)) = self.open(req)?;
+        let bytes = data.len() as u64;
         let snapshot = Snapshot {
             meta,
             snapshot: Cursor::new(data),
         };
-        reply(g.raft.install_full_snapshot(vote, snapshot).await)
+        let started = std::time::Instant::now();
+        let res = g.raft.install_full_snapshot(vote, snapshot).await;
+        let outcome = if res.is_ok() { "ok" } else { "error" };
+        metrics::SNAPSHOTS_RECEIVED.with_label_values(&[outcome]).inc();
+        if res.is_ok() {
+            metrics::SNAPSHOT_RECEIVED_BYTES.inc_by(bytes);
+            metrics::SNAPSHOT_RECEIVE_SECONDS.observe(started.elapsed().as_secs_f64());
+        }
+        reply(res)
     }
 
     async fn transfer_leader(

@@ -52,8 +52,14 @@ impl RouterRpcServer {
     }
 
     /// Checks that `uids` belong to `shard_id` at `epoch`, and returns the
-    /// local replica of the shard.
+    /// local replica of the shard. A shard this node does not host is
+    /// answered from its tombstone while that lasts (where the shard went),
+    /// else `ShardNotFound`, unless the map lists this node as a replica
+    /// that has not started yet (then a replica that may lead).
     fn route(&self, shard_id: u32, epoch: Option<pb::ShardEpoch>, uids: &[u64]) -> Result<Group> {
+        let Some(group) = self.node.group(shard_id) else {
+            return Err(self.not_here(shard_id));
+        };
         self.node.with_meta(|meta| {
             let Some(shard) = meta.shards.get(&shard_id) else {
                 return Err(RouterError::ShardNotFound(shard_id));
@@ -67,10 +73,44 @@ impl RouterRpcServer {
                     current: self.descriptors(meta),
                 });
             }
-            self.node
-                .group(shard_id)
-                .ok_or_else(|| self.not_hosted(shard, meta))
+            Ok(group)
         })?
+    }
+
+    /// The answer for a shard this node hosts no replica of.
+    fn not_here(&self, shard_id: u32) -> RouterError {
+        if let Some(gone) = self.node.tombstones.get(shard_id) {
+            // This node's map may know of a later change than the tombstone
+            // (it stops following once the node left the meta group).
+            let current = self
+                .node
+                .with_meta(|meta| {
+                    meta.shards
+                        .get(&shard_id)
+                        .filter(|s| {
+                            s.epoch.conf_ver >= gone.epoch.conf_ver && s.epoch.version >= gone.epoch.version
+                        })
+                        .cloned()
+                })
+                .ok()
+                .flatten()
+                .unwrap_or(gone);
+            return RouterError::Tombstone {
+                shard: shard_id,
+                current: vec![wire::shard_to_pb(&current, 0)],
+            };
+        }
+        let listed = self.node.with_meta(|meta| {
+            meta.shards
+                .get(&shard_id)
+                .filter(|s| s.replicas.contains(&self.node.id))
+                .map(|s| self.not_hosted(s, meta))
+        });
+        match listed {
+            Ok(Some(e)) => e,
+            Ok(None) => RouterError::ShardNotFound(shard_id),
+            Err(e) => e,
+        }
     }
 
     /// This node holds no replica: point at a replica that may lead.
@@ -119,7 +159,7 @@ impl RouterRpcServer {
                 error: None,
             },
             Err(e) => {
-                metrics::RPC_ERRORS.with_label_values(&["lookup", e.kind()]).inc();
+                metrics::count_error("lookup", &e);
                 pb::ShardLookupResult {
                     shard_id,
                     users: Vec::new(),
@@ -269,7 +309,7 @@ fn finish<T>(method: &'static str, res: Result<T>) -> Result<Response<T>, Status
 fn counted<T>(method: &'static str, res: Result<T>) -> Result<T> {
     metrics::RPC_TOTAL.with_label_values(&[method]).inc();
     if let Err(e) = &res {
-        metrics::RPC_ERRORS.with_label_values(&[method, e.kind()]).inc();
+        metrics::count_error(method, e);
     }
     res
 }

@@ -1,5 +1,6 @@
-//! The chaos run against 3 real router processes behind proxies: a seeded
-//! short schedule for CI, a long one for `make chaos`.
+//! The chaos run against 4 real router processes behind proxies: a seeded
+//! short schedule for CI (faults, and replica moves during them), a long one
+//! for `make chaos` (also a node added and one drained and removed).
 //!
 //! `CONFAB_CHAOS_SEED` and `CONFAB_CHAOS_SECS` override the seed and the
 //! length; the router binary comes from `CONFAB_BIN_DIR` or beside the test.
@@ -7,6 +8,7 @@
 use confab_chaos::origin::Origin;
 use confab_chaos::run;
 use confab_chaos::run::ChaosOptions;
+use confab_chaos::schedule::AdminOp;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -17,21 +19,61 @@ async fn chaos(default_secs: u64) {
     let secs = env_u64("CONFAB_CHAOS_SECS").unwrap_or(default_secs);
     let options = ChaosOptions::new(seed, secs).expect("router binary");
     let steps = options.schedule.steps.len();
+    let admin_steps = options.schedule.admin.len();
+    let long = secs >= 120;
     let report = run::run(options).await.expect("chaos run");
     let summary = report.summary();
     eprintln!("{summary}");
     assert!(report.passed(), "{summary}");
     assert_eq!(report.faults_injected, steps, "every fault applied:\n{summary}");
     assert!(report.check.ops > 1000, "too little load checked:\n{summary}");
-    // The proxies saw Raft traffic from each other node: the link faults
-    // cut real links, not just client traffic.
-    for (node, counts) in &report.proxies {
+    // The proxies saw Raft traffic from every other node that was in the
+    // cluster all along: the link faults cut real links, not just client
+    // traffic.
+    let mut throughout: std::collections::BTreeSet<u64> = report.proxies.keys().copied().collect();
+    for a in &report.admin {
+        match a.op {
+            AdminOp::AddNode { node } | AdminOp::DrainRemove { node } => {
+                throughout.remove(&node);
+            }
+            AdminOp::Move { .. } => {}
+        }
+    }
+    for node in &throughout {
+        let counts = &report.proxies[node];
         let peers = counts
             .accepted
             .keys()
-            .filter(|o| matches!(o, Origin::Node(n) if n != node))
+            .filter(|o| matches!(o, Origin::Node(n) if n != node && throughout.contains(n)))
             .count();
-        assert_eq!(peers, 2, "proxy of node {node} saw {:?}", counts.accepted);
+        assert_eq!(
+            peers,
+            throughout.len() - 1,
+            "proxy of node {node} saw {:?}",
+            counts.accepted
+        );
+    }
+    // Every membership change of the schedule was carried out, and at least
+    // one replica move ran while a fault held.
+    assert_eq!(report.admin.len(), admin_steps, "{summary}");
+    assert!(
+        report.admin.iter().all(|a| a.done),
+        "a membership change did not complete:\n{summary}"
+    );
+    assert!(
+        report
+            .admin
+            .iter()
+            .any(|a| matches!(a.op, AdminOp::Move { .. }) && a.overlaps(&report.fault_windows)),
+        "no replica move during a fault:\n{summary}"
+    );
+    if long {
+        for kind in ["add-node", "drain-remove"] {
+            assert!(
+                report.admin.iter().any(|a| a.op.kind() == kind),
+                "no {kind}:\n{summary}"
+            );
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! - `logs`:      group (u32 BE) ++ index (u64 BE) -> postcard(Entry)
 //! - `meta`:      group (u32 BE) ++ tag (u8)       -> postcard(value)
+//!   (tags: vote, committed, last purged, hosted marker, tombstone)
 //! - `snapshots`: group (u32 BE)                   -> postcard(StoredSnapshot)
 //!
 //! Big-endian keys keep every group's entries contiguous and in index order.
@@ -32,6 +33,8 @@ pub(crate) enum MetaTag {
     LastPurged = 3,
     /// Present while this node hosts a replica of the group.
     Hosted = 4,
+    /// Where a shard went after this node gave its replica away (`tombstone.rs`).
+    Tombstone = 5,
 }
 
 /// One RocksDB shared by every Raft group of the node.
@@ -82,6 +85,37 @@ impl NodeDb {
             }
         }
         Ok(out)
+    }
+
+    /// Every value stored under `tag` in `meta`, by group.
+    pub(crate) fn meta_values(&self, tag: MetaTag) -> io::Result<Vec<(GroupId, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_META), rocksdb::IteratorMode::Start)
+        {
+            let (k, v) = item.map_err(io_err)?;
+            if k.len() == 5 && k[4] == tag as u8 {
+                out.push((GroupId::from_be_bytes([k[0], k[1], k[2], k[3]]), v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes (`Some`) or deletes (`None`) the `tag` value of `group`; not
+    /// synced, the next WAL sync covers it.
+    pub(crate) fn set_meta_value(
+        &self,
+        group: GroupId,
+        tag: MetaTag,
+        value: Option<&[u8]>,
+    ) -> io::Result<()> {
+        let key = meta_key(group, tag);
+        match value {
+            Some(v) => self.db.put_cf(self.cf(CF_META), key, v),
+            None => self.db.delete_cf(self.cf(CF_META), key),
+        }
+        .map_err(io_err)
     }
 
     /// Records that this node hosts `group`, durably.

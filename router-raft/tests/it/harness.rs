@@ -86,16 +86,26 @@ pub struct InProcNode {
     pub stop: CancellationToken,
 }
 
+/// Changes a test's router config before a node starts.
+pub type Tweak = std::sync::Arc<dyn Fn(&mut RouterConfig) + Send + Sync>;
+
 pub struct InProc {
     pub dir: TempDir,
     pub peers: BTreeMap<u64, String>,
     pub http: BTreeMap<u64, String>,
     pub shards: u32,
     pub nodes: BTreeMap<u64, InProcNode>,
+    tweak: Tweak,
 }
 
 impl InProc {
     pub async fn start(n: u64, shards: u32) -> Self {
+        Self::start_with(n, shards, std::sync::Arc::new(|_| {})).await
+    }
+
+    /// [`InProc::start`] with `tweak` applied to every node's config (nodes
+    /// added later included).
+    pub async fn start_with(n: u64, shards: u32, tweak: Tweak) -> Self {
         confab_common::telemetry::init_with_default("warn");
         let dir = tempfile::tempdir().expect("tempdir");
         let mut grpc = BTreeMap::new();
@@ -118,6 +128,7 @@ impl InProc {
             http: http_addrs,
             shards,
             nodes: BTreeMap::new(),
+            tweak,
         };
         for id in 1..=n {
             let g = grpc.remove(&id).expect("listener");
@@ -129,7 +140,8 @@ impl InProc {
     }
 
     async fn launch(&mut self, id: u64, grpc: TcpListener, http: TcpListener) {
-        let config = test_config(id, self.dir.path(), &self.peers, self.shards);
+        let mut config = test_config(id, self.dir.path(), &self.peers, self.shards);
+        (self.tweak)(&mut config);
         let stop = CancellationToken::new();
         let running = confab_router::start(config, grpc, http, stop.clone())
             .await
@@ -148,6 +160,7 @@ impl InProc {
         let mut config = test_config(id, self.dir.path(), &self.peers, self.shards);
         config.bootstrap = false;
         config.join = Some(self.peers[&seed].clone());
+        (self.tweak)(&mut config);
         let stop = CancellationToken::new();
         let running = confab_router::start(config, grpc, http, stop.clone())
             .await
@@ -256,6 +269,38 @@ async fn bind_retry(addr: &str) -> TcpListener {
             Err(e) => panic!("cannot rebind {addr}: {e}"),
         }
     }
+}
+
+/// The Prometheus text of `/metrics` at `addr` (HTTP/1.0, no client crate).
+pub async fn scrape(addr: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to /metrics");
+    stream
+        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .expect("send the request");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.expect("read the answer");
+    assert!(
+        body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
+        "{body}"
+    );
+    body
+}
+
+/// The value of sample `name` (with its labels, e.g.
+/// `confab_router_redirects_total{kind="tombstone"}`) in `text`; 0 when absent.
+pub fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            (key == name).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
 }
 
 /// A free 127.0.0.1 port (bound, then released for a child process to take).

@@ -4,7 +4,9 @@
 mod bad_input;
 mod cluster;
 mod harness;
+mod kill_during_move;
 mod lease;
 mod moves;
 mod process;
 mod storage_suite;
+mod tombstone;

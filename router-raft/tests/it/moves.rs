@@ -270,3 +270,71 @@ async fn grow_rebalance_drain_and_remove_under_load() {
     assert_eq!(found.len(), acked.len(), "every acknowledged login survived");
     cluster.shutdown().await;
 }
+
+/// Grow 3 -> 5 and rebalance: replica counts and leader counts per node
+/// each differ by at most one (leaders read from the nodes themselves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn growing_three_to_five_evens_out_replicas_and_leaders() {
+    const SHARDS: u32 = 12;
+    let mut cluster = InProc::start(3, SHARDS).await;
+    for id in [4, 5] {
+        cluster.add_node(id, 1).await;
+        eventually(Duration::from_secs(30), "the new node has the map", || async {
+            cluster.nodes[&id].running.node.meta_state().is_ok()
+        })
+        .await;
+    }
+    // Through the client, which finds the meta leader (an election may run).
+    let admin = confab_router_client::RouterClient::new(
+        cluster.peers.values().cloned().collect(),
+        confab_router_client::ClientConfig {
+            deadline: Duration::from_secs(120),
+            attempt_timeout: Duration::from_secs(110),
+            ..Default::default()
+        },
+    )
+    .expect("admin client");
+    admin.rebalance(false).await.expect("rebalance");
+
+    let spread = |counts: &std::collections::BTreeMap<u64, usize>| {
+        let max = counts.values().max().copied().unwrap_or(0);
+        let min = counts.values().min().copied().unwrap_or(0);
+        max - min
+    };
+    let client = cluster.client().await;
+    let map = client.refresh_map().await.expect("map");
+    let replicas: std::collections::BTreeMap<u64, usize> = (1..=5u64)
+        .map(|n| (n, map.shards.iter().filter(|s| s.replicas.contains(&n)).count()))
+        .collect();
+    assert!(spread(&replicas) <= 1, "replicas per node: {replicas:?}");
+    let leaders = || {
+        (1..=5u64)
+            .map(|n| {
+                let led = (1..=SHARDS)
+                    .filter(|&g| {
+                        cluster.nodes[&n]
+                            .running
+                            .node
+                            .group(g)
+                            .is_some_and(|g| g.is_leader(n))
+                    })
+                    .count();
+                (n, led)
+            })
+            .collect::<std::collections::BTreeMap<u64, usize>>()
+    };
+    // Polled: a node learns it leads a moment after the transfer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let led = leaders();
+        if led.values().sum::<usize>() == SHARDS as usize && spread(&led) <= 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leaders per node: {led:?} (replicas per node: {replicas:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.shutdown().await;
+}

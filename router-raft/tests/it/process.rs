@@ -22,7 +22,7 @@ use crate::harness::session;
 const SHARDS: u32 = 6;
 
 /// group -> (leader, per node (applied, entries)) from every node that answers.
-async fn group_views(client: &RouterClient) -> BTreeMap<u32, Vec<(u64, u64, u64, u64)>> {
+pub(crate) async fn group_views(client: &RouterClient) -> BTreeMap<u32, Vec<(u64, u64, u64, u64)>> {
     let mut views: BTreeMap<u32, Vec<(u64, u64, u64, u64)>> = BTreeMap::new();
     if let Ok(all) = client.all_node_status().await {
         for (info, status) in all {
@@ -50,7 +50,7 @@ async fn leader_of(client: &RouterClient, group: u32) -> Option<u64> {
         .map(|(node, ..)| *node)
 }
 
-fn uid_in_shard(map: &confab_router_client::ClusterMap, shard: u32, from: u64) -> u64 {
+pub(crate) fn uid_in_shard(map: &confab_router_client::ClusterMap, shard: u32, from: u64) -> u64 {
     let keyspace =
         confab_router_client::ShardMap::new(map.slots, map.shards.iter().cloned()).expect("valid map");
     (from..)
