@@ -42,9 +42,10 @@ bench: deps
 	scripts/bench.sh
 	scripts/bench-elastic.sh
 
-# The long chaos run: 3 release routers behind fault-injecting proxies, a
-# seeded fault schedule (CONFAB_CHAOS_SECS, default 300 s), then a
-# linearizability check. CONFAB_CHAOS_SEED=N replays a printed seed.
+# The long chaos run: 4 release routers behind fault-injecting proxies, a
+# seeded schedule of faults, replica moves, a node added and one drained
+# and removed (CONFAB_CHAOS_SECS, default 300 s), then a linearizability
+# check. CONFAB_CHAOS_SEED=N replays a printed seed.
 chaos: deps
 	$(CARGO) build --release -p confab-router -p confab-chaos
 	$(CARGO_TARGET_DIR)/release/confab-chaos
