@@ -455,12 +455,7 @@ async fn leader_view(
     loop {
         let (nodes, up, shards) = node.with_meta(|meta| {
             let nodes: Vec<(NodeId, String)> = meta.nodes.values().map(|n| (n.id, n.addr.clone())).collect();
-            let up: Vec<NodeId> = meta
-                .nodes
-                .values()
-                .filter(|n| n.state == NodeRecordState::Up)
-                .map(|n| n.id)
-                .collect();
+            let up = crate::rebalance::up_nodes(meta);
             (nodes, up, meta.shards.keys().copied().collect::<Vec<u32>>())
         })?;
         let asked = nodes.iter().map(|(id, addr)| async move {
@@ -610,13 +605,7 @@ pub async fn remove(node: &Arc<Node>, id: NodeId) -> Result<()> {
         }
         let mut next: BTreeSet<NodeId> = voters.iter().copied().filter(|&v| v != id).collect();
         // Keep the meta group as wide as it was, with an up learner.
-        let up = node.with_meta(|m| {
-            m.nodes
-                .values()
-                .filter(|n| n.state == NodeRecordState::Up)
-                .map(|n| n.id)
-                .collect::<Vec<_>>()
-        })?;
+        let up = node.with_meta(crate::rebalance::up_nodes)?;
         if let Some(l) = membership
             .learner_ids()
             .find(|l| up.contains(l) && !next.contains(l))

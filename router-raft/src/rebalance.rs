@@ -31,14 +31,18 @@ pub struct PlannedMove {
     pub to: NodeId,
 }
 
-/// The moves that balance `meta`, in the order to run them.
-pub fn plan(meta: &MetaState) -> Vec<PlannedMove> {
-    let up: Vec<NodeId> = meta
-        .nodes
+/// The nodes of `meta` that are up (neither draining nor removed).
+pub fn up_nodes(meta: &MetaState) -> Vec<NodeId> {
+    meta.nodes
         .values()
         .filter(|n| n.state == NodeRecordState::Up)
         .map(|n| n.id)
-        .collect();
+        .collect()
+}
+
+/// The moves that balance `meta`, in the order to run them.
+pub fn plan(meta: &MetaState) -> Vec<PlannedMove> {
+    let up = up_nodes(meta);
     if up.is_empty() {
         return Vec::new();
     }

@@ -9,12 +9,10 @@ use confab_persist::queue::Producer;
 use confab_persist::queue::remote::RemoteProducer;
 use confab_proto::persist as pb;
 use confab_proto::persist::data_service_client::DataServiceClient;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use crate::embedded::qmsg;
-use crate::helpers::eventually;
-use crate::service::{http_get, test_config};
+use crate::service::{http_get, start_ready, test_config};
 
 /// The writer holds a lone message this long before writing it.
 const LINGER: Duration = Duration::from_secs(3);
@@ -54,16 +52,7 @@ async fn reads_wait_for_a_named_recent_message() {
     let mut config = test_config(dir.path());
     config.writer.linger_ms = LINGER.as_millis() as u64;
     config.server.read_wait_ms = READ_WAIT.as_millis() as u64;
-    let shutdown = CancellationToken::new();
-    let running = confab_persist::start(config, shutdown.clone())
-        .await
-        .expect("start");
-    let ready = running.ready.clone();
-    eventually(Duration::from_secs(20), "ready", || {
-        let r = ready.clone();
-        async move { r.load(std::sync::atomic::Ordering::SeqCst) }
-    })
-    .await;
+    let (running, shutdown) = start_ready(config).await;
     let endpoint = format!("http://{}", running.grpc_addr);
     let mut data = DataServiceClient::connect(endpoint.clone()).await.expect("grpc");
     let (alice, bob) = (user(&mut data, "alice").await, user(&mut data, "bob").await);

@@ -43,7 +43,9 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c
 }
 
-async fn exercise(config: Config) {
+/// Starts persist in-process and waits until it is ready; cancel the token
+/// to stop it.
+pub async fn start_ready(config: Config) -> (confab_persist::Running, CancellationToken) {
     let shutdown = CancellationToken::new();
     let running = confab_persist::start(config, shutdown.clone())
         .await
@@ -54,6 +56,11 @@ async fn exercise(config: Config) {
         async move { r.load(std::sync::atomic::Ordering::SeqCst) }
     })
     .await;
+    (running, shutdown)
+}
+
+async fn exercise(config: Config) {
+    let (running, shutdown) = start_ready(config).await;
     let endpoint = format!("http://{}", running.grpc_addr);
     let mut data = DataServiceClient::connect(endpoint.clone()).await.expect("grpc");
     let mut queue = QueueServiceClient::connect(endpoint.clone()).await.expect("grpc");

@@ -62,6 +62,31 @@ pub async fn client(addrs: Vec<String>) -> RouterClient {
     RouterClient::new(addrs, config).expect("client")
 }
 
+/// Logs in one session per uid of `uids`, 32 at a time; each uid's result.
+pub async fn login_many(
+    client: &RouterClient,
+    uids: std::ops::RangeInclusive<u64>,
+) -> Vec<confab_router_client::Result<u64>> {
+    use futures::StreamExt;
+    futures::stream::iter(uids)
+        .map(|uid| {
+            let client = client.clone();
+            async move {
+                client
+                    .login(
+                        uid,
+                        session(uid, 1, 1, "d"),
+                        confab_router_client::MultiDevicePolicy::AllowAll,
+                    )
+                    .await
+                    .map(|_| uid)
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await
+}
+
 /// Polls `check` until it returns true or `within` passes.
 pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
 where

@@ -17,12 +17,12 @@ use confab_proto::router::router_service_client::RouterServiceClient;
 use confab_router_client::ClientConfig;
 use confab_router_client::MultiDevicePolicy;
 use confab_router_client::RouterClient;
-use futures::StreamExt;
 use prost::Message;
 
 use crate::harness::Procs;
 use crate::harness::client;
 use crate::harness::eventually;
+use crate::harness::login_many;
 use crate::harness::session;
 use crate::process::group_views;
 
@@ -127,19 +127,7 @@ async fn sigkill_during_a_shard_move_then_the_move_completes_and_nothing_is_lost
 
     // Sessions on every shard, then a writer that goes on through the moves.
     let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
-    let written = futures::stream::iter(1..=1_000u64)
-        .map(|uid| {
-            let client = client.clone();
-            async move {
-                client
-                    .login(uid, session(uid, 1, 1, "d"), MultiDevicePolicy::AllowAll)
-                    .await
-                    .map(|_| uid)
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await;
+    let written = login_many(&client, 1..=1_000).await;
     for r in written {
         acked
             .lock()

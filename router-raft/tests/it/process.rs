@@ -12,11 +12,11 @@ use std::time::Instant;
 
 use confab_router_client::MultiDevicePolicy;
 use confab_router_client::RouterClient;
-use futures::StreamExt;
 
 use crate::harness::Procs;
 use crate::harness::client;
 use crate::harness::eventually;
+use crate::harness::login_many;
 use crate::harness::session;
 
 const SHARDS: u32 = 6;
@@ -71,19 +71,7 @@ async fn sigkill_of_every_shard_leader_loses_no_acknowledged_session() {
 
     // 10,000 sessions, 32 at a time.
     let acked: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
-    let results = futures::stream::iter(1..=10_000u64)
-        .map(|uid| {
-            let client = client.clone();
-            async move {
-                client
-                    .login(uid, session(uid, 1, 1, "d"), MultiDevicePolicy::AllowAll)
-                    .await
-                    .map(|_| uid)
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await;
+    let results = login_many(&client, 1..=10_000).await;
     for r in results {
         let uid = r.expect("initial writes succeed");
         acked.lock().expect("lock").push((uid, uid));
