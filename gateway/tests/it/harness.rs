@@ -126,28 +126,34 @@ impl Cluster {
             c.routers.push(grpc.clone());
             ready.push(http.clone());
         }
-        let persist_http = free_addr();
-        let mut cmd = Command::new(&persist_bin);
-        cmd.args(["--listen", &c.persist, "--http", &persist_http, "--data-dir"])
-            .arg(c.dir.path().join("persist"))
-            .env("CONFAB_DATABASE__ARGON2_MEMORY_KIB", "64");
-        c.spawn("persist", cmd);
-        ready.push(persist_http);
         for (i, http) in ready.iter().enumerate() {
             if !wait_ready(http).await {
-                let name = if i < 3 {
-                    format!("router-{}", i + 1)
-                } else {
-                    "persist".into()
-                };
-                // Every log: the cause is often another process (a peer that
-                // failed to bind its port), not the one that is not ready.
-                let logs: String = ["router-1", "router-2", "router-3", "persist"]
-                    .iter()
-                    .map(|n| format!("--- {n}:\n{}\n", c.log(n)))
-                    .collect();
-                panic!("{name} not ready at {http}; the logs:\n{logs}");
+                panic!(
+                    "router-{} not ready at {http}; the logs:\n{}",
+                    i + 1,
+                    c.all_logs()
+                );
             }
+        }
+        // A port picked free may be taken by another process before persist
+        // binds it: then it starts again on other ports.
+        let mut tries = 0;
+        loop {
+            let persist_http = free_addr();
+            let mut cmd = Command::new(&persist_bin);
+            cmd.args(["--listen", &c.persist, "--http", &persist_http, "--data-dir"])
+                .arg(c.dir.path().join("persist"))
+                .env("CONFAB_DATABASE__ARGON2_MEMORY_KIB", "64");
+            c.spawn("persist", cmd);
+            if wait_ready(&persist_http).await {
+                break;
+            }
+            tries += 1;
+            if tries == 3 || !c.log("persist").contains("Address already in use") {
+                panic!("persist not ready at {persist_http}; the logs:\n{}", c.all_logs());
+            }
+            c.kill("persist");
+            c.persist = free_addr();
         }
         for id in 1..=gateways {
             c.start_gateway(id).await;
@@ -175,31 +181,39 @@ impl Cluster {
     /// A gateway with extra configuration from the environment
     /// (`CONFAB_<KEY>`).
     pub async fn start_gateway_with_env(&mut self, id: u64, env: &[(&str, &str)]) {
-        let gw = Gw {
-            client: free_addr(),
-            http: free_addr(),
-            grpc: free_addr(),
+        let name = format!("gateway-{id}");
+        // Ports picked free may be taken before the gateway binds them: then
+        // it starts again on other ports.
+        let mut tries = 0;
+        let gw = loop {
+            let gw = Gw {
+                client: free_addr(),
+                http: free_addr(),
+                grpc: free_addr(),
+            };
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab-gateway"));
+            cmd.args([
+                "--id",
+                &id.to_string(),
+                "--listen",
+                &gw.client,
+                "--http",
+                &gw.http,
+                "--grpc",
+                &gw.grpc,
+            ])
+            .args(["--router", &self.routers.join(","), "--persist", &self.persist])
+            .envs(env.iter().copied());
+            self.spawn(&name, cmd);
+            if wait_ready(&gw.http).await {
+                break gw;
+            }
+            tries += 1;
+            if tries == 3 || !self.log(&name).contains("Address already in use") {
+                panic!("gateway {id} not ready; its log:\n{}", self.log(&name));
+            }
+            self.kill(&name);
         };
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab-gateway"));
-        cmd.args([
-            "--id",
-            &id.to_string(),
-            "--listen",
-            &gw.client,
-            "--http",
-            &gw.http,
-            "--grpc",
-            &gw.grpc,
-        ])
-        .args(["--router", &self.routers.join(","), "--persist", &self.persist])
-        .envs(env.iter().copied());
-        self.spawn(&format!("gateway-{id}"), cmd);
-        if !wait_ready(&gw.http).await {
-            panic!(
-                "gateway {id} not ready; its log:\n{}",
-                self.log(&format!("gateway-{id}"))
-            );
-        }
         self.gateways.insert(id, gw);
     }
 
@@ -213,6 +227,15 @@ impl Cluster {
 
     pub fn gw(&self, id: u64) -> &str {
         &self.gateways[&id].client
+    }
+
+    /// Every service's log: the cause of one not being ready is often
+    /// another process (a peer that failed to bind its port).
+    fn all_logs(&self) -> String {
+        ["router-1", "router-2", "router-3", "persist"]
+            .iter()
+            .map(|n| format!("--- {n}:\n{}\n", self.log(n)))
+            .collect()
     }
 
     pub fn log(&self, name: &str) -> String {
