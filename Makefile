@@ -47,7 +47,7 @@ bench: deps
 # and removed (CONFAB_CHAOS_SECS, default 300 s), then a linearizability
 # check. CONFAB_CHAOS_SEED=N replays a printed seed.
 chaos: deps
-	$(CARGO) build --release -p confab-router -p confab-chaos
+	$(CARGO) build --release --workspace --bins
 	$(CARGO_TARGET_DIR)/release/confab-chaos
 
 cluster-up: deps

@@ -17,7 +17,7 @@ GROW_SECS="${GROW_SECS:-40}"
 CATCHUP_SESSIONS="${CATCHUP_SESSIONS:-1000000}"
 KILLS="${KILLS:-20}"
 if [ -z "${SKIP_BUILD:-}" ]; then
-  (cd "$ROOT" && cargo build --release -p confab-router -p confab-bench -p confabctl)
+  (cd "$ROOT" && cargo build --release --workspace --bins)
 fi
 mkdir -p "$OUT"
 export CLUSTER_DIR="$(mktemp -d)"

@@ -4,7 +4,8 @@
 # against it, then persist's write benchmark, measures the peer in the same run (Redis MGET of 100 keys, when a Redis
 # is listening on 127.0.0.1:6379); then a second private cluster with persist
 # (SQLite + embedded queue) and 2 gateways for the gateway benchmarks (idle
-# connections' memory, 1:1 chat). Prints every figure and stops what it started.
+# connections' memory, 1:1 chat, group fan-out, friend lists with presence).
+# Prints every figure and stops what it started.
 # BENCH_ONLY=router or BENCH_ONLY=gateway runs one part alone.
 # SKIP_BUILD="confab-router ..." takes those binaries as they are in the target
 # directory (e.g. a symlink to a router built elsewhere) instead of building them.
@@ -131,6 +132,16 @@ gateway_bench() {
   "$BIN/confab-bench" chat --gateway "$(gw_client 1),$(gw_client 2)" --pairs "${CHAT_PAIRS:-200}" \
     --window "${CHAT_WINDOW:-16}" --rate "${CHAT_RATE:-10000}" --duration "$DURATION" --warmup 2 --json \
     | tee "$OUT/gateway-chat.json"
+
+  echo "== gateway: a message to a ${GROUP_MEMBERS:-5000}-member group, every member online, ${GROUP_MESSAGES:-50} messages"
+  uptime
+  "$BIN/confab-bench" group --gateway "$(gw_client 1),$(gw_client 2)" --members "${GROUP_MEMBERS:-5000}" \
+    --messages "${GROUP_MESSAGES:-50}" --json | tee "$OUT/gateway-group.json"
+
+  echo "== gateway: friend lists of 100 friends with presence, 64 listers"
+  uptime
+  "$BIN/confab-bench" presence --gateway "$(gw_client 1),$(gw_client 2)" --friends 100 \
+    --concurrency 64 --duration "$DURATION" --json | tee "$OUT/gateway-presence.json"
 
   # Memory is measured on fresh gateway processes (what the chat left in
   # their allocators would hide the growth).

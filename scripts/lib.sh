@@ -2,7 +2,10 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CLUSTER_DIR="${CLUSTER_DIR:-$ROOT/.cluster}"
 PROFILE="${PROFILE:-release}"
-TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/confab/target}"
+# Every script builds into (and runs from) the target directory the Makefile
+# uses, also when started without make.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/confab/target}"
+TARGET_DIR="$CARGO_TARGET_DIR"
 BIN="$TARGET_DIR/$PROFILE"
 ROUTERS="${ROUTERS:-3}"
 GATEWAYS="${GATEWAYS:-2}"
@@ -62,13 +65,15 @@ wait_ready() {
   done
 }
 
-# build_pkgs PKG...: builds only these packages' binaries (same profile).
+# build_pkgs PKG...: makes sure these packages' binaries are built (same
+# profile). It builds every binary of the workspace, as `make build` and
+# `make test` do: a build of a few packages alone (`-p`) unifies the
+# dependencies' features differently and recompiles most of them.
 build_pkgs() {
-  local flag="" args=() p
+  local flag=""
   [ "$PROFILE" = "release" ] && flag="--release"
-  for p in "$@"; do args+=(-p "$p"); done
-  [ ${#args[@]} -eq 0 ] && return 0
-  (cd "$ROOT" && cargo build $flag "${args[@]}")
+  [ $# -eq 0 ] && return 0
+  (cd "$ROOT" && cargo build $flag --workspace --bins)
 }
 
 # stop_one NAME: stops what `start NAME` started, by its pid (TERM, then KILL).

@@ -4,8 +4,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, register_histogram,
-    register_int_counter, register_int_counter_vec, register_int_gauge_vec,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, register_histogram,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge_vec,
 };
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -57,6 +57,23 @@ pub static SEND_LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         HistogramOpts::new("confab_gateway_send_seconds", "Send request to ack, seconds")
             .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).unwrap_or_default())
+    )
+    .unwrap_or_else(|e| panic!("metric: {e}"))
+});
+
+/// Where a 1:1 send's time goes: `confirm` (handed to the enqueue batch ->
+/// the queue's confirm), `lookup` (the recipients' sessions, concurrent
+/// with the confirm), `order` (waiting for the connection's previous send
+/// to hand over its pushes), `deliver` (pushes handed -> other gateways'
+/// calls done).
+pub static SEND_PHASE: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        HistogramOpts::new(
+            "confab_gateway_send_phase_seconds",
+            "Time of each phase of a 1:1 send, seconds"
+        )
+        .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).unwrap_or_default()),
+        &["phase"]
     )
     .unwrap_or_else(|e| panic!("metric: {e}"))
 });

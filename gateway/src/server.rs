@@ -17,10 +17,10 @@ use confab_router_client::{ClientConfig, RouterClient};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Endpoint;
+use tonic::transport::server::TcpIncoming;
 
 use crate::config::{GatewayConfig, QueueBackend};
 use crate::error::{Error, Result};
@@ -177,7 +177,12 @@ async fn main_task(shared: Arc<Shared>, listeners: Listeners) {
     tracker.spawn(async move {
         let r = tonic::transport::Server::builder()
             .add_service(internal)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), s.cancelled_owned())
+            // TCP_NODELAY on accepted connections: with Nagle on, a small
+            // answer waits for the peer's delayed ACK (~40 ms).
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
+                s.cancelled_owned(),
+            )
             .await;
         if let Err(error) = r {
             tracing::error!(%error, "internal gRPC server failed");

@@ -98,8 +98,10 @@ pub async fn start(
         });
     }
 
+    // Accepted connections get TCP_NODELAY from the incoming stream (the
+    // builder's own setting does not apply to `serve_with_incoming`): with
+    // Nagle on, a small answer waits for the peer's delayed ACK, ~40 ms.
     let grpc_server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(
             RouterServiceServer::new(service::RouterRpcServer::new(node.clone()))
                 .max_decoding_message_size(64 << 20)
@@ -111,7 +113,7 @@ pub async fn start(
                 .max_encoding_message_size(MAX_RAFT_MESSAGE),
         )
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             servers.clone().cancelled_owned(),
         );
     let http_server = axum::serve(http, http::router(node.clone()))

@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use std::net::SocketAddr;
 
@@ -37,6 +37,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::UserArgs;
 use crate::report::Summary;
 use crate::stats::Recorder;
 use crate::wire;
@@ -44,15 +45,8 @@ use crate::workers::Window;
 
 #[derive(Debug, Clone, Args)]
 pub struct ChatArgs {
-    /// Gateway client addresses (repeatable or comma-separated); users are
-    /// spread over them.
-    #[arg(
-        long,
-        default_value = "127.0.0.1:7201,127.0.0.1:7202",
-        value_delimiter = ',',
-        env = "CONFAB_GATEWAY"
-    )]
-    pub gateway: Vec<String>,
+    #[command(flatten)]
+    pub users: UserArgs,
     /// Sender/receiver pairs.
     #[arg(long, default_value_t = 200)]
     pub pairs: usize,
@@ -75,11 +69,6 @@ pub struct ChatArgs {
     /// Message body size in bytes.
     #[arg(long, default_value_t = 64)]
     pub body_bytes: usize,
-    /// Name prefix of the users (default: a fresh one per run).
-    #[arg(long)]
-    pub user_prefix: Option<String>,
-    #[arg(long, default_value = "pw")]
-    pub password: String,
 }
 
 const SEND: &str = "send";
@@ -154,7 +143,7 @@ pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
     let duration = secs("duration", args.duration, false)?;
     let warmup = secs("warmup", args.warmup, true)?;
     let drain = secs("drain", args.drain, true)?;
-    ensure!(!args.gateway.is_empty(), "--gateway: at least one address");
+    args.users.check()?;
     ensure!((1..=20_000).contains(&args.pairs), "--pairs must be in 1..=20000");
     ensure!((1..=1000).contains(&args.window), "--window must be in 1..=1000");
     ensure!(
@@ -162,13 +151,8 @@ pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
         "--body-bytes must be in 24..=4096"
     );
     ensure!(args.rate.is_finite() && args.rate >= 0.0, "--rate must be >= 0");
-    let prefix = args.user_prefix.clone().unwrap_or_else(|| {
-        let t = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        format!("chat{}", t % 100_000_000)
-    });
-    let g = args.gateway.len();
+    let prefix = args.users.prefix("chat");
+    let g = args.users.gateway.len();
     let sender_gw = |i: usize| i % g;
     let receiver_gw = |i: usize| (i + 1 + i / g) % g;
 
@@ -182,8 +166,8 @@ pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
         })
         .collect();
     let started = Instant::now();
-    let uids = register_all(&args.gateway, &names, &args.password).await?;
-    let clients = login_all(&args.gateway, &names, &args.password).await?;
+    let uids = register_all(&args.users.gateway, &names, &args.users.password).await?;
+    let clients = login_all(&args.users.gateway, &names, &args.users.password).await?;
     eprintln!(
         "{} users registered and logged in over {g} gateway(s) in {:.1}s",
         names.len(),
@@ -284,7 +268,7 @@ fn summarize(
         ("rate".to_owned(), json!(args.rate)),
         ("body_bytes".to_owned(), json!(args.body_bytes)),
         ("warmup_s".to_owned(), json!(args.warmup)),
-        ("gateways".to_owned(), json!(args.gateway)),
+        ("gateways".to_owned(), json!(args.users.gateway)),
         ("user_prefix".to_owned(), json!(prefix)),
     ]);
     let mut summary = Summary::build("chat", settings, args.pairs * args.window, &rec, measured)?;

@@ -26,20 +26,14 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::UserArgs;
 use crate::report::Summary;
 use crate::stats::Recorder;
 
 #[derive(Debug, Clone, Args)]
 pub struct GroupArgs {
-    /// Gateway client addresses (repeatable or comma-separated); members
-    /// are spread over them in turn.
-    #[arg(
-        long,
-        default_value = "127.0.0.1:7201,127.0.0.1:7202",
-        value_delimiter = ',',
-        env = "CONFAB_GATEWAY"
-    )]
-    pub gateway: Vec<String>,
+    #[command(flatten)]
+    pub users: UserArgs,
     /// Members of the group besides the sender, all online.
     #[arg(long, default_value_t = 5000)]
     pub members: usize,
@@ -55,11 +49,6 @@ pub struct GroupArgs {
     /// Connections registering and logging users in at once.
     #[arg(long, default_value_t = 32)]
     pub setup_concurrency: usize,
-    /// Name prefix of the users (default: a fresh one per run).
-    #[arg(long)]
-    pub user_prefix: Option<String>,
-    #[arg(long, default_value = "pw")]
-    pub password: String,
 }
 
 const SEND: &str = "send";
@@ -70,7 +59,7 @@ const DELIVERY: &str = "delivery";
 type Arrival = (usize, usize, Instant);
 
 pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
-    ensure!(!args.gateway.is_empty(), "--gateway: at least one address");
+    args.users.check()?;
     ensure!(
         (1..=100_000).contains(&args.members),
         "--members must be in 1..=100000"
@@ -89,10 +78,7 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
     );
     raise_open_files(args.members as u64 * 2 + 1024);
     let setup_started = Instant::now();
-    let prefix = args
-        .user_prefix
-        .clone()
-        .unwrap_or_else(|| format!("gb{:x}", rand::random::<u32>()));
+    let prefix = args.users.prefix("gb");
     let owner = format!("{prefix}owner");
     let names: Vec<String> = (0..args.members).map(|i| format!("{prefix}m{i}")).collect();
     let all: Vec<String> = std::iter::once(owner.clone())
@@ -112,9 +98,9 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
     for (i, kind) in kinds.iter().enumerate() {
         inviters.push(
             login(
-                &args.gateway[0],
+                &args.users.gateway[0],
                 &owner,
-                &args.password,
+                &args.users.password,
                 &format!("inviter-{i}"),
                 *kind,
             )
@@ -160,9 +146,9 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
     }
     drop(tx);
     let mut sender = login(
-        &args.gateway[0],
+        &args.users.gateway[0],
         &owner,
-        &args.password,
+        &args.users.password,
         "sender",
         DeviceKind::Mobile,
     )
@@ -234,7 +220,7 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
         ("members".to_owned(), json!(args.members)),
         ("messages".to_owned(), json!(args.messages)),
         ("interval_ms".to_owned(), json!(args.interval_ms)),
-        ("gateways".to_owned(), json!(args.gateway)),
+        ("gateways".to_owned(), json!(args.users.gateway)),
     ]);
     let mut summary = Summary::build("group", settings, 1, &rec, elapsed)?;
     let fanout = &summary.operations[LAST_MEMBER];
@@ -309,7 +295,13 @@ pub(crate) async fn register_names(
 }
 
 async fn register_all(args: &GroupArgs, names: &[String]) -> anyhow::Result<()> {
-    register_names(&args.gateway, names, &args.password, args.setup_concurrency).await
+    register_names(
+        &args.users.gateway,
+        names,
+        &args.users.password,
+        args.setup_concurrency,
+    )
+    .await
 }
 
 /// Logs `names` in, member i on gateway i mod G, keeping their order.
@@ -347,5 +339,11 @@ pub(crate) async fn login_names(
 }
 
 async fn login_all(args: &GroupArgs, names: &[String]) -> anyhow::Result<Vec<Client>> {
-    login_names(&args.gateway, names, &args.password, args.setup_concurrency).await
+    login_names(
+        &args.users.gateway,
+        names,
+        &args.users.password,
+        args.setup_concurrency,
+    )
+    .await
 }

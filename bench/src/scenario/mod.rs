@@ -13,3 +13,41 @@ pub mod failover;
 pub mod group;
 pub mod presence;
 pub mod router;
+
+use clap::Args;
+
+/// The flags of the scenarios whose users connect through gateways (chat,
+/// group, presence): where they connect and who they are.
+#[derive(Debug, Clone, Args)]
+pub struct UserArgs {
+    /// Gateway client addresses (repeatable or comma-separated); users are
+    /// spread over them in turn.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:7201,127.0.0.1:7202",
+        value_delimiter = ',',
+        env = "CONFAB_GATEWAY"
+    )]
+    pub gateway: Vec<String>,
+    /// Name prefix of the users (default: a fresh one per run).
+    #[arg(long)]
+    pub user_prefix: Option<String>,
+    #[arg(long, default_value = "pw")]
+    pub password: String,
+}
+
+impl UserArgs {
+    /// At least one gateway.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.gateway.is_empty(), "--gateway: at least one address");
+        Ok(())
+    }
+
+    /// `--user-prefix`, or `scenario` and a random suffix, so that runs
+    /// against the same cluster never meet each other's users.
+    pub fn prefix(&self, scenario: &str) -> String {
+        self.user_prefix
+            .clone()
+            .unwrap_or_else(|| format!("{scenario}{:x}", rand::random::<u32>()))
+    }
+}

@@ -24,6 +24,7 @@ use futures::stream::FuturesUnordered;
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::UserArgs;
 use super::group::{login, login_names, register_names};
 use crate::report::Summary;
 use crate::stats::Recorder;
@@ -31,14 +32,8 @@ use crate::workers::{Window, run_workers};
 
 #[derive(Debug, Clone, Args)]
 pub struct PresenceArgs {
-    /// Gateway client addresses (repeatable or comma-separated).
-    #[arg(
-        long,
-        default_value = "127.0.0.1:7201,127.0.0.1:7202",
-        value_delimiter = ',',
-        env = "CONFAB_GATEWAY"
-    )]
-    pub gateway: Vec<String>,
+    #[command(flatten)]
+    pub users: UserArgs,
     /// Listers, each with one connection and one list in flight.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
@@ -60,11 +55,6 @@ pub struct PresenceArgs {
     /// Connections doing the setup at once.
     #[arg(long, default_value_t = 32)]
     pub setup_concurrency: usize,
-    /// Name prefix of the users (default: a fresh one per run).
-    #[arg(long)]
-    pub user_prefix: Option<String>,
-    #[arg(long, default_value = "pw")]
-    pub password: String,
 }
 
 const LIST: &str = "list";
@@ -75,7 +65,7 @@ fn friends_of(i: usize, friends: usize, pool: usize) -> Vec<usize> {
 }
 
 pub async fn run(args: &PresenceArgs) -> anyhow::Result<Summary> {
-    ensure!(!args.gateway.is_empty(), "--gateway: at least one address");
+    args.users.check()?;
     ensure!(
         (1..=10_000).contains(&args.concurrency),
         "--concurrency must be in 1..=10000"
@@ -103,17 +93,26 @@ pub async fn run(args: &PresenceArgs) -> anyhow::Result<Summary> {
     );
     let _ = rlimit::increase_nofile_limit((args.concurrency + args.pool) as u64 * 2 + 1024);
     let setup_started = Instant::now();
-    let prefix = args
-        .user_prefix
-        .clone()
-        .unwrap_or_else(|| format!("pb{:x}", rand::random::<u32>()));
+    let prefix = args.users.prefix("pb");
     let listers: Vec<String> = (0..args.concurrency).map(|i| format!("{prefix}l{i}")).collect();
     let pool: Vec<String> = (0..args.pool).map(|i| format!("{prefix}f{i}")).collect();
     let all: Vec<String> = listers.iter().chain(pool.iter()).cloned().collect();
-    register_names(&args.gateway, &all, &args.password, args.setup_concurrency).await?;
+    register_names(
+        &args.users.gateway,
+        &all,
+        &args.users.password,
+        args.setup_concurrency,
+    )
+    .await?;
 
     // Listers log in (on the gateways in turn) and ask their friends.
-    let clients = login_names(&args.gateway, &listers, &args.password, args.setup_concurrency).await?;
+    let clients = login_names(
+        &args.users.gateway,
+        &listers,
+        &args.users.password,
+        args.setup_concurrency,
+    )
+    .await?;
     let asks = clients.iter().enumerate().map(|(i, c)| {
         let pool = &pool;
         async move {
@@ -135,8 +134,8 @@ pub async fn run(args: &PresenceArgs) -> anyhow::Result<Summary> {
     let mut tasks = FuturesUnordered::new();
     for start in (0..args.pool).step_by(chunk) {
         let pool = pool.clone();
-        let gateways = args.gateway.clone();
-        let pw = args.password.clone();
+        let gateways = args.users.gateway.clone();
+        let pw = args.users.password.clone();
         tasks.push(tokio::spawn(async move {
             let mut kept = Vec::new();
             for i in start..(start + chunk).min(pool.len()) {
@@ -227,7 +226,7 @@ pub async fn run(args: &PresenceArgs) -> anyhow::Result<Summary> {
         ("friends".to_owned(), json!(args.friends)),
         ("pool".to_owned(), json!(args.pool)),
         ("online".to_owned(), json!(args.online)),
-        ("gateways".to_owned(), json!(args.gateway)),
+        ("gateways".to_owned(), json!(args.users.gateway)),
     ]);
     let mut summary = Summary::build("presence", settings, args.concurrency, &rec, elapsed)?;
     let lists_per_s = summary.operations[LIST].ops_per_s;

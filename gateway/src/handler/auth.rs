@@ -7,7 +7,7 @@ use confab_proto::gateway::{Kick, Push, push};
 use confab_proto::persist as db;
 use confab_router_client::{DeviceKind, Session};
 
-use super::{Conn, Login, timed};
+use super::{Conn, Login, persist, timed};
 use crate::deliver;
 use crate::error::{Error, Result};
 use crate::frame;
@@ -22,20 +22,18 @@ pub async fn register(conn: &mut Conn, r: pb::RegisterRequest) -> Result<Body> {
         return Err(Error::Invalid("name and password must not be empty".into()));
     }
     let shared = conn.shared.clone();
-    let user = timed(&shared, "persist", async {
-        shared
-            .data()
-            .create_user(db::CreateUserRequest {
-                name: name.clone(),
-                password: r.password,
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| match s.code() {
-                tonic::Code::AlreadyExists => Error::NameTaken(name.clone()),
-                _ => Error::from_persist(s, || Error::Internal("create user: not found".into())),
-            })
-    })
+    let request = db::CreateUserRequest {
+        name: name.clone(),
+        password: r.password,
+    };
+    let user = persist(
+        &shared,
+        |mut d| async move { d.create_user(request).await },
+        |s| match s.code() {
+            tonic::Code::AlreadyExists => Error::NameTaken(name.clone()),
+            _ => Error::from_persist(s, || Error::Internal("create user: not found".into())),
+        },
+    )
     .await?;
     shared.users.remember(user.id, &user.name);
     Ok(Body::RegisterOk(pb::RegisterOk {
@@ -50,18 +48,16 @@ pub async fn login(conn: &mut Conn, r: pb::LoginRequest) -> Result<Body> {
     }
     check_device(&r.device_id)?;
     let shared = conn.shared.clone();
-    let session = timed(&shared, "persist", async {
-        shared
-            .data()
-            .authenticate(db::AuthenticateRequest {
-                name: r.name.clone(),
-                password: r.password,
-                device: r.device_id.clone(),
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| Error::from_persist(s, || Error::BadCredentials))
-    })
+    let request = db::AuthenticateRequest {
+        name: r.name.clone(),
+        password: r.password,
+        device: r.device_id.clone(),
+    };
+    let session = persist(
+        &shared,
+        |mut d| async move { d.authenticate(request).await },
+        |s| Error::from_persist(s, || Error::BadCredentials),
+    )
     .await?;
     establish(conn, session, r.device_id, r.device_kind).await
 }
@@ -72,17 +68,15 @@ pub async fn resume(conn: &mut Conn, r: pb::ResumeRequest) -> Result<Body> {
     }
     check_device(&r.device_id)?;
     let shared = conn.shared.clone();
-    let session = timed(&shared, "persist", async {
-        shared
-            .data()
-            .resume_session(db::ResumeSessionRequest { token: r.token })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| match s.code() {
-                tonic::Code::Unauthenticated | tonic::Code::InvalidArgument => Error::BadToken,
-                _ => Error::from_persist(s, || Error::BadToken),
-            })
-    })
+    let request = db::ResumeSessionRequest { token: r.token };
+    let session = persist(
+        &shared,
+        |mut d| async move { d.resume_session(request).await },
+        |s| match s.code() {
+            tonic::Code::Unauthenticated | tonic::Code::InvalidArgument => Error::BadToken,
+            _ => Error::from_persist(s, || Error::BadToken),
+        },
+    )
     .await?;
     establish(conn, session, r.device_id, r.device_kind).await
 }

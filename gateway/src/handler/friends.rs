@@ -13,7 +13,7 @@ use confab_proto::client::{self as pb, FriendEventKind};
 use confab_proto::persist::{self as db, get_user_request};
 
 use super::send::get_user;
-use super::{Conn, timed};
+use super::{Conn, persist, timed};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::notify::{self, Notice, user_info};
@@ -32,18 +32,16 @@ pub async fn search_users(conn: &mut Conn, r: pb::SearchUsersRequest) -> Result<
         n => n.min(MAX_SEARCH),
     };
     let shared = conn.shared.clone();
-    let reply = timed(&shared, "persist", async {
-        shared
-            .data()
-            .search_users(db::SearchUsersRequest {
-                prefix: r.prefix,
-                limit,
-                after: r.after,
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| Error::from_persist(s, || Error::Internal("search: not found".into())))
-    })
+    let request = db::SearchUsersRequest {
+        prefix: r.prefix,
+        limit,
+        after: r.after,
+    };
+    let reply = persist(
+        &shared,
+        |mut d| async move { d.search_users(request).await },
+        |s| Error::from_persist(s, || Error::Internal("search: not found".into())),
+    )
     .await?;
     Ok(Body::Users(pb::UsersReply {
         users: reply
@@ -88,18 +86,16 @@ pub async fn add_friend(conn: &mut Conn, r: pb::AddFriendRequest) -> Result<Body
     if to.id == me.uid {
         return Err(Error::Invalid("cannot befriend oneself".into()));
     }
-    let reply = timed(&shared, "persist", async {
-        shared
-            .data()
-            .send_friend_request(db::SendFriendRequestRequest {
-                from_user: me.uid,
-                to_user: to.id,
-                note: r.note.clone(),
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| Error::from_persist(s, || Error::UserNotFound(to.name.clone())))
-    })
+    let request = db::SendFriendRequestRequest {
+        from_user: me.uid,
+        to_user: to.id,
+        note: r.note.clone(),
+    };
+    let reply = persist(
+        &shared,
+        |mut d| async move { d.send_friend_request(request).await },
+        |s| Error::from_persist(s, || Error::UserNotFound(to.name.clone())),
+    )
     .await?;
     let kind = if reply.became_friends {
         social::invalidate_everywhere(&shared, &[me.uid, to.id], &[]).await;
@@ -122,18 +118,16 @@ pub async fn respond_friend(conn: &mut Conn, r: pb::RespondFriendRequest) -> Res
     let me = conn.logged_in()?.clone();
     let shared = conn.shared.clone();
     let from = resolve(&shared, r.user).await?;
-    timed(&shared, "persist", async {
-        shared
-            .data()
-            .respond_friend_request(db::RespondFriendRequestRequest {
-                user: me.uid,
-                from_user: from.id,
-                accept: r.accept,
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| Error::from_persist(s, || Error::UserNotFound(from.name.clone())))
-    })
+    let request = db::RespondFriendRequestRequest {
+        user: me.uid,
+        from_user: from.id,
+        accept: r.accept,
+    };
+    persist(
+        &shared,
+        |mut d| async move { d.respond_friend_request(request).await },
+        |s| Error::from_persist(s, || Error::UserNotFound(from.name.clone())),
+    )
     .await?;
     let kind = if r.accept {
         social::invalidate_everywhere(&shared, &[me.uid, from.id], &[]).await;
@@ -149,17 +143,15 @@ pub async fn remove_friend(conn: &mut Conn, r: pb::RemoveFriendRequest) -> Resul
     let me = conn.logged_in()?.clone();
     let shared = conn.shared.clone();
     let other = resolve(&shared, r.user).await?;
-    timed(&shared, "persist", async {
-        shared
-            .data()
-            .remove_friend(db::RemoveFriendRequest {
-                user: me.uid,
-                friend: other.id,
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| Error::from_persist(s, || Error::UserNotFound(other.name.clone())))
-    })
+    let request = db::RemoveFriendRequest {
+        user: me.uid,
+        friend: other.id,
+    };
+    persist(
+        &shared,
+        |mut d| async move { d.remove_friend(request).await },
+        |s| Error::from_persist(s, || Error::UserNotFound(other.name.clone())),
+    )
     .await?;
     social::invalidate_everywhere(&shared, &[me.uid, other.id], &[]).await;
     let event = friend_event(FriendEventKind::Removed, &me, String::new());
@@ -255,14 +247,12 @@ async fn read_presence(shared: &Arc<Shared>, me: u64, uids: &[u64]) -> Result<Ve
 pub async fn list_friend_requests(conn: &mut Conn) -> Result<Body> {
     let me = conn.logged_in()?.clone();
     let shared = conn.shared.clone();
-    let reply = timed(&shared, "persist", async {
-        shared
-            .data()
-            .list_friend_requests(db::ListFriendRequestsRequest { user: me.uid })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| Error::from_persist(s, || Error::UserNotFound(me.name.clone())))
-    })
+    let request = db::ListFriendRequestsRequest { user: me.uid };
+    let reply = persist(
+        &shared,
+        |mut d| async move { d.list_friend_requests(request).await },
+        |s| Error::from_persist(s, || Error::UserNotFound(me.name.clone())),
+    )
     .await?;
     let mut ids: Vec<u64> = reply
         .incoming
@@ -284,14 +274,12 @@ pub async fn list_friend_requests(conn: &mut Conn) -> Result<Body> {
 pub async fn user_names(shared: &Shared, ids: &[u64]) -> Result<HashMap<u64, String>> {
     let mut out = HashMap::new();
     for chunk in ids.chunks(1000) {
-        let reply = timed(shared, "persist", async {
-            shared
-                .data()
-                .get_users(db::GetUsersRequest { ids: chunk.to_vec() })
-                .await
-                .map(|r| r.into_inner())
-                .map_err(|s| Error::from_persist(s, || Error::Internal("get users: not found".into())))
-        })
+        let request = db::GetUsersRequest { ids: chunk.to_vec() };
+        let reply = persist(
+            shared,
+            |mut d| async move { d.get_users(request).await },
+            |s| Error::from_persist(s, || Error::Internal("get users: not found".into())),
+        )
         .await?;
         out.extend(reply.users.into_iter().map(|u| (u.id, u.name)));
     }

@@ -11,32 +11,17 @@ use confab_persist::queue::{Producer, QueuedMessage};
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
 
+use super::send::check_message;
 use super::{Conn, timed};
 use crate::error::{Error, Result};
 use crate::{deliver, metrics, social};
 use confab_common::ids::now_ms;
 
-const MAX_CLIENT_MSG_ID: usize = 64;
-
 pub async fn group_send(conn: &mut Conn, r: pb::GroupSendRequest) -> Result<Body> {
     let started = Instant::now();
     let me = conn.logged_in()?.clone();
     let shared = conn.shared.clone();
-    if r.body.is_empty() {
-        return Err(Error::Invalid("empty message body".into()));
-    }
-    let max = shared.config.limits.max_body_bytes;
-    if r.body.len() > max {
-        return Err(Error::Invalid(format!(
-            "message body of {} bytes is over the limit of {max}",
-            r.body.len()
-        )));
-    }
-    if r.client_msg_id.len() > MAX_CLIENT_MSG_ID {
-        return Err(Error::Invalid(format!(
-            "client_msg_id longer than {MAX_CLIENT_MSG_ID} bytes"
-        )));
-    }
+    check_message(&shared, &r.body, &r.client_msg_id)?;
     if r.group_id == 0 || r.group_id > i64::MAX as u64 {
         return Err(Error::Invalid(format!("bad group id {}", r.group_id)));
     }

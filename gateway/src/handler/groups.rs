@@ -13,7 +13,7 @@ use confab_proto::client::{self as pb, GroupEventKind};
 use confab_proto::persist as db;
 
 use super::friends::{resolve, user_names};
-use super::{Conn, Login, timed};
+use super::{Conn, Login, persist};
 use crate::error::{Error, Result};
 use crate::notify::{self, Notice, user_info};
 use crate::social::{self, GroupEntry, ROLE_ADMIN, ROLE_MEMBER, ROLE_OWNER};
@@ -62,17 +62,15 @@ fn persist_err(s: tonic::Status, gid: u64) -> Error {
 pub async fn create_group(conn: &mut Conn, r: pb::CreateGroupRequest) -> Result<Body> {
     let me = conn.logged_in()?.uid;
     let shared = conn.shared.clone();
-    let g = timed(&shared, "persist", async {
-        shared
-            .data()
-            .create_group(db::CreateGroupRequest {
-                owner: me,
-                name: r.name,
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| Error::from_persist(s, || Error::UserNotFound(me.to_string())))
-    })
+    let request = db::CreateGroupRequest {
+        owner: me,
+        name: r.name,
+    };
+    let g = persist(
+        &shared,
+        |mut d| async move { d.create_group(request).await },
+        |s| Error::from_persist(s, || Error::UserNotFound(me.to_string())),
+    )
     .await?;
     Ok(Body::Group(group_info(g)))
 }
@@ -80,14 +78,12 @@ pub async fn create_group(conn: &mut Conn, r: pb::CreateGroupRequest) -> Result<
 pub async fn list_groups(conn: &mut Conn) -> Result<Body> {
     let me = conn.logged_in()?.uid;
     let shared = conn.shared.clone();
-    let reply = timed(&shared, "persist", async {
-        shared
-            .data()
-            .list_groups(db::ListGroupsRequest { user: me })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| Error::from_persist(s, || Error::UserNotFound(me.to_string())))
-    })
+    let request = db::ListGroupsRequest { user: me };
+    let reply = persist(
+        &shared,
+        |mut d| async move { d.list_groups(request).await },
+        |s| Error::from_persist(s, || Error::UserNotFound(me.to_string())),
+    )
     .await?;
     Ok(Body::Groups(pb::GroupsReply {
         groups: reply.groups.into_iter().map(group_info).collect(),
@@ -140,18 +136,16 @@ pub async fn invite(conn: &mut Conn, r: pb::InviteRequest) -> Result<Body> {
             user.name, g.id
         )));
     }
-    timed(&shared, "persist", async {
-        shared
-            .data()
-            .invite_member(db::InviteMemberRequest {
-                group_id: g.id,
-                user: user.id,
-                by_user: me.uid,
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| persist_err(s, g.id))
-    })
+    let request = db::InviteMemberRequest {
+        group_id: g.id,
+        user: user.id,
+        by_user: me.uid,
+    };
+    persist(
+        &shared,
+        |mut d| async move { d.invite_member(request).await },
+        |s| persist_err(s, g.id),
+    )
     .await?;
     let notice = event(
         GroupEventKind::MemberJoined,
@@ -171,25 +165,22 @@ pub async fn join(conn: &mut Conn, r: pb::JoinGroupRequest) -> Result<Body> {
     }
     let shared = conn.shared.clone();
     let gid = r.group_id;
-    let (group, reply) = timed(&shared, "persist", async {
-        let group = shared
-            .data()
-            .get_group(db::GroupRef { group_id: gid })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| persist_err(s, gid))?;
-        let reply = shared
-            .data()
-            .request_join(db::RequestJoinRequest {
-                group_id: gid,
-                user: me.uid,
-                note: r.note.clone(),
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| persist_err(s, gid))?;
-        Ok((group, reply))
-    })
+    let group = persist(
+        &shared,
+        |mut d| async move { d.get_group(db::GroupRef { group_id: gid }).await },
+        |s| persist_err(s, gid),
+    )
+    .await?;
+    let request = db::RequestJoinRequest {
+        group_id: gid,
+        user: me.uid,
+        note: r.note.clone(),
+    };
+    let reply = persist(
+        &shared,
+        |mut d| async move { d.request_join(request).await },
+        |s| persist_err(s, gid),
+    )
     .await?;
     let notice = Notice::Group(pb::GroupEvent {
         kind: GroupEventKind::JoinRequested as i32,
@@ -207,19 +198,17 @@ pub async fn respond_join(conn: &mut Conn, r: pb::RespondJoinRequest) -> Result<
     let me = conn.logged_in()?.clone();
     let shared = conn.shared.clone();
     let g = as_role(&shared, &me, r.group_id, ROLE_ADMIN, "answer join requests").await?;
-    timed(&shared, "persist", async {
-        shared
-            .data()
-            .respond_join(db::RespondJoinRequest {
-                group_id: g.id,
-                user: r.user_id,
-                by_user: me.uid,
-                accept: r.accept,
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| persist_err(s, g.id))
-    })
+    let request = db::RespondJoinRequest {
+        group_id: g.id,
+        user: r.user_id,
+        by_user: me.uid,
+        accept: r.accept,
+    };
+    persist(
+        &shared,
+        |mut d| async move { d.respond_join(request).await },
+        |s| persist_err(s, g.id),
+    )
     .await?;
     let name = user_names(&shared, &[r.user_id])
         .await
@@ -245,17 +234,15 @@ pub async fn list_join_requests(conn: &mut Conn, r: pb::ListJoinRequestsRequest)
     let me = conn.logged_in()?.clone();
     let shared = conn.shared.clone();
     let g = as_role(&shared, &me, r.group_id, ROLE_ADMIN, "see join requests").await?;
-    let reply = timed(&shared, "persist", async {
-        shared
-            .data()
-            .list_join_requests(db::ListJoinRequestsRequest {
-                group_id: g.id,
-                by_user: me.uid,
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| persist_err(s, g.id))
-    })
+    let request = db::ListJoinRequestsRequest {
+        group_id: g.id,
+        by_user: me.uid,
+    };
+    let reply = persist(
+        &shared,
+        |mut d| async move { d.list_join_requests(request).await },
+        |s| persist_err(s, g.id),
+    )
     .await?;
     let ids: Vec<u64> = reply.requests.iter().map(|j| j.user).collect();
     let names = user_names(&shared, &ids).await?;
@@ -282,17 +269,15 @@ pub async fn leave(conn: &mut Conn, r: pb::LeaveGroupRequest) -> Result<Body> {
             "the owner cannot leave its group: delete it".into(),
         ));
     }
-    timed(&shared, "persist", async {
-        shared
-            .data()
-            .leave_group(db::LeaveGroupRequest {
-                group_id: g.id,
-                user: me.uid,
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| persist_err(s, g.id))
-    })
+    let request = db::LeaveGroupRequest {
+        group_id: g.id,
+        user: me.uid,
+    };
+    persist(
+        &shared,
+        |mut d| async move { d.leave_group(request).await },
+        |s| persist_err(s, g.id),
+    )
     .await?;
     let notice = event(GroupEventKind::MemberLeft, &g, user_info(me.uid, &me.name), 0);
     let uid = me.uid;
@@ -319,18 +304,16 @@ pub async fn remove_member(conn: &mut Conn, r: pb::RemoveMemberRequest) -> Resul
     if !allowed {
         return Err(not_permitted(&me, g.id, "remove this member"));
     }
-    timed(&shared, "persist", async {
-        shared
-            .data()
-            .remove_member(db::RemoveMemberRequest {
-                group_id: g.id,
-                user: target.id,
-                by_user: me.uid,
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| persist_err(s, g.id))
-    })
+    let request = db::RemoveMemberRequest {
+        group_id: g.id,
+        user: target.id,
+        by_user: me.uid,
+    };
+    persist(
+        &shared,
+        |mut d| async move { d.remove_member(request).await },
+        |s| persist_err(s, g.id),
+    )
     .await?;
     let notice = event(
         GroupEventKind::MemberRemoved,
@@ -352,18 +335,16 @@ pub async fn promote(conn: &mut Conn, r: pb::PromoteRequest) -> Result<Body> {
             r.user_id, g.id
         )));
     };
-    timed(&shared, "persist", async {
-        shared
-            .data()
-            .promote_admin(db::PromoteAdminRequest {
-                group_id: g.id,
-                user: target.id,
-                by_user: me.uid,
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| persist_err(s, g.id))
-    })
+    let request = db::PromoteAdminRequest {
+        group_id: g.id,
+        user: target.id,
+        by_user: me.uid,
+    };
+    persist(
+        &shared,
+        |mut d| async move { d.promote_admin(request).await },
+        |s| persist_err(s, g.id),
+    )
     .await?;
     let notice = event(
         GroupEventKind::AdminPromoted,
@@ -387,17 +368,15 @@ pub async fn delete(conn: &mut Conn, r: pb::DeleteGroupRequest) -> Result<Body> 
     let me = conn.logged_in()?.clone();
     let shared = conn.shared.clone();
     let g = as_role(&shared, &me, r.group_id, ROLE_OWNER, "delete the group").await?;
-    timed(&shared, "persist", async {
-        shared
-            .data()
-            .delete_group(db::DeleteGroupRequest {
-                group_id: g.id,
-                by_user: me.uid,
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| persist_err(s, g.id))
-    })
+    let request = db::DeleteGroupRequest {
+        group_id: g.id,
+        by_user: me.uid,
+    };
+    persist(
+        &shared,
+        |mut d| async move { d.delete_group(request).await },
+        |s| persist_err(s, g.id),
+    )
     .await?;
     social::invalidate_everywhere(&shared, &[], &[g.id]).await;
     let notice = event(GroupEventKind::GroupDeleted, &g, None, me.uid);

@@ -23,8 +23,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
+use confab_proto::persist::data_service_client::DataServiceClient;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 use crate::frame;
@@ -246,4 +248,22 @@ pub async fn timed<T>(
             what,
             detail: "timed out".into(),
         })?
+}
+
+/// One call to persist's data service, bounded by the RPC timeout; a
+/// refused call becomes the client's error through `on_error` (most pass
+/// [`Error::from_persist`] with what a NotFound means for them).
+pub async fn persist<T, Fut>(
+    shared: &Shared,
+    call: impl FnOnce(DataServiceClient<Channel>) -> Fut,
+    on_error: impl FnOnce(tonic::Status) -> Error,
+) -> Result<T>
+where
+    Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+{
+    let reply = timed(shared, "persist", async {
+        call(shared.data()).await.map_err(on_error)
+    })
+    .await?;
+    Ok(reply.into_inner())
 }

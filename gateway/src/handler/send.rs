@@ -21,7 +21,7 @@ use confab_proto::client::{self as pb};
 use confab_proto::persist::{self as db, get_user_request};
 use tokio::sync::oneshot;
 
-use super::{Conn, timed};
+use super::{Conn, persist};
 use crate::deliver;
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -29,6 +29,27 @@ use crate::state::Shared;
 use confab_common::ids::now_ms;
 
 const MAX_CLIENT_MSG_ID: usize = 64;
+
+/// What every message (1:1 or group) must be: a body, not over the
+/// configured limit, and a client id of bounded length.
+pub fn check_message(shared: &Shared, body: &str, client_msg_id: &str) -> Result<()> {
+    if body.is_empty() {
+        return Err(Error::Invalid("empty message body".into()));
+    }
+    let max = shared.config.limits.max_body_bytes;
+    if body.len() > max {
+        return Err(Error::Invalid(format!(
+            "message body of {} bytes is over the limit of {max}",
+            body.len()
+        )));
+    }
+    if client_msg_id.len() > MAX_CLIENT_MSG_ID {
+        return Err(Error::Invalid(format!(
+            "client_msg_id longer than {MAX_CLIENT_MSG_ID} bytes"
+        )));
+    }
+    Ok(())
+}
 
 /// The rest of a send once its enqueue is handed over: its ack.
 pub type Finish = Pin<Box<dyn Future<Output = Result<Body>> + Send + 'static>>;
@@ -61,21 +82,7 @@ pub async fn begin(conn: &Conn, r: pb::SendRequest, order: &mut SendOrder) -> Re
     let me = conn.logged_in()?;
     let (uid, session_id) = (me.uid, me.session_id);
     let shared = conn.shared.clone();
-    if r.body.is_empty() {
-        return Err(Error::Invalid("empty message body".into()));
-    }
-    let max = shared.config.limits.max_body_bytes;
-    if r.body.len() > max {
-        return Err(Error::Invalid(format!(
-            "message body of {} bytes is over the limit of {max}",
-            r.body.len()
-        )));
-    }
-    if r.client_msg_id.len() > MAX_CLIENT_MSG_ID {
-        return Err(Error::Invalid(format!(
-            "client_msg_id longer than {MAX_CLIENT_MSG_ID} bytes"
-        )));
-    }
+    check_message(&shared, &r.body, &r.client_msg_id)?;
     let to = resolve(&shared, r.to_user, &r.to_name).await?;
     let message_id = shared.ids.next();
     let conversation_id = ConversationId::direct(uid, to).to_string();
@@ -106,10 +113,29 @@ pub async fn begin(conn: &Conn, r: pb::SendRequest, order: &mut SendOrder) -> Re
         // before the confirm. (A session that logs in meanwhile syncs, and
         // the commit notice reaches it anyway.)
         let uids: Vec<u64> = if to == uid { vec![to] } else { vec![to, uid] };
-        let (confirmed, online) = tokio::join!(confirmed, shared.coalesce.lookup(uids));
+        let handed_over = Instant::now();
+        let phase = |name: &str, since: Instant| {
+            metrics::SEND_PHASE
+                .with_label_values(&[name])
+                .observe(since.elapsed().as_secs_f64())
+        };
+        let (confirmed, online) = tokio::join!(
+            async {
+                let r = confirmed.await;
+                phase("confirm", handed_over);
+                r
+            },
+            async {
+                let r = shared.coalesce.lookup(uids).await;
+                phase("lookup", handed_over);
+                r
+            }
+        );
         if let Some(previous) = previous {
             // Ok or dropped: either way the previous send is past its pushes.
+            let waited = Instant::now();
             let _ = previous.await;
+            phase("order", waited);
         }
         confirmed?;
         // Durable from here on: delivery failures only delay the recipient
@@ -119,9 +145,11 @@ pub async fn begin(conn: &Conn, r: pb::SendRequest, order: &mut SendOrder) -> Re
             .into_iter()
             .filter(|s| s.session_id != session_id)
             .collect();
+        let delivering = Instant::now();
         let handed = deliver::message(&shared, &targets, &message);
         drop(turn);
         handed.await;
+        phase("deliver", delivering);
         metrics::SEND_LATENCY.observe(started.elapsed().as_secs_f64());
         Ok(Body::SendAck(pb::SendAck {
             message_id,
@@ -160,14 +188,12 @@ async fn resolve(shared: &Shared, to_user: u64, to_name: &str) -> Result<u64> {
 }
 
 pub async fn get_user(shared: &Shared, key: get_user_request::Key, shown: String) -> Result<db::User> {
-    let user = timed(shared, "persist", async {
-        shared
-            .data()
-            .get_user(db::GetUserRequest { key: Some(key) })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| Error::from_persist(s, || Error::UserNotFound(shown)))
-    })
+    let request = db::GetUserRequest { key: Some(key) };
+    let user = persist(
+        shared,
+        |mut d| async move { d.get_user(request).await },
+        |s| Error::from_persist(s, || Error::UserNotFound(shown)),
+    )
     .await?;
     shared.users.remember(user.id, &user.name);
     Ok(user)

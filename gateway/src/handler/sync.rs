@@ -7,7 +7,7 @@ use confab_proto::client::{self as pb};
 use confab_proto::persist::{self as db, get_user_request};
 
 use super::send::get_user;
-use super::{Conn, timed};
+use super::{Conn, persist};
 use crate::error::{Error, Result};
 use crate::social;
 use crate::state::Shared;
@@ -19,17 +19,15 @@ const DEFAULT_PAGE: u32 = 100;
 pub async fn sync(conn: &mut Conn, r: pb::SyncRequest) -> Result<Body> {
     let me = conn.logged_in()?.uid;
     let shared = conn.shared.clone();
-    let reply = timed(&shared, "persist", async {
-        shared
-            .data()
-            .changed_conversations(db::ChangedConversationsRequest {
-                user: me,
-                since_ms: r.since_ms,
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| Error::from_persist(s, || Error::UserNotFound(me.to_string())))
-    })
+    let request = db::ChangedConversationsRequest {
+        user: me,
+        since_ms: r.since_ms,
+    };
+    let reply = persist(
+        &shared,
+        |mut d| async move { d.changed_conversations(request).await },
+        |s| Error::from_persist(s, || Error::UserNotFound(me.to_string())),
+    )
     .await?;
     Ok(Body::SyncReply(pb::SyncReply {
         conversations: reply
@@ -59,14 +57,11 @@ pub async fn fetch(conn: &mut Conn, r: pb::FetchRequest) -> Result<Body> {
         user: me,
         min_message_id: r.min_message_id,
     };
-    let reply = timed(&shared, "persist", async {
-        shared
-            .data()
-            .messages_after(request)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| read_error(s, forbidden))
-    })
+    let reply = persist(
+        &shared,
+        |mut d| async move { d.messages_after(request).await },
+        |s| read_error(s, forbidden),
+    )
     .await?;
     Ok(messages(reply))
 }
@@ -83,14 +78,11 @@ pub async fn history(conn: &mut Conn, r: pb::HistoryRequest) -> Result<Body> {
         user: me,
         min_message_id: r.min_message_id,
     };
-    let reply = timed(&shared, "persist", async {
-        shared
-            .data()
-            .history(request)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| read_error(s, forbidden))
-    })
+    let reply = persist(
+        &shared,
+        |mut d| async move { d.history(request).await },
+        |s| read_error(s, forbidden),
+    )
     .await?;
     Ok(messages(reply))
 }

@@ -1,7 +1,7 @@
 //! Groups, members with roles, and join requests.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
 use super::friends::{ACCEPTED, DECLINED, PENDING};
 use super::{Db, now_ms, sql_id};
@@ -77,16 +77,7 @@ impl Db {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(
-                    "INSERT INTO group_members (group_id, user_id, role, joined_at) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(id)
-                .bind(owner as i64)
-                .bind(OWNER)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                add_member(&mut tx, id as u64, owner, OWNER, now).await?;
                 tx.commit().await?;
                 Ok(Group {
                     id: id as u64,
@@ -285,16 +276,7 @@ impl Db {
                     to: group,
                 })?;
                 if accept {
-                    sqlx::query(
-                        "INSERT INTO group_members (group_id, user_id, role, joined_at) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, user_id) DO NOTHING",
-                    )
-                    .bind(group as i64)
-                    .bind(user as i64)
-                    .bind(MEMBER)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    add_member(&mut tx, group, user, MEMBER, now).await?;
                 }
                 tx.commit().await?;
                 join_from_row(&row)
@@ -347,6 +329,28 @@ impl Db {
     }
 }
 
+/// Adds `user` to `group` with `role` inside `tx`; a member already there
+/// stays as it is.
+async fn add_member(
+    tx: &mut Transaction<'static, Any>,
+    group: u64,
+    user: u64,
+    role: i16,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO group_members (group_id, user_id, role, joined_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, user_id) DO NOTHING",
+    )
+    .bind(group as i64)
+    .bind(user as i64)
+    .bind(role)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 impl Db {
     /// An owner or admin (`by_user`) adds `user` to `group` at once; a
     /// pending join request of `user` is marked approved.
@@ -362,16 +366,7 @@ impl Db {
         t.finish(
             async {
                 let mut tx = self.begin_write().await?;
-                sqlx::query(
-                    "INSERT INTO group_members (group_id, user_id, role, joined_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, user_id) DO NOTHING",
-                )
-                .bind(group as i64)
-                .bind(user as i64)
-                .bind(MEMBER)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                add_member(&mut tx, group, user, MEMBER, now).await?;
                 sqlx::query(
                     "UPDATE group_join_requests SET state = $1, decided_at = $2, decided_by = $3 \
                      WHERE group_id = $4 AND user_id = $5 AND state = $6",

@@ -174,15 +174,29 @@ async fn sigkill_during_a_shard_move_then_the_move_completes_and_nothing_is_lost
     //    learner is catching up), restart it, ask again until done.
     let a = shard_of(1);
     let (a_from, a_to) = (a.replicas[1], missing(&a));
-    let first = {
+    let start_move = || {
         let admin = admin.clone();
         tokio::spawn(async move { admin.move_replica(1, a_from, a_to).await })
     };
+    let mut first = start_move();
     let to_addr = addr(a_to);
-    eventually(Duration::from_secs(20), "the new replica exists", || async {
-        hosts(&client, &to_addr, 1).await == Some(true)
-    })
-    .await;
+    // A move that answered before its replica was seen (refused by a meta
+    // leader that just changed, or done already) is asked again, so that
+    // a handle to a move is always there to await below.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while hosts(&client, &to_addr, 1).await != Some(true) {
+        if first.is_finished() {
+            let answer = (&mut first).await.expect("move task");
+            eprintln!("the move of shard 1 answered before its replica was seen: {answer:?}");
+            // (Asking again is safe: a finished move answers at once.)
+            first = start_move();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no replica of shard 1 appeared on node {a_to} within 40 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let in_flight = !first.is_finished();
     procs.kill(a_to);
     eprintln!("node {a_to} killed (move of shard 1 {a_from} -> {a_to} in flight: {in_flight})");
