@@ -106,7 +106,7 @@ mod tests {
         let Scenario::Chat(args) = cli.scenario else {
             panic!("chat scenario expected");
         };
-        assert_eq!(args.gateway, vec!["a:1", "b:2"]);
+        assert_eq!(args.users.gateway, vec!["a:1", "b:2"]);
         assert_eq!((args.window, args.pairs), (4, 200));
     }
 }
