@@ -21,7 +21,9 @@ if [ -z "${SKIP_BUILD:-}" ]; then
 fi
 mkdir -p "$OUT"
 export CLUSTER_DIR="$(mktemp -d)"
-export GRPC_BASE="${ELASTIC_GRPC_BASE:-47100}" HTTP_BASE="${ELASTIC_HTTP_BASE:-47200}" ROUTERS=3
+# Fixed ports below the ephemeral range (32768-60999 here), so that no
+# outgoing connection of the run holds one when a router (re)binds it.
+export GRPC_BASE="${ELASTIC_GRPC_BASE:-22100}" HTTP_BASE="${ELASTIC_HTTP_BASE:-22200}" ROUTERS=3
 cleanup() { "$ROOT/scripts/cluster-down.sh" >/dev/null 2>&1 || true; rm -rf "$CLUSTER_DIR"; }
 trap cleanup EXIT
 for i in 1 2 3; do start_router "$i"; done
