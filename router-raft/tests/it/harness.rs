@@ -245,6 +245,33 @@ impl InProc {
     }
 
     /// The node that leads `group`, as the running nodes see it.
+    /// Moves `shard`'s replica from node `from` to `to` through the meta
+    /// leader (`MoveReplica`, as confabctl does); the shard's descriptor after.
+    pub async fn move_replica(
+        &self,
+        shard: u32,
+        from: u64,
+        to: u64,
+    ) -> confab_proto::router::ShardDescriptor {
+        use confab_proto::router::MoveReplicaRequest;
+        use confab_proto::router::router_service_client::RouterServiceClient;
+        let meta_leader = self.leader_of(0).expect("meta leader");
+        let mut admin = RouterServiceClient::connect(format!("http://{}", self.peers[&meta_leader]))
+            .await
+            .expect("connect");
+        admin
+            .move_replica(MoveReplicaRequest {
+                shard_id: shard,
+                from,
+                to,
+            })
+            .await
+            .expect("move")
+            .into_inner()
+            .shard
+            .expect("descriptor")
+    }
+
     pub fn leader_of(&self, group: u32) -> Option<u64> {
         self.nodes
             .iter()

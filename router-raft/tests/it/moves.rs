@@ -68,21 +68,7 @@ async fn a_replica_moves_under_load_and_nothing_is_lost() {
         })
     };
 
-    let meta_leader = cluster.leader_of(0).expect("meta leader");
-    let mut admin = RouterServiceClient::connect(format!("http://{}", cluster.peers[&meta_leader]))
-        .await
-        .expect("connect");
-    let moved = admin
-        .move_replica(pb::MoveReplicaRequest {
-            shard_id: 1,
-            from,
-            to,
-        })
-        .await
-        .expect("move")
-        .into_inner()
-        .shard
-        .expect("descriptor");
+    let moved = cluster.move_replica(1, from, to).await;
     assert!(moved.replicas.contains(&to) && !moved.replicas.contains(&from));
     assert_eq!(moved.replicas.len(), 3, "never fewer than the replication factor");
     assert_eq!(
@@ -90,17 +76,7 @@ async fn a_replica_moves_under_load_and_nothing_is_lost() {
         shard.epoch.map(|e| e.conf_ver + 1)
     );
     // Asking again is harmless: the move is done.
-    let again = admin
-        .move_replica(pb::MoveReplicaRequest {
-            shard_id: 1,
-            from,
-            to,
-        })
-        .await
-        .expect("repeated move")
-        .into_inner()
-        .shard
-        .expect("descriptor");
+    let again = cluster.move_replica(1, from, to).await;
     assert_eq!(again.epoch, moved.epoch);
     stop.store(true, Ordering::Relaxed);
     let acked = writer.await.expect("writer");

@@ -119,21 +119,7 @@ async fn a_stale_client_follows_the_tombstone_then_refreshes_after_it_expired() 
     }
     let old_version = stale[0].cached_map().expect("map").version;
 
-    let meta_leader = cluster.leader_of(0).expect("meta leader");
-    let mut admin = RouterServiceClient::connect(format!("http://{}", cluster.peers[&meta_leader]))
-        .await
-        .expect("connect");
-    let moved = admin
-        .move_replica(pb::MoveReplicaRequest {
-            shard_id: SHARD,
-            from,
-            to,
-        })
-        .await
-        .expect("move")
-        .into_inner()
-        .shard
-        .expect("descriptor");
+    let moved = cluster.move_replica(SHARD, from, to).await;
     assert!(cluster.nodes[&from].running.node.group(SHARD).is_none());
     let http = cluster.http[&to].clone();
     let metrics_before = scrape(&http).await;
