@@ -6,6 +6,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use confab_bench::cli::Cli;
+use mimalloc::MiMalloc;
+
+// The services' allocator, so the load generator takes as little of the
+// machine's CPU as it can.
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
