@@ -5,7 +5,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 build_bins
 for i in $(seq 1 "$ROUTERS"); do start_router "$i"; done
-# One persist process on the embedded defaults (SQLite + the sled queue);
+# One persist process on the embedded defaults (SQLite + the embedded queue log);
 # DATABASE_URL / AMQP_URL in the environment switch it to PostgreSQL / RabbitMQ.
 start persist "$BIN/confab-persist" --listen 127.0.0.1:7301 --http 127.0.0.1:9301 \
   --data-dir "$CLUSTER_DIR/persist"

@@ -21,7 +21,7 @@ use crate::writer::{WriterSettings, run_writer};
 /// Which queue the benchmark goes through.
 #[derive(Clone, Debug)]
 pub enum BenchQueue {
-    /// sled in `dir` (a fresh directory).
+    /// The embedded log in `dir` (a fresh directory).
     Embedded { dir: std::path::PathBuf },
     /// RabbitMQ at `url`; queues `{prefix}.*` are deleted at the end.
     Amqp { url: String, prefix: String },

@@ -50,7 +50,7 @@ pub struct DatabaseConfig {
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum QueueBackend {
-    /// sled, inside this process; gateways enqueue over gRPC.
+    /// An append-only log inside this process; gateways enqueue over gRPC.
     Embedded,
     /// RabbitMQ.
     Amqp,

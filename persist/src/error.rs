@@ -52,7 +52,7 @@ pub enum Error {
     Internal(String),
 }
 
-/// Errors of the queue backends (RabbitMQ, embedded sled).
+/// Errors of the queue backends (RabbitMQ, the embedded log).
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("message broker unavailable: {0}")]
@@ -60,7 +60,7 @@ pub enum QueueError {
     #[error("broker refused message {message_id} (negative confirm or unroutable)")]
     NotConfirmed { message_id: u64 },
     #[error("embedded queue storage: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(#[from] std::io::Error),
     #[error("invalid queued message: {0}")]
     Invalid(String),
     #[error("queue is shut down")]

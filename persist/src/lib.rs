@@ -5,7 +5,7 @@
 //! - [`db`]: the SQL schema (migrations) and every query, for SQLite (the
 //!   embedded default) and PostgreSQL.
 //! - [`queue`]: the message queue, one trait pair ([`queue::Producer`],
-//!   [`queue::Consumer`]) and two backends, RabbitMQ and embedded (sled).
+//!   [`queue::Consumer`]) and two backends, RabbitMQ and embedded (an append-only log).
 //! - [`writer`]: consumes the queue, writes batches idempotently, assigns
 //!   the per-conversation sequence, acks after commit, announces commits.
 //! - [`service`]: the gRPC `DataService` and `QueueService`.

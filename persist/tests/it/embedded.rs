@@ -1,5 +1,6 @@
-//! The embedded (sled) queue with the writer: idempotency, order with
-//! several writers, poison messages, bad input, restart, database outage.
+//! The embedded queue (an append-only log) with the writer: idempotency,
+//! order with several writers, poison messages, bad input, restart,
+//! database outage; the log's segments, acks and torn tails.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use confab_persist::conversation::ConversationId;
 use confab_persist::db::Db;
 use confab_persist::notify::Hub;
 use confab_persist::queue::embedded::EmbeddedQueue;
-use confab_persist::queue::{Producer, QueuedMessage};
+use confab_persist::queue::{Consumer, Producer, QueuedMessage};
 use confab_persist::writer::{WriterSettings, run_writer};
 use tokio_util::sync::CancellationToken;
 
@@ -234,6 +235,141 @@ async fn unacked_messages_survive_a_restart() {
     let want: Vec<String> = (1..=50).map(|i: u64| i.to_string()).collect();
     assert_eq!(bodies_in_seq_order(&t.db, "g:5").await, want);
     cancel.cancel();
+}
+
+/// Takes `n` deliveries from `c` and returns their bodies and tokens.
+async fn take<C: Consumer>(c: &mut C, n: usize) -> (Vec<String>, Vec<C::Token>) {
+    let (mut bodies, mut tokens) = (Vec::new(), Vec::new());
+    while bodies.len() < n {
+        let batch = tokio::time::timeout(
+            Duration::from_secs(5),
+            c.next_batch(n - bodies.len(), Duration::ZERO),
+        )
+        .await
+        .expect("deliveries in time")
+        .expect("next_batch");
+        for d in batch {
+            let m = confab_persist::queue::decode(&d.payload, 1024).expect("decodable");
+            bodies.push(m.body);
+            tokens.push(d.token);
+        }
+    }
+    (bodies, tokens)
+}
+
+fn segment_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("seg-"))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_segments_rotate_drain_and_replay_acks_and_torn_tails() {
+    let dir = tempfile::tempdir().expect("dir");
+    let bodies = |r: std::ops::RangeInclusive<u64>| r.map(|i| format!("body {i}")).collect::<Vec<_>>();
+    {
+        let q = EmbeddedQueue::open_segmented(dir.path(), 2, 1024, 1024).expect("open");
+        assert!(
+            EmbeddedQueue::open(dir.path(), 2, 1024).is_err(),
+            "a second opener of the same directory is refused"
+        );
+        for i in 1..=200u64 {
+            q.enqueue(&[qmsg(i, "d:1:2", 1, &format!("body {i}"))])
+                .await
+                .expect("enqueue");
+        }
+        assert_eq!(q.len(), 200);
+        let before = q.segments();
+        assert!(before > 5, "small segments rotate ({before})");
+        assert_eq!(segment_files(dir.path()), before);
+
+        let mut c = q.consumer(vec![0, 1]);
+        let (got, tokens) = take(&mut c, 150).await;
+        assert_eq!(got, bodies(1..=150), "in enqueue order");
+        c.ack(tokens).await.expect("ack");
+        assert_eq!(q.len(), 50);
+        let after = q.segments();
+        assert!(
+            after < before,
+            "drained segments are deleted ({before} -> {after})"
+        );
+        assert_eq!(segment_files(dir.path()), after, "and their files with them");
+    }
+
+    // A crash mid-write leaves a torn record at the end of the last segment.
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("seg-"))
+        .collect();
+    names.sort();
+    let last = dir.path().join(names.last().expect("a segment"));
+    let intact = std::fs::metadata(&last).expect("meta").len();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&last)
+            .expect("open segment");
+        f.write_all(b"\x40\x00\x00\x00\x01\x02\x03\x04torn")
+            .expect("write");
+    }
+
+    let q = EmbeddedQueue::open_segmented(dir.path(), 2, 1024, 1024).expect("reopen");
+    assert_eq!(
+        std::fs::metadata(&last).expect("meta").len(),
+        intact,
+        "the torn tail is cut off"
+    );
+    assert_eq!(q.len(), 50, "the acks survived the restart");
+    let mut c = q.consumer(vec![0, 1]);
+    let (got, tokens) = take(&mut c, 50).await;
+    assert_eq!(
+        got,
+        bodies(151..=200),
+        "what was not acked comes again, in order, once"
+    );
+    c.ack(tokens).await.expect("ack");
+    assert!(q.is_empty());
+    q.enqueue(&[qmsg(201, "d:1:2", 1, "after")])
+        .await
+        .expect("enqueue after replay");
+    let (got, _) = take(&mut c, 1).await;
+    assert_eq!(got, vec!["after".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_segment_before_the_last_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let q = EmbeddedQueue::open_segmented(dir.path(), 1, 1024, 512).expect("open");
+        for i in 1..=40u64 {
+            q.enqueue(&[qmsg(i, "d:1:2", 1, "some body to fill segments")])
+                .await
+                .expect("enqueue");
+        }
+        assert!(q.segments() > 2);
+    }
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("seg-"))
+        .collect();
+    names.sort();
+    let first = dir.path().join(&names[0]);
+    let mut data = std::fs::read(&first).expect("read");
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::write(&first, data).expect("write");
+    match EmbeddedQueue::open(dir.path(), 1, 1024) {
+        Err(QueueError::Invalid(why)) => assert!(why.contains("damaged"), "{why}"),
+        Err(e) => panic!("expected a clear refusal, got {e}"),
+        Ok(_) => panic!("a damaged segment in the middle of the log must not be skipped silently"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
