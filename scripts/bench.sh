@@ -69,7 +69,7 @@ if [ "$BENCH_ONLY" != gateway ]; then
       | sed 's/^.*: \([0-9.]* requests per second.*\)$/MGET of 100 keys: \1/' | tee "$OUT/redis-mget.txt"
     for k in $keys; do redis-cli -h 127.0.0.1 DEL "$k" >/dev/null; done
   fi
-  echo "== persist: messages enqueued -> committed, and the plain batched INSERT ceiling"
+  echo "== persist: messages enqueued -> committed, and the same rows by a plain batched INSERT"
   echo "   (SQLite + embedded queue; PostgreSQL + RabbitMQ when they listen on 127.0.0.1)"
   (cd "$ROOT" && cargo run --quiet --release -p confab-persist --example write_bench -- "${PERSIST_MESSAGES:-200000}") \
     | tee "$OUT/persist-write.txt"

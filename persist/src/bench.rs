@@ -1,7 +1,7 @@
 //! The end-to-end write benchmark (`confab-bench persist` calls
 //! [`run_bench`]; `cargo run --release -p confab-persist --example
 //! write_bench` prints it): enqueue -> committed in SQL, through the real
-//! queue and writers, and the ceiling: the same rows by a plain batched
+//! queue and writers, and a reference: the same rows by a plain batched
 //! INSERT.
 
 use std::sync::Arc;
@@ -197,7 +197,7 @@ pub async fn run_bench(o: BenchOptions) -> Result<BenchReport> {
     })
 }
 
-/// The ceiling: the same rows into a copy of the messages table by a plain
+/// The reference: the same rows into a copy of the messages table by a plain
 /// multi-row INSERT, 1000 rows per statement and transaction.
 async fn raw_insert(db: &Db, o: &BenchOptions, body: &str) -> Result<f64> {
     let pool = db.pool();
