@@ -257,14 +257,15 @@ async fn take<C: Consumer>(c: &mut C, n: usize) -> (Vec<String>, Vec<C::Token>) 
     (bodies, tokens)
 }
 
-fn segment_files(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir)
+/// The log's segment files in `dir`, oldest first.
+fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
         .expect("read dir")
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("seg-"))
-        })
-        .count()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("seg-"))
+        .collect();
+    names.sort();
+    names.into_iter().map(|n| dir.join(n)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,7 +286,7 @@ async fn log_segments_rotate_drain_and_replay_acks_and_torn_tails() {
         assert_eq!(q.len(), 200);
         let before = q.segments();
         assert!(before > 5, "small segments rotate ({before})");
-        assert_eq!(segment_files(dir.path()), before);
+        assert_eq!(segment_files(dir.path()).len(), before);
 
         let mut c = q.consumer(vec![0, 1]);
         let (got, tokens) = take(&mut c, 150).await;
@@ -297,17 +298,15 @@ async fn log_segments_rotate_drain_and_replay_acks_and_torn_tails() {
             after < before,
             "drained segments are deleted ({before} -> {after})"
         );
-        assert_eq!(segment_files(dir.path()), after, "and their files with them");
+        assert_eq!(
+            segment_files(dir.path()).len(),
+            after,
+            "and their files with them"
+        );
     }
 
     // A crash mid-write leaves a torn record at the end of the last segment.
-    let mut names: Vec<_> = std::fs::read_dir(dir.path())
-        .expect("read dir")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("seg-"))
-        .collect();
-    names.sort();
-    let last = dir.path().join(names.last().expect("a segment"));
+    let last = segment_files(dir.path()).pop().expect("a segment");
     let intact = std::fs::metadata(&last).expect("meta").len();
     {
         use std::io::Write;
@@ -354,13 +353,7 @@ async fn a_damaged_segment_before_the_last_is_refused() {
         }
         assert!(q.segments() > 2);
     }
-    let mut names: Vec<_> = std::fs::read_dir(dir.path())
-        .expect("read dir")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("seg-"))
-        .collect();
-    names.sort();
-    let first = dir.path().join(&names[0]);
+    let first = segment_files(dir.path()).remove(0);
     let mut data = std::fs::read(&first).expect("read");
     let mid = data.len() / 2;
     data[mid] ^= 0xff;
