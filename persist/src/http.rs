@@ -1,5 +1,6 @@
 //! HTTP endpoints: `GET /metrics` (Prometheus text), `GET /healthz` (the
-//! process runs), `GET /readyz` (schema migrated and database answering).
+//! process runs and its embedded queue, if any, can still write), `GET
+//! /readyz` (that, the schema migrated and the database answering).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,17 +12,30 @@ use axum::http::StatusCode;
 use axum::routing::get;
 
 use crate::db::Db;
+use crate::queue::embedded::EmbeddedQueue;
 
 #[derive(Clone)]
 pub struct HttpState {
     pub db: Db,
     pub ready: Arc<AtomicBool>,
+    /// The embedded queue, when that is the backend.
+    pub queue: Option<EmbeddedQueue>,
 }
+
+impl HttpState {
+    /// A queue log that can no longer write makes the process useless
+    /// until a restart: say so, so a supervisor restarts it.
+    fn queue_failed(&self) -> bool {
+        self.queue.as_ref().is_some_and(EmbeddedQueue::failed)
+    }
+}
+
+const QUEUE_FAILED: &str = "embedded queue log cannot write (see the log); restart the process\n";
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
 }
@@ -31,7 +45,17 @@ async fn metrics(State(s): State<HttpState>) -> String {
     s.db.metrics().render()
 }
 
+async fn healthz(State(s): State<HttpState>) -> (StatusCode, &'static str) {
+    if s.queue_failed() {
+        return (StatusCode::SERVICE_UNAVAILABLE, QUEUE_FAILED);
+    }
+    (StatusCode::OK, "ok\n")
+}
+
 async fn readyz(State(s): State<HttpState>) -> (StatusCode, &'static str) {
+    if s.queue_failed() {
+        return (StatusCode::SERVICE_UNAVAILABLE, QUEUE_FAILED);
+    }
     if !s.ready.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting\n");
     }

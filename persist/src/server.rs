@@ -163,6 +163,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         let app = router(HttpState {
             db: db.clone(),
             ready: ready.clone(),
+            queue: embedded.clone(),
         });
         tokio::spawn(async move {
             axum::serve(http, app)

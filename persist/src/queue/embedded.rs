@@ -362,6 +362,13 @@ impl EmbeddedQueue {
         self.inner.partitions
     }
 
+    /// True once a write to the log failed (disk full, I/O error): every
+    /// enqueue is refused from then on, and only a restart (which replays
+    /// what was durable) brings the queue back.
+    pub fn failed(&self) -> bool {
+        self.inner.shared.failed.load(Ordering::SeqCst)
+    }
+
     /// A consumer of the given partitions.
     pub fn consumer(&self, partitions: Vec<u32>) -> EmbeddedConsumer {
         EmbeddedConsumer {
@@ -878,6 +885,53 @@ impl Consumer for EmbeddedConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_write_answers_closed_and_marks_the_queue_failed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("seg-0000000000000001.log");
+        File::create(&path).expect("create");
+        // A handle the writer cannot write through, as a disk that refuses.
+        let file = File::open(&path).expect("open read-only");
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                parts: vec![BTreeMap::new()],
+                ..State::default()
+            }),
+            arrived: Notify::new(),
+            failed: AtomicBool::new(false),
+        });
+        let writer = Writer {
+            dir: dir.path().to_owned(),
+            shared: shared.clone(),
+            file,
+            size: 0,
+            active: 1,
+            segment_bytes: SEGMENT_BYTES,
+        };
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || writer.run(rx));
+        let (done, answer) = oneshot::channel();
+        let entry = NewEntry {
+            partition: 0,
+            key: 1,
+            payload: b"x".to_vec(),
+            messages: 1,
+        };
+        tx.send(Job::Append {
+            entries: vec![entry],
+            done,
+        })
+        .expect("send");
+        let r = answer.await.expect("answered");
+        assert!(matches!(r, Err(QueueError::Closed)), "{r:?}");
+        thread.join().expect("writer ends");
+        assert!(shared.failed.load(Ordering::SeqCst));
+        assert!(
+            lock(&shared.state).parts[0].is_empty(),
+            "nothing undurable is delivered"
+        );
+    }
 
     #[test]
     fn records_stop_at_a_torn_or_corrupt_tail() {
