@@ -86,6 +86,7 @@ pub struct Cluster {
     pub dir: TempDir,
     pub routers: Vec<String>,
     pub persist: String,
+    persist_http: String,
     pub gateways: BTreeMap<u64, Gw>,
     children: BTreeMap<String, Child>,
 }
@@ -102,6 +103,7 @@ impl Cluster {
             dir,
             routers: Vec::new(),
             persist: free_addr(),
+            persist_http: free_addr(),
             gateways: BTreeMap::new(),
             children: BTreeMap::new(),
         };
@@ -139,26 +141,52 @@ impl Cluster {
         // binds it: then it starts again on other ports.
         let mut tries = 0;
         loop {
-            let persist_http = free_addr();
-            let mut cmd = Command::new(&persist_bin);
-            cmd.args(["--listen", &c.persist, "--http", &persist_http, "--data-dir"])
-                .arg(c.dir.path().join("persist"))
-                .env("CONFAB_DATABASE__ARGON2_MEMORY_KIB", "64");
-            c.spawn("persist", cmd);
-            if wait_ready(&persist_http).await {
+            c.spawn_persist(&persist_bin, &[]);
+            if wait_ready(&c.persist_http).await {
                 break;
             }
             tries += 1;
             if tries == 3 || !c.log("persist").contains("Address already in use") {
-                panic!("persist not ready at {persist_http}; the logs:\n{}", c.all_logs());
+                panic!(
+                    "persist not ready at {}; the logs:\n{}",
+                    c.persist_http,
+                    c.all_logs()
+                );
             }
             c.kill("persist");
             c.persist = free_addr();
+            c.persist_http = free_addr();
         }
         for id in 1..=gateways {
             c.start_gateway(id).await;
         }
         c
+    }
+
+    /// Persist on the cluster's addresses and data directory.
+    fn spawn_persist(&mut self, bin: &std::path::Path, env: &[(&str, &str)]) {
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "--listen",
+            &self.persist,
+            "--http",
+            &self.persist_http,
+            "--data-dir",
+        ])
+        .arg(self.dir.path().join("persist"))
+        .env("CONFAB_DATABASE__ARGON2_MEMORY_KIB", "64")
+        .envs(env.iter().copied());
+        self.spawn("persist", cmd);
+    }
+
+    /// Starts persist again (after [`Cluster::kill`]) on the same addresses
+    /// and data, with extra configuration from the environment
+    /// (`CONFAB_<SECTION>__<KEY>`); waits until it is ready.
+    pub async fn restart_persist(&mut self, env: &[(&str, &str)]) {
+        self.spawn_persist(&workspace_bin("confab-persist"), env);
+        if !wait_ready(&self.persist_http).await {
+            panic!("persist not ready again; its log:\n{}", self.log("persist"));
+        }
     }
 
     fn spawn(&mut self, name: &str, mut cmd: Command) {

@@ -10,6 +10,7 @@ mod failover;
 mod friends;
 mod groups;
 mod harness;
+mod persist_crash;
 mod pipeline;
 mod websocket;
 mod zone_http;
