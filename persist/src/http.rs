@@ -42,6 +42,11 @@ pub fn router(state: HttpState) -> Router {
 
 async fn metrics(State(s): State<HttpState>) -> String {
     s.db.update_pool_gauges();
+    if let Some(q) = &s.queue {
+        let m = s.db.metrics();
+        m.queue_waiting.set(q.len() as i64);
+        m.queue_segments.set(q.segments() as i64);
+    }
     s.db.metrics().render()
 }
 

@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -27,6 +27,12 @@ pub struct Metrics {
     pub subscribers: IntGauge,
     pub read_waits: IntCounterVec,
     pub up: Gauge,
+    /// Embedded queue: messages enqueued and not yet written (acked).
+    pub queue_waiting: IntGauge,
+    /// Embedded queue: segment files of the log.
+    pub queue_segments: IntGauge,
+    /// Embedded queue: seconds of one group commit (write + fdatasync).
+    pub queue_commit_seconds: Histogram,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -93,6 +99,23 @@ impl Metrics {
                 &["outcome"],
             )),
             up: must(Gauge::new("up", "1 while serving")),
+            queue_waiting: must(IntGauge::new(
+                "queue_waiting_messages",
+                "Embedded queue: messages enqueued and not yet written",
+            )),
+            queue_segments: must(IntGauge::new(
+                "queue_log_segments",
+                "Embedded queue: segment files of the log",
+            )),
+            queue_commit_seconds: must(Histogram::with_opts(
+                HistogramOpts::new(
+                    "queue_log_commit_seconds",
+                    "Embedded queue: one group commit (write + fdatasync)",
+                )
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                ]),
+            )),
             registry,
         };
         let r = &m.registry;
@@ -113,6 +136,9 @@ impl Metrics {
         must(r.register(Box::new(m.subscribers.clone())));
         must(r.register(Box::new(m.read_waits.clone())));
         must(r.register(Box::new(m.up.clone())));
+        must(r.register(Box::new(m.queue_waiting.clone())));
+        must(r.register(Box::new(m.queue_segments.clone())));
+        must(r.register(Box::new(m.queue_commit_seconds.clone())));
         m
     }
 

@@ -72,6 +72,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let (producer, embedded) = match q.backend {
         QueueBackend::Embedded => {
             let eq = EmbeddedQueue::open(&config.queue_dir(), q.partitions, q.max_body_bytes)?;
+            eq.observe_commits(metrics.queue_commit_seconds.clone());
             (AnyProducer::Embedded(eq.clone()), Some(eq))
         }
         QueueBackend::Amqp => (AnyProducer::Amqp(Box::new(AmqpProducer::new(amqp.clone()))), None),

@@ -28,9 +28,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, oneshot};
 
@@ -95,6 +95,10 @@ struct Shared {
     state: Mutex<State>,
     arrived: Notify,
     failed: AtomicBool,
+    /// Messages in the entries not yet acked.
+    waiting: AtomicU64,
+    /// Where the writer reports each group commit's seconds, once set.
+    commit_seconds: OnceLock<prometheus::Histogram>,
 }
 
 #[derive(Default)]
@@ -327,10 +331,18 @@ impl EmbeddedQueue {
             .append(true)
             .read(true)
             .open(dir.join("dead-letters.log"))?;
+        let waiting = state
+            .parts
+            .iter()
+            .flat_map(|p| p.values())
+            .map(|e| u64::from(e.messages))
+            .sum();
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             arrived: Notify::new(),
             failed: AtomicBool::new(false),
+            waiting: AtomicU64::new(waiting),
+            commit_seconds: OnceLock::new(),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -380,13 +392,13 @@ impl EmbeddedQueue {
 
     /// Messages waiting (delivered or not, not acked) in all partitions.
     pub fn len(&self) -> usize {
-        let state = lock(&self.inner.shared.state);
-        state
-            .parts
-            .iter()
-            .flat_map(|p| p.values())
-            .map(|e| e.messages as usize)
-            .sum()
+        self.inner.shared.waiting.load(Ordering::SeqCst) as usize
+    }
+
+    /// Reports the seconds of every group commit (write + fdatasync) to
+    /// `h` from now on (the first histogram given stays).
+    pub fn observe_commits(&self, h: prometheus::Histogram) {
+        let _ = self.inner.shared.commit_seconds.set(h);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -476,6 +488,10 @@ impl EmbeddedQueue {
                 let Some(e) = state.parts.get_mut(p as usize).and_then(|m| m.remove(&k)) else {
                     continue;
                 };
+                self.inner
+                    .shared
+                    .waiting
+                    .fetch_sub(u64::from(e.messages), Ordering::SeqCst);
                 if let Some(s) = state.segments.get_mut(&e.segment) {
                     s.live -= 1;
                     if s.live == 0 && e.segment != state.active {
@@ -658,6 +674,7 @@ impl Writer {
             }
         }
         let base = self.size;
+        let started = Instant::now();
         let written = self.file.write_all_at(buf, base).and_then(|_| {
             if waiters.is_empty() {
                 Ok(())
@@ -671,12 +688,17 @@ impl Writer {
             }
             return Err(e.into());
         }
+        if let Some(h) = self.shared.commit_seconds.get() {
+            h.observe(started.elapsed().as_secs_f64());
+        }
         self.size += buf.len() as u64;
         let placed_any = !placed.is_empty();
         if placed_any {
             let mut state = lock(&self.shared.state);
             let state = &mut *state;
             let n = placed.len();
+            let messages: u64 = placed.iter().map(|p| u64::from(p.4)).sum();
+            self.shared.waiting.fetch_add(messages, Ordering::SeqCst);
             for (p, key, at, len, messages) in placed {
                 state.parts[p as usize].insert(
                     key,
@@ -900,6 +922,8 @@ mod tests {
             }),
             arrived: Notify::new(),
             failed: AtomicBool::new(false),
+            waiting: AtomicU64::new(0),
+            commit_seconds: OnceLock::new(),
         });
         let writer = Writer {
             dir: dir.path().to_owned(),

@@ -60,6 +60,7 @@ pub async fn start_ready(config: Config) -> (confab_persist::Running, Cancellati
 }
 
 async fn exercise(config: Config) {
+    let config_is_embedded = matches!(config.queue.backend, QueueBackend::Embedded);
     let (running, shutdown) = start_ready(config).await;
     let endpoint = format!("http://{}", running.grpc_addr);
     let mut data = DataServiceClient::connect(endpoint.clone()).await.expect("grpc");
@@ -264,6 +265,15 @@ async fn exercise(config: Config) {
         "confab_persist_grpc_requests_total{code=\"NotFound\",method=\"get_user\"} 1",
     ] {
         assert!(body.contains(name), "metrics lack {name}:\n{body}");
+    }
+    if config_is_embedded {
+        for name in [
+            "confab_persist_queue_waiting_messages 0",
+            "confab_persist_queue_log_segments 1",
+            "confab_persist_queue_log_commit_seconds_count",
+        ] {
+            assert!(body.contains(name), "metrics lack {name}:\n{body}");
+        }
     }
 
     shutdown.cancel();
