@@ -30,10 +30,9 @@ start_router() {
     --http "$(router_http "$1")" --data-dir "$CLUSTER_DIR/router-$1" --bootstrap --peers "$peers"
 }
 
+# build_bins: every binary of the workspace (see build_pkgs for why not `-p`).
 build_bins() {
-  local flag=""
-  [ "$PROFILE" = "release" ] && flag="--release"
-  (cd "$ROOT" && cargo build $flag -p confab-router -p confab-persist -p confab-gateway -p confab-chat -p confabctl -p confab-bench)
+  build_pkgs all
 }
 
 # alive PID: the process runs (a zombie awaiting its reaper does not count).

@@ -688,7 +688,9 @@ impl Writer {
             }
             return Err(e.into());
         }
-        if let Some(h) = self.shared.commit_seconds.get() {
+        if let Some(h) = self.shared.commit_seconds.get()
+            && !waiters.is_empty()
+        {
             h.observe(started.elapsed().as_secs_f64());
         }
         self.size += buf.len() as u64;
