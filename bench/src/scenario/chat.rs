@@ -128,7 +128,22 @@ struct Received {
     /// The newest stored sequence of the conversation (its message count).
     stored: u64,
     rec: Recorder,
+    /// Measured deliveries by the second (of the run) they were sent in.
+    timeline: BTreeMap<u64, Second>,
 }
+
+/// One second of the measured run: a p99 over the run hides whether its
+/// tail is one hiccup or spread evenly; the timeline tells.
+#[derive(Default, Clone, Copy)]
+struct Second {
+    delivered: u64,
+    /// Deliveries slower than [`SLOW`].
+    slow: u64,
+    max_us: u64,
+}
+
+/// What the timeline counts as slow (the chat target's p99 bound).
+const SLOW: Duration = Duration::from_millis(50);
 
 fn secs(name: &str, v: f64, zero_ok: bool) -> anyhow::Result<Duration> {
     ensure!(
@@ -244,7 +259,14 @@ fn summarize(
     let mut rec = Recorder::new(&[(SEND, false), (E2E, false)])?;
     let (mut n_sent, mut acked, mut delivered, mut lost, mut dup) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut by_sync, mut stray, mut stored, mut unacked_delivered) = (0u64, 0u64, 0u64, 0u64);
+    let mut timeline: BTreeMap<u64, Second> = BTreeMap::new();
     for (s, r) in sent.into_iter().zip(received) {
+        for (at, theirs) in &r.timeline {
+            let ours = timeline.entry(*at).or_default();
+            ours.delivered += theirs.delivered;
+            ours.slow += theirs.slow;
+            ours.max_us = ours.max_us.max(theirs.max_us);
+        }
         n_sent += s.sent;
         acked += s.acked.len() as u64;
         delivered += r.seen.len() as u64;
@@ -293,6 +315,11 @@ fn summarize(
     r.insert("stored".into(), json!(stored));
     r.insert("drain_s".into(), json!(drained.as_secs_f64()));
     r.insert("check_s".into(), json!(stored_wait.as_secs_f64()));
+    let by_second: Vec<_> = timeline
+        .iter()
+        .map(|(at, x)| json!({"s": at, "delivered": x.delivered, "over_50ms": x.slow, "max_ms": x.max_us as f64 / 1000.0}))
+        .collect();
+    r.insert("e2e_by_second".into(), json!(by_second));
     Ok(summary)
 }
 
@@ -496,6 +523,7 @@ async fn receive(
         stray: 0,
         stored: 0,
         rec: Recorder::new(&[(E2E, false)])?,
+        timeline: BTreeMap::new(),
     };
     let (mut read, mut write) = s.into_split();
     let mut frames = wire::Frames::default();
@@ -555,6 +583,11 @@ fn record(out: &mut Received, plan: &Plan, from: u64, m: &pb::Message, late: boo
     } else if plan.window.measure_from <= plan.epoch + Duration::from_micros(sent_us) {
         let e2e = Duration::from_micros(plan.now_us().saturating_sub(sent_us));
         out.rec.success(E2E, e2e, 1);
+        let from_start = plan.epoch + Duration::from_micros(sent_us) - plan.window.measure_from;
+        let second = out.timeline.entry(from_start.as_secs()).or_default();
+        second.delivered += 1;
+        second.slow += u64::from(e2e > SLOW);
+        second.max_us = second.max_us.max(e2e.as_micros() as u64);
     }
 }
 
