@@ -3,7 +3,7 @@
 # and prints how to reach it. Safe to run again: running processes are kept.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-build_bins
+build_pkgs confab-router confab-persist confab-gateway confab-chat confabctl confab-bench
 for i in $(seq 1 "$ROUTERS"); do start_router "$i"; done
 # One persist process on the embedded defaults (SQLite + the embedded queue log);
 # DATABASE_URL / AMQP_URL in the environment switch it to PostgreSQL / RabbitMQ.

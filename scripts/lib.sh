@@ -30,11 +30,6 @@ start_router() {
     --http "$(router_http "$1")" --data-dir "$CLUSTER_DIR/router-$1" --bootstrap --peers "$peers"
 }
 
-# build_bins: every binary of the workspace (see build_pkgs for why not `-p`).
-build_bins() {
-  build_pkgs all
-}
-
 # alive PID: the process runs (a zombie awaiting its reaper does not count).
 alive() {
   kill -0 "$1" 2>/dev/null && [[ "$(ps -o stat= -p "$1" 2>/dev/null)" != Z* ]]

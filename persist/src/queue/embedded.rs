@@ -481,7 +481,7 @@ impl EmbeddedQueue {
             return Ok(());
         }
         let mut gone = Vec::new();
-        {
+        let drained = {
             let mut state = lock(&self.inner.shared.state);
             let state = &mut *state;
             for &(p, k) in &keys {
@@ -499,14 +499,16 @@ impl EmbeddedQueue {
                     }
                 }
             }
-            for id in &gone {
-                if let Some(s) = state.segments.remove(id) {
-                    // The file stays readable through open handles; a
-                    // failed unlink only leaves a segment replay skips.
-                    if let Err(e) = fs::remove_file(&s.path) {
-                        tracing::warn!(path = %s.path.display(), error = %e, "cannot delete a drained queue segment");
-                    }
-                }
+            gone.retain_mut(|id| state.segments.remove(id).is_some());
+            gone.iter()
+                .map(|id| segment_path(&self.inner.dir, *id))
+                .collect::<Vec<_>>()
+        };
+        // Unlinked outside the lock (readers keep their open handles); a
+        // failed unlink only leaves a drained segment the next open deletes.
+        for path in drained {
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot delete a drained queue segment");
             }
         }
         let submit = self.inner.submit.lock().unwrap_or_else(|e| e.into_inner());
