@@ -185,6 +185,13 @@ pub static SNAPSHOT_SEND_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
         snapshot_buckets(),
     )
 });
+/// Raft RPCs refused because they were meant for another node id.
+pub static RAFT_MISADDRESSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "confab_router_raft_misaddressed_total",
+        "Raft RPCs refused: the sender meant another node id (a wrong or stale peer address)",
+    )
+});
 /// Full snapshots this node received (and installed, when `ok`).
 pub static SNAPSHOTS_RECEIVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(

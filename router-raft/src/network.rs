@@ -144,6 +144,7 @@ impl Peers {
         let mut request = tonic::Request::new(pb::RaftRequest {
             group_id: group,
             payload,
+            to_node: target,
         });
         request.set_timeout(ttl.max(self.min_rpc_timeout));
         let reply = match kind {

@@ -31,6 +31,13 @@ impl RaftRpcServer {
 
     fn open<T: DeserializeOwned>(&self, req: Request<pb::RaftRequest>) -> Result<(Group, T), Status> {
         let req = req.into_inner();
+        if req.to_node != 0 && req.to_node != self.node.id {
+            metrics::RAFT_MISADDRESSED.inc();
+            return Err(Status::failed_precondition(format!(
+                "this is node {}, not node {}: the sender's address for node {} is wrong",
+                self.node.id, req.to_node, req.to_node
+            )));
+        }
         let group = self
             .node
             .group(req.group_id)

@@ -80,10 +80,23 @@ async fn each_bad_request_gets_its_typed_error() {
         .append_entries(pb::RaftRequest {
             group_id: shard.shard_id,
             payload: vec![0xff; 13],
+            to_node: leader,
         })
         .await
         .expect_err("garbage raft payload");
     assert_eq!(e.code(), Code::InvalidArgument);
+    // A Raft message meant for another node (a sender with a wrong or stale
+    // address for it) is refused before any group sees it.
+    let e = raft
+        .append_entries(pb::RaftRequest {
+            group_id: shard.shard_id,
+            payload: vec![0xff; 13],
+            to_node: follower,
+        })
+        .await
+        .expect_err("misaddressed raft message");
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains(&format!("not node {follower}")), "{e:?}");
 
     // An unknown shard.
     let e = at_leader
