@@ -347,17 +347,18 @@ pub async fn invalidate_everywhere(shared: &Arc<Shared>, friends_of: &[u64], gro
 }
 
 /// Tells every other live gateway to drop these entries (one `Deliver`
-/// each, in parallel).
+/// each, in parallel). The list comes from the routers at the time of the
+/// change, not from the last poll: a gateway that registered since then
+/// may already cache the entry. Every gateway in the polled list is told
+/// too (one the routers could not be asked about is not skipped).
 pub async fn invalidate_elsewhere(shared: &Shared, friends_of: &[u64], groups: &[u64]) {
     let me = shared.gateway_id();
     let mut live = shared.presence.live_gateways();
-    if live.is_empty() {
-        // Not polled yet (just started): ask the routers now.
-        live = crate::presence::live_from_router(shared)
-            .await
-            .map(|l| l.into_keys().collect())
-            .unwrap_or_default();
+    if let Some(now) = crate::presence::live_from_router(shared).await {
+        live.extend(now.into_keys());
     }
+    live.sort_unstable();
+    live.dedup();
     let others: Vec<u64> = live.into_iter().filter(|g| *g != me).collect();
     let push = Push {
         session_ids: Vec::new(),

@@ -280,3 +280,31 @@ async fn one_shot_friend_and_group_commands() {
     chat(&g, "pia", &["remove-friend", "quin"]);
     assert!(chat(&g, "pia", &["friends"]).is_empty());
 }
+
+/// Gateway 1 polls the live gateway list once an hour, so it has not seen
+/// gateway 2 register: a deletion through gateway 1 must still reach
+/// gateway 2's member cache (the list is read from the routers at the
+/// change), or gateway 2 would keep accepting messages to a deleted group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_reaches_a_gateway_registered_since_the_last_poll() {
+    let mut cluster = Cluster::start(0).await;
+    cluster
+        .start_gateway_with_env(1, &[("CONFAB_SOCIAL__GATEWAY_POLL_MS", "3600000")])
+        .await;
+    cluster.start_gateway(2).await;
+    let (g1, g2) = (cluster.gw(1).to_owned(), cluster.gw(2).to_owned());
+    register(&g1, "olga").await;
+    register(&g2, "ann").await;
+    let olga = login(&g1, "olga", "olga-phone", DeviceKind::Mobile).await;
+    let mut ann = login(&g2, "ann", "ann-phone", DeviceKind::Mobile).await;
+    let gid = olga.create_group("late news").await.expect("create").group_id;
+    olga.invite(gid, "ann").await.expect("invite");
+    // Gateway 2 now caches the member list.
+    ann.group_send(gid, "hello", "").await.expect("send");
+    olga.delete_group(gid).await.expect("delete");
+    let e = ann
+        .group_send(gid, "still there?", "")
+        .await
+        .expect_err("deleted");
+    assert_eq!(code(e), Some(ErrorCode::Forbidden));
+}
