@@ -39,12 +39,27 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// A loopback address whose port the kernel just gave out as free, never
+/// one this test process has handed out before: the tests run in parallel,
+/// and a port released here is free for the kernel to give out again
+/// before the service it was picked for binds it. (Another process can
+/// still take it first; the starts below retry on "Address already in
+/// use".)
 pub fn free_addr() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    format!("127.0.0.1:{port}")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    // Hold every candidate until a new one comes: a port just dropped is
+    // the kernel's likely next answer.
+    let mut held = Vec::new();
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        let port = l.local_addr().expect("local addr").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return format!("127.0.0.1:{port}");
+        }
+        held.push(l);
+    }
 }
 
 pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
@@ -76,6 +91,7 @@ where
     }
 }
 
+#[derive(Clone)]
 pub struct Gw {
     pub client: String,
     pub http: String,
@@ -107,42 +123,14 @@ impl Cluster {
             gateways: BTreeMap::new(),
             children: BTreeMap::new(),
         };
-        let peers: Vec<(String, String)> = (0..3).map(|_| (free_addr(), free_addr())).collect();
-        let mut ready = Vec::new();
-        for (i, (grpc, http)) in peers.iter().enumerate() {
-            let id = i + 1;
-            let mut toml = format!(
-                "id = {id}\nlisten = \"{grpc}\"\nhttp = \"{http}\"\ndata_dir = \"{}\"\nbootstrap = true\nlease_ms = {LEASE_MS}\n",
-                c.dir.path().join(format!("router-{id}")).display()
-            );
-            toml.push_str("[peers]\n");
-            for (j, (g, _)) in peers.iter().enumerate() {
-                toml.push_str(&format!("\"{}\" = \"{g}\"\n", j + 1));
-            }
-            toml.push_str("[cluster]\nslots = 256\nshards = 4\n[raft]\nheartbeat_ms = 50\nelection_min_ms = 250\nelection_max_ms = 500\n");
-            let file = c.dir.path().join(format!("router-{id}.toml"));
-            std::fs::write(&file, toml).expect("write router config");
-            let mut cmd = Command::new(&router_bin);
-            cmd.arg("--config").arg(&file);
-            c.spawn(&format!("router-{id}"), cmd);
-            c.routers.push(grpc.clone());
-            ready.push(http.clone());
-        }
-        for (i, http) in ready.iter().enumerate() {
-            if !wait_ready(http).await {
-                panic!(
-                    "router-{} not ready at {http}; the logs:\n{}",
-                    i + 1,
-                    c.all_logs()
-                );
-            }
-        }
+        c.start_routers(&router_bin).await;
         // A port picked free may be taken by another process before persist
         // binds it: then it starts again on other ports.
         let mut tries = 0;
         loop {
             c.spawn_persist(&persist_bin, &[]);
-            if wait_ready(&c.persist_http).await {
+            let http = c.persist_http.clone();
+            if c.wait_up("persist", &http).await {
                 break;
             }
             tries += 1;
@@ -150,7 +138,7 @@ impl Cluster {
                 panic!(
                     "persist not ready at {}; the logs:\n{}",
                     c.persist_http,
-                    c.all_logs()
+                    c.every_log()
                 );
             }
             c.kill("persist");
@@ -161,6 +149,54 @@ impl Cluster {
             c.start_gateway(id).await;
         }
         c
+    }
+
+    /// 3 routers bootstrapping one cluster. A port picked free may be
+    /// taken by another process before its router binds it: then all three
+    /// start again on other ports, with new data directories (the others
+    /// bootstrapped with the lost address).
+    async fn start_routers(&mut self, bin: &std::path::Path) {
+        for attempt in 1.. {
+            let peers: Vec<(String, String)> = (0..3).map(|_| (free_addr(), free_addr())).collect();
+            for (i, (grpc, http)) in peers.iter().enumerate() {
+                let id = i + 1;
+                let mut toml = format!(
+                    "id = {id}\nlisten = \"{grpc}\"\nhttp = \"{http}\"\ndata_dir = \"{}\"\nbootstrap = true\nlease_ms = {LEASE_MS}\n",
+                    self.dir.path().join(format!("router-{id}.{attempt}")).display()
+                );
+                toml.push_str("[peers]\n");
+                for (j, (g, _)) in peers.iter().enumerate() {
+                    toml.push_str(&format!("\"{}\" = \"{g}\"\n", j + 1));
+                }
+                toml.push_str("[cluster]\nslots = 256\nshards = 4\n[raft]\nheartbeat_ms = 50\nelection_min_ms = 250\nelection_max_ms = 500\n");
+                let file = self.dir.path().join(format!("router-{id}.toml"));
+                std::fs::write(&file, toml).expect("write router config");
+                let mut cmd = Command::new(bin);
+                cmd.arg("--config").arg(&file);
+                self.spawn(&format!("router-{id}"), cmd);
+            }
+            let mut not_ready = None;
+            for (i, (_, http)) in peers.iter().enumerate() {
+                if !self.wait_up(&format!("router-{}", i + 1), http).await {
+                    not_ready = Some((i + 1, http.clone()));
+                    break;
+                }
+            }
+            let Some((id, http)) = not_ready else {
+                self.routers = peers.into_iter().map(|(grpc, _)| grpc).collect();
+                return;
+            };
+            let lost_port = (1..=3).any(|i| {
+                self.log(&format!("router-{i}"))
+                    .contains("Address already in use")
+            });
+            if attempt == 3 || !lost_port {
+                panic!("router-{id} not ready at {http}; the logs:\n{}", self.every_log());
+            }
+            for i in 1..=3 {
+                self.kill(&format!("router-{i}"));
+            }
+        }
     }
 
     /// Persist on the cluster's addresses and data directory.
@@ -209,7 +245,22 @@ impl Cluster {
     /// A gateway with extra configuration from the environment
     /// (`CONFAB_<KEY>`).
     pub async fn start_gateway_with_env(&mut self, id: u64, env: &[(&str, &str)]) {
+        self.start_gateway_full(id, env, None).await;
+    }
+
+    /// A gateway reading `toml` as its configuration file (addresses, ids
+    /// and peers still come from the command line).
+    pub async fn start_gateway_with_config(&mut self, id: u64, toml: &str) {
+        self.start_gateway_full(id, &[], Some(toml)).await;
+    }
+
+    async fn start_gateway_full(&mut self, id: u64, env: &[(&str, &str)], toml: Option<&str>) {
         let name = format!("gateway-{id}");
+        let config = toml.map(|t| {
+            let file = self.dir.path().join(format!("{name}.toml"));
+            std::fs::write(&file, t).expect("write gateway config");
+            file
+        });
         // Ports picked free may be taken before the gateway binds them: then
         // it starts again on other ports.
         let mut tries = 0;
@@ -220,6 +271,9 @@ impl Cluster {
                 grpc: free_addr(),
             };
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab-gateway"));
+            if let Some(file) = &config {
+                cmd.arg("--config").arg(file);
+            }
             cmd.args([
                 "--id",
                 &id.to_string(),
@@ -233,7 +287,7 @@ impl Cluster {
             .args(["--router", &self.routers.join(","), "--persist", &self.persist])
             .envs(env.iter().copied());
             self.spawn(&name, cmd);
-            if wait_ready(&gw.http).await {
+            if self.wait_up(&name, &gw.http).await {
                 break gw;
             }
             tries += 1;
@@ -243,6 +297,26 @@ impl Cluster {
             self.kill(&name);
         };
         self.gateways.insert(id, gw);
+    }
+
+    /// Until `name` answers ready on `http` (true), or has exited, or 30 s
+    /// passed (false).
+    async fn wait_up(&mut self, name: &str, http: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if matches!(http_get(http, "/readyz").await, Some((200, _))) {
+                return true;
+            }
+            let exited = self
+                .children
+                .get_mut(name)
+                .is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
+            if exited {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
     }
 
     /// SIGKILL.
@@ -257,12 +331,21 @@ impl Cluster {
         &self.gateways[&id].client
     }
 
-    /// Every service's log: the cause of one not being ready is often
-    /// another process (a peer that failed to bind its port).
-    fn all_logs(&self) -> String {
-        ["router-1", "router-2", "router-3", "persist"]
+    /// Every log file in the cluster's directory (services killed or
+    /// restarted during the test included): the cause of one not being
+    /// ready, or of a failed test, is often another process.
+    fn every_log(&self) -> String {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "log"));
+        files.sort();
+        files
             .iter()
-            .map(|n| format!("--- {n}:\n{}\n", self.log(n)))
+            .map(|p| {
+                let text = std::fs::read_to_string(p).unwrap_or_default();
+                format!("--- {}:\n{text}\n", p.display())
+            })
             .collect()
     }
 
@@ -278,9 +361,23 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // Which children exited on their own (a crash) is known only
+        // before they are killed here.
+        let exited: Vec<String> = self
+            .children
+            .iter_mut()
+            .filter_map(|(n, c)| match c.try_wait() {
+                Ok(Some(status)) => Some(format!("{n}: {status}")),
+                _ => None,
+            })
+            .collect();
         let names: Vec<String> = self.children.keys().cloned().collect();
         for n in names {
             self.kill(&n);
+        }
+        if std::thread::panicking() {
+            eprintln!("--- the failed test's cluster; exited before the end: {exited:?}");
+            eprintln!("{}", self.every_log());
         }
     }
 }

@@ -2,26 +2,13 @@
 //! caller's address picks the zone, the zone's least-loaded live gateway
 //! answers, callers outside every zone fall back to "public".
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use confab_client::Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
-use crate::harness::{Cluster, Gw, eventually, free_addr, http_get};
-
-/// Gateways started by this test, killed on drop.
-struct Started(Vec<Child>);
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use crate::harness::{Cluster, eventually};
 
 const ZONES: &str = r#"
 [[zones]]
@@ -34,41 +21,6 @@ name = "public"
 cidrs = []
 gateways = [1, 2]
 "#;
-
-fn start_gateway(cluster: &Cluster, id: u64) -> (Child, Gw) {
-    let gw = Gw {
-        client: free_addr(),
-        http: free_addr(),
-        grpc: free_addr(),
-    };
-    let list = |v: &[String]| {
-        v.iter()
-            .map(|a| format!("\"{a}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let toml = format!(
-        "id = {id}\nlisten = \"{}\"\nhttp = \"{}\"\ngrpc = \"{}\"\nrouters = [{}]\npersist = [{}]\n{ZONES}",
-        gw.client,
-        gw.http,
-        gw.grpc,
-        list(&cluster.routers),
-        list(std::slice::from_ref(&cluster.persist)),
-    );
-    let file = cluster.dir.path().join(format!("zoned-gateway-{id}.toml"));
-    std::fs::write(&file, toml).expect("write gateway config");
-    let log = std::fs::File::create(cluster.dir.path().join(format!("zoned-gateway-{id}.log"))).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_confab-gateway"))
-        .arg("--config")
-        .arg(&file)
-        .env_remove("CONFAB_BIN_DIR")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn gateway");
-    (child, gw)
-}
 
 /// `GET /v1/gateway` of gateway `http`, sent from source address `src`:
 /// (status, body).
@@ -121,16 +73,11 @@ async fn connections(addr: &str, n: usize) -> Vec<Client> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn directory_answers_by_zone_and_load() {
-    let cluster = Cluster::start(0).await;
-    let (c1, g1) = start_gateway(&cluster, 1);
-    let (c2, g2) = start_gateway(&cluster, 2);
-    let mut started = Started(vec![c1, c2]);
-    for g in [&g1, &g2] {
-        eventually(Duration::from_secs(30), "zoned gateway ready", || async {
-            matches!(http_get(&g.http, "/readyz").await, Some((200, _)))
-        })
-        .await;
-    }
+    let mut cluster = Cluster::start(0).await;
+    cluster.start_gateway_with_config(1, ZONES).await;
+    cluster.start_gateway_with_config(2, ZONES).await;
+    let g1 = cluster.gateways[&1].clone();
+    let g2 = cluster.gateways[&2].clone();
 
     // Outside every cidr: the public zone, both idle, the lower id wins.
     let (id, addr, zone, conns) = pick_from("127.0.0.1", &g1.http).await;
@@ -163,8 +110,7 @@ async fn directory_answers_by_zone_and_load() {
 
     // Gateway 2 dies: its zone has no live gateway left, public falls back
     // to gateway 1.
-    let _ = started.0[1].kill();
-    let _ = started.0[1].wait();
+    cluster.kill("gateway-2");
     eventually(
         Duration::from_secs(20),
         "loopback-2 has no live gateway",
