@@ -80,6 +80,10 @@ pub struct ClusterConfig {
     pub replicas: usize,
     /// Voters of the meta group (the other nodes are learners).
     pub meta_voters: usize,
+    /// Mixed with the bootstrap peer list into the cluster id that every
+    /// Raft message carries: two clusters bootstrapped from the same peer
+    /// list need different names to tell each other's traffic apart.
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,6 +127,7 @@ impl Default for ClusterConfig {
             shards: 16,
             replicas: 3,
             meta_voters: 3,
+            name: "confab".into(),
         }
     }
 }

@@ -200,7 +200,14 @@ async fn join_cluster(node: Arc<Node>, seed: String, shutdown: CancellationToken
         };
         match attempt.await {
             Ok(Ok(resp)) => {
-                if let Some(map) = resp.into_inner().map {
+                let resp = resp.into_inner();
+                if resp.cluster_id != 0
+                    && let Err(error) = node.adopt_cluster_id(resp.cluster_id).await
+                {
+                    tracing::error!(%error, %seed, "not joining");
+                    return;
+                }
+                if let Some(map) = resp.map {
                     for n in map.nodes {
                         node.peers.set_addr(n.id, &n.addr);
                     }

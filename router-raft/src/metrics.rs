@@ -185,11 +185,12 @@ pub static SNAPSHOT_SEND_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
         snapshot_buckets(),
     )
 });
-/// Raft RPCs refused because they were meant for another node id.
+/// Raft RPCs refused because they were meant for another node id or came
+/// from another cluster.
 pub static RAFT_MISADDRESSED: LazyLock<IntCounter> = LazyLock::new(|| {
     counter(
         "confab_router_raft_misaddressed_total",
-        "Raft RPCs refused: the sender meant another node id (a wrong or stale peer address)",
+        "Raft RPCs refused: meant for another node id or sent by another cluster (a wrong or stale peer address)",
     )
 });
 /// Full snapshots this node received (and installed, when `ok`).

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::RwLock;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use confab_proto::router as pb;
@@ -56,6 +58,8 @@ pub struct Peers {
     /// follower busy with an fsync or a loaded machine is not declared
     /// unreachable for being a few milliseconds late.
     min_rpc_timeout: Duration,
+    /// This node's cluster id, sent with every message (0: not known yet).
+    cluster_id: Arc<AtomicU64>,
 }
 
 /// node id -> (address, client over the node's one channel).
@@ -66,7 +70,16 @@ impl Peers {
         Self {
             inner: Arc::default(),
             min_rpc_timeout,
+            cluster_id: Arc::default(),
         }
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id.load(Ordering::Relaxed)
+    }
+
+    pub fn set_cluster_id(&self, id: u64) {
+        self.cluster_id.store(id, Ordering::Relaxed);
     }
 
     /// Records (or changes) the address of `id`; connects lazily.
@@ -145,6 +158,7 @@ impl Peers {
             group_id: group,
             payload,
             to_node: target,
+            cluster_id: self.cluster_id(),
         });
         request.set_timeout(ttl.max(self.min_rpc_timeout));
         let reply = match kind {

@@ -81,6 +81,21 @@ pub struct Node {
     pub tombstones: Tombstones,
 }
 
+/// The id of a cluster bootstrapped from `peers` under `name`: the same on
+/// every bootstrapping peer (same list, same name), different for another
+/// peer list. Never 0 (which means "not known").
+pub fn cluster_id_of(name: &str, peers: &BTreeMap<NodeId, String>) -> u64 {
+    let mut bytes = Vec::with_capacity(64);
+    bytes.extend_from_slice(name.as_bytes());
+    bytes.push(0);
+    for (id, addr) in peers {
+        bytes.extend_from_slice(&id.to_be_bytes());
+        bytes.extend_from_slice(addr.as_bytes());
+        bytes.push(0);
+    }
+    xxhash_rust::xxh64::xxh64(&bytes, 0).max(1)
+}
+
 impl Node {
     /// Opens the node's database and restarts every group it hosted.
     pub async fn open(config: RouterConfig, addr: String) -> anyhow::Result<Arc<Self>> {
@@ -103,6 +118,9 @@ impl Node {
             tombstones,
         });
         node.peers.set_addr(node.id, &node.addr);
+        if let Some(id) = node.db.cluster_id()? {
+            node.peers.set_cluster_id(id);
+        }
         for group in hosted {
             node.start_group(group).await?;
         }
@@ -201,8 +219,9 @@ impl Node {
             tracing::info!("restart from the data dir; bootstrap skipped");
             return Ok(());
         }
-        let ids: Vec<NodeId> = peers.keys().copied().collect();
         let c = &self.config.cluster;
+        self.adopt_cluster_id(cluster_id_of(&c.name, peers)).await?;
+        let ids: Vec<NodeId> = peers.keys().copied().collect();
         let shards = initial_shards(c.slots, c.shards, c.replicas, &ids);
         let meta = self.start_group(META_GROUP).await?;
         let members = |ids: &[NodeId]| -> BTreeMap<NodeId, BasicNode> {
@@ -250,6 +269,21 @@ impl Node {
             .collect();
         let node = self.clone();
         tokio::spawn(async move { node.write_bootstrap_map(cmd, learners).await });
+        Ok(())
+    }
+
+    /// Records the id of the cluster this node belongs to (from bootstrap,
+    /// or from the join answer) and sends it with every Raft message from
+    /// now on. A node that already belongs to another cluster refuses.
+    pub async fn adopt_cluster_id(&self, id: u64) -> anyhow::Result<()> {
+        match self.db.cluster_id()? {
+            Some(mine) if mine == id => {}
+            Some(mine) => anyhow::bail!(
+                "this node belongs to cluster {mine:016x}, not {id:016x}: wrong seed or peer list?"
+            ),
+            None => self.db.set_cluster_id(id).await?,
+        }
+        self.peers.set_cluster_id(id);
         Ok(())
     }
 
@@ -474,5 +508,28 @@ fn command_label(cmd: &Command) -> &'static str {
         Command::Shard(ShardCommand::PurgeGateway { .. }) => "purge_gateway",
         Command::Shard(ShardCommand::Batch(_)) => "batch",
         Command::Meta(_) => "meta",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cluster_id_is_the_peer_list_and_the_name() {
+        let peers = |a: &str| BTreeMap::from([(1, "10.0.0.1:7101".to_owned()), (2, a.to_owned())]);
+        let id = cluster_id_of("confab", &peers("10.0.0.2:7101"));
+        assert_ne!(id, 0);
+        assert_eq!(id, cluster_id_of("confab", &peers("10.0.0.2:7101")), "stable");
+        assert_ne!(
+            id,
+            cluster_id_of("confab", &peers("10.0.0.3:7101")),
+            "another list"
+        );
+        assert_ne!(
+            id,
+            cluster_id_of("staging", &peers("10.0.0.2:7101")),
+            "another name"
+        );
     }
 }

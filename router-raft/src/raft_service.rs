@@ -38,6 +38,15 @@ impl RaftRpcServer {
                 self.node.id, req.to_node, req.to_node
             )));
         }
+        let mine = self.node.peers.cluster_id();
+        if req.cluster_id != 0 && mine != 0 && req.cluster_id != mine {
+            metrics::RAFT_MISADDRESSED.inc();
+            return Err(Status::failed_precondition(format!(
+                "node {} belongs to cluster {mine:016x}, not {:016x}: the sender's peer address \
+                 points at another cluster",
+                self.node.id, req.cluster_id
+            )));
+        }
         let group = self
             .node
             .group(req.group_id)

@@ -732,6 +732,7 @@ impl RouterService for RouterRpcServer {
             }
             Ok(pb::JoinResponse {
                 map: Some(self.cluster_map()?),
+                cluster_id: self.node.peers.cluster_id(),
             })
         }
         .await;

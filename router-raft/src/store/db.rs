@@ -2,7 +2,8 @@
 //!
 //! - `logs`:      group (u32 BE) ++ index (u64 BE) -> postcard(Entry)
 //! - `meta`:      group (u32 BE) ++ tag (u8)       -> postcard(value)
-//!   (tags: vote, committed, last purged, hosted marker, tombstone)
+//!   (tags: vote, committed, last purged, hosted marker, tombstone; the
+//!   node's cluster id under group 0)
 //! - `snapshots`: group (u32 BE)                   -> postcard(StoredSnapshot)
 //!
 //! Big-endian keys keep every group's entries contiguous and in index order.
@@ -35,6 +36,8 @@ pub(crate) enum MetaTag {
     Hosted = 4,
     /// Where a shard went after this node gave its replica away (`tombstone.rs`).
     Tombstone = 5,
+    /// The cluster id (node-wide, under group 0): u64 BE.
+    ClusterId = 6,
 }
 
 /// One RocksDB shared by every Raft group of the node.
@@ -116,6 +119,27 @@ impl NodeDb {
             None => self.db.delete_cf(self.cf(CF_META), key),
         }
         .map_err(io_err)
+    }
+
+    /// The id of the cluster this node belongs to, once known.
+    pub fn cluster_id(&self) -> io::Result<Option<u64>> {
+        let v = self
+            .db
+            .get_cf(self.cf(CF_META), meta_key(0, MetaTag::ClusterId))
+            .map_err(io_err)?;
+        Ok(v.and_then(|v| Some(u64::from_be_bytes(v.as_slice().try_into().ok()?))))
+    }
+
+    /// Records the cluster id, durably.
+    pub async fn set_cluster_id(&self, id: u64) -> io::Result<()> {
+        self.db
+            .put_cf(
+                self.cf(CF_META),
+                meta_key(0, MetaTag::ClusterId),
+                id.to_be_bytes(),
+            )
+            .map_err(io_err)?;
+        self.syncer.sync().await
     }
 
     /// Records that this node hosts `group`, durably.

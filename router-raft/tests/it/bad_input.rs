@@ -81,6 +81,7 @@ async fn each_bad_request_gets_its_typed_error() {
             group_id: shard.shard_id,
             payload: vec![0xff; 13],
             to_node: leader,
+            cluster_id: 0,
         })
         .await
         .expect_err("garbage raft payload");
@@ -92,11 +93,29 @@ async fn each_bad_request_gets_its_typed_error() {
             group_id: shard.shard_id,
             payload: vec![0xff; 13],
             to_node: follower,
+            cluster_id: 0,
         })
         .await
         .expect_err("misaddressed raft message");
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert!(e.message().contains(&format!("not node {follower}")), "{e:?}");
+    // Every bootstrapping node computed the same cluster id from the peer
+    // list; a message from another cluster is refused the same way.
+    let cluster_id = confab_router::node::cluster_id_of("confab", &cluster.peers);
+    for (id, n) in &cluster.nodes {
+        assert_eq!(n.running.node.peers.cluster_id(), cluster_id, "node {id}");
+    }
+    let e = raft
+        .append_entries(pb::RaftRequest {
+            group_id: shard.shard_id,
+            payload: vec![0xff; 13],
+            to_node: leader,
+            cluster_id: cluster_id ^ 1,
+        })
+        .await
+        .expect_err("another cluster's raft message");
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("another cluster"), "{e:?}");
 
     // An unknown shard.
     let e = at_leader

@@ -160,6 +160,13 @@ async fn grow_rebalance_drain_and_remove_under_load() {
         cluster.nodes[&4].running.node.meta_state().is_ok()
     })
     .await;
+    // It learnt the cluster id from the join answer, for its own messages.
+    let cluster_id = cluster.nodes[&1].running.node.peers.cluster_id();
+    assert_ne!(cluster_id, 0);
+    eventually(Duration::from_secs(10), "node 4 has the cluster id", || async {
+        cluster.nodes[&4].running.node.peers.cluster_id() == cluster_id
+    })
+    .await;
     let (plan, _) = admin.rebalance(true).await.expect("dry run");
     assert!(!plan.is_empty() && plan.iter().all(|m| m.to == 4), "{plan:?}");
     let (done, _) = admin.rebalance(false).await.expect("rebalance");
