@@ -72,48 +72,36 @@ async fn each_bad_request_gets_its_typed_error() {
         .expect_err("bad device kind");
     assert_eq!(e.code(), Code::InvalidArgument);
 
-    // Malformed bytes on the Raft transport.
-    let mut raft = RaftServiceClient::connect(format!("http://{leader_addr}"))
+    // Malformed bytes on the Raft transport, addressed right (to the
+    // leader, no cluster id, or this cluster's, or another's).
+    let raft = RaftServiceClient::connect(format!("http://{leader_addr}"))
         .await
         .expect("connect");
-    let e = raft
-        .append_entries(pb::RaftRequest {
+    let garbage = |to_node, cluster_id| {
+        let mut raft = raft.clone();
+        let request = pb::RaftRequest {
             group_id: shard.shard_id,
             payload: vec![0xff; 13],
-            to_node: leader,
-            cluster_id: 0,
-        })
-        .await
-        .expect_err("garbage raft payload");
-    assert_eq!(e.code(), Code::InvalidArgument);
+            to_node,
+            cluster_id,
+        };
+        async move { raft.append_entries(request).await.expect_err("refused") }
+    };
+    let cluster_id = confab_router::node::cluster_id_of("confab", &cluster.peers);
+    for id in [0, cluster_id] {
+        assert_eq!(garbage(leader, id).await.code(), Code::InvalidArgument);
+    }
     // A Raft message meant for another node (a sender with a wrong or stale
     // address for it) is refused before any group sees it.
-    let e = raft
-        .append_entries(pb::RaftRequest {
-            group_id: shard.shard_id,
-            payload: vec![0xff; 13],
-            to_node: follower,
-            cluster_id: 0,
-        })
-        .await
-        .expect_err("misaddressed raft message");
+    let e = garbage(follower, 0).await;
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert!(e.message().contains(&format!("not node {follower}")), "{e:?}");
     // Every bootstrapping node computed the same cluster id from the peer
     // list; a message from another cluster is refused the same way.
-    let cluster_id = confab_router::node::cluster_id_of("confab", &cluster.peers);
     for (id, n) in &cluster.nodes {
         assert_eq!(n.running.node.peers.cluster_id(), cluster_id, "node {id}");
     }
-    let e = raft
-        .append_entries(pb::RaftRequest {
-            group_id: shard.shard_id,
-            payload: vec![0xff; 13],
-            to_node: leader,
-            cluster_id: cluster_id ^ 1,
-        })
-        .await
-        .expect_err("another cluster's raft message");
+    let e = garbage(leader, cluster_id ^ 1).await;
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert!(e.message().contains("another cluster"), "{e:?}");
 
