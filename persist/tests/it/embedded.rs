@@ -268,6 +268,31 @@ fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     names.into_iter().map(|n| dir.join(n)).collect()
 }
 
+/// A consumer that keeps up acks each segment before the log moves on:
+/// the drained segment is deleted when the next one starts (off the
+/// writer thread), so the directory holds the active segment and at most
+/// one on its way out, whatever went through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_drained_before_rotation_are_deleted() {
+    let dir = tempfile::tempdir().expect("dir");
+    let q = EmbeddedQueue::open_segmented(dir.path(), 1, 1024, 1024).expect("open");
+    let mut c = q.consumer(vec![0]);
+    for i in 1..=300u64 {
+        q.enqueue(&[qmsg(i, "d:1:2", 1, &format!("body {i}"))])
+            .await
+            .expect("enqueue");
+        let (got, tokens) = take(&mut c, 1).await;
+        assert_eq!(got, vec![format!("body {i}")]);
+        c.ack(tokens).await.expect("ack");
+    }
+    assert_eq!(q.len(), 0);
+    eventually(Duration::from_secs(5), "drained segment files deleted", || async {
+        segment_files(dir.path()).len() <= 2
+    })
+    .await;
+    assert!(q.segments() <= 2, "{} segments", q.segments());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_segments_rotate_drain_and_replay_acks_and_torn_tails() {
     let dir = tempfile::tempdir().expect("dir");
