@@ -286,9 +286,11 @@ async fn segments_drained_before_rotation_are_deleted() {
         c.ack(tokens).await.expect("ack");
     }
     assert_eq!(q.len(), 0);
-    eventually(Duration::from_secs(5), "drained segment files deleted", || async {
-        segment_files(dir.path()).len() <= 2
-    })
+    eventually(
+        Duration::from_secs(5),
+        "drained segment files deleted",
+        || async { segment_files(dir.path()).len() <= 2 },
+    )
     .await;
     assert!(q.segments() <= 2, "{} segments", q.segments());
 }
