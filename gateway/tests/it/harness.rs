@@ -220,7 +220,8 @@ impl Cluster {
     /// (`CONFAB_<SECTION>__<KEY>`); waits until it is ready.
     pub async fn restart_persist(&mut self, env: &[(&str, &str)]) {
         self.spawn_persist(&workspace_bin("confab-persist"), env);
-        if !wait_ready(&self.persist_http).await {
+        let http = self.persist_http.clone();
+        if !self.wait_up("persist", &http).await {
             panic!("persist not ready again; its log:\n{}", self.log("persist"));
         }
     }
@@ -380,17 +381,6 @@ impl Drop for Cluster {
             eprintln!("{}", self.every_log());
         }
     }
-}
-
-async fn wait_ready(http: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if matches!(http_get(http, "/readyz").await, Some((200, _))) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 /// Registers `name` (password "pw") through gateway `addr`.

@@ -761,12 +761,11 @@ impl Writer {
                 live: 0,
             },
         );
-        let drained = state
-            .segments
-            .get(&old)
-            .is_some_and(|s| s.live == 0)
-            .then(|| state.segments.remove(&old))
-            .flatten();
+        let drained = if state.segments.get(&old).is_some_and(|s| s.live == 0) {
+            state.segments.remove(&old)
+        } else {
+            None
+        };
         drop(state);
         if let Some(s) = drained {
             // Not on this thread: every enqueue waits for its next commit.
