@@ -6,10 +6,11 @@ use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
 use confab_proto::persist::{self as db, get_user_request};
 
-use super::send::get_user;
-use super::{Conn, persist};
+use super::conn::Conn;
 use crate::error::{Error, Result};
-use crate::social;
+use crate::service::calls::persist;
+use crate::service::social;
+use crate::service::users::get_user;
 use crate::state::Shared;
 
 /// Most messages in one Fetch or History page.

@@ -1,20 +1,20 @@
-//! Getting pushes to sessions: to the ones connected here through their
-//! queues, to those on other gateways with one `Deliver` call per gateway
-//! (messages of concurrent sends to the same gateway share one call, see
-//! [`crate::batch`]).
+//! Getting messages and kicks to sessions: to the ones connected here
+//! through their queues, to those on other gateways with one `Deliver` call
+//! per gateway (messages of concurrent sends to the same gateway share one
+//! call, see [`crate::state::coalesce`]); and the message and kick pushes
+//! another gateway's `Deliver` brings ([`local_pushes`]).
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
 use confab_proto::client::{self as pb, KickReason};
-use confab_proto::gateway::{DeliverRequest, Push, push};
+use confab_proto::gateway::{Kick, Push, push};
 use confab_router_client::Session;
 use futures::future::join_all;
 
-use crate::frame;
-use crate::handler::kicked_frame_for;
 use crate::metrics;
 use crate::state::Shared;
+use crate::wire::frame;
 
 /// Pushes `message` to `sessions`, wherever they are: those here at once,
 /// the others handed to their gateway's next `Deliver` call before this
@@ -73,10 +73,7 @@ pub fn local_pushes(shared: &Shared, pushes: Vec<Push>) -> (u32, u32) {
             Some(push::Body::Kick(k)) => {
                 let reason = KickReason::try_from(k.reason).unwrap_or(KickReason::Unspecified);
                 for sid in p.session_ids {
-                    if shared
-                        .registry
-                        .kick(sid, kicked_frame_for(reason, &k.by_device_id))
-                    {
+                    if shared.registry.kick(sid, frame::kicked(reason, &k.by_device_id)) {
                         delivered += 1;
                     } else {
                         missing += 1;
@@ -90,40 +87,21 @@ pub fn local_pushes(shared: &Shared, pushes: Vec<Push>) -> (u32, u32) {
     (delivered, missing)
 }
 
-/// One `Deliver` call to gateway `gw`; a failed call forgets the gateway's
-/// address and is retried once after a refresh. Failures are logged: the
-/// message is durable and the recipient will sync.
-pub async fn to_gateway(shared: &Shared, gw: u64, pushes: Vec<Push>) -> bool {
-    let n = pushes.iter().map(|p| p.session_ids.len() as u64).sum::<u64>();
-    let request = DeliverRequest {
-        from_gateway: shared.gateway_id(),
-        pushes,
-    };
-    for attempt in 0..2 {
-        let mut client = match shared
-            .peers
-            .client(&shared.router, gw, shared.rpc_timeout())
-            .await
-        {
-            Ok(c) => c,
-            Err(error) => {
-                tracing::warn!(%error, gateway = gw, "no address for gateway");
-                break;
-            }
-        };
-        match client.deliver(request.clone()).await {
-            Ok(_) => {
-                metrics::DELIVERIES.with_label_values(&["remote", "ok"]).inc_by(n);
-                return true;
-            }
-            Err(status) => {
-                tracing::warn!(%status, gateway = gw, attempt, "deliver failed");
-                shared.peers.forget(gw);
-            }
-        }
+/// Tells session `s` it was replaced, then closes it: here, or through
+/// the gateway that hosts it (a `Kick` push).
+pub async fn kick(shared: &Shared, s: &Session, reason: KickReason, by_device: &str) {
+    if s.gateway_id == shared.gateway_id() {
+        shared
+            .registry
+            .kick(s.session_id, frame::kicked(reason, by_device));
+        return;
     }
-    metrics::DELIVERIES
-        .with_label_values(&["remote", "failed"])
-        .inc_by(n);
-    false
+    let push = Push {
+        session_ids: vec![s.session_id],
+        body: Some(push::Body::Kick(Kick {
+            reason: reason as i32,
+            by_device_id: by_device.to_owned(),
+        })),
+    };
+    shared.to_gateway(s.gateway_id, vec![push]).await;
 }

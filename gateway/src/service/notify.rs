@@ -12,8 +12,9 @@ use confab_proto::gateway::{Push, push};
 use confab_router_client::Session;
 use futures::future::join_all;
 
+use crate::metrics;
 use crate::state::Shared;
-use crate::{deliver, frame, metrics};
+use crate::wire::frame;
 
 /// A push about friends or groups.
 #[derive(Clone, Debug)]
@@ -78,7 +79,7 @@ pub async fn sessions_of(shared: &Shared, sessions: &[Session], notice: &Notice)
             session_ids,
             body: Some(notice.body()),
         };
-        deliver::to_gateway(shared, gw, vec![p])
+        shared.to_gateway(gw, vec![p])
     });
     join_all(calls).await;
 }
@@ -109,12 +110,4 @@ pub fn local_users(shared: &Shared, uids: &[u64], frame: &Bytes) {
             h.push(frame.clone());
         }
     }
-}
-
-/// A user as the client protocol shows it.
-pub fn user_info(id: u64, name: &str) -> Option<pb::UserInfo> {
-    Some(pb::UserInfo {
-        user_id: id,
-        name: name.to_owned(),
-    })
 }
