@@ -46,6 +46,10 @@ fn to_wire(e: &Error) -> pb::Error {
             tracing::warn!(%error, "router call failed");
             "online-state service unavailable, retry".to_owned()
         }
+        Error::Unavailable { what, detail } => {
+            tracing::warn!(what, %detail, "dependency unavailable");
+            format!("{what} unavailable, retry")
+        }
         other => other.to_string(),
     };
     pb::Error {
@@ -159,5 +163,11 @@ mod tests {
         let w = to_wire(&Error::UserNotFound("zed".into()));
         assert_eq!(w.code, ErrorCode::UserNotFound as i32);
         assert!(w.message.contains("zed"));
+        let w = to_wire(&Error::Unavailable {
+            what: "persist",
+            detail: "error returned from database: relation \"users\" does not exist".into(),
+        });
+        assert_eq!(w.code, ErrorCode::Unavailable as i32);
+        assert_eq!(w.message, "persist unavailable, retry");
     }
 }
