@@ -28,14 +28,22 @@ pub async fn get_user(shared: &Shared, key: get_user_request::Key, shown: String
 /// A user by reference, checked to exist.
 pub async fn resolve(shared: &Shared, r: Option<pb::UserRef>) -> Result<db::User> {
     let r = r.unwrap_or_default();
-    let (key, shown) = if r.user_id != 0 {
-        (get_user_request::Key::Id(r.user_id), r.user_id.to_string())
-    } else if !r.name.is_empty() {
-        (get_user_request::Key::Name(r.name.clone()), r.name)
-    } else {
+    let Some((key, shown)) = key(r.user_id, r.name) else {
         return Err(Error::Invalid("a user (user_id or name) is required".into()));
     };
     get_user(shared, key, shown).await
+}
+
+/// The persist key of a user named by id (not 0) or else by name (not
+/// empty), and how to show it; None when neither is given.
+pub fn key(user_id: u64, name: String) -> Option<(get_user_request::Key, String)> {
+    if user_id != 0 {
+        Some((get_user_request::Key::Id(user_id), user_id.to_string()))
+    } else if !name.is_empty() {
+        Some((get_user_request::Key::Name(name.clone()), name))
+    } else {
+        None
+    }
 }
 
 /// Names of `ids` (up to 1000 per persist call).
