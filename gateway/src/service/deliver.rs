@@ -25,10 +25,7 @@ pub fn message(
     sessions: &[Session],
     message: &pb::Message,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let mut by_gateway: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    for s in sessions {
-        by_gateway.entry(s.gateway_id).or_default().push(s.session_id);
-    }
+    let mut by_gateway = by_gateway(sessions);
     let me = shared.gateway_id();
     if let Some(local) = by_gateway.remove(&me) {
         let push = Push {
@@ -50,6 +47,39 @@ pub fn message(
     async move {
         join_all(calls).await;
     }
+}
+
+/// Sends `body` to `sessions` wherever they are: the ones here through
+/// `here` (given their ids), every other hosting gateway with one
+/// `Deliver` call carrying all of its sessions; returns when those calls
+/// ended.
+pub async fn fan_out<'a>(
+    shared: &Shared,
+    sessions: impl IntoIterator<Item = &'a Session>,
+    body: push::Body,
+    here: impl FnOnce(&[u64]),
+) {
+    let mut by_gateway = by_gateway(sessions);
+    if let Some(local) = by_gateway.remove(&shared.gateway_id()) {
+        here(&local);
+    }
+    let calls = by_gateway.into_iter().map(|(gw, session_ids)| {
+        let push = Push {
+            session_ids,
+            body: Some(body.clone()),
+        };
+        shared.to_gateway(gw, vec![push])
+    });
+    join_all(calls).await;
+}
+
+/// Session ids by hosting gateway.
+fn by_gateway<'a>(sessions: impl IntoIterator<Item = &'a Session>) -> BTreeMap<u64, Vec<u64>> {
+    let mut by_gateway: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for s in sessions {
+        by_gateway.entry(s.gateway_id).or_default().push(s.session_id);
+    }
+    by_gateway
 }
 
 /// Delivers pushes to sessions of this gateway; returns (delivered, missing).

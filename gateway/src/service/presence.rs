@@ -17,20 +17,19 @@
 //!   users here who watch them get a `PresenceChanged` push: offline once no
 //!   device is left.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
-use confab_proto::gateway::{Presence, Push, SessionRef, push};
+use confab_proto::gateway::{Presence, SessionRef, push};
 use confab_router_client::Session;
-use futures::future::join_all;
 
 use crate::error::Result;
 use crate::metrics;
-use crate::service::{notify, social};
+use crate::service::{deliver, notify, social};
 use crate::state::Shared;
 use crate::wire::frame;
 
@@ -120,25 +119,15 @@ async fn try_announce(shared: &Shared, uid: u64, login: bool) -> Result<()> {
 /// Sends `uid`'s `sessions` to `targets`: here directly, elsewhere with one
 /// `Deliver` per gateway.
 async fn send(shared: &Shared, uid: u64, sessions: &[SessionRef], targets: &[&Session]) {
-    let mut by_gateway: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    for s in targets {
-        by_gateway.entry(s.gateway_id).or_default().push(s.session_id);
-    }
     let p = Presence {
         user_id: uid,
         sessions: sessions.to_vec(),
     };
-    if let Some(here) = by_gateway.remove(&shared.gateway_id()) {
-        receive(shared, &here, &p);
-    }
-    let calls = by_gateway.into_iter().map(|(gw, session_ids)| {
-        let push = Push {
-            session_ids,
-            body: Some(push::Body::Presence(p.clone())),
-        };
-        shared.to_gateway(gw, vec![push])
-    });
-    join_all(calls).await;
+    let body = push::Body::Presence(p.clone());
+    deliver::fan_out(shared, targets.iter().copied(), body, |here| {
+        receive(shared, here, &p);
+    })
+    .await;
 }
 
 /// Friend lists of `uids` changed: re-read where the friends of those of
