@@ -48,7 +48,11 @@ impl Conn {
         self.queue(frame::encode(request_id, body));
     }
 
+    /// Answers with an error frame; what it logs server-side (an internal
+    /// or unavailable cause) names the user and the request.
     pub fn send_error(&self, request_id: u64, e: &Error) {
+        let uid = self.login.as_ref().map_or(0, |l| l.uid);
+        let _request = tracing::info_span!("request", uid, request_id).entered();
         self.queue(frame::error(request_id, e));
     }
 
