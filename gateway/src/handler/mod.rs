@@ -69,7 +69,7 @@ pub async fn dispatch(conn: &mut Conn, body: Body) -> Result<Body> {
     }
 }
 
-/// The ordered part of a 1:1 send (see [`send::begin`]); the returned
+/// The ordered part of a 1:1 send (`send::begin`); the returned
 /// future finishes it.
 pub async fn begin_send(conn: &Conn, r: pb::SendRequest, order: &mut SendOrder) -> Result<Finish> {
     send::begin(conn, r, order).await
