@@ -267,7 +267,7 @@ impl GatewayConfig {
         }
         for z in &self.zones {
             for c in &z.cidrs {
-                crate::zone::Cidr::parse(c).map_err(|e| Error::Config(format!("zone {}: {e}", z.name)))?;
+                crate::cidr::Cidr::parse(c).map_err(|e| Error::Config(format!("zone {}: {e}", z.name)))?;
             }
         }
         Ok(())

@@ -13,7 +13,7 @@
 //!
 //! Memory of an idle connection is kept small on purpose (a gateway holds
 //! tens of thousands): no read or write buffer while idle (see
-//! [`crate::frame`]), and a handler's future is boxed while it runs instead
+//! [`crate::wire::stream`]), and a handler's future is boxed while it runs instead
 //! of sizing every connection's task for the largest handler.
 
 use std::future::Future;
@@ -28,10 +28,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::frame;
 use crate::handler::{self, Conn};
 use crate::metrics;
 use crate::state::Shared;
+use crate::wire::{frame, stream};
 
 /// How long the writer may take to flush the last frames after the
 /// connection ended.
@@ -110,13 +110,13 @@ pub trait Output: Send + 'static {
     fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
 
-impl Output for frame::FrameWriter {
+impl Output for stream::FrameWriter {
     async fn write_frames(&mut self, frames: &[Bytes]) -> Result<(), Error> {
-        frame::FrameWriter::write_frames(self, frames).await
+        stream::FrameWriter::write_frames(self, frames).await
     }
 
     async fn close(&mut self) {
-        frame::FrameWriter::close(self).await;
+        stream::FrameWriter::close(self).await;
     }
 }
 

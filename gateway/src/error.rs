@@ -1,7 +1,9 @@
-//! The gateway's typed errors and their one mapping to the client
-//! protocol's error frame ([`Error::to_wire`]).
+//! The gateway's typed errors: what went wrong, the client protocol's code
+//! for it and whether it ends the connection, and how failed persist and
+//! queue calls become one. The error frame a client reads is built from
+//! them in one place, [`crate::wire::frame::error`].
 
-use confab_proto::client::{self as pb, ErrorCode};
+use confab_proto::client::ErrorCode;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -104,25 +106,6 @@ impl Error {
         self.code().as_str_name()
     }
 
-    /// The error frame body. Internal details stay in the server log.
-    pub fn to_wire(&self) -> pb::Error {
-        let message = match self {
-            Error::Internal(_) | Error::Config(_) | Error::Io(_) => {
-                tracing::error!(error = %self, "internal error");
-                "internal error".to_owned()
-            }
-            Error::Router(e) => {
-                tracing::warn!(error = %e, "router call failed");
-                "online-state service unavailable, retry".to_owned()
-            }
-            other => other.to_string(),
-        };
-        pb::Error {
-            code: self.code() as i32,
-            message,
-        }
-    }
-
     /// Maps a failed persist call; `not_found` is the error that NOT_FOUND
     /// means for this call.
     pub fn from_persist(status: tonic::Status, not_found: impl FnOnce() -> Error) -> Error {
@@ -159,16 +142,6 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn internal_details_do_not_reach_the_wire() {
-        let w = Error::Internal("secret path /x".into()).to_wire();
-        assert_eq!(w.code, ErrorCode::Internal as i32);
-        assert!(!w.message.contains("secret"));
-        let w = Error::UserNotFound("zed".into()).to_wire();
-        assert_eq!(w.code, ErrorCode::UserNotFound as i32);
-        assert!(w.message.contains("zed"));
-    }
 
     #[test]
     fn stream_errors_close_request_errors_do_not() {

@@ -19,8 +19,8 @@ use futures::{SinkExt, StreamExt};
 
 use crate::connection;
 use crate::error::Error;
+use crate::service::zone::{NoPick, choose};
 use crate::state::Shared;
-use crate::zone::{NoPick, choose};
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()

@@ -1,6 +1,14 @@
-//! The internal gRPC service other gateways call: Deliver (pushes and kicks
-//! for sessions hosted here; friend, group and presence pushes; cache
-//! invalidations) and Load (for `/v1/gateway`).
+//! The internal gRPC service; only other gateways call it. Deliver (pushes
+//! and kicks for sessions hosted here; friend, group and presence pushes;
+//! cache invalidations) comes from their push paths, Load from their
+//! `/v1/gateway`. Each push goes to the service that owns its kind.
+//!
+//! Neither call can fail, so no gateway error becomes a `Status` here: a
+//! push for a session that is gone is counted in `missing`, and the load is
+//! read from this gateway's own counters. (The calling side handles a
+//! failed call: [`crate::state::Shared::to_gateway`] logs it and retries
+//! once; `/v1/gateway` leaves a gateway that does not answer out of its
+//! pick.)
 
 use std::sync::Arc;
 
@@ -9,8 +17,9 @@ use confab_proto::gateway::gateway_service_server::GatewayService;
 use confab_proto::gateway::{DeliverReply, DeliverRequest, LoadReply, LoadRequest, Push, push};
 use tonic::{Request, Response, Status};
 
+use crate::service::{deliver, invalidate, notify, presence};
 use crate::state::Shared;
-use crate::{deliver, frame, notify, presence};
+use crate::wire::frame;
 
 pub struct Internal {
     pub shared: Arc<Shared>,
@@ -57,8 +66,7 @@ impl Internal {
             }
             Some(push::Body::Presence(presence)) => presence::receive(shared, &p.session_ids, &presence),
             Some(push::Body::Invalidate(i)) => {
-                shared.social.invalidate(&i.friends_of, &i.groups);
-                presence::refresh_local(shared, &i.friends_of);
+                invalidate::receive(shared, &i);
                 (0, 0)
             }
             _ => (0, 0),

@@ -1,50 +1,52 @@
 //! confab-gateway: where clients connect. It speaks the client protocol
 //! (`proto/proto/client.proto`) over TCP and WebSocket, authenticates
 //! through persist, records who is online where in the routers, sends 1:1
-//! messages through persist's queue and pushes them to every session of the
-//! participants, here or on other gateways (`proto/proto/gateway.proto`).
+//! and group messages through persist's queue and pushes them to every
+//! session of the recipients, here or on other gateways
+//! (`proto/proto/gateway.proto`).
 //!
-//! Parts, following a request:
-//! - [`server`]: [`start`]/[`run`] wire the listeners and tasks; `main` and
-//!   the tests both use it. [`config`]: typed, defaulted, validated.
-//! - [`connection`]: one connection whatever the transport: frame codec
-//!   ([`frame`]), handshake, idle timeout, the bounded send queue.
-//! - [`handler`]: one handler per request kind (auth, send, sync, friends,
-//!   groups, group send).
-//! - [`registry`]: the sessions connected here; [`deliver`]: pushes to
-//!   sessions here or through other gateways ([`peers`], [`internal`]).
-//! - [`social`]: cached friend lists and group members; [`presence`]:
-//!   friends' presence (announcements, where friends are, dead gateways);
-//!   [`notify`]: friend and group pushes.
-//! - [`lease`]: registration and lease renewal with the routers;
-//!   [`moved`]: persist's commit stream turned into pushes.
-//! - [`http`]: metrics, health, `/ws`, `/v1/gateway` ([`zone`]);
-//!   [`metrics`]; [`ids`]: snowflake message ids; [`error`]: the one
-//!   mapping of errors to error frames.
+//! The code is in layers; a module uses the layers below it, never one
+//! above (so no two modules import each other):
+//!
+//! 1. Foundations: [`error`] (the typed errors, their protocol codes),
+//!    [`metrics`], [`config`] (typed, defaulted, validated) and [`cidr`].
+//! 2. [`wire`]: the client protocol on the wire. Frame bodies, pushes and
+//!    error frames ([`wire::frame`]: the one place an error becomes what a
+//!    client reads), the TCP length prefix ([`wire::stream`]).
+//! 3. [`state`]: what the gateway holds while it runs. [`state::Shared`]
+//!    and its parts: the session registry, the directory of other
+//!    gateways, the user, friend-list and member-list caches, the presence
+//!    tracker, the send path's batchers.
+//! 4. [`service`]: what the gateway does with that state. Calls to persist
+//!    and the routers, deliveries and pushes to sessions wherever they are,
+//!    presence, cache invalidation, the lease, the commit stream, the zone
+//!    pick.
+//! 5. [`handler`]: one handler per client request kind, on [`handler::Conn`].
+//! 6. The edges: [`connection`] (one client connection whatever the
+//!    transport: handshake, lanes, idle timeout, the bounded send queue),
+//!    [`http`] (metrics, health, `/ws`, `/v1/gateway`), [`internal`] (the
+//!    gRPC service other gateways call: Deliver, Load) and [`server`]
+//!    ([`start`]/[`run`] wire it all; `main` and the tests both use it).
+//!
+//! Where a new piece goes: a new request kind is a handler; something two
+//! handlers need goes down into a service (or into the state, if it is
+//! held in memory); a new frame or push shape goes into `wire`.
 //!
 //! What does not belong here: storage (persist), online-state consensus
 //! (the routers), client-side sync logic (confab-client).
 
-pub mod batch;
+pub mod cidr;
 pub mod config;
 pub mod connection;
-pub mod deliver;
 pub mod error;
-pub mod frame;
 pub mod handler;
 pub mod http;
 pub mod internal;
-pub mod lease;
 pub mod metrics;
-pub mod moved;
-pub mod notify;
-pub mod peers;
-pub mod presence;
-pub mod registry;
 pub mod server;
-pub mod social;
+pub mod service;
 pub mod state;
-pub mod zone;
+pub mod wire;
 
 pub use config::GatewayConfig;
 pub use error::{Error, Result};

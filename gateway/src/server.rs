@@ -25,10 +25,14 @@ use tonic::transport::server::TcpIncoming;
 use crate::config::{GatewayConfig, QueueBackend};
 use crate::error::{Error, Result};
 use crate::internal::Internal;
-use crate::peers::Peers;
-use crate::registry::Registry;
-use crate::state::{Shared, UserCache};
-use crate::{connection, frame, http, lease, metrics, moved};
+use crate::service::{lease, moved, presence};
+use crate::state::Shared;
+use crate::state::coalesce::Coalescers;
+use crate::state::peers::Peers;
+use crate::state::registry::Registry;
+use crate::state::users::UserCache;
+use crate::wire::stream;
+use crate::{connection, http, metrics};
 use confab_common::ids::IdGen;
 
 /// How long connections get to say goodbye on shutdown.
@@ -144,7 +148,7 @@ pub async fn start(
         client_addr: advertise(&config.advertise_client, client_addr),
         grpc_addr: advertise(&config.advertise_grpc, grpc_addr),
         connections: Arc::new(Semaphore::new(config.limits.max_connections)),
-        coalesce: crate::batch::Coalescers::new(weak.clone(), rpc_timeout),
+        coalesce: Coalescers::new(weak.clone(), rpc_timeout),
         config,
     });
     let task = tokio::spawn(main_task(shared.clone(), listeners));
@@ -201,7 +205,7 @@ async fn main_task(shared: Arc<Shared>, listeners: Listeners) {
     };
     shared.ready.store(true, Ordering::SeqCst);
     tracker.spawn(lease::keep(shared.clone(), lease_len));
-    tracker.spawn(crate::presence::watch(shared.clone()));
+    tracker.spawn(presence::watch(shared.clone()));
     let connections = TaskTracker::new();
     accept_loop(&shared, listeners.client, &connections).await;
     connections.close();
@@ -246,9 +250,9 @@ async fn serve_tcp(shared: Arc<Shared>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let limit = shared.config.limits.max_frame_bytes;
     let (read, write) = stream.into_split();
-    let reader = frame::FrameReader::new(read, limit);
+    let reader = stream::FrameReader::new(read, limit);
     let input = Box::pin(futures::stream::unfold(reader, |mut r| async move {
         r.next_frame().await.map(|item| (item, r))
     }));
-    connection::serve(shared, "tcp", input, frame::FrameWriter::new(write)).await;
+    connection::serve(shared, "tcp", input, stream::FrameWriter::new(write)).await;
 }

@@ -3,15 +3,13 @@
 
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb, KickReason};
-use confab_proto::gateway::{Kick, Push, push};
 use confab_proto::persist as db;
 use confab_router_client::{DeviceKind, Session};
 
-use super::{Conn, Login, persist, timed};
-use crate::deliver;
+use super::conn::{Conn, Login};
 use crate::error::{Error, Result};
-use crate::frame;
-use crate::state::Shared;
+use crate::service::calls::{persist, timed};
+use crate::service::{deliver, presence};
 use confab_common::ids::now_ms;
 
 const MAX_DEVICE_ID: usize = 64;
@@ -130,9 +128,9 @@ async fn establish(conn: &mut Conn, s: db::Session, device_id: String, kind: i32
         } else {
             KickReason::Policy
         };
-        kick_remote_or_local(&shared, &k, reason, &device_id).await;
+        deliver::kick(&shared, &k, reason, &device_id).await;
     }
-    tokio::spawn(crate::presence::announce(shared.clone(), user.id, true));
+    tokio::spawn(presence::announce(shared.clone(), user.id, true));
     conn.login = Some(Login {
         uid: user.id,
         name: user.name.clone(),
@@ -148,37 +146,6 @@ async fn establish(conn: &mut Conn, s: db::Session, device_id: String, kind: i32
     }))
 }
 
-/// Tells the session it was replaced, then closes it: here, or through
-/// the gateway that hosts it.
-pub async fn kick_remote_or_local(shared: &Shared, s: &Session, reason: KickReason, by_device: &str) {
-    if s.gateway_id == shared.gateway_id() {
-        shared
-            .registry
-            .kick(s.session_id, kicked_frame(reason, by_device));
-        return;
-    }
-    let push = Push {
-        session_ids: vec![s.session_id],
-        body: Some(push::Body::Kick(Kick {
-            reason: reason as i32,
-            by_device_id: by_device.to_owned(),
-        })),
-    };
-    deliver::to_gateway(shared, s.gateway_id, vec![push]).await;
-}
-
-pub fn kicked_frame(reason: KickReason, by_device: &str) -> bytes::Bytes {
-    let message = match reason {
-        KickReason::SameDevice => "logged in again from this device".to_owned(),
-        _ => format!("logged in from device {by_device:?}; the multi-device policy allows no more sessions"),
-    };
-    frame::push(Body::Kicked(pb::Kicked {
-        reason: reason as i32,
-        message,
-        by_device_id: by_device.to_owned(),
-    }))
-}
-
 pub async fn logout(conn: &mut Conn) -> Result<Body> {
     let login = conn.logged_in()?.clone();
     let shared = conn.shared.clone();
@@ -191,7 +158,7 @@ pub async fn logout(conn: &mut Conn) -> Result<Body> {
         shared.presence.untrack(login.uid);
     }
     conn.login = None;
-    tokio::spawn(crate::presence::announce(shared.clone(), login.uid, false));
+    tokio::spawn(presence::announce(shared.clone(), login.uid, false));
     let mut data = shared.data();
     let revoke = data.revoke_session(db::RevokeSessionRequest { token: login.token });
     if let Ok(Err(error)) = tokio::time::timeout(shared.rpc_timeout(), revoke).await {

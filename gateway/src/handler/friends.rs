@@ -6,20 +6,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use confab_proto::gateway::SessionRef;
-
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb, FriendEventKind};
-use confab_proto::persist::{self as db, get_user_request};
+use confab_proto::gateway::SessionRef;
+use confab_proto::persist as db;
 
-use super::send::get_user;
-use super::{Conn, persist, timed};
+use super::conn::{Conn, Login};
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::notify::{self, Notice, user_info};
-use crate::presence::{device, session_ref};
-use crate::social;
+use crate::service::calls::{persist, timed};
+use crate::service::notify::{self, Notice};
+use crate::service::presence::{device, session_ref};
+
+use crate::service::{invalidate, social, users};
 use crate::state::Shared;
+use crate::state::social::Friend;
 
 const DEFAULT_SEARCH: u32 = 20;
 const MAX_SEARCH: u32 = 100;
@@ -55,23 +56,10 @@ pub async fn search_users(conn: &mut Conn, r: pb::SearchUsersRequest) -> Result<
     }))
 }
 
-/// A user by reference, checked to exist.
-pub async fn resolve(shared: &Shared, r: Option<pb::UserRef>) -> Result<db::User> {
-    let r = r.unwrap_or_default();
-    let (key, shown) = if r.user_id != 0 {
-        (get_user_request::Key::Id(r.user_id), r.user_id.to_string())
-    } else if !r.name.is_empty() {
-        (get_user_request::Key::Name(r.name.clone()), r.name)
-    } else {
-        return Err(Error::Invalid("a user (user_id or name) is required".into()));
-    };
-    get_user(shared, key, shown).await
-}
-
-fn friend_event(kind: FriendEventKind, from: &super::Login, note: String) -> Notice {
+fn friend_event(kind: FriendEventKind, from: &Login, note: String) -> Notice {
     Notice::Friend(pb::FriendEvent {
         kind: kind as i32,
-        user: user_info(from.uid, &from.name),
+        user: users::info(from.uid, &from.name),
         note,
     })
 }
@@ -82,7 +70,7 @@ pub async fn add_friend(conn: &mut Conn, r: pb::AddFriendRequest) -> Result<Body
         return Err(Error::Invalid(format!("note longer than {MAX_NOTE} bytes")));
     }
     let shared = conn.shared.clone();
-    let to = resolve(&shared, r.user).await?;
+    let to = users::resolve(&shared, r.user).await?;
     if to.id == me.uid {
         return Err(Error::Invalid("cannot befriend oneself".into()));
     }
@@ -98,7 +86,7 @@ pub async fn add_friend(conn: &mut Conn, r: pb::AddFriendRequest) -> Result<Body
     )
     .await?;
     let kind = if reply.became_friends {
-        social::invalidate_everywhere(&shared, &[me.uid, to.id], &[]).await;
+        invalidate::everywhere(&shared, &[me.uid, to.id], &[]).await;
         FriendEventKind::Accepted
     } else {
         FriendEventKind::Requested
@@ -117,7 +105,7 @@ pub async fn add_friend(conn: &mut Conn, r: pb::AddFriendRequest) -> Result<Body
 pub async fn respond_friend(conn: &mut Conn, r: pb::RespondFriendRequest) -> Result<Body> {
     let me = conn.logged_in()?.clone();
     let shared = conn.shared.clone();
-    let from = resolve(&shared, r.user).await?;
+    let from = users::resolve(&shared, r.user).await?;
     let request = db::RespondFriendRequestRequest {
         user: me.uid,
         from_user: from.id,
@@ -130,7 +118,7 @@ pub async fn respond_friend(conn: &mut Conn, r: pb::RespondFriendRequest) -> Res
     )
     .await?;
     let kind = if r.accept {
-        social::invalidate_everywhere(&shared, &[me.uid, from.id], &[]).await;
+        invalidate::everywhere(&shared, &[me.uid, from.id], &[]).await;
         FriendEventKind::Accepted
     } else {
         FriendEventKind::Declined
@@ -142,7 +130,7 @@ pub async fn respond_friend(conn: &mut Conn, r: pb::RespondFriendRequest) -> Res
 pub async fn remove_friend(conn: &mut Conn, r: pb::RemoveFriendRequest) -> Result<Body> {
     let me = conn.logged_in()?.clone();
     let shared = conn.shared.clone();
-    let other = resolve(&shared, r.user).await?;
+    let other = users::resolve(&shared, r.user).await?;
     let request = db::RemoveFriendRequest {
         user: me.uid,
         friend: other.id,
@@ -153,7 +141,7 @@ pub async fn remove_friend(conn: &mut Conn, r: pb::RemoveFriendRequest) -> Resul
         |s| Error::from_persist(s, || Error::UserNotFound(other.name.clone())),
     )
     .await?;
-    social::invalidate_everywhere(&shared, &[me.uid, other.id], &[]).await;
+    invalidate::everywhere(&shared, &[me.uid, other.id], &[]).await;
     let event = friend_event(FriendEventKind::Removed, &me, String::new());
     notify::users(&shared, &[other.id], event, 0).await;
     Ok(Body::Done(pb::Done {}))
@@ -177,7 +165,7 @@ pub async fn list_friends(conn: &mut Conn) -> Result<Body> {
 pub async fn friends_with_presence(
     shared: &Arc<Shared>,
     me: u64,
-    friends: &[social::Friend],
+    friends: &[Friend],
 ) -> Result<pb::FriendsReply> {
     let uids: Vec<u64> = friends.iter().map(|f| f.id).collect();
     let max_age = Duration::from_millis(shared.config.social.presence_max_age_ms);
@@ -215,7 +203,7 @@ pub async fn friends_with_presence(
             .iter()
             .zip(sessions)
             .map(|(f, s)| pb::FriendInfo {
-                user: user_info(f.id, &f.name),
+                user: users::info(f.id, &f.name),
                 online: !s.is_empty(),
                 devices: s.iter().map(device).collect(),
             })
@@ -262,7 +250,7 @@ pub async fn list_friend_requests(conn: &mut Conn) -> Result<Body> {
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut names = user_names(&shared, &ids).await?;
+    let mut names = users::names(&shared, &ids).await?;
     names.insert(me.uid, me.name.clone());
     Ok(Body::FriendRequests(pb::FriendRequestsReply {
         incoming: reply.incoming.iter().map(|r| request_info(r, &names)).collect(),
@@ -270,27 +258,11 @@ pub async fn list_friend_requests(conn: &mut Conn) -> Result<Body> {
     }))
 }
 
-/// Names of `ids` (up to 1000 per persist call).
-pub async fn user_names(shared: &Shared, ids: &[u64]) -> Result<HashMap<u64, String>> {
-    let mut out = HashMap::new();
-    for chunk in ids.chunks(1000) {
-        let request = db::GetUsersRequest { ids: chunk.to_vec() };
-        let reply = persist(
-            shared,
-            |mut d| async move { d.get_users(request).await },
-            |s| Error::from_persist(s, || Error::Internal("get users: not found".into())),
-        )
-        .await?;
-        out.extend(reply.users.into_iter().map(|u| (u.id, u.name)));
-    }
-    Ok(out)
-}
-
 fn request_info(r: &db::FriendRequestMsg, names: &HashMap<u64, String>) -> pb::FriendRequestInfo {
     let name = |id: u64| names.get(&id).cloned().unwrap_or_default();
     pb::FriendRequestInfo {
-        from: user_info(r.from_user, &name(r.from_user)),
-        to: user_info(r.to_user, &name(r.to_user)),
+        from: users::info(r.from_user, &name(r.from_user)),
+        to: users::info(r.to_user, &name(r.to_user)),
         note: r.note.clone(),
         state: r.state,
         created_at_ms: r.created_at_ms,

@@ -11,10 +11,12 @@ use confab_persist::queue::{Producer, QueuedMessage};
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
 
-use super::send::check_message;
-use super::{Conn, timed};
+use super::conn::Conn;
+use super::message::check_message;
 use crate::error::{Error, Result};
-use crate::{deliver, metrics, social};
+use crate::metrics;
+use crate::service::calls::timed;
+use crate::service::{deliver, social};
 use confab_common::ids::now_ms;
 
 pub async fn group_send(conn: &mut Conn, r: pb::GroupSendRequest) -> Result<Body> {

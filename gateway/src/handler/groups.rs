@@ -12,12 +12,14 @@ use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb, GroupEventKind};
 use confab_proto::persist as db;
 
-use super::friends::{resolve, user_names};
-use super::{Conn, Login, persist};
+use super::conn::{Conn, Login};
 use crate::error::{Error, Result};
-use crate::notify::{self, Notice, user_info};
-use crate::social::{self, GroupEntry, ROLE_ADMIN, ROLE_MEMBER, ROLE_OWNER};
+use crate::service::calls::persist;
+use crate::service::notify::{self, Notice};
+
+use crate::service::{invalidate, social, users};
 use crate::state::Shared;
+use crate::state::social::{GroupEntry, Member, ROLE_ADMIN, ROLE_MEMBER, ROLE_OWNER};
 
 const MAX_NOTE: usize = 512;
 
@@ -108,7 +110,7 @@ async fn changed(
         change(&mut g);
         Arc::new(g)
     });
-    social::invalidate_elsewhere(shared, &[], &[before.id]).await;
+    invalidate::elsewhere(shared, &[], &[before.id]).await;
     let mut uids = after.uids();
     uids.extend_from_slice(extra);
     uids.sort_unstable();
@@ -116,8 +118,8 @@ async fn changed(
     notify::users(shared, &uids, notice, me.session_id).await;
 }
 
-fn member(id: u64, name: &str, role: i32) -> social::Member {
-    social::Member {
+fn member(id: u64, name: &str, role: i32) -> Member {
+    Member {
         id,
         name: name.to_owned(),
         role,
@@ -129,7 +131,7 @@ pub async fn invite(conn: &mut Conn, r: pb::InviteRequest) -> Result<Body> {
     let me = conn.logged_in()?.clone();
     let shared = conn.shared.clone();
     let g = as_role(&shared, &me, r.group_id, ROLE_ADMIN, "invite members").await?;
-    let user = resolve(&shared, r.user).await?;
+    let user = users::resolve(&shared, r.user).await?;
     if g.role_of(user.id).is_some() {
         return Err(Error::AlreadyExists(format!(
             "user {} is already a member of group {}",
@@ -150,7 +152,7 @@ pub async fn invite(conn: &mut Conn, r: pb::InviteRequest) -> Result<Body> {
     let notice = event(
         GroupEventKind::MemberJoined,
         &g,
-        user_info(user.id, &user.name),
+        users::info(user.id, &user.name),
         me.uid,
     );
     let joined = member(user.id, &user.name, ROLE_MEMBER);
@@ -186,7 +188,7 @@ pub async fn join(conn: &mut Conn, r: pb::JoinGroupRequest) -> Result<Body> {
         kind: GroupEventKind::JoinRequested as i32,
         group_id: gid,
         group_name: group.name,
-        user: user_info(me.uid, &me.name),
+        user: users::info(me.uid, &me.name),
         by: 0,
         note: r.note,
     });
@@ -210,7 +212,7 @@ pub async fn respond_join(conn: &mut Conn, r: pb::RespondJoinRequest) -> Result<
         |s| persist_err(s, g.id),
     )
     .await?;
-    let name = user_names(&shared, &[r.user_id])
+    let name = users::names(&shared, &[r.user_id])
         .await
         .ok()
         .and_then(|mut n| n.remove(&r.user_id))
@@ -220,7 +222,7 @@ pub async fn respond_join(conn: &mut Conn, r: pb::RespondJoinRequest) -> Result<
     } else {
         GroupEventKind::JoinDenied
     };
-    let user = user_info(r.user_id, &name);
+    let user = users::info(r.user_id, &name);
     notify::users(&shared, &[r.user_id], event(kind, &g, user.clone(), me.uid), 0).await;
     if r.accept {
         let notice = event(GroupEventKind::MemberJoined, &g, user, me.uid);
@@ -245,14 +247,14 @@ pub async fn list_join_requests(conn: &mut Conn, r: pb::ListJoinRequestsRequest)
     )
     .await?;
     let ids: Vec<u64> = reply.requests.iter().map(|j| j.user).collect();
-    let names = user_names(&shared, &ids).await?;
+    let names = users::names(&shared, &ids).await?;
     Ok(Body::JoinRequests(pb::JoinRequestsReply {
         requests: reply
             .requests
             .into_iter()
             .map(|j| pb::JoinRequestInfo {
                 group_id: j.group_id,
-                user: user_info(j.user, names.get(&j.user).map_or("", |s| s.as_str())),
+                user: users::info(j.user, names.get(&j.user).map_or("", |s| s.as_str())),
                 note: j.note,
                 created_at_ms: j.created_at_ms,
             })
@@ -279,7 +281,7 @@ pub async fn leave(conn: &mut Conn, r: pb::LeaveGroupRequest) -> Result<Body> {
         |s| persist_err(s, g.id),
     )
     .await?;
-    let notice = event(GroupEventKind::MemberLeft, &g, user_info(me.uid, &me.name), 0);
+    let notice = event(GroupEventKind::MemberLeft, &g, users::info(me.uid, &me.name), 0);
     let uid = me.uid;
     changed(&shared, &me, &g, |e| e.remove(uid), notice, &[uid]).await;
     Ok(Body::Done(pb::Done {}))
@@ -318,7 +320,7 @@ pub async fn remove_member(conn: &mut Conn, r: pb::RemoveMemberRequest) -> Resul
     let notice = event(
         GroupEventKind::MemberRemoved,
         &g,
-        user_info(target.id, &target.name),
+        users::info(target.id, &target.name),
         me.uid,
     );
     changed(&shared, &me, &g, |e| e.remove(target.id), notice, &[target.id]).await;
@@ -349,7 +351,7 @@ pub async fn promote(conn: &mut Conn, r: pb::PromoteRequest) -> Result<Body> {
     let notice = event(
         GroupEventKind::AdminPromoted,
         &g,
-        user_info(target.id, &target.name),
+        users::info(target.id, &target.name),
         me.uid,
     );
     changed(
@@ -378,7 +380,7 @@ pub async fn delete(conn: &mut Conn, r: pb::DeleteGroupRequest) -> Result<Body> 
         |s| persist_err(s, g.id),
     )
     .await?;
-    social::invalidate_everywhere(&shared, &[], &[g.id]).await;
+    invalidate::everywhere(&shared, &[], &[g.id]).await;
     let notice = event(GroupEventKind::GroupDeleted, &g, None, me.uid);
     notify::users(&shared, &g.uids(), notice, me.session_id).await;
     Ok(Body::Done(pb::Done {}))
@@ -392,7 +394,7 @@ pub async fn list_members(conn: &mut Conn, r: pb::ListMembersRequest) -> Result<
             .members
             .iter()
             .map(|m| pb::MemberInfo {
-                user: user_info(m.id, &m.name),
+                user: users::info(m.id, &m.name),
                 role: m.role,
                 joined_at_ms: m.joined_at_ms,
             })

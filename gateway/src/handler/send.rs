@@ -1,8 +1,8 @@
-//! A 1:1 message: validate, assign the id, enqueue and wait for the
-//! queue's confirm while the two users' sessions are looked up, deliver
-//! (recipient and the sender's other devices), then ack. The enqueue, the lookup and the
-//! calls to other gateways are coalesced with concurrent sends
-//! ([`crate::batch`]).
+//! A 1:1 message: who may message whom, validate, assign the id, enqueue
+//! and wait for the queue's confirm while the two users' sessions are
+//! looked up, deliver (recipient and the sender's other devices), then ack.
+//! The enqueue, the lookup and the calls to other gateways are coalesced
+//! with concurrent sends ([`crate::state::coalesce`]).
 //!
 //! A send runs in two parts so a connection may have many in flight while
 //! its messages keep their order: [`begin`] (checks, id, the enqueue handed
@@ -18,38 +18,16 @@ use confab_persist::conversation::ConversationId;
 use confab_persist::queue::QueuedMessage;
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
-use confab_proto::persist::{self as db, get_user_request};
+use confab_proto::persist::get_user_request;
 use tokio::sync::oneshot;
 
-use super::{Conn, persist};
-use crate::deliver;
+use super::conn::Conn;
+use super::message::check_message;
 use crate::error::{Error, Result};
 use crate::metrics;
+use crate::service::{deliver, social, users};
 use crate::state::Shared;
 use confab_common::ids::now_ms;
-
-const MAX_CLIENT_MSG_ID: usize = 64;
-
-/// What every message (1:1 or group) must be: a body, not over the
-/// configured limit, and a client id of bounded length.
-pub fn check_message(shared: &Shared, body: &str, client_msg_id: &str) -> Result<()> {
-    if body.is_empty() {
-        return Err(Error::Invalid("empty message body".into()));
-    }
-    let max = shared.config.limits.max_body_bytes;
-    if body.len() > max {
-        return Err(Error::Invalid(format!(
-            "message body of {} bytes is over the limit of {max}",
-            body.len()
-        )));
-    }
-    if client_msg_id.len() > MAX_CLIENT_MSG_ID {
-        return Err(Error::Invalid(format!(
-            "client_msg_id longer than {MAX_CLIENT_MSG_ID} bytes"
-        )));
-    }
-    Ok(())
-}
 
 /// The rest of a send once its enqueue is handed over: its ack.
 pub type Finish = Pin<Box<dyn Future<Output = Result<Body>> + Send + 'static>>;
@@ -73,11 +51,13 @@ impl SendOrder {
     }
 }
 
-/// The ordered part of a send: checks, resolves the recipient, assigns the
+/// The ordered part of a send: checks (who may message whom first),
+/// resolves the recipient, assigns the
 /// id and hands the message to the enqueue batch (whose order is the order
 /// of the conversation). The returned future waits for the confirm,
 /// delivers and answers.
 pub async fn begin(conn: &Conn, r: pb::SendRequest, order: &mut SendOrder) -> Result<Finish> {
+    check_may_message(conn, &r).await?;
     let started = Instant::now();
     let me = conn.logged_in()?;
     let (uid, session_id) = (me.uid, me.session_id);
@@ -183,18 +163,29 @@ async fn resolve(shared: &Shared, to_user: u64, to_name: &str) -> Result<u64> {
     } else {
         to_name.to_owned()
     };
-    let user = get_user(shared, key, shown).await?;
+    let user = users::get_user(shared, key, shown).await?;
     Ok(user.id)
 }
 
-pub async fn get_user(shared: &Shared, key: get_user_request::Key, shown: String) -> Result<db::User> {
-    let request = db::GetUserRequest { key: Some(key) };
-    let user = persist(
-        shared,
-        |mut d| async move { d.get_user(request).await },
-        |s| Error::from_persist(s, || Error::UserNotFound(shown)),
-    )
-    .await?;
-    shared.users.remember(user.id, &user.name);
-    Ok(user)
+/// 1:1 messages need friendship unless `allow_strangers` (a message to
+/// oneself is always fine). The recipient is resolved here as the send
+/// itself resolves it (cached), so an unknown user is USER_NOT_FOUND.
+async fn check_may_message(conn: &Conn, r: &pb::SendRequest) -> Result<()> {
+    let me = conn.logged_in()?.uid;
+    let shared = &conn.shared;
+    if shared.config.allow_strangers {
+        return Ok(());
+    }
+    if r.to_user == 0 && r.to_name.is_empty() {
+        // Let the send handler explain what is missing.
+        return Ok(());
+    }
+    let to = resolve(shared, r.to_user, &r.to_name).await?;
+    if to == me || social::are_friends(shared, me, to).await? {
+        Ok(())
+    } else {
+        Err(Error::NotPermitted(format!(
+            "user {me} and user {to} are not friends: send a friend request first"
+        )))
+    }
 }

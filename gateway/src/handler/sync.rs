@@ -4,12 +4,12 @@
 use confab_persist::conversation::ConversationId;
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
-use confab_proto::persist::{self as db, get_user_request};
+use confab_proto::persist as db;
 
-use super::send::get_user;
-use super::{Conn, persist};
+use super::conn::Conn;
 use crate::error::{Error, Result};
-use crate::social;
+use crate::service::calls::persist;
+use crate::service::{social, users};
 use crate::state::Shared;
 
 /// Most messages in one Fetch or History page.
@@ -89,14 +89,10 @@ pub async fn history(conn: &mut Conn, r: pb::HistoryRequest) -> Result<Body> {
 
 pub async fn lookup_user(conn: &mut Conn, r: pb::LookupUserRequest) -> Result<Body> {
     conn.logged_in()?;
-    let (key, shown) = if r.user_id != 0 {
-        (get_user_request::Key::Id(r.user_id), r.user_id.to_string())
-    } else if !r.name.is_empty() {
-        (get_user_request::Key::Name(r.name.clone()), r.name)
-    } else {
+    let Some((key, shown)) = users::key(r.user_id, r.name) else {
         return Err(Error::Invalid("user_id or name is required".into()));
     };
-    let user = get_user(&conn.shared, key, shown).await?;
+    let user = users::get_user(&conn.shared, key, shown).await?;
     Ok(Body::User(pb::UserInfo {
         user_id: user.id,
         name: user.name,

@@ -1,7 +1,8 @@
-//! The friend lists and group member lists this gateway caches, read from
-//! persist on a miss. Every change (through any gateway) invalidates the
-//! entries it touches here and, by an `Invalidate` push, on every other live
-//! gateway; entries also expire after `social.cache_ttl_ms`.
+//! The friend lists and group member lists this gateway caches. Every
+//! change (through any gateway) invalidates the entries it touches here and,
+//! by an `Invalidate` push, on every other live gateway; entries also expire
+//! after `social.cache_ttl_ms`. Reading through the cache (persist on a
+//! miss) is [`crate::service::social`].
 //!
 //! A fill that raced with an invalidation of the same key is not stored:
 //! every invalidation stamps its key with a generation, and a fill stores
@@ -11,14 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use confab_proto::gateway::{Invalidate, Push, push};
 use confab_proto::persist as db;
-use futures::future::join_all;
-
-use crate::error::{Error, Result};
-use crate::handler::timed;
-use crate::state::Shared;
-use crate::{deliver, metrics};
 
 /// A friend: id and name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,11 +145,11 @@ impl SocialCache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn generation(&self) -> u64 {
+    pub fn generation(&self) -> u64 {
         self.lock().generation
     }
 
-    fn cached_friends(&self, uid: u64, ttl: Duration) -> Option<Arc<Vec<Friend>>> {
+    pub fn cached_friends(&self, uid: u64, ttl: Duration) -> Option<Arc<Vec<Friend>>> {
         let g = self.lock();
         g.friends
             .get(&uid)
@@ -172,7 +166,7 @@ impl SocialCache {
             .map(|e| e.value.clone())
     }
 
-    fn store_friends(&self, uid: u64, value: Arc<Vec<Friend>>, started: u64, max: usize) {
+    pub fn store_friends(&self, uid: u64, value: Arc<Vec<Friend>>, started: u64, max: usize) {
         let mut g = self.lock();
         if !g.fresh(FRIENDS, uid, started) {
             return;
@@ -187,7 +181,7 @@ impl SocialCache {
         );
     }
 
-    fn store_group(&self, value: Arc<GroupEntry>, started: u64, max: usize) {
+    pub fn store_group(&self, value: Arc<GroupEntry>, started: u64, max: usize) {
         let mut g = self.lock();
         if !g.fresh(GROUPS, value.id, started) {
             return;
@@ -240,169 +234,6 @@ fn make_room(g: &mut Inner, max: usize) {
         g.friends.clear();
         g.groups.clear();
     }
-}
-
-fn ttl(shared: &Shared) -> Duration {
-    Duration::from_millis(shared.config.social.cache_ttl_ms)
-}
-
-/// The friends of `uid` (cached).
-pub async fn friends(shared: &Shared, uid: u64) -> Result<Arc<Vec<Friend>>> {
-    if let Some(f) = shared.social.cached_friends(uid, ttl(shared)) {
-        metrics::SOCIAL_CACHE.with_label_values(&["friends", "hit"]).inc();
-        return Ok(f);
-    }
-    metrics::SOCIAL_CACHE
-        .with_label_values(&["friends", "miss"])
-        .inc();
-    let started = shared.social.generation();
-    let reply = timed(shared, "persist", async {
-        shared
-            .data()
-            .list_friends(db::ListFriendsRequest { user: uid })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| Error::from_persist(s, || Error::UserNotFound(uid.to_string())))
-    })
-    .await?;
-    let list: Arc<Vec<Friend>> = Arc::new(
-        reply
-            .friends
-            .into_iter()
-            .map(|u| Friend {
-                id: u.id,
-                name: u.name,
-            })
-            .collect(),
-    );
-    shared
-        .social
-        .store_friends(uid, list.clone(), started, shared.config.social.cache_max_entries);
-    Ok(list)
-}
-
-/// True when `a` and `b` are friends (from `a`'s cached list).
-pub async fn are_friends(shared: &Shared, a: u64, b: u64) -> Result<bool> {
-    Ok(friends(shared, a).await?.iter().any(|f| f.id == b))
-}
-
-/// Group `gid` with its members, read for `acting` (who must be a member
-/// for persist to answer on a miss). Anyone else, and a group that does
-/// not exist, gets `Forbidden`: the answer tells nothing about the group.
-pub async fn group(shared: &Shared, gid: u64, acting: u64) -> Result<Arc<GroupEntry>> {
-    let forbidden = || Error::Forbidden {
-        uid: acting,
-        conversation: format!("g:{gid}"),
-    };
-    if let Some(g) = shared.social.cached_group(gid, ttl(shared)) {
-        metrics::SOCIAL_CACHE.with_label_values(&["groups", "hit"]).inc();
-        return if g.role_of(acting).is_some() {
-            Ok(g)
-        } else {
-            Err(forbidden())
-        };
-    }
-    metrics::SOCIAL_CACHE.with_label_values(&["groups", "miss"]).inc();
-    let started = shared.social.generation();
-    let entry = timed(shared, "persist", async {
-        let mut data = shared.data();
-        let mut data2 = shared.data();
-        let group = data.get_group(db::GroupRef { group_id: gid });
-        let members = data2.list_members(db::ListMembersRequest {
-            group_id: gid,
-            by_user: acting,
-        });
-        let (group, members) = futures::join!(group, members);
-        let map = |s: tonic::Status| match s.code() {
-            tonic::Code::NotFound | tonic::Code::PermissionDenied | tonic::Code::InvalidArgument => {
-                forbidden()
-            }
-            _ => Error::from_persist(s, forbidden),
-        };
-        let group = group.map_err(map)?.into_inner();
-        let members = members.map_err(map)?.into_inner().members;
-        Ok(GroupEntry::new(group, members))
-    })
-    .await?;
-    let entry = Arc::new(entry);
-    shared
-        .social
-        .store_group(entry.clone(), started, shared.config.social.cache_max_entries);
-    if entry.role_of(acting).is_some() {
-        Ok(entry)
-    } else {
-        Err(forbidden())
-    }
-}
-
-/// After a change: drops the entries here and tells every other live
-/// gateway to drop them too (one `Deliver` each, in parallel). Returns when
-/// all answered or failed: a caller that answers its client afterwards
-/// leaves no gateway with a stale list (short of a failed call, which the
-/// cache age bounds).
-pub async fn invalidate_everywhere(shared: &Arc<Shared>, friends_of: &[u64], groups: &[u64]) {
-    shared.social.invalidate(friends_of, groups);
-    crate::presence::refresh_local(shared, friends_of);
-    invalidate_elsewhere(shared, friends_of, groups).await;
-}
-
-/// Tells every other live gateway to drop these entries (one `Deliver`
-/// each, in parallel). The list comes from the routers at the time of the
-/// change, not from the last poll: a gateway that registered since then
-/// may already cache the entry. Every gateway in the polled list is told
-/// too (one the routers could not be asked about is not skipped).
-pub async fn invalidate_elsewhere(shared: &Shared, friends_of: &[u64], groups: &[u64]) {
-    let me = shared.gateway_id();
-    let mut live = shared.presence.live_gateways();
-    if let Some(now) = crate::presence::live_from_router(shared).await {
-        live.extend(now.into_keys());
-    }
-    live.sort_unstable();
-    live.dedup();
-    let others: Vec<u64> = live.into_iter().filter(|g| *g != me).collect();
-    let push = Push {
-        session_ids: Vec::new(),
-        body: Some(push::Body::Invalidate(Invalidate {
-            friends_of: friends_of.to_vec(),
-            groups: groups.to_vec(),
-        })),
-    };
-    let calls = others
-        .into_iter()
-        .map(|gw| deliver::to_gateway(shared, gw, vec![push.clone()]));
-    join_all(calls).await;
-}
-
-/// A group message was committed: tell the members connected here
-/// (`ConversationMoved`). The member list comes from the cache, or is read
-/// for the sender in the background.
-pub fn announce_group_moved(shared: &Arc<Shared>, gid: u64, m: db::ConversationMoved) {
-    let bytes = crate::frame::push(confab_proto::client::frame::Body::Moved(
-        confab_proto::client::ConversationMoved {
-            conversation_id: m.conversation_id,
-            seq: m.seq,
-            message_id: m.message_id,
-            sender: m.sender,
-        },
-    ));
-    if let Some(g) = shared.social.cached_group(gid, ttl(shared)) {
-        for h in shared.registry.of_users(&g.uids()) {
-            h.push(bytes.clone());
-        }
-        return;
-    }
-    let shared = shared.clone();
-    let sender = m.sender;
-    tokio::spawn(async move {
-        match group(&shared, gid, sender).await {
-            Ok(g) => {
-                for h in shared.registry.of_users(&g.uids()) {
-                    h.push(bytes.clone());
-                }
-            }
-            Err(error) => tracing::debug!(%error, gid, "members of a moved group not readable"),
-        }
-    });
 }
 
 #[cfg(test)]

@@ -3,17 +3,16 @@
 //! sessions here get the frame from their queues and every other hosting
 //! gateway gets one `Deliver` call with all of its sessions.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
-use confab_proto::gateway::{Push, push};
+use confab_proto::gateway::push;
 use confab_router_client::Session;
-use futures::future::join_all;
 
+use crate::metrics;
+use crate::service::deliver;
 use crate::state::Shared;
-use crate::{deliver, frame, metrics};
+use crate::wire::frame;
 
 /// A push about friends or groups.
 #[derive(Clone, Debug)]
@@ -66,21 +65,10 @@ pub async fn users(shared: &Shared, uids: &[u64], notice: Notice, skip_session: 
 
 /// Pushes `notice` to `sessions`, wherever they are.
 pub async fn sessions_of(shared: &Shared, sessions: &[Session], notice: &Notice) {
-    let mut by_gateway: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    for s in sessions {
-        by_gateway.entry(s.gateway_id).or_default().push(s.session_id);
-    }
-    if let Some(here) = by_gateway.remove(&shared.gateway_id()) {
-        local(shared, &here, &notice.frame());
-    }
-    let calls = by_gateway.into_iter().map(|(gw, session_ids)| {
-        let p = Push {
-            session_ids,
-            body: Some(notice.body()),
-        };
-        deliver::to_gateway(shared, gw, vec![p])
-    });
-    join_all(calls).await;
+    deliver::fan_out(shared, sessions, notice.body(), |here| {
+        local(shared, here, &notice.frame());
+    })
+    .await;
 }
 
 /// Queues `frame` on the sessions here; returns (delivered, missing).
@@ -109,12 +97,4 @@ pub fn local_users(shared: &Shared, uids: &[u64], frame: &Bytes) {
             h.push(frame.clone());
         }
     }
-}
-
-/// A user as the client protocol shows it.
-pub fn user_info(id: u64, name: &str) -> Option<pb::UserInfo> {
-    Some(pb::UserInfo {
-        user_id: id,
-        name: name.to_owned(),
-    })
 }

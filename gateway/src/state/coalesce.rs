@@ -2,12 +2,9 @@
 //! persist's queue, session lookups in the routers and `Deliver` calls to
 //! other gateways.
 //!
-//! A [`Batcher`] is one task with one call in flight: requests that arrive
-//! meanwhile queue up, and the next call carries all of them. There is no
-//! timer: alone, a request goes at once; under load, a batch is what arrived
-//! during one call, so the batch size follows the load and the added wait
-//! is at most one call. Each caller still waits for the outcome of its own
-//! item (a sender is acked only after its message is confirmed).
+//! Each is a [`Batcher`]: what arrives during one call goes in the next,
+//! and each caller still waits for the outcome of its own item (a sender is
+//! acked only after its message is confirmed).
 //!
 //! [`Coalescers`] holds the gateway's batchers: enqueues in a few lanes by
 //! conversation (one call in flight per lane keeps each conversation's
@@ -15,6 +12,10 @@
 //! order does not matter), a few `Deliver` lanes per peer gateway, by
 //! conversation (one call in flight each: a conversation's pushes keep the
 //! order they were handed over in).
+//!
+//! The calls themselves are the gateway's ([`Backend`], implemented by
+//! [`crate::state::Shared`]): this module knows how to batch them, not
+//! whom they reach.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -24,12 +25,12 @@ use std::time::Duration;
 use confab_persist::conversation::ConversationId;
 use confab_persist::queue::{Producer, QueuedMessage};
 use confab_proto::gateway::Push;
+use confab_router_client::RouterClient;
 use confab_router_client::Session;
 use prometheus::{Histogram, HistogramOpts, register_histogram};
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::batcher::Batcher;
 use crate::error::Error;
-use crate::state::Shared;
 
 /// Enqueue lanes (by conversation).
 const ENQUEUE_LANES: u32 = 8;
@@ -105,75 +106,6 @@ pub static DELIVER_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     )
 });
 
-type Waiter<I, O> = (I, oneshot::Sender<O>);
-
-/// One call in flight; what arrives meanwhile goes in the next call.
-pub struct Batcher<I, O> {
-    tx: mpsc::UnboundedSender<Waiter<I, O>>,
-}
-
-impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
-    /// Starts the batcher's task: `call` gets up to `max` items and returns
-    /// one output per item, in order. The task ends with the last handle.
-    pub fn spawn<F, Fut>(max: usize, call: F) -> Self
-    where
-        F: FnMut(Vec<I>) -> Fut + Send + 'static,
-        Fut: Future<Output = Vec<O>> + Send + 'static,
-    {
-        Self::spawn_parallel(max, 1, call)
-    }
-
-    /// As [`Batcher::spawn`], with up to `in_flight` calls at once (for
-    /// calls whose order does not matter): the next batch is taken when a
-    /// call slot is free, so batches still grow with the load.
-    pub fn spawn_parallel<F, Fut>(max: usize, in_flight: usize, mut call: F) -> Self
-    where
-        F: FnMut(Vec<I>) -> Fut + Send + 'static,
-        Fut: Future<Output = Vec<O>> + Send + 'static,
-    {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Waiter<I, O>>();
-        let slots = Arc::new(Semaphore::new(in_flight.max(1)));
-        tokio::spawn(async move {
-            loop {
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                let Some(first) = rx.recv().await else { return };
-                let mut items = vec![first];
-                while items.len() < max {
-                    match rx.try_recv() {
-                        Ok(more) => items.push(more),
-                        Err(_) => break,
-                    }
-                }
-                let (inputs, waiters): (Vec<I>, Vec<oneshot::Sender<O>>) = items.into_iter().unzip();
-                let outputs = call(inputs);
-                tokio::spawn(async move {
-                    for (w, o) in waiters.into_iter().zip(outputs.await) {
-                        let _ = w.send(o);
-                    }
-                    drop(slot);
-                });
-            }
-        });
-        Self { tx }
-    }
-
-    /// Queues `item` for the next call and waits for its output; `None`
-    /// when the batcher is gone (the gateway stops).
-    pub async fn call(&self, item: I) -> Option<O> {
-        self.submit(item)?.await.ok()
-    }
-
-    /// Queues `item` for the next call at once (items go out in the order
-    /// they were submitted); the receiver gets its output.
-    pub fn submit(&self, item: I) -> Option<oneshot::Receiver<O>> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send((item, tx)).ok()?;
-        Some(rx)
-    }
-}
-
 /// Why an enqueue failed, per message (cloneable, unlike [`Error`]).
 #[derive(Debug, Clone)]
 pub enum EnqueueFailure {
@@ -207,18 +139,31 @@ type DeliverLane = Arc<Batcher<Vec<Push>, bool>>;
 /// A peer gateway and one of its lanes.
 type DeliverKey = (u64, u32);
 
+/// What the batched calls reach: the queue the messages go to, the
+/// routers' session lookup, and one `Deliver` call to another gateway.
+pub trait Backend: Send + Sync + 'static {
+    type Queue: Producer;
+
+    fn queue(&self) -> &Self::Queue;
+
+    fn router(&self) -> &RouterClient;
+
+    /// One `Deliver` call to gateway `gw`: true when it succeeded.
+    fn to_gateway(&self, gw: u64, pushes: Vec<Push>) -> impl Future<Output = bool> + Send;
+}
+
 /// The gateway's batchers. They hold the gateway state weakly, so they end
 /// when it is dropped.
-pub struct Coalescers {
+pub struct Coalescers<B> {
     enqueue: Vec<Batcher<QueuedMessage, EnqueueOutcome>>,
     lookup: Batcher<Vec<u64>, Sessions>,
     deliver: Mutex<HashMap<DeliverKey, DeliverLane>>,
-    shared: Weak<Shared>,
+    shared: Weak<B>,
 }
 
-impl Coalescers {
+impl<B: Backend> Coalescers<B> {
     /// Must run inside the runtime (it spawns the batchers' tasks).
-    pub fn new(shared: Weak<Shared>, rpc_timeout: Duration) -> Self {
+    pub fn new(shared: Weak<B>, rpc_timeout: Duration) -> Self {
         LazyLock::force(&ENQUEUE_BATCH);
         LazyLock::force(&LOOKUP_BATCH);
         LazyLock::force(&DELIVER_BATCH);
@@ -300,8 +245,8 @@ impl Coalescers {
     }
 }
 
-async fn enqueue_batch(
-    shared: Weak<Shared>,
+async fn enqueue_batch<B: Backend>(
+    shared: Weak<B>,
     timeout: Duration,
     msgs: Vec<QueuedMessage>,
 ) -> Vec<EnqueueOutcome> {
@@ -315,7 +260,7 @@ async fn enqueue_batch(
         let msgs = msgs.to_vec();
         async move {
             let _timer = ENQUEUE_SECONDS.start_timer();
-            match tokio::time::timeout(timeout, shared.producer.enqueue(&msgs)).await {
+            match tokio::time::timeout(timeout, shared.queue().enqueue(&msgs)).await {
                 Ok(r) => r.map_err(failure),
                 Err(_) => Err(EnqueueFailure::Unavailable("timed out".into())),
             }
@@ -335,7 +280,7 @@ async fn enqueue_batch(
     }
 }
 
-async fn lookup_batch(shared: Weak<Shared>, timeout: Duration, items: Vec<Vec<u64>>) -> Vec<Sessions> {
+async fn lookup_batch<B: Backend>(shared: Weak<B>, timeout: Duration, items: Vec<Vec<u64>>) -> Vec<Sessions> {
     let n = items.len();
     let Some(shared) = shared.upgrade() else {
         return vec![None; n];
@@ -349,7 +294,7 @@ async fn lookup_batch(shared: Weak<Shared>, timeout: Duration, items: Vec<Vec<u6
         .collect();
     LOOKUP_BATCH.observe(n as f64);
     let timer = LOOKUP_SECONDS.start_timer();
-    let found = tokio::time::timeout(timeout, shared.router.lookup(&all)).await;
+    let found = tokio::time::timeout(timeout, shared.router().lookup(&all)).await;
     timer.observe_duration();
     match found {
         Ok(Ok(found)) => items
@@ -375,7 +320,7 @@ async fn lookup_batch(shared: Weak<Shared>, timeout: Duration, items: Vec<Vec<u6
     }
 }
 
-async fn deliver_batch(shared: Weak<Shared>, gw: u64, items: Vec<Vec<Push>>) -> Vec<bool> {
+async fn deliver_batch<B: Backend>(shared: Weak<B>, gw: u64, items: Vec<Vec<Push>>) -> Vec<bool> {
     let n = items.len();
     let Some(shared) = shared.upgrade() else {
         return vec![false; n];
@@ -383,66 +328,7 @@ async fn deliver_batch(shared: Weak<Shared>, gw: u64, items: Vec<Vec<Push>>) -> 
     DELIVER_BATCH.observe(n as f64);
     let pushes: Vec<Push> = items.into_iter().flatten().collect();
     let timer = DELIVER_SECONDS.start_timer();
-    let ok = crate::deliver::to_gateway(&shared, gw, pushes).await;
+    let ok = shared.to_gateway(gw, pushes).await;
     timer.observe_duration();
     vec![ok; n]
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use super::*;
-
-    #[tokio::test]
-    async fn requests_during_a_call_share_the_next_one() {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let (release, gate) = tokio::sync::watch::channel(false);
-        let c = calls.clone();
-        let b = Arc::new(Batcher::spawn(100, move |items: Vec<u32>| {
-            let c = c.clone();
-            let mut gate = gate.clone();
-            async move {
-                c.fetch_add(1, Ordering::SeqCst);
-                // The first call waits until the others queued up.
-                let _ = gate.wait_for(|open| *open).await;
-                items.iter().map(|i| i * 10).collect::<Vec<u32>>()
-            }
-        }));
-        let first = tokio::spawn({
-            let b = b.clone();
-            async move { b.call(1).await }
-        });
-        while calls.load(Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
-        let rest: Vec<_> = (2..=5)
-            .map(|i| {
-                let b = b.clone();
-                tokio::spawn(async move { b.call(i).await })
-            })
-            .collect();
-        // Let them queue behind the call in flight.
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-        release.send(true).expect("gate");
-        assert_eq!(first.await.expect("join"), Some(10));
-        for (i, r) in rest.into_iter().enumerate() {
-            assert_eq!(r.await.expect("join"), Some((i as u32 + 2) * 10));
-        }
-        assert_eq!(
-            calls.load(Ordering::SeqCst),
-            2,
-            "one call alone, then one for the four others"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_lone_request_goes_at_once() {
-        let b = Batcher::spawn(10, |items: Vec<u8>| async move { vec![true; items.len()] });
-        let r = tokio::time::timeout(Duration::from_secs(5), b.call(7)).await;
-        assert_eq!(r.expect("no waiting for company"), Some(true));
-    }
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use confab_persist::conversation::ConversationId;
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
@@ -14,8 +15,9 @@ use confab_proto::persist::SubscribeRequest;
 use confab_proto::persist::queue_service_client::QueueServiceClient;
 use futures::StreamExt;
 
-use crate::frame;
+use crate::service::social;
 use crate::state::Shared;
+use crate::wire::frame;
 
 pub async fn follow(shared: Arc<Shared>, addr: String) {
     let uri = if addr.contains("://") {
@@ -77,26 +79,51 @@ pub async fn follow(shared: Arc<Shared>, addr: String) {
 }
 
 fn announce(shared: &Arc<Shared>, m: confab_proto::persist::ConversationMoved) {
-    let conversation = m.conversation_id.parse::<ConversationId>();
-    if let Ok(ConversationId::Group(g)) = conversation {
-        crate::social::announce_group_moved(shared, g, m);
-        return;
+    match m.conversation_id.parse::<ConversationId>() {
+        Ok(ConversationId::Group(g)) => announce_group(shared, g, m.sender, moved_frame(m)),
+        Ok(ConversationId::Direct { lo, hi }) => {
+            let bytes = moved_frame(m);
+            let uids: &[u64] = if lo == hi { &[lo] } else { &[lo, hi] };
+            for uid in uids {
+                for (_, h) in shared.registry.of_user(*uid) {
+                    h.push(bytes.clone());
+                }
+            }
+        }
+        Err(_) => {}
     }
-    let Ok(ConversationId::Direct { lo, hi }) = conversation else {
-        return;
-    };
-    let bytes = frame::push(Body::Moved(pb::ConversationMoved {
+}
+
+fn moved_frame(m: confab_proto::persist::ConversationMoved) -> Bytes {
+    frame::push(Body::Moved(pb::ConversationMoved {
         conversation_id: m.conversation_id,
         seq: m.seq,
         message_id: m.message_id,
         sender: m.sender,
-    }));
-    let uids: &[u64] = if lo == hi { &[lo] } else { &[lo, hi] };
-    for uid in uids {
-        for (_, h) in shared.registry.of_user(*uid) {
+    }))
+}
+
+/// A group message was committed: tell the members connected here. The
+/// member list comes from the cache, or is read for the sender in the
+/// background.
+fn announce_group(shared: &Arc<Shared>, gid: u64, sender: u64, bytes: Bytes) {
+    if let Some(g) = shared.social.cached_group(gid, social::ttl(shared)) {
+        for h in shared.registry.of_users(&g.uids()) {
             h.push(bytes.clone());
         }
+        return;
     }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        match social::group(&shared, gid, sender).await {
+            Ok(g) => {
+                for h in shared.registry.of_users(&g.uids()) {
+                    h.push(bytes.clone());
+                }
+            }
+            Err(error) => tracing::debug!(%error, gid, "members of a moved group not readable"),
+        }
+    });
 }
 
 fn resync_all(shared: &Shared) {

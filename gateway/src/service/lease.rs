@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::frame;
 use crate::state::Shared;
+use crate::wire::frame;
 
 /// Registers until it succeeds or shutdown; returns the lease length.
 pub async fn register(shared: &Shared) -> Result<Duration> {
