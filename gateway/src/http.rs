@@ -93,7 +93,7 @@ async fn pick_gateway(
             None
         }
     };
-    if let Err(error) = shared.peers.refresh(&shared.router, timeout).await {
+    if let Err(error) = shared.peers.refresh(&shared.router).await {
         tracing::warn!(%error, "refreshing the gateway list failed");
     }
     let is_live = |id: u64| live_ids.as_ref().is_none_or(|live| live.contains(&id));

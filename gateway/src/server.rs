@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use confab_net::ChannelConfig;
 use confab_persist::queue::AnyProducer;
 use confab_persist::queue::amqp::{AmqpProducer, AmqpSettings};
 use confab_persist::queue::remote::RemoteProducer;
@@ -19,7 +20,6 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::Endpoint;
 use tonic::transport::server::TcpIncoming;
 
 use crate::config::{GatewayConfig, QueueBackend};
@@ -83,14 +83,6 @@ pub async fn run(config: GatewayConfig, listeners: Listeners, shutdown: Cancella
     Ok(())
 }
 
-fn uri(addr: &str) -> String {
-    if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    }
-}
-
 /// Starts everything and returns at once; client connections are accepted
 /// once the gateway is registered with the routers.
 pub async fn start(
@@ -105,14 +97,12 @@ pub async fn start(
     let grpc_addr = listeners.grpc.local_addr()?;
     let router = RouterClient::new(config.routers.clone(), ClientConfig::default())?;
     let timeout = Duration::from_millis(config.limits.rpc_timeout_ms);
-    let data_channel = Endpoint::from_shared(uri(&config.persist[0]))
-        .map_err(|e| Error::Config(format!("persist address {:?}: {e}", config.persist[0])))?
-        .connect_timeout(timeout)
-        .tcp_nodelay(true)
-        .connect_lazy();
+    let data_channel = confab_net::channel(&config.persist[0], &ChannelConfig::connect_within(timeout))
+        .map_err(|e| Error::Config(e.to_string()))?;
     let producer = match config.queue.backend {
         QueueBackend::Remote => AnyProducer::Remote(
-            RemoteProducer::new(&uri(&config.persist[0])).map_err(|e| Error::Config(e.to_string()))?,
+            RemoteProducer::new(&confab_net::uri(&config.persist[0]))
+                .map_err(|e| Error::Config(e.to_string()))?,
         ),
         QueueBackend::Amqp => AnyProducer::Amqp(Box::new(AmqpProducer::new(AmqpSettings {
             url: config.queue.amqp_url.clone(),
@@ -140,7 +130,7 @@ pub async fn start(
         registry: Registry::default(),
         incarnation: AtomicU64::new(0),
         ready: AtomicBool::new(false),
-        peers: Peers::default(),
+        peers: Peers::new(ChannelConfig::connect_within(rpc_timeout).with_request_timeout(rpc_timeout)),
         users: UserCache::default(),
         social: Default::default(),
         presence: Default::default(),

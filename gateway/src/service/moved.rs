@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use confab_net::{Backoff, ChannelConfig};
 use confab_persist::conversation::ConversationId;
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
@@ -19,19 +20,23 @@ use crate::service::social;
 use crate::state::Shared;
 use crate::wire::frame;
 
+/// How long to wait before subscribing again after the stream failed or
+/// could not be opened.
+const RESUBSCRIBE: Backoff = Backoff::exponential(Duration::from_millis(500), Duration::from_millis(500));
+
 pub async fn follow(shared: Arc<Shared>, addr: String) {
-    let uri = if addr.contains("://") {
-        addr.clone()
-    } else {
-        format!("http://{addr}")
+    let channel = match confab_net::channel(&addr, &ChannelConfig::default()) {
+        Ok(channel) => channel,
+        Err(error) => {
+            tracing::error!(%error, "not following persist's commits");
+            return;
+        }
     };
     let mut first = true;
+    let mut delays = RESUBSCRIBE.delays();
     loop {
         let stream = async {
-            let mut client = QueueServiceClient::connect(uri.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            client
+            QueueServiceClient::new(channel.clone())
                 .subscribe(SubscribeRequest {})
                 .await
                 .map(|r| r.into_inner())
@@ -43,6 +48,7 @@ pub async fn follow(shared: Arc<Shared>, addr: String) {
         };
         match stream {
             Ok(mut s) => {
+                delays = RESUBSCRIBE.delays();
                 if !first {
                     resync_all(&shared);
                 }
@@ -73,7 +79,7 @@ pub async fn follow(shared: Arc<Shared>, addr: String) {
         }
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::time::sleep(delays.next().unwrap_or(Duration::from_millis(500))) => {}
         }
     }
 }

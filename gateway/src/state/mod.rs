@@ -99,7 +99,7 @@ impl Shared {
             pushes,
         };
         for attempt in 0..2 {
-            let mut client = match self.peers.client(&self.router, gw, self.rpc_timeout()).await {
+            let mut client = match self.peers.client(&self.router, gw).await {
                 Ok(c) => c,
                 Err(error) => {
                     tracing::warn!(%error, gateway = gw, "no address for gateway");

@@ -4,32 +4,40 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
+use confab_net::{Channel, ChannelConfig, ChannelPool};
 use confab_proto::gateway::gateway_service_client::GatewayServiceClient;
 use confab_router_client::RouterClient;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result};
 
 pub type PeerClient = GatewayServiceClient<Channel>;
 
-#[derive(Default)]
 pub struct Peers {
+    channels: ChannelPool,
     known: Mutex<HashMap<u64, (String, PeerClient)>>,
 }
 
 impl Peers {
+    /// Channels to other gateways are built with `config` (the gateway's RPC
+    /// timeout, for connecting and for every call).
+    pub fn new(config: ChannelConfig) -> Self {
+        Peers {
+            channels: ChannelPool::new(config),
+            known: Mutex::new(HashMap::new()),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (String, PeerClient)>> {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The client of gateway `id`, asking the router on a miss.
-    pub async fn client(&self, router: &RouterClient, id: u64, timeout: Duration) -> Result<PeerClient> {
+    pub async fn client(&self, router: &RouterClient, id: u64) -> Result<PeerClient> {
         if let Some((_, c)) = self.lock().get(&id) {
             return Ok(c.clone());
         }
-        self.refresh(router, timeout).await?;
+        self.refresh(router).await?;
         self.lock()
             .get(&id)
             .map(|(_, c)| c.clone())
@@ -45,28 +53,20 @@ impl Peers {
     }
 
     /// Reloads the registry; keeps channels whose address did not change.
-    pub async fn refresh(&self, router: &RouterClient, timeout: Duration) -> Result<()> {
+    pub async fn refresh(&self, router: &RouterClient) -> Result<()> {
         let list = router.list_gateways().await?;
         let mut map = self.lock();
         for g in list.into_iter().filter(|g| !g.expired) {
             if map.get(&g.gateway_id).is_some_and(|(a, _)| *a == g.addr) {
                 continue;
             }
-            let uri = if g.addr.contains("://") {
-                g.addr.clone()
-            } else {
-                format!("http://{}", g.addr)
-            };
-            let endpoint = Endpoint::from_shared(uri).map_err(|e| Error::Unavailable {
+            let channel = self.channels.get(&g.addr).map_err(|e| Error::Unavailable {
                 what: "gateway",
-                detail: format!("bad address {:?} of gateway {}: {e}", g.addr, g.gateway_id),
+                detail: format!("gateway {}: {e}", g.gateway_id),
             })?;
-            let channel = endpoint
-                .connect_timeout(timeout)
-                .timeout(timeout)
-                .tcp_nodelay(true)
-                .connect_lazy();
-            map.insert(g.gateway_id, (g.addr, GatewayServiceClient::new(channel)));
+            if let Some((old, _)) = map.insert(g.gateway_id, (g.addr, GatewayServiceClient::new(channel))) {
+                self.channels.forget(&old);
+            }
         }
         Ok(())
     }
