@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use confab_persist::queue::AnyProducer;
 use confab_proto::persist::data_service_client::DataServiceClient;
+use confab_queue::AnyProducer;
 use confab_router_client::RouterClient;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;

@@ -7,15 +7,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use confab_queue::amqp::{AmqpConsumer, AmqpProducer, AmqpSettings, delete_queues};
+use confab_queue::embedded::EmbeddedQueue;
+use confab_queue::{ConversationId, Producer, QueuedMessage};
+
 use crate::config::DatabaseConfig;
-use crate::conversation::ConversationId;
 use crate::db::{Db, Params};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::notify::Hub;
-use crate::queue::amqp::{AmqpConsumer, AmqpProducer, AmqpSettings, delete_queues};
-use crate::queue::embedded::EmbeddedQueue;
-use crate::queue::{Producer, QueuedMessage};
 use crate::writer::{WriterSettings, run_writer};
 
 /// Which queue the benchmark goes through.

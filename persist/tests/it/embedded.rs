@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_persist::Error;
-use confab_persist::QueueError;
-use confab_persist::conversation::ConversationId;
 use confab_persist::db::Db;
 use confab_persist::notify::Hub;
-use confab_persist::queue::embedded::EmbeddedQueue;
-use confab_persist::queue::{Consumer, Producer, QueuedMessage};
 use confab_persist::writer::{WriterSettings, run_writer};
+use confab_queue::ConversationId;
+use confab_queue::QueueError;
+use confab_queue::embedded::EmbeddedQueue;
+use confab_queue::{Consumer, Producer, QueuedMessage};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestDb, db_config, eventually};
@@ -160,15 +160,9 @@ async fn poison_goes_to_dead_letters_and_the_rest_flows() {
     // Over-long body and a stranger as sender, bypassing the producer checks.
     let long = qmsg(3, conv, 1, &"x".repeat(2000));
     let stranger = qmsg(4, conv, 7, "who am I");
-    q.enqueue_raw(
-        p,
-        &[
-            confab_persist::queue::encode(&long),
-            confab_persist::queue::encode(&stranger),
-        ],
-    )
-    .await
-    .expect("raw");
+    q.enqueue_raw(p, &[confab_queue::encode(&long), confab_queue::encode(&stranger)])
+        .await
+        .expect("raw");
     q.enqueue(&[qmsg(2, conv, 2, "b")]).await.expect("b");
     eventually(
         Duration::from_secs(10),
@@ -249,7 +243,7 @@ async fn take<C: Consumer>(c: &mut C, n: usize) -> (Vec<String>, Vec<C::Token>) 
         .expect("deliveries in time")
         .expect("next_batch");
         for d in batch {
-            let m = confab_persist::queue::decode(&d.payload, 1024).expect("decodable");
+            let m = confab_queue::decode(&d.payload, 1024).expect("decodable");
             bodies.push(m.body);
             tokens.push(d.token);
         }

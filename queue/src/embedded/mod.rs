@@ -37,8 +37,10 @@ use tokio::sync::{Notify, oneshot};
 use confab_proto::persist::QueuedBatch;
 use prost::Message;
 
-use super::{Consumer, Delivery, Encoding, Producer, QueuedMessage, encode, partitions_of};
+use crate::consumer::{Consumer, Delivery};
+use crate::envelope::{Encoding, QueuedMessage, encode, partitions_of};
 use crate::error::QueueError;
+use crate::producer::Producer;
 
 /// A segment past this size is closed and a new one started.
 pub const SEGMENT_BYTES: u64 = 64 << 20;

@@ -6,7 +6,7 @@
 //! - `{prefix}.dlq`: durable, where rejected (poison) messages go.
 //!
 //! [`AmqpProducer`] publishes persistent, mandatory envelopes
-//! ([`super::QueuedBatch`]) on a confirm channel and returns only when each
+//! ([`crate::QueuedBatch`]) on a confirm channel and returns only when each
 //! is confirmed; concurrent calls are coalesced into shared envelopes.
 //! [`AmqpConsumer`] runs a background task that (re)connects with backoff,
 //! consumes its partitions with a prefetch and hands deliveries to the
