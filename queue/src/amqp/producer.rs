@@ -8,7 +8,7 @@ use lapin::{BasicProperties, Channel, Connection};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{AmqpSettings, connect, declare_topology};
+use super::topology::{AmqpSettings, connect, declare_topology};
 use crate::backoff::backoff;
 use crate::envelope::{QueuedBatch, QueuedMessage, partitions_of};
 use crate::error::QueueError;
