@@ -9,7 +9,6 @@
 //! - [`service`]: the gRPC `DataService` and `QueueService`.
 //! - [`server`]: [`run`], which wires it all together (tests call it on
 //!   port 0); [`http`]: `/metrics`, `/healthz`, `/readyz`.
-//! - [`mod@bench`]: the end-to-end write benchmark `confab-bench persist` calls.
 //!
 //! The queue itself (the envelope, the producer and consumer traits, the
 //! RabbitMQ backend, the embedded log) is the `confab-queue` crate: persist
@@ -21,9 +20,9 @@
 //!
 //! What does not belong here: the queue's storage and transport (the
 //! `confab-queue` crate), business rules of messaging (who may send to
-//! whom: the gateway), online state (the router).
+//! whom: the gateway), online state (the router), benchmarks (the write
+//! benchmark is `examples/write_bench`).
 
-pub mod bench;
 pub mod config;
 pub mod db;
 pub mod error;
