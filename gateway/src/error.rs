@@ -128,9 +128,9 @@ impl Error {
     }
 
     /// Maps a failed enqueue: only an invalid message is the client's fault.
-    pub fn from_queue(e: confab_persist::QueueError) -> Error {
+    pub fn from_queue(e: confab_queue::QueueError) -> Error {
         match e {
-            confab_persist::QueueError::Invalid(m) => Error::Invalid(m),
+            confab_queue::QueueError::Invalid(m) => Error::Invalid(m),
             other => Error::Unavailable {
                 what: "queue",
                 detail: other.to_string(),

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use confab_net::ChannelConfig;
-use confab_persist::queue::AnyProducer;
-use confab_persist::queue::amqp::{AmqpProducer, AmqpSettings};
-use confab_persist::queue::remote::RemoteProducer;
 use confab_proto::gateway::gateway_service_server::GatewayServiceServer;
 use confab_proto::persist::data_service_client::DataServiceClient;
+use confab_queue::AnyProducer;
+use confab_queue::amqp::{AmqpProducer, AmqpSettings};
+use confab_queue::remote::RemoteProducer;
 use confab_router_client::{ClientConfig, RouterClient};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;

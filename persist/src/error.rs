@@ -1,5 +1,6 @@
 //! The crate's typed errors and their one mapping to `tonic::Status`.
 
+use confab_queue::QueueError;
 use tonic::{Code, Status};
 
 /// Errors of the data-access layer, the writer and the gRPC service.
@@ -47,30 +48,9 @@ pub enum Error {
     #[error("schema migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("queue: {0}")]
-    Queue(#[from] QueueError),
+    Queue(QueueError),
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-/// Errors of the queue backends (RabbitMQ, the embedded log).
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    #[error("message broker unavailable: {0}")]
-    Broker(#[from] lapin::Error),
-    #[error("broker refused message {message_id} (negative confirm or unroutable)")]
-    NotConfirmed { message_id: u64 },
-    #[error("embedded queue storage: {0}")]
-    Storage(#[from] std::io::Error),
-    #[error("invalid queued message: {0}")]
-    Invalid(String),
-    #[error("queue is shut down")]
-    Closed,
-    #[error("remote enqueue failed: {0}")]
-    Remote(String),
-    #[error("publish failed: {0}")]
-    Publish(String),
-    #[error("queue backend {0} cannot do this")]
-    Unsupported(&'static str),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -96,6 +76,17 @@ fn transient_sqlstate(code: &str) -> bool {
         || code == "6"
         || code == "517"
         || code == "261"
+}
+
+impl From<QueueError> for Error {
+    /// A bad conversation id (a caller's argument, parsed here) is bad
+    /// input like any other; every other queue error stays the queue's.
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::BadConversationId(_) => Error::Invalid(e.to_string()),
+            e => Error::Queue(e),
+        }
+    }
 }
 
 impl From<sqlx::Error> for Error {
@@ -131,7 +122,9 @@ impl From<Error> for Status {
             Error::NotPermitted { .. } | Error::NotParticipant { .. } => Code::PermissionDenied,
             Error::NoPendingRequest { .. } | Error::NotFriends { .. } => Code::FailedPrecondition,
             Error::AlreadyFriends { .. } => Code::AlreadyExists,
-            Error::Invalid(_) | Error::Queue(QueueError::Invalid(_)) => Code::InvalidArgument,
+            Error::Invalid(_)
+            | Error::Queue(QueueError::Invalid(_))
+            | Error::Queue(QueueError::BadConversationId(_)) => Code::InvalidArgument,
             Error::Unavailable(_)
             | Error::Queue(QueueError::Broker(_))
             | Error::Queue(QueueError::NotConfirmed { .. })

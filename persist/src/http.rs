@@ -11,8 +11,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+use confab_queue::embedded::EmbeddedQueue;
+
 use crate::db::Db;
-use crate::queue::embedded::EmbeddedQueue;
 
 #[derive(Clone)]
 pub struct HttpState {

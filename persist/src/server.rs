@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use confab_proto::persist::data_service_server::DataServiceServer;
 use confab_proto::persist::queue_service_server::QueueServiceServer;
+use confab_queue::amqp::{AmqpConsumer, AmqpProducer, AmqpSettings};
+use confab_queue::embedded::EmbeddedQueue;
+use confab_queue::{AnyProducer, backoff};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,9 +23,6 @@ use crate::error::{Error, Result};
 use crate::http::{HttpState, router};
 use crate::metrics::Metrics;
 use crate::notify::Hub;
-use crate::queue::amqp::{AmqpConsumer, AmqpProducer, AmqpSettings};
-use crate::queue::embedded::EmbeddedQueue;
-use crate::queue::{AnyProducer, backoff};
 use crate::service::PersistService;
 use crate::writer::{WriterSettings, run_writer};
 

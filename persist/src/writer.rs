@@ -4,19 +4,16 @@
 //! commit on the [`Hub`]. While the database is unreachable it retries with
 //! backoff and acks nothing: the messages wait in the queue.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use std::collections::HashSet;
-
+use confab_queue::{Consumer, ConversationId, Delivery, backoff, decode_payload};
 use tokio_util::sync::CancellationToken;
-
-use crate::conversation::ConversationId;
 
 use crate::config::{QueueConfig, WriterConfig};
 use crate::db::{BatchOutcome, Db, NewMessage};
 use crate::error::Error;
 use crate::notify::Hub;
-use crate::queue::{Consumer, Delivery, backoff, decode_payload};
 
 /// What a writer task needs to know.
 #[derive(Clone, Debug)]

@@ -6,10 +6,9 @@
 
 use std::time::Instant;
 
-use confab_persist::conversation::ConversationId;
-use confab_persist::queue::{Producer, QueuedMessage};
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
+use confab_queue::{ConversationId, Producer, QueuedMessage};
 
 use super::conn::Conn;
 use super::message::check_message;

@@ -14,11 +14,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;
 
-use confab_persist::conversation::ConversationId;
-use confab_persist::queue::QueuedMessage;
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
 use confab_proto::persist::get_user_request;
+use confab_queue::{ConversationId, QueuedMessage};
 use tokio::sync::oneshot;
 
 use super::conn::Conn;

@@ -1,10 +1,10 @@
 //! Catching up: which conversations moved since a time, the messages after
 //! a sequence, history pages (newest first), and user lookup.
 
-use confab_persist::conversation::ConversationId;
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
 use confab_proto::persist as db;
+use confab_queue::ConversationId;
 
 use super::conn::Conn;
 use crate::error::{Error, Result};

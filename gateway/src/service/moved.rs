@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use confab_net::{Backoff, ChannelConfig};
-use confab_persist::conversation::ConversationId;
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
 use confab_proto::persist::SubscribeRequest;
 use confab_proto::persist::queue_service_client::QueueServiceClient;
+use confab_queue::ConversationId;
 use futures::StreamExt;
 
 use crate::service::social;

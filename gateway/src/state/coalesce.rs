@@ -22,9 +22,8 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
-use confab_persist::conversation::ConversationId;
-use confab_persist::queue::{Producer, QueuedMessage};
 use confab_proto::gateway::Push;
+use confab_queue::{ConversationId, Producer, QueuedMessage};
 use confab_router_client::RouterClient;
 use confab_router_client::Session;
 use prometheus::{Histogram, HistogramOpts, register_histogram};
@@ -125,9 +124,9 @@ impl From<EnqueueFailure> for Error {
     }
 }
 
-fn failure(e: confab_persist::QueueError) -> EnqueueFailure {
+fn failure(e: confab_queue::QueueError) -> EnqueueFailure {
     match e {
-        confab_persist::QueueError::Invalid(m) => EnqueueFailure::Invalid(m),
+        confab_queue::QueueError::Invalid(m) => EnqueueFailure::Invalid(m),
         other => EnqueueFailure::Unavailable(other.to_string()),
     }
 }

@@ -26,9 +26,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use confab_persist::queue::AnyProducer;
 use confab_proto::gateway::{DeliverRequest, Push};
 use confab_proto::persist::data_service_client::DataServiceClient;
+use confab_queue::AnyProducer;
 use confab_router_client::RouterClient;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;

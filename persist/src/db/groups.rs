@@ -145,7 +145,7 @@ impl Db {
     /// The members of `group`, for one of them (`by_user`): anyone else,
     /// and anyone asking about a group that does not exist, is refused alike.
     pub async fn list_members(&self, group: u64, by_user: u64) -> Result<Vec<Member>> {
-        self.check_participant(by_user, &crate::conversation::ConversationId::Group(group))
+        self.check_participant(by_user, &confab_queue::ConversationId::Group(group))
             .await?;
         self.members_of(group).await
     }

@@ -1,11 +1,11 @@
 //! Reads of the message history: pages, "after sequence N", which
 //! conversations moved since, and read marks.
 
+use confab_queue::ConversationId;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, now_ms, sql_id};
-use crate::conversation::ConversationId;
 use crate::error::{Error, Result};
 
 /// The default and the largest page.

@@ -4,26 +4,15 @@
 
 use std::collections::{HashMap, HashSet};
 
+use confab_queue::{ConversationId, NewMessage};
 use sqlx::{Any, Row, Transaction};
 
 use super::{Backend, Db, Params, now_ms};
-use crate::conversation::ConversationId;
 use crate::error::{Error, Result};
 
 /// Rows per multi-row statement (7 parameters each: under every engine's
 /// parameter limit).
 const CHUNK: usize = 1000;
-
-/// A validated message ready to be written.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewMessage {
-    pub message_id: u64,
-    pub conversation: ConversationId,
-    pub sender: u64,
-    pub body: String,
-    pub client_msg_id: String,
-    pub server_time_ms: i64,
-}
 
 /// A message this batch stored, with its sequence.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,7 +19,8 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, Executor, SqlSafeStr, Transaction};
 
-pub use messages::{BatchOutcome, NewMessage, WrittenMessage};
+pub use confab_queue::NewMessage;
+pub use messages::{BatchOutcome, WrittenMessage};
 
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use confab_common::ids;
+use confab_queue::AnyProducer;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Response, Status};
@@ -18,7 +19,6 @@ use crate::db::Db;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::notify::Hub;
-use crate::queue::AnyProducer;
 
 /// State shared by both services; cheap to clone.
 #[derive(Clone)]

@@ -5,13 +5,13 @@ use std::pin::Pin;
 
 use confab_proto::persist as pb;
 use confab_proto::persist::queue_service_server::QueueService;
+use confab_queue::{Producer, QueueError};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use super::PersistService;
-use crate::error::{Error, QueueError};
-use crate::queue::Producer;
+use crate::error::Error;
 
 /// Most messages in one `Enqueue` call.
 pub const MAX_ENQUEUE: usize = 5000;

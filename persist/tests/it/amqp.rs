@@ -6,12 +6,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use confab_persist::conversation::ConversationId;
 use confab_persist::db::Db;
 use confab_persist::notify::Hub;
-use confab_persist::queue::amqp::{AmqpConsumer, AmqpProducer, AmqpSettings, declare_topology};
-use confab_persist::queue::{Producer, QueuedMessage};
 use confab_persist::writer::run_writer;
+use confab_queue::ConversationId;
+use confab_queue::amqp::{AmqpConsumer, AmqpProducer, AmqpSettings, declare_topology};
+use confab_queue::{Producer, QueuedMessage};
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};

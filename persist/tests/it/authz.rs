@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use confab_persist::Error;
-use confab_persist::conversation::ConversationId;
 use confab_persist::db::{Db, NewMessage};
 use confab_persist::notify::Hub;
-use confab_persist::queue::Producer;
-use confab_persist::queue::embedded::EmbeddedQueue;
+use confab_queue::ConversationId;
+use confab_queue::Producer;
+use confab_queue::embedded::EmbeddedQueue;
 
 use crate::both_backends;
 use crate::embedded::{count_messages, qmsg, start_writers};

@@ -1,8 +1,8 @@
 //! Every data-access call, on SQLite and PostgreSQL, with its bad inputs.
 
 use confab_persist::Error;
-use confab_persist::conversation::ConversationId;
 use confab_persist::db::{Db, NewMessage};
+use confab_queue::ConversationId;
 
 use crate::both_backends;
 

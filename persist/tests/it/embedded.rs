@@ -1,18 +1,17 @@
 //! The embedded queue (an append-only log) with the writer: idempotency,
-//! order with several writers, poison messages, bad input, restart,
-//! database outage; the log's segments, acks and torn tails.
+//! order with several writers, poison messages, restart, database outage.
+//! The log on its own (segments, acks, torn tails, bad input) is tested in
+//! confab-queue.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use confab_persist::Error;
-use confab_persist::QueueError;
-use confab_persist::conversation::ConversationId;
 use confab_persist::db::Db;
 use confab_persist::notify::Hub;
-use confab_persist::queue::embedded::EmbeddedQueue;
-use confab_persist::queue::{Consumer, Producer, QueuedMessage};
 use confab_persist::writer::{WriterSettings, run_writer};
+use confab_queue::embedded::EmbeddedQueue;
+use confab_queue::{ConversationId, Producer, QueuedMessage};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestDb, db_config, eventually};
@@ -160,15 +159,9 @@ async fn poison_goes_to_dead_letters_and_the_rest_flows() {
     // Over-long body and a stranger as sender, bypassing the producer checks.
     let long = qmsg(3, conv, 1, &"x".repeat(2000));
     let stranger = qmsg(4, conv, 7, "who am I");
-    q.enqueue_raw(
-        p,
-        &[
-            confab_persist::queue::encode(&long),
-            confab_persist::queue::encode(&stranger),
-        ],
-    )
-    .await
-    .expect("raw");
+    q.enqueue_raw(p, &[confab_queue::encode(&long), confab_queue::encode(&stranger)])
+        .await
+        .expect("raw");
     q.enqueue(&[qmsg(2, conv, 2, "b")]).await.expect("b");
     eventually(
         Duration::from_secs(10),
@@ -183,26 +176,6 @@ async fn poison_goes_to_dead_letters_and_the_rest_flows() {
     assert!(dl[2].reason.contains("not part of"), "{}", dl[2].reason);
     eventually(Duration::from_secs(5), "queue empty", || async { q.is_empty() }).await;
     cancel.cancel();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn producer_rejects_bad_input_and_enqueues_nothing() {
-    let dir = tempfile::tempdir().expect("dir");
-    let q = EmbeddedQueue::open(dir.path(), 4, 100).expect("open");
-    let ok = qmsg(1, "d:1:2", 1, "fine");
-    for bad in [
-        qmsg(2, "d:1:2", 1, &"x".repeat(101)),
-        qmsg(0, "d:1:2", 1, "zero id"),
-        qmsg(3, "d:2:1", 1, "bad conversation"),
-        qmsg(4, "g:1", 0, "no sender"),
-        qmsg(5, "d:1:2", 1, ""),
-    ] {
-        let r = q.enqueue(&[ok.clone(), bad]).await;
-        assert!(matches!(r, Err(QueueError::Invalid(_))), "{r:?}");
-    }
-    assert!(q.is_empty(), "nothing of a refused call is enqueued");
-    q.enqueue(&[ok]).await.expect("the good one alone");
-    assert_eq!(q.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,161 +208,6 @@ async fn unacked_messages_survive_a_restart() {
     let want: Vec<String> = (1..=50).map(|i: u64| i.to_string()).collect();
     assert_eq!(bodies_in_seq_order(&t.db, "g:5").await, want);
     cancel.cancel();
-}
-
-/// Takes `n` deliveries from `c` and returns their bodies and tokens.
-async fn take<C: Consumer>(c: &mut C, n: usize) -> (Vec<String>, Vec<C::Token>) {
-    let (mut bodies, mut tokens) = (Vec::new(), Vec::new());
-    while bodies.len() < n {
-        let batch = tokio::time::timeout(
-            Duration::from_secs(5),
-            c.next_batch(n - bodies.len(), Duration::ZERO),
-        )
-        .await
-        .expect("deliveries in time")
-        .expect("next_batch");
-        for d in batch {
-            let m = confab_persist::queue::decode(&d.payload, 1024).expect("decodable");
-            bodies.push(m.body);
-            tokens.push(d.token);
-        }
-    }
-    (bodies, tokens)
-}
-
-/// The log's segment files in `dir`, oldest first.
-fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("seg-"))
-        .collect();
-    names.sort();
-    names.into_iter().map(|n| dir.join(n)).collect()
-}
-
-/// A consumer that keeps up acks each segment before the log moves on:
-/// the drained segment is deleted when the next one starts (off the
-/// writer thread), so the directory holds the active segment and at most
-/// one on its way out, whatever went through.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn segments_drained_before_rotation_are_deleted() {
-    let dir = tempfile::tempdir().expect("dir");
-    let q = EmbeddedQueue::open_segmented(dir.path(), 1, 1024, 1024).expect("open");
-    let mut c = q.consumer(vec![0]);
-    for i in 1..=300u64 {
-        q.enqueue(&[qmsg(i, "d:1:2", 1, &format!("body {i}"))])
-            .await
-            .expect("enqueue");
-        let (got, tokens) = take(&mut c, 1).await;
-        assert_eq!(got, vec![format!("body {i}")]);
-        c.ack(tokens).await.expect("ack");
-    }
-    assert_eq!(q.len(), 0);
-    eventually(
-        Duration::from_secs(5),
-        "drained segment files deleted",
-        || async { segment_files(dir.path()).len() <= 2 },
-    )
-    .await;
-    assert!(q.segments() <= 2, "{} segments", q.segments());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn log_segments_rotate_drain_and_replay_acks_and_torn_tails() {
-    let dir = tempfile::tempdir().expect("dir");
-    let bodies = |r: std::ops::RangeInclusive<u64>| r.map(|i| format!("body {i}")).collect::<Vec<_>>();
-    {
-        let q = EmbeddedQueue::open_segmented(dir.path(), 2, 1024, 1024).expect("open");
-        assert!(
-            EmbeddedQueue::open(dir.path(), 2, 1024).is_err(),
-            "a second opener of the same directory is refused"
-        );
-        for i in 1..=200u64 {
-            q.enqueue(&[qmsg(i, "d:1:2", 1, &format!("body {i}"))])
-                .await
-                .expect("enqueue");
-        }
-        assert_eq!(q.len(), 200);
-        let before = q.segments();
-        assert!(before > 5, "small segments rotate ({before})");
-        assert_eq!(segment_files(dir.path()).len(), before);
-
-        let mut c = q.consumer(vec![0, 1]);
-        let (got, tokens) = take(&mut c, 150).await;
-        assert_eq!(got, bodies(1..=150), "in enqueue order");
-        c.ack(tokens).await.expect("ack");
-        assert_eq!(q.len(), 50);
-        let after = q.segments();
-        assert!(
-            after < before,
-            "drained segments are deleted ({before} -> {after})"
-        );
-        assert_eq!(
-            segment_files(dir.path()).len(),
-            after,
-            "and their files with them"
-        );
-    }
-
-    // A crash mid-write leaves a torn record at the end of the last segment.
-    let last = segment_files(dir.path()).pop().expect("a segment");
-    let intact = std::fs::metadata(&last).expect("meta").len();
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&last)
-            .expect("open segment");
-        f.write_all(b"\x40\x00\x00\x00\x01\x02\x03\x04torn")
-            .expect("write");
-    }
-
-    let q = EmbeddedQueue::open_segmented(dir.path(), 2, 1024, 1024).expect("reopen");
-    assert_eq!(
-        std::fs::metadata(&last).expect("meta").len(),
-        intact,
-        "the torn tail is cut off"
-    );
-    assert_eq!(q.len(), 50, "the acks survived the restart");
-    let mut c = q.consumer(vec![0, 1]);
-    let (got, tokens) = take(&mut c, 50).await;
-    assert_eq!(
-        got,
-        bodies(151..=200),
-        "what was not acked comes again, in order, once"
-    );
-    c.ack(tokens).await.expect("ack");
-    assert!(q.is_empty());
-    q.enqueue(&[qmsg(201, "d:1:2", 1, "after")])
-        .await
-        .expect("enqueue after replay");
-    let (got, _) = take(&mut c, 1).await;
-    assert_eq!(got, vec!["after".to_owned()]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_damaged_segment_before_the_last_is_refused() {
-    let dir = tempfile::tempdir().expect("dir");
-    {
-        let q = EmbeddedQueue::open_segmented(dir.path(), 1, 1024, 512).expect("open");
-        for i in 1..=40u64 {
-            q.enqueue(&[qmsg(i, "d:1:2", 1, "some body to fill segments")])
-                .await
-                .expect("enqueue");
-        }
-        assert!(q.segments() > 2);
-    }
-    let first = segment_files(dir.path()).remove(0);
-    let mut data = std::fs::read(&first).expect("read");
-    let mid = data.len() / 2;
-    data[mid] ^= 0xff;
-    std::fs::write(&first, data).expect("write");
-    match EmbeddedQueue::open(dir.path(), 1, 1024) {
-        Err(QueueError::Invalid(why)) => assert!(why.contains("damaged"), "{why}"),
-        Err(e) => panic!("expected a clear refusal, got {e}"),
-        Ok(_) => panic!("a damaged segment in the middle of the log must not be skipped silently"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use confab_common::ids::{EPOCH_MS, IdGen, SEQ_BITS, WORKER_BITS, now_ms};
-use confab_persist::queue::Producer;
-use confab_persist::queue::remote::RemoteProducer;
 use confab_proto::persist as pb;
 use confab_proto::persist::data_service_client::DataServiceClient;
+use confab_queue::Producer;
+use confab_queue::remote::RemoteProducer;
 use tonic::transport::Channel;
 
 use crate::embedded::qmsg;

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use confab_persist::Config;
 use confab_persist::config::QueueBackend;
-use confab_persist::queue::Producer;
-use confab_persist::queue::remote::RemoteProducer;
 use confab_proto::persist as pb;
 use confab_proto::persist::data_service_client::DataServiceClient;
 use confab_proto::persist::queue_service_client::QueueServiceClient;
+use confab_queue::Producer;
+use confab_queue::remote::RemoteProducer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;

@@ -5,8 +5,9 @@ use confab_proto::persist::EnqueueRequest;
 use confab_proto::persist::queue_service_client::QueueServiceClient;
 use tonic::transport::Channel;
 
-use super::{Producer, QueuedMessage};
+use crate::envelope::QueuedMessage;
 use crate::error::QueueError;
+use crate::producer::Producer;
 
 /// Cheap to clone; one HTTP/2 connection, reconnected by tonic as needed.
 #[derive(Clone)]

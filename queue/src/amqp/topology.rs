@@ -1,30 +1,12 @@
-//! RabbitMQ backend (lapin).
-//!
-//! Topology, declared by producers and consumers alike (idempotent):
-//! - `{prefix}.p{n}` for each partition: durable, single active consumer
-//!   (`x-single-active-consumer`), dead letters routed to `{prefix}.dlq`;
-//! - `{prefix}.dlq`: durable, where rejected (poison) messages go.
-//!
-//! [`AmqpProducer`] publishes persistent, mandatory envelopes
-//! ([`super::QueuedBatch`]) on a confirm channel and returns only when each
-//! is confirmed; concurrent calls are coalesced into shared envelopes.
-//! [`AmqpConsumer`] runs a background task that (re)connects with backoff,
-//! consumes its partitions with a prefetch and hands deliveries to the
-//! writer; acks are manual and happen after the SQL commit. Deliveries of a
-//! connection that died are dropped (the broker redelivers them; the writer
-//! deduplicates).
-
-mod consumer;
-mod producer;
+//! The broker side of the backend: where the queues are and how they are
+//! named ([`AmqpSettings`]), connecting, and declaring (or deleting) the
+//! partition queues and the dead-letter queue.
 
 use std::time::Duration;
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties};
-
-pub use consumer::{AmqpConsumer, AmqpToken};
-pub use producer::AmqpProducer;
 
 use crate::error::QueueError;
 
@@ -51,7 +33,7 @@ impl AmqpSettings {
     }
 }
 
-async fn connect(s: &AmqpSettings, role: &str) -> Result<Connection, QueueError> {
+pub(super) async fn connect(s: &AmqpSettings, role: &str) -> Result<Connection, QueueError> {
     let name = format!("{} {role}", s.connection_name);
     let props = ConnectionProperties::default().with_connection_name(name.into());
     Ok(Connection::connect(&s.url, props).await?)

@@ -8,9 +8,11 @@ use lapin::{BasicProperties, Channel, Connection};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{AmqpSettings, connect, declare_topology};
+use super::topology::{AmqpSettings, connect, declare_topology};
+use crate::backoff::backoff;
+use crate::envelope::{QueuedBatch, QueuedMessage, partitions_of};
 use crate::error::QueueError;
-use crate::queue::{Producer, QueuedBatch, QueuedMessage, backoff, partitions_of};
+use crate::producer::Producer;
 
 /// Most chat messages the publisher task puts in one round.
 const MAX_ROUND: usize = 5000;

@@ -9,7 +9,9 @@
 //! postgres://postgres@127.0.0.1:5432/test, a fresh database is made next to
 //! it and dropped), `AMQP_URL` (default amqp://guest:guest@127.0.0.1:5672/%2f).
 
-use confab_persist::bench::{BenchOptions, BenchQueue, BenchReport, run_bench};
+mod bench;
+
+use bench::{BenchOptions, BenchQueue, BenchReport, run_bench};
 use sqlx::Connection;
 
 fn print(name: &str, r: &BenchReport) {

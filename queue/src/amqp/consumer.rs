@@ -10,9 +10,11 @@ use lapin::types::FieldTable;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{AmqpSettings, connect, declare_topology};
+use super::topology::{AmqpSettings, connect, declare_topology};
+use crate::backoff::backoff;
+use crate::consumer::{Consumer, Delivery};
+use crate::envelope::Encoding;
 use crate::error::QueueError;
-use crate::queue::{Consumer, Delivery, Encoding, backoff};
 
 /// Token of a RabbitMQ delivery.
 #[derive(Debug)]

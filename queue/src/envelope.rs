@@ -1,30 +1,16 @@
-//! The message queue between gateways and writers: one trait pair and two
-//! backends.
-//!
-//! - [`Producer`]: `enqueue` returns once the messages are durable (embedded:
-//!   flushed to disk; RabbitMQ: publisher-confirmed). Gateways ack their
-//!   sender only after that.
-//! - [`Consumer`]: deliveries in per-partition order; `ack` only after the
-//!   SQL commit; `dead_letter` moves a poison message aside.
-//!
-//! Messages are partitioned by conversation (`hash(conversation id) mod
-//! partitions`, [`crate::conversation::ConversationId::partition`]) and each
-//! partition has one active consumer, so per-conversation order holds with
-//! many writers.
+//! What travels on the queue: a [`QueuedMessage`] (the embedded log's
+//! entries) or a [`QueuedBatch`] of them (RabbitMQ's envelopes, and the
+//! log's entries of several messages), both defined in `persist.proto`; the
+//! checks a producer and a writer both make; and the decoding of a
+//! delivery into the [`NewMessage`]s a writer stores.
 
-pub mod amqp;
-pub mod embedded;
-pub mod remote;
-
-use std::future::Future;
-use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 
 pub use confab_proto::persist::{QueuedBatch, QueuedMessage};
 
 use crate::conversation::ConversationId;
-use crate::db::{NewMessage, now_ms};
 use crate::error::QueueError;
 
 /// How a delivery's payload is encoded.
@@ -36,63 +22,15 @@ pub enum Encoding {
     Batch,
 }
 
-/// One queue entry taken from a queue and not yet acknowledged.
-#[derive(Debug)]
-pub struct Delivery<T> {
-    pub payload: Vec<u8>,
-    pub encoding: Encoding,
-    pub partition: u32,
-    pub token: T,
-}
-
-/// The sending side of the queue.
-pub trait Producer: Send + Sync {
-    /// Enqueues `msgs` in order; Ok only once every one of them is durable.
-    /// Messages are validated first: an invalid one fails the whole call.
-    fn enqueue(&self, msgs: &[QueuedMessage]) -> impl Future<Output = Result<(), QueueError>> + Send;
-}
-
-/// The receiving side of the queue, for one writer task.
-pub trait Consumer: Send {
-    type Token: Send + 'static;
-
-    /// Waits for at least one delivery, then takes what else arrives within
-    /// `linger`, up to `max` in all.
-    fn next_batch(
-        &mut self,
-        max: usize,
-        linger: Duration,
-    ) -> impl Future<Output = Result<Vec<Delivery<Self::Token>>, QueueError>> + Send;
-
-    /// Acknowledges deliveries (their messages are committed).
-    fn ack(&mut self, tokens: Vec<Self::Token>) -> impl Future<Output = Result<(), QueueError>> + Send;
-
-    /// Moves a poison delivery to the dead-letter queue.
-    fn dead_letter(
-        &mut self,
-        delivery: Delivery<Self::Token>,
-        reason: &str,
-    ) -> impl Future<Output = Result<(), QueueError>> + Send;
-
-    /// A short name for logs and metrics.
-    fn backend(&self) -> &'static str;
-}
-
-/// The producer a persist process (or a gateway) is configured with.
-pub enum AnyProducer {
-    Embedded(embedded::EmbeddedQueue),
-    Amqp(Box<amqp::AmqpProducer>),
-    Remote(remote::RemoteProducer),
-}
-
-impl Producer for AnyProducer {
-    async fn enqueue(&self, msgs: &[QueuedMessage]) -> Result<(), QueueError> {
-        match self {
-            AnyProducer::Embedded(q) => q.enqueue(msgs).await,
-            AnyProducer::Amqp(p) => p.enqueue(msgs).await,
-            AnyProducer::Remote(p) => p.enqueue(msgs).await,
-        }
-    }
+/// A validated message ready to be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMessage {
+    pub message_id: u64,
+    pub conversation: ConversationId,
+    pub sender: u64,
+    pub body: String,
+    pub client_msg_id: String,
+    pub server_time_ms: i64,
 }
 
 /// Encodes a message for the queue.
@@ -180,6 +118,14 @@ fn checked(m: QueuedMessage, max_body_bytes: usize) -> Result<NewMessage, QueueE
     })
 }
 
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Validates every message and returns its partition.
 pub(crate) fn partitions_of(
     msgs: &[QueuedMessage],
@@ -192,12 +138,6 @@ pub(crate) fn partitions_of(
             Ok(ConversationId::partition(&m.conversation_id, partitions))
         })
         .collect()
-}
-
-/// Exponential backoff: 50 ms doubling up to `max`.
-pub(crate) fn backoff(attempt: u32, max: Duration) -> Duration {
-    let ms = 50u64.saturating_mul(1u64 << attempt.min(16));
-    Duration::from_millis(ms).min(max)
 }
 
 #[cfg(test)]

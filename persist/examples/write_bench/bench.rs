@@ -1,22 +1,20 @@
-//! The end-to-end write benchmark (`confab-bench persist` calls
-//! [`run_bench`]; `cargo run --release -p confab-persist --example
-//! write_bench` prints it): enqueue -> committed in SQL, through the real
-//! queue and writers, and a reference: the same rows by a plain batched
-//! INSERT.
+//! The end-to-end write benchmark: enqueue -> committed in SQL, through
+//! the real queue and writers, and a reference: the same rows by a plain
+//! batched INSERT.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::DatabaseConfig;
-use crate::conversation::ConversationId;
-use crate::db::{Db, Params};
-use crate::error::{Error, Result};
-use crate::metrics::Metrics;
-use crate::notify::Hub;
-use crate::queue::amqp::{AmqpConsumer, AmqpProducer, AmqpSettings, delete_queues};
-use crate::queue::embedded::EmbeddedQueue;
-use crate::queue::{Producer, QueuedMessage};
-use crate::writer::{WriterSettings, run_writer};
+use confab_queue::amqp::{AmqpConsumer, AmqpProducer, AmqpSettings, delete_queues};
+use confab_queue::embedded::EmbeddedQueue;
+use confab_queue::{ConversationId, Producer, QueuedMessage};
+
+use confab_persist::config::DatabaseConfig;
+use confab_persist::db::{Db, Params};
+use confab_persist::metrics::Metrics;
+use confab_persist::notify::Hub;
+use confab_persist::writer::{WriterSettings, run_writer};
+use confab_persist::{Error, Result};
 
 /// Which queue the benchmark goes through.
 #[derive(Clone, Debug)]

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::Error;
+use crate::error::QueueError;
 
 /// The longest conversation id: "d:" + two 19-digit numbers + ":".
 pub const MAX_ID_LEN: usize = 2 + 19 + 1 + 19;
@@ -61,10 +61,10 @@ fn parse_num(s: &str) -> Option<u64> {
 }
 
 impl FromStr for ConversationId {
-    type Err = Error;
+    type Err = QueueError;
 
-    fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = || Error::Invalid(format!("bad conversation id {s:?}"));
+    fn from_str(s: &str) -> Result<Self, QueueError> {
+        let bad = || QueueError::BadConversationId(s.to_owned());
         if s.len() > MAX_ID_LEN {
             return Err(bad());
         }

@@ -1,0 +1,148 @@
+//! Opening a log directory: the lock (one process per directory), the
+//! `partitions` file (the count is fixed at creation), the replay of the
+//! segments, the removal of drained ones, a fresh segment to write, and
+//! the writer thread.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
+
+use super::index::{Shared, State};
+use super::queue::{EmbeddedQueue, Inner, Submit};
+use super::replay::{invalid, replay};
+use super::segment::{SEGMENT_BYTES, Segment, create_segment, segment_id, sync_dir};
+use super::writer::Writer;
+use crate::error::QueueError;
+
+impl EmbeddedQueue {
+    /// Opens (or creates) the queue in `dir`. The partition count is fixed
+    /// at creation: reopening with another count fails, as does opening a
+    /// directory another process holds open.
+    pub fn open(dir: &Path, partitions: u32, max_body_bytes: usize) -> Result<Self, QueueError> {
+        Self::open_segmented(dir, partitions, max_body_bytes, SEGMENT_BYTES)
+    }
+
+    /// [`EmbeddedQueue::open`] with another segment size (tests use small
+    /// ones to see segments come and go).
+    pub fn open_segmented(
+        dir: &Path,
+        partitions: u32,
+        max_body_bytes: usize,
+        segment_bytes: u64,
+    ) -> Result<Self, QueueError> {
+        if partitions == 0 {
+            return Err(invalid(dir, "the partition count must be at least 1".into()));
+        }
+        fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))?;
+        if lock.try_lock().is_err() {
+            return Err(invalid(dir, "open in another process".into()));
+        }
+        if dir.join("conf").exists() && dir.join("db").exists() {
+            return Err(invalid(
+                dir,
+                "holds a queue of the earlier sled format: let that version drain it, or move it away".into(),
+            ));
+        }
+        check_partitions(dir, partitions)?;
+
+        let mut state = State::new(partitions);
+        let mut next = vec![1u64; partitions as usize];
+        let mut ids: Vec<u64> = fs::read_dir(dir)?
+            .filter_map(|e| e.ok()?.file_name().to_str().and_then(segment_id))
+            .collect();
+        ids.sort_unstable();
+        for (i, &id) in ids.iter().enumerate() {
+            replay(dir, id, i + 1 == ids.len(), &mut state, &mut next)?;
+        }
+        // Segments whose entries were all acked go; writing starts afresh.
+        let drained: Vec<u64> = state
+            .segments
+            .iter()
+            .filter(|(_, s)| s.live == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in drained {
+            if let Some(s) = state.segments.remove(&id) {
+                fs::remove_file(&s.path)?;
+            }
+        }
+        let active = ids.last().map_or(1, |id| id + 1);
+        let (file, path) = create_segment(dir, active)?;
+        state.active = active;
+        state.segments.insert(
+            active,
+            Segment {
+                file: Arc::new(file.try_clone()?),
+                path,
+                live: 0,
+            },
+        );
+
+        let dead = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(dir.join("dead-letters.log"))?;
+        let waiting = state
+            .parts
+            .iter()
+            .flat_map(|p| p.values())
+            .map(|e| u64::from(e.messages))
+            .sum();
+        let shared = Arc::new(Shared::new(state, waiting));
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer::new(dir, shared.clone(), file, active, segment_bytes.max(1));
+        let writer = std::thread::Builder::new()
+            .name("queue-log".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                shared,
+                submit: Mutex::new(Submit { next, tx }),
+                dead: Mutex::new(dead),
+                partitions,
+                max_body_bytes,
+                writer: Some(writer),
+                _lock: lock,
+            }),
+        })
+    }
+}
+
+/// Checks the partition count against the `partitions` file; writes the
+/// file (durably: written, synced, renamed into place) on first open.
+fn check_partitions(dir: &Path, partitions: u32) -> Result<(), QueueError> {
+    let path = dir.join("partitions");
+    match fs::read_to_string(&path) {
+        Ok(s) => {
+            let stored: u32 = s
+                .trim()
+                .parse()
+                .map_err(|_| invalid(dir, format!("unreadable partition count {s:?}")))?;
+            if stored != partitions {
+                return Err(invalid(
+                    dir,
+                    format!("has {stored} partitions, config says {partitions}"),
+                ));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let tmp = dir.join("partitions.tmp");
+            let mut f = File::create(&tmp)?;
+            writeln!(f, "{partitions}")?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            sync_dir(dir)?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

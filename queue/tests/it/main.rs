@@ -1,0 +1,7 @@
+//! Integration tests of confab-queue: the embedded log on a temp dir
+//! (segments, acks, replay, torn tails, bad input). What needs a database
+//! or the writer (the RabbitMQ backend end to end, redelivery, outages)
+//! is tested in confab-persist.
+
+mod embedded;
+mod helpers;
