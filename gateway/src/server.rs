@@ -101,7 +101,7 @@ pub async fn start(
         .map_err(|e| Error::Config(e.to_string()))?;
     let producer = match config.queue.backend {
         QueueBackend::Remote => AnyProducer::Remote(
-            RemoteProducer::new(&confab_net::uri(&config.persist[0]))
+            RemoteProducer::new(&config.persist[0], &ChannelConfig::connect_within(timeout))
                 .map_err(|e| Error::Config(e.to_string()))?,
         ),
         QueueBackend::Amqp => AnyProducer::Amqp(Box::new(AmqpProducer::new(AmqpSettings {

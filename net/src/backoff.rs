@@ -58,6 +58,14 @@ impl Backoff {
     pub fn delays(&self) -> ExponentialBackoff {
         self.build()
     }
+
+    /// The delay before retry number `attempt` (0: the first): element
+    /// `attempt` of [`delays`](Self::delays), for loops that count their
+    /// attempts themselves (and start again from 0 after a success).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        // Past 64 doublings every delay is at the cap.
+        self.delays().nth(attempt.min(64) as usize).unwrap_or(self.max)
+    }
 }
 
 impl BackoffBuilder for Backoff {
@@ -109,6 +117,18 @@ mod tests {
             .map(ms)
             .collect();
         assert_eq!(got, [20, 40, 80, 160, 320, 500, 500]);
+    }
+
+    #[test]
+    fn the_nth_delay_is_the_nth_of_the_sequence() {
+        let policy = Backoff::exponential(50 * MS, 2000 * MS);
+        assert_eq!(ms(policy.delay(0)), 50);
+        assert_eq!(ms(policy.delay(1)), 100);
+        assert_eq!(ms(policy.delay(5)), 1600);
+        assert_eq!(ms(policy.delay(6)), 2000);
+        assert_eq!(ms(policy.delay(u32::MAX)), 2000);
+        // A sequence that ran out stays at the cap.
+        assert_eq!(ms(policy.at_most(2).delay(9)), 2000);
     }
 
     #[test]

@@ -112,7 +112,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
                         attempt += 1;
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(backoff(attempt, Duration::from_secs(5))) => {}
+                            _ = tokio::time::sleep(backoff::retry(Duration::from_secs(5)).delay(attempt)) => {}
                         }
                     }
                 }

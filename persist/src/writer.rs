@@ -61,7 +61,7 @@ pub async fn run_writer<C: Consumer>(
                 failures += 1;
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(backoff(failures, settings.max_backoff)) => continue,
+                    _ = tokio::time::sleep(backoff::retry(settings.max_backoff).delay(failures)) => continue,
                 }
             }
         };
@@ -184,7 +184,7 @@ async fn reject_outsiders<T>(
                     attempt += 1;
                     tokio::select! {
                         _ = cancel.cancelled() => return false,
-                        _ = tokio::time::sleep(backoff(attempt, settings.max_backoff)) => {}
+                        _ = tokio::time::sleep(backoff::retry(settings.max_backoff).delay(attempt)) => {}
                     }
                 }
                 Err(error) => {
@@ -233,7 +233,7 @@ async fn write_retrying(
                 attempt += 1;
                 tokio::select! {
                     _ = cancel.cancelled() => return None,
-                    _ = tokio::time::sleep(backoff(attempt, settings.max_backoff)) => {}
+                    _ = tokio::time::sleep(backoff::retry(settings.max_backoff).delay(attempt)) => {}
                 }
             }
             r => return Some(r),

@@ -37,13 +37,12 @@ pub mod envelope;
 pub mod remote;
 
 mod any_producer;
-mod backoff;
+pub mod backoff;
 mod consumer;
 mod error;
 mod producer;
 
 pub use any_producer::AnyProducer;
-pub use backoff::backoff;
 pub use consumer::{Consumer, Delivery};
 pub use conversation::ConversationId;
 pub use envelope::{

@@ -1,9 +1,9 @@
 //! A producer that enqueues through a persist process's gRPC
 //! `QueueService` (how gateways reach the embedded queue).
 
+use confab_net::{Channel, ChannelConfig};
 use confab_proto::persist::EnqueueRequest;
 use confab_proto::persist::queue_service_client::QueueServiceClient;
-use tonic::transport::Channel;
 
 use crate::envelope::QueuedMessage;
 use crate::error::QueueError;
@@ -16,11 +16,10 @@ pub struct RemoteProducer {
 }
 
 impl RemoteProducer {
-    /// `endpoint`: e.g. `http://127.0.0.1:7301`. Connects lazily.
-    pub fn new(endpoint: &str) -> Result<Self, QueueError> {
-        let channel = Channel::from_shared(endpoint.to_owned())
-            .map_err(|e| QueueError::Invalid(format!("bad endpoint {endpoint:?}: {e}")))?
-            .connect_lazy();
+    /// `addr`: a persist process's gRPC address, e.g. `127.0.0.1:7301`.
+    /// Connects lazily.
+    pub fn new(addr: &str, config: &ChannelConfig) -> Result<Self, QueueError> {
+        let channel = confab_net::channel(addr, config).map_err(|e| QueueError::Invalid(e.to_string()))?;
         Ok(Self {
             client: QueueServiceClient::new(channel),
         })

@@ -57,7 +57,7 @@ async fn reads_wait_for_a_named_recent_message() {
     let mut data = DataServiceClient::connect(endpoint.clone()).await.expect("grpc");
     let (alice, bob) = (user(&mut data, "alice").await, user(&mut data, "bob").await);
     let conv = format!("d:{}:{}", alice.min(bob), alice.max(bob));
-    let producer = RemoteProducer::new(&endpoint).expect("producer");
+    let producer = RemoteProducer::new(&endpoint, &confab_net::ChannelConfig::default()).expect("producer");
     let ids = IdGen::new(3);
 
     // Queued (acknowledged) but not yet written: a plain read lacks it, a

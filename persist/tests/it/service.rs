@@ -184,7 +184,8 @@ async fn exercise(config: Config) {
         .expect("subscribe")
         .into_inner();
     let conv = format!("d:{}:{}", alice.id.min(bob.id), alice.id.max(bob.id));
-    let producer = RemoteProducer::new(&endpoint).expect("remote producer");
+    let producer =
+        RemoteProducer::new(&endpoint, &confab_net::ChannelConfig::default()).expect("remote producer");
     let msgs: Vec<pb::QueuedMessage> = (1..=30)
         .map(|i| qmsg(7000 + i, &conv, alice.id, &format!("hello {i}")))
         .collect();

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::topology::{AmqpSettings, connect, declare_topology};
-use crate::backoff::backoff;
+use crate::backoff;
 use crate::consumer::{Consumer, Delivery};
 use crate::envelope::Encoding;
 use crate::error::QueueError;
@@ -82,7 +82,7 @@ async fn consume_loop(
         attempt += 1;
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(backoff(attempt, s.max_backoff)) => {}
+            _ = tokio::time::sleep(backoff::retry(s.max_backoff).delay(attempt)) => {}
         }
     }
 }

@@ -9,7 +9,7 @@ use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use super::topology::{AmqpSettings, connect, declare_topology};
-use crate::backoff::backoff;
+use crate::backoff;
 use crate::envelope::{QueuedBatch, QueuedMessage, partitions_of};
 use crate::error::QueueError;
 use crate::producer::Producer;
@@ -158,7 +158,7 @@ async fn publish_round(s: &AmqpSettings, link: &mut Option<Link>, calls: &[Call]
                     let _ = l.conn.close(200, "reset".into()).await;
                 }
                 attempt += 1;
-                tokio::time::sleep(backoff(attempt, s.max_backoff)).await;
+                tokio::time::sleep(backoff::retry(s.max_backoff).delay(attempt)).await;
             }
             Err(e) => return Err(e),
         }
