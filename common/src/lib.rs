@@ -1,11 +1,15 @@
-//! What every Confab process shares: tracing set-up, the shutdown signal, and
-//! the Prometheus text endpoint.
+//! What every Confab process shares: tracing set-up, the shutdown signal,
+//! the Prometheus text endpoint, and the configuration loader.
 //!
 //! What belongs here: process plumbing with no knowledge of routers, gateways
-//! or persistence. Domain code lives in its own crate.
+//! or persistence. Domain code lives in its own crate; test-only helpers live
+//! in confab-testkit.
 
 pub mod config;
+pub mod error;
 pub mod ids;
 pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
+
+pub use error::Error;
