@@ -1,5 +1,5 @@
 //! The one error type of confab-common: a configuration that cannot be
-//! loaded or printed.
+//! loaded or printed, an address that cannot be bound.
 
 use std::path::PathBuf;
 
@@ -13,4 +13,12 @@ pub enum Error {
     Config(Box<figment::Error>),
     #[error("printing the configuration: {0}")]
     ConfigPrint(#[from] toml::ser::Error),
+    /// A listener's address cannot be bound (taken, or not local).
+    #[error("binding {what} {addr}")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
