@@ -75,7 +75,7 @@ mod tests {
         let Scenario::Router(args) = cli.scenario else {
             panic!("router scenario expected");
         };
-        assert_eq!(args.router, vec!["a:1", "b:2", "c:3"]);
+        assert_eq!(args.routers.router, vec!["a:1", "b:2", "c:3"]);
         assert_eq!(args.mix, Mix::Both);
         assert_eq!(
             (args.duration, args.concurrency, args.users, args.batch),

@@ -35,31 +35,10 @@ use crate::proxy::Proxy;
 /// running executable or one directory up (a test binary lives in
 /// `target/<profile>/deps/`, the binaries in `target/<profile>/`).
 pub fn workspace_bin(name: &str) -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("CONFAB_BIN_DIR") {
-        let path = PathBuf::from(dir).join(name);
-        return if path.exists() {
-            Ok(path)
-        } else {
-            Err(Error::BinaryNotFound {
-                name: name.into(),
-                path,
-            })
-        };
-    }
-    let exe = std::env::current_exe().map_err(Error::io("locating the running executable"))?;
-    let here = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    let candidates = [
-        here.join(name),
-        here.parent().map(|p| p.join(name)).unwrap_or_default(),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.exists())
-        .cloned()
-        .ok_or_else(|| Error::BinaryNotFound {
-            name: name.into(),
-            path: candidates[1].clone(),
-        })
+    confab_testkit::find_bin(name).map_err(|path| Error::BinaryNotFound {
+        name: name.into(),
+        path,
+    })
 }
 
 /// The cluster's shape and timings.
@@ -139,10 +118,9 @@ pub struct Cluster {
     joined: BTreeSet<u64>,
 }
 
+/// A free loopback address, never one handed out before in this process.
 fn free_addr() -> Result<SocketAddr> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(Error::io("finding a free port"))
+    confab_testkit::free_socket_addr().map_err(Error::io("finding a free port"))
 }
 
 impl Cluster {

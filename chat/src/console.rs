@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::cli::Cli;
 use crate::error::{Error, Result};
-use crate::oneshot::login;
+use crate::session::login;
 
 /// What the console does after a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! confab-chat: the console client. With no subcommand an interactive
 //! console ([`console`]); one-shot subcommands for scripts ([`oneshot`],
-//! friends and groups in [`social`]),
-//! each printing text or, with `--json`, one JSON document per result.
+//! friends and groups in [`social`]), each printing text or, with `--json`,
+//! one JSON document per result ([`output`]); both log in through
+//! [`session`].
 //!
 //! What belongs here: presentation and the command line. Protocol, login
 //! and sync logic live in confab-client.
@@ -10,6 +11,8 @@ pub mod cli;
 pub mod console;
 pub mod error;
 pub mod oneshot;
+pub mod output;
+pub mod session;
 pub mod social;
 
 pub use cli::Cli;

@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
-use confab_client::proto::Message;
-use confab_client::{Client, DeviceKind, Event};
+use confab_client::{Client, Event};
 use serde_json::json;
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
+use crate::output::{print, show};
+use crate::session::login;
 
 pub async fn run(cli: &Cli, cmd: Command) -> Result<()> {
     match cmd {
@@ -100,38 +101,4 @@ async fn history(cli: &Cli, c: &Client, conv: &str, limit: u32) -> Result<()> {
         show(cli, c, m);
     }
     Ok(())
-}
-
-/// Connects and logs in with --user/--password.
-pub async fn login(cli: &Cli) -> Result<Client> {
-    let (Some(user), Some(pw)) = (&cli.user, &cli.password) else {
-        return Err(Error::Usage("this needs --user NAME --password PW".into()));
-    };
-    let mut c = Client::connect(&cli.gateway).await?;
-    c.login(user, pw, &cli.device, DeviceKind::Desktop).await?;
-    Ok(c)
-}
-
-pub fn print(cli: &Cli, doc: serde_json::Value, text: impl FnOnce() -> String) {
-    if cli.json {
-        println!("{doc}");
-    } else {
-        println!("{}", text());
-    }
-}
-
-pub fn show(cli: &Cli, c: &Client, m: &Message) {
-    let from = if m.sender == c.uid() {
-        "me".to_owned()
-    } else {
-        format!("user {}", m.sender)
-    };
-    print(
-        cli,
-        json!({
-            "message_id": m.message_id, "conversation_id": m.conversation_id, "seq": m.seq,
-            "sender": m.sender, "body": m.body, "server_time_ms": m.server_time_ms,
-        }),
-        || format!("[{}] {from}: {}", m.conversation_id, m.body),
-    );
 }

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
-use crate::oneshot::{login, print};
+use crate::output::print;
+use crate::session::login;
 
 fn user_json(u: &Option<UserInfo>) -> Value {
     let u = u.clone().unwrap_or_default();

@@ -214,21 +214,14 @@ impl Default for SocialConfig {
 impl GatewayConfig {
     /// Defaults, then `file`, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self> {
-        use figment::Figment;
-        use figment::providers::{Format, Serialized, Toml};
-        let mut fig = Figment::from(Serialized::defaults(GatewayConfig::default()));
-        if let Some(f) = file {
-            if !f.exists() {
-                return Err(Error::Config(format!(
-                    "config file {} does not exist",
-                    f.display()
-                )));
-            }
-            fig = fig.merge(Toml::file(f));
-        }
-        fig = fig.merge(confab_common::config::env_overrides::<GatewayConfig>());
-        fig.extract()
-            .map_err(|e| Error::Config(format!("invalid gateway configuration: {e}")))
+        confab_common::config::load(file).map_err(|e| {
+            Error::Config(match e {
+                confab_common::Error::Config(invalid) => {
+                    format!("invalid gateway configuration: {invalid}")
+                }
+                other => other.to_string(),
+            })
+        })
     }
 
     pub fn validate(&self) -> Result<()> {

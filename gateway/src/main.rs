@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
+use confab_common::config::set_from_flag;
+use confab_common::listener::bind;
 use confab_gateway::{GatewayConfig, Listeners};
 use mimalloc::MiMalloc;
-use tokio::net::TcpListener;
 
 // The services' allocator: glibc malloc was a twentieth of the machine's
 // CPU under chat load (the router has used mimalloc from the start).
@@ -47,18 +47,10 @@ struct Cli {
 impl Cli {
     fn into_config(self) -> anyhow::Result<(GatewayConfig, bool)> {
         let mut c = GatewayConfig::load(self.config.as_deref())?;
-        if let Some(v) = self.id {
-            c.id = v;
-        }
-        if let Some(v) = self.listen {
-            c.listen = v;
-        }
-        if let Some(v) = self.http {
-            c.http = v;
-        }
-        if let Some(v) = self.grpc {
-            c.grpc = v;
-        }
+        set_from_flag(&mut c.id, self.id);
+        set_from_flag(&mut c.listen, self.listen);
+        set_from_flag(&mut c.http, self.http);
+        set_from_flag(&mut c.grpc, self.grpc);
         if !self.router.is_empty() {
             c.routers = self.router;
         }
@@ -70,18 +62,11 @@ impl Cli {
     }
 }
 
-async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {what} {addr}"))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let (config, check) = Cli::parse().into_config()?;
     if check {
-        println!("{}", toml::to_string_pretty(&config)?);
-        return Ok(());
+        return Ok(confab_common::config::print(&config)?);
     }
     confab_common::telemetry::init();
     let open_files = confab_gateway::server::raise_open_files();

@@ -4,8 +4,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::Figment;
-use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -140,32 +138,27 @@ impl Config {
     /// Defaults, then the TOML file (if any), then `DATABASE_URL` /
     /// `AMQP_URL`, then `CONFAB_<SECTION>__<KEY>`.
     pub fn load(file: Option<&Path>) -> Result<Self, Error> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(file) = file {
-            if !file.exists() {
-                return Err(Error::Invalid(format!(
-                    "config file {} does not exist",
-                    file.display()
-                )));
+        let config: Config = confab_common::config::load_with(file, |mut layers| {
+            if let Ok(url) = std::env::var("DATABASE_URL")
+                && !url.is_empty()
+            {
+                layers = layers.merge(("database.url", url));
             }
-            fig = fig.merge(Toml::file(file));
-        }
-        if let Ok(url) = std::env::var("DATABASE_URL")
-            && !url.is_empty()
-        {
-            fig = fig.merge(("database.url", url));
-        }
-        if let Ok(url) = std::env::var("AMQP_URL")
-            && !url.is_empty()
-        {
-            fig = fig
-                .merge(("queue.amqp_url", url))
-                .merge(("queue.backend", "amqp"));
-        }
-        fig = fig.merge(confab_common::config::env_overrides::<Config>());
-        let config: Config = fig
-            .extract()
-            .map_err(|e| Error::Invalid(format!("config: {e}")))?;
+            if let Ok(url) = std::env::var("AMQP_URL")
+                && !url.is_empty()
+            {
+                layers = layers
+                    .merge(("queue.amqp_url", url))
+                    .merge(("queue.backend", "amqp"));
+            }
+            layers
+        })
+        .map_err(|e| {
+            Error::Invalid(match e {
+                confab_common::Error::Config(invalid) => format!("config: {invalid}"),
+                other => other.to_string(),
+            })
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -222,6 +215,9 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use figment::Figment;
+    use figment::providers::{Format, Serialized, Toml};
+
     use super::*;
 
     #[test]

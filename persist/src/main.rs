@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use confab_common::config::set_from_flag;
 use confab_persist::Config;
 use mimalloc::MiMalloc;
-use tokio_util::sync::CancellationToken;
 
 // The services' allocator: glibc malloc was a twentieth of the machine's
 // CPU under chat load (the router has used mimalloc from the start).
@@ -40,54 +40,17 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref()).context("loading configuration")?;
-    if let Some(a) = cli.listen {
-        config.server.listen = a;
-    }
-    if let Some(a) = cli.http {
-        config.server.http = a;
-    }
-    if let Some(d) = cli.data_dir {
-        config.server.data_dir = d;
-    }
+    set_from_flag(&mut config.server.listen, cli.listen);
+    set_from_flag(&mut config.server.http, cli.http);
+    set_from_flag(&mut config.server.data_dir, cli.data_dir);
     config.validate().context("checking configuration")?;
     if cli.check_config {
-        println!(
-            "{}",
-            toml::to_string_pretty(&config).context("printing configuration")?
-        );
-        return Ok(());
+        return Ok(confab_common::config::print(&config)?);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,lapin=warn".into()),
-        )
-        .init();
-    let shutdown = CancellationToken::new();
+    confab_common::telemetry::init_with_default("info,sqlx=warn,lapin=warn");
+    let shutdown = confab_common::shutdown::on_signal();
     let running = confab_persist::start(config, shutdown.clone()).await?;
-    wait_for_signal().await;
-    shutdown.cancel();
+    shutdown.cancelled().await;
     running.wait().await;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }

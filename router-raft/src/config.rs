@@ -164,20 +164,12 @@ impl RaftConfig {
 impl RouterConfig {
     /// Defaults, then `file`, then the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        use figment::Figment;
-        use figment::providers::Format;
-        use figment::providers::Serialized;
-        use figment::providers::Toml;
-        let mut fig = Figment::from(Serialized::defaults(RouterConfig::default()));
-        if let Some(f) = file {
-            if !f.exists() {
-                bail!("config file {} does not exist", f.display());
+        confab_common::config::load(file).map_err(|e| match e {
+            confab_common::Error::Config(invalid) => {
+                anyhow::Error::new(*invalid).context("invalid router configuration")
             }
-            fig = fig.merge(Toml::file(f));
-        }
-        fig = fig.merge(confab_common::config::env_overrides::<RouterConfig>());
-        let config: RouterConfig = fig.extract().context("invalid router configuration")?;
-        Ok(config)
+            other => other.into(),
+        })
     }
 
     pub fn handoff_budget(&self) -> std::time::Duration {

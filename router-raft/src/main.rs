@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
+use confab_common::config::set_from_flag;
+use confab_common::listener::bind;
 use confab_router::RouterConfig;
 use confab_router::config::parse_peers;
 use mimalloc::MiMalloc;
@@ -47,18 +48,10 @@ struct Cli {
 impl Cli {
     fn into_config(self) -> anyhow::Result<(RouterConfig, bool)> {
         let mut c = RouterConfig::load(self.config.as_deref())?;
-        if let Some(v) = self.id {
-            c.id = v;
-        }
-        if let Some(v) = self.listen {
-            c.listen = v;
-        }
-        if let Some(v) = self.http {
-            c.http = v;
-        }
-        if let Some(v) = self.data_dir {
-            c.data_dir = v;
-        }
+        set_from_flag(&mut c.id, self.id);
+        set_from_flag(&mut c.listen, self.listen);
+        set_from_flag(&mut c.http, self.http);
+        set_from_flag(&mut c.data_dir, self.data_dir);
         if self.bootstrap {
             c.bootstrap = true;
         }
@@ -77,16 +70,11 @@ impl Cli {
 async fn main() -> anyhow::Result<()> {
     let (config, check) = Cli::parse().into_config()?;
     if check {
-        println!("{}", toml::to_string_pretty(&config)?);
-        return Ok(());
+        return Ok(confab_common::config::print(&config)?);
     }
     confab_common::telemetry::init();
-    let grpc = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("binding gRPC {}", config.listen))?;
-    let http = tokio::net::TcpListener::bind(&config.http)
-        .await
-        .with_context(|| format!("binding HTTP {}", config.http))?;
+    let grpc = bind(&config.listen, "gRPC").await?;
+    let http = bind(&config.http, "HTTP").await?;
     let shutdown = confab_common::shutdown::on_signal();
     confab_router::run(config, grpc, http, shutdown).await
 }

@@ -9,23 +9,18 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use clap::Args;
-use confab_router_client::{ClientConfig, DeviceKind, MultiDevicePolicy, RouterClient, Session, ShardMap};
+use confab_router_client::{ClientConfig, DeviceKind, MultiDevicePolicy, Session, ShardMap};
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::RouterSeeds;
 use crate::report::Summary;
 use crate::stats::{Recorder, router_error_kind};
 
 #[derive(Debug, Clone, Args)]
 pub struct CatchupArgs {
-    /// Router gRPC address(es) (repeatable or comma-separated).
-    #[arg(
-        long,
-        default_value = "127.0.0.1:7101",
-        value_delimiter = ',',
-        env = "CONFAB_ROUTER"
-    )]
-    pub router: Vec<String>,
+    #[command(flatten)]
+    pub routers: RouterSeeds,
     /// The shard to fill and move.
     #[arg(long, default_value_t = 1)]
     pub shard: u32,
@@ -57,16 +52,14 @@ pub async fn run(args: &CatchupArgs) -> anyhow::Result<Summary> {
         (1..=100_000).contains(&args.concurrency),
         "--concurrency must be in 1..=100000"
     );
-    let client = RouterClient::connect(
-        args.router.clone(),
-        ClientConfig {
+    let client = args
+        .routers
+        .connect(ClientConfig {
             deadline: Duration::from_secs(600),
             attempt_timeout: Duration::from_secs(600),
             ..ClientConfig::default()
-        },
-    )
-    .await
-    .context("connecting to the routers")?;
+        })
+        .await?;
     let map = client.refresh_map().await?;
     let desc = map
         .shards

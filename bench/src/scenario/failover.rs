@@ -21,19 +21,14 @@ use confab_router_client::RouterClient;
 use confab_router_client::Session;
 use serde_json::json;
 
+use super::RouterSeeds;
 use crate::report::Summary;
 use crate::stats::Recorder;
 
 #[derive(Debug, Clone, Args)]
 pub struct FailoverArgs {
-    /// Router gRPC address(es) (repeatable or comma-separated).
-    #[arg(
-        long,
-        default_value = "127.0.0.1:7101",
-        value_delimiter = ',',
-        env = "CONFAB_ROUTER"
-    )]
-    pub router: Vec<String>,
+    #[command(flatten)]
+    pub routers: RouterSeeds,
     /// Leaders to kill (one after another, cycling through the shards).
     #[arg(long, default_value_t = 5)]
     pub kills: u32,
@@ -61,9 +56,7 @@ pub async fn run(args: &FailoverArgs) -> anyhow::Result<Summary> {
         backoff_max: Duration::from_millis(50),
         ..ClientConfig::default()
     };
-    let client = RouterClient::connect(args.router.clone(), config)
-        .await
-        .context("connecting to the routers")?;
+    let client = args.routers.connect(config).await?;
     let gateway = client
         .register_gateway(60_001, "confab-bench-failover")
         .await

@@ -14,7 +14,32 @@ pub mod group;
 pub mod presence;
 pub mod router;
 
+use anyhow::Context;
 use clap::Args;
+use confab_router_client::{ClientConfig, RouterClient};
+
+/// The flag of the scenarios that talk to the routers themselves (router,
+/// failover, catchup): where the routers are.
+#[derive(Debug, Clone, Args)]
+pub struct RouterSeeds {
+    /// Router gRPC address(es) (repeatable or comma-separated).
+    #[arg(
+        long,
+        default_value = "127.0.0.1:7101",
+        value_delimiter = ',',
+        env = "CONFAB_ROUTER"
+    )]
+    pub router: Vec<String>,
+}
+
+impl RouterSeeds {
+    /// A router client with `config`, started from these addresses.
+    pub async fn connect(&self, config: ClientConfig) -> anyhow::Result<RouterClient> {
+        RouterClient::connect(self.router.clone(), config)
+            .await
+            .context("connecting to the routers")
+    }
+}
 
 /// The flags of the scenarios whose users connect through gateways (chat,
 /// group, presence): where they connect and who they are.

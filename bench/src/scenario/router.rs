@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::RouterSeeds;
 use crate::report::Summary;
 use crate::stats::{Recorder, router_error_kind};
 use crate::workers::{Window, run_workers};
@@ -29,14 +30,8 @@ pub enum Mix {
 
 #[derive(Debug, Clone, Args)]
 pub struct RouterArgs {
-    /// Router gRPC address(es) (repeatable or comma-separated).
-    #[arg(
-        long,
-        default_value = "127.0.0.1:7101",
-        value_delimiter = ',',
-        env = "CONFAB_ROUTER"
-    )]
-    pub router: Vec<String>,
+    #[command(flatten)]
+    pub routers: RouterSeeds,
     /// Measured seconds (after warm-up).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
@@ -122,9 +117,7 @@ pub async fn run(args: &RouterArgs) -> anyhow::Result<Summary> {
         );
         config.batch_in_flight = n;
     }
-    let client = RouterClient::connect(args.router.clone(), config)
-        .await
-        .context("connecting to the routers")?;
+    let client = args.routers.connect(config).await?;
     let gateway = if args.mix == Mix::Lookups {
         None
     } else {
@@ -174,7 +167,7 @@ pub async fn run(args: &RouterArgs) -> anyhow::Result<Summary> {
         ("users".to_owned(), json!(args.users)),
         ("batch".to_owned(), json!(args.batch)),
         ("warmup_s".to_owned(), json!(args.warmup)),
-        ("routers".to_owned(), json!(args.router)),
+        ("routers".to_owned(), json!(args.routers.router)),
     ]);
     Summary::build("router", settings, args.concurrency, &recorder, elapsed)
 }

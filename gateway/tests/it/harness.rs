@@ -3,93 +3,12 @@
 //! target dir), gateways from this crate's binary.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use confab_client::{Client, DeviceKind, Event};
-use tempfile::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Where a workspace binary is: `$CONFAB_BIN_DIR/name`, else the target
-/// dir of this test (`target/debug/deps/it-xxx` -> `target/debug/name`).
-/// A missing binary fails the test, naming it.
-pub fn workspace_bin(name: &str) -> PathBuf {
-    let dir = match std::env::var_os("CONFAB_BIN_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => {
-            let exe = std::env::current_exe().expect("current exe");
-            exe.parent()
-                .and_then(|p| p.parent())
-                .expect("target dir")
-                .to_path_buf()
-        }
-    };
-    let bin = dir.join(name);
-    assert!(
-        bin.exists(),
-        "binary {name} not found at {} (build it with `cargo build -p {}` or set CONFAB_BIN_DIR)",
-        bin.display(),
-        if name == "confab-router" {
-            "confab-router"
-        } else {
-            name
-        }
-    );
-    bin
-}
-
-/// A loopback address whose port the kernel just gave out as free, never
-/// one this test process has handed out before: the tests run in parallel,
-/// and a port released here is free for the kernel to give out again
-/// before the service it was picked for binds it. (Another process can
-/// still take it first; the starts below retry on "Address already in
-/// use".)
-pub fn free_addr() -> String {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    // Hold every candidate until a new one comes: a port just dropped is
-    // the kernel's likely next answer.
-    let mut held = Vec::new();
-    loop {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        let port = l.local_addr().expect("local addr").port();
-        if !given.contains(&port) {
-            given.push(port);
-            return format!("127.0.0.1:{port}");
-        }
-        held.push(l);
-    }
-}
-
-pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.ok()?;
-    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, buf))
-}
-
-/// Polls until `check` holds; panics after `within` with `what`.
-pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use confab_testkit::{Processes, free_addr};
+pub use confab_testkit::{eventually, workspace_bin};
 
 #[derive(Clone)]
 pub struct Gw {
@@ -99,12 +18,11 @@ pub struct Gw {
 }
 
 pub struct Cluster {
-    pub dir: TempDir,
+    procs: Processes,
     pub routers: Vec<String>,
     pub persist: String,
     persist_http: String,
     pub gateways: BTreeMap<u64, Gw>,
-    children: BTreeMap<String, Child>,
 }
 
 pub const LEASE_MS: u64 = 1500;
@@ -114,14 +32,12 @@ impl Cluster {
     pub async fn start(gateways: u64) -> Self {
         let router_bin = workspace_bin("confab-router");
         let persist_bin = workspace_bin("confab-persist");
-        let dir = tempfile::tempdir().expect("tempdir");
         let mut c = Cluster {
-            dir,
+            procs: Processes::new(),
             routers: Vec::new(),
             persist: free_addr(),
             persist_http: free_addr(),
             gateways: BTreeMap::new(),
-            children: BTreeMap::new(),
         };
         c.start_routers(&router_bin).await;
         // A port picked free may be taken by another process before persist
@@ -162,18 +78,18 @@ impl Cluster {
                 let id = i + 1;
                 let mut toml = format!(
                     "id = {id}\nlisten = \"{grpc}\"\nhttp = \"{http}\"\ndata_dir = \"{}\"\nbootstrap = true\nlease_ms = {LEASE_MS}\n",
-                    self.dir.path().join(format!("router-{id}.{attempt}")).display()
+                    self.procs.dir().join(format!("router-{id}.{attempt}")).display()
                 );
                 toml.push_str("[peers]\n");
                 for (j, (g, _)) in peers.iter().enumerate() {
                     toml.push_str(&format!("\"{}\" = \"{g}\"\n", j + 1));
                 }
                 toml.push_str("[cluster]\nslots = 256\nshards = 4\n[raft]\nheartbeat_ms = 50\nelection_min_ms = 250\nelection_max_ms = 500\n");
-                let file = self.dir.path().join(format!("router-{id}.toml"));
+                let file = self.procs.dir().join(format!("router-{id}.toml"));
                 std::fs::write(&file, toml).expect("write router config");
                 let mut cmd = Command::new(bin);
                 cmd.arg("--config").arg(&file);
-                self.spawn(&format!("router-{id}"), cmd);
+                self.procs.spawn(&format!("router-{id}"), cmd);
             }
             let mut not_ready = None;
             for (i, (_, http)) in peers.iter().enumerate() {
@@ -209,10 +125,10 @@ impl Cluster {
             &self.persist_http,
             "--data-dir",
         ])
-        .arg(self.dir.path().join("persist"))
+        .arg(self.procs.dir().join("persist"))
         .env("CONFAB_DATABASE__ARGON2_MEMORY_KIB", "64")
         .envs(env.iter().copied());
-        self.spawn("persist", cmd);
+        self.procs.spawn("persist", cmd);
     }
 
     /// Starts persist again (after [`Cluster::kill`]) on the same addresses
@@ -224,19 +140,6 @@ impl Cluster {
         if !self.wait_up("persist", &http).await {
             panic!("persist not ready again; its log:\n{}", self.log("persist"));
         }
-    }
-
-    fn spawn(&mut self, name: &str, mut cmd: Command) {
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log file");
-        // Services read CONFAB_* as configuration: CONFAB_BIN_DIR is not theirs.
-        let child = cmd
-            .env_remove("CONFAB_BIN_DIR")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        self.children.insert(name.to_owned(), child);
     }
 
     pub async fn start_gateway(&mut self, id: u64) {
@@ -258,7 +161,7 @@ impl Cluster {
     async fn start_gateway_full(&mut self, id: u64, env: &[(&str, &str)], toml: Option<&str>) {
         let name = format!("gateway-{id}");
         let config = toml.map(|t| {
-            let file = self.dir.path().join(format!("{name}.toml"));
+            let file = self.procs.dir().join(format!("{name}.toml"));
             std::fs::write(&file, t).expect("write gateway config");
             file
         });
@@ -287,7 +190,7 @@ impl Cluster {
             ])
             .args(["--router", &self.routers.join(","), "--persist", &self.persist])
             .envs(env.iter().copied());
-            self.spawn(&name, cmd);
+            self.procs.spawn(&name, cmd);
             if self.wait_up(&name, &gw.http).await {
                 break gw;
             }
@@ -303,29 +206,12 @@ impl Cluster {
     /// Until `name` answers ready on `http` (true), or has exited, or 30 s
     /// passed (false).
     async fn wait_up(&mut self, name: &str, http: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if matches!(http_get(http, "/readyz").await, Some((200, _))) {
-                return true;
-            }
-            let exited = self
-                .children
-                .get_mut(name)
-                .is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
-            if exited {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        false
+        self.procs.wait_ready(name, http, Duration::from_secs(30)).await
     }
 
     /// SIGKILL.
     pub fn kill(&mut self, name: &str) {
-        if let Some(mut c) = self.children.remove(name) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.procs.kill(name);
     }
 
     pub fn gw(&self, id: u64) -> &str {
@@ -333,53 +219,18 @@ impl Cluster {
     }
 
     /// Every log file in the cluster's directory (services killed or
-    /// restarted during the test included): the cause of one not being
-    /// ready, or of a failed test, is often another process.
+    /// restarted during the test included).
     fn every_log(&self) -> String {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        files.retain(|p| p.extension().is_some_and(|e| e == "log"));
-        files.sort();
-        files
-            .iter()
-            .map(|p| {
-                let text = std::fs::read_to_string(p).unwrap_or_default();
-                format!("--- {}:\n{text}\n", p.display())
-            })
-            .collect()
+        self.procs.every_log()
     }
 
     pub fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+        self.procs.log(name)
     }
 
     pub async fn router_client(&self) -> confab_router_client::RouterClient {
         confab_router_client::RouterClient::new(self.routers.clone(), Default::default())
             .expect("router client")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // Which children exited on their own (a crash) is known only
-        // before they are killed here.
-        let exited: Vec<String> = self
-            .children
-            .iter_mut()
-            .filter_map(|(n, c)| match c.try_wait() {
-                Ok(Some(status)) => Some(format!("{n}: {status}")),
-                _ => None,
-            })
-            .collect();
-        let names: Vec<String> = self.children.keys().cloned().collect();
-        for n in names {
-            self.kill(&n);
-        }
-        if std::thread::panicking() {
-            eprintln!("--- the failed test's cluster; exited before the end: {exited:?}");
-            eprintln!("{}", self.every_log());
-        }
     }
 }
 

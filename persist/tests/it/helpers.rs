@@ -9,6 +9,7 @@ use std::time::Duration;
 use confab_persist::config::DatabaseConfig;
 use confab_persist::db::Db;
 use confab_persist::metrics::Metrics;
+pub use confab_testkit::eventually;
 use sqlx::Connection;
 
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -143,24 +144,6 @@ impl Drop for TestDb {
         if let Some(name) = self.pg_name.take() {
             drop_pg_database(name);
         }
-    }
-}
-
-/// Polls `f` until it returns true or `timeout` passes.
-pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if f().await {
-            return;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

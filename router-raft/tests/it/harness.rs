@@ -2,9 +2,7 @@
 //! (`Procs`), on 127.0.0.1 port 0 and temp dirs, stopped by the test.
 
 use std::collections::BTreeMap;
-use std::process::Child;
 use std::process::Command;
-use std::process::Stdio;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -14,6 +12,10 @@ use confab_router::sm::GroupData;
 use confab_router_client::ClientConfig;
 use confab_router_client::RouterClient;
 use confab_router_client::Session;
+use confab_testkit::Processes;
+pub use confab_testkit::eventually;
+use confab_testkit::free_addr;
+use confab_testkit::http_get;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -87,25 +89,6 @@ pub async fn login_many(
         .await
 }
 
-/// Polls `check` until it returns true or `within` passes.
-pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 pub struct InProcNode {
     pub running: Running,
     pub stop: CancellationToken,
@@ -165,8 +148,14 @@ impl InProc {
     }
 
     async fn launch(&mut self, id: u64, grpc: TcpListener, http: TcpListener) {
-        let mut config = test_config(id, self.dir.path(), &self.peers, self.shards);
+        let config = test_config(id, self.dir.path(), &self.peers, self.shards);
+        self.run_node(config, grpc, http).await;
+    }
+
+    /// Starts node `config.id` in this process, the test's tweak applied.
+    async fn run_node(&mut self, mut config: RouterConfig, grpc: TcpListener, http: TcpListener) {
         (self.tweak)(&mut config);
+        let id = config.id;
         let stop = CancellationToken::new();
         let running = confab_router::start(config, grpc, http, stop.clone())
             .await
@@ -185,12 +174,7 @@ impl InProc {
         let mut config = test_config(id, self.dir.path(), &self.peers, self.shards);
         config.bootstrap = false;
         config.join = Some(self.peers[&seed].clone());
-        (self.tweak)(&mut config);
-        let stop = CancellationToken::new();
-        let running = confab_router::start(config, grpc, http, stop.clone())
-            .await
-            .expect("router starts");
-        self.nodes.insert(id, InProcNode { running, stop });
+        self.run_node(config, grpc, http).await;
     }
 
     /// Stops node `id` (its data stays on disk).
@@ -323,19 +307,9 @@ async fn bind_retry(addr: &str) -> TcpListener {
     }
 }
 
-/// The Prometheus text of `/metrics` at `addr` (HTTP/1.0, no client crate).
+/// The Prometheus text of `/metrics` at `addr`.
 pub async fn scrape(addr: &str) -> String {
-    use tokio::io::AsyncReadExt;
-    use tokio::io::AsyncWriteExt;
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to /metrics");
-    stream
-        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .expect("send the request");
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.expect("read the answer");
+    let (_, body) = http_get(addr, "/metrics").await.expect("GET /metrics");
     assert!(
         body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
         "{body}"
@@ -355,38 +329,23 @@ pub fn sample(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A free 127.0.0.1 port (bound, then released for a child process to take).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Router processes, killed on drop.
+/// Router processes, killed on drop (a failed test prints their logs).
 pub struct Procs {
-    pub dir: TempDir,
     pub peers: BTreeMap<u64, String>,
     pub http: BTreeMap<u64, String>,
     pub shards: u32,
-    pub children: BTreeMap<u64, Child>,
+    procs: Processes,
 }
 
 impl Procs {
     pub fn start(n: u64, shards: u32) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let peers = (1..=n)
-            .map(|id| (id, format!("127.0.0.1:{}", free_port())))
-            .collect();
-        let http = (1..=n)
-            .map(|id| (id, format!("127.0.0.1:{}", free_port())))
-            .collect();
+        let peers = (1..=n).map(|id| (id, free_addr())).collect();
+        let http = (1..=n).map(|id| (id, free_addr())).collect();
         let mut p = Procs {
-            dir,
             peers,
             http,
             shards,
-            children: BTreeMap::new(),
+            procs: Processes::new(),
         };
         for id in 1..=n {
             p.spawn(id);
@@ -395,31 +354,23 @@ impl Procs {
     }
 
     pub fn spawn(&mut self, id: u64) {
-        let config = test_config(id, self.dir.path(), &self.peers, self.shards);
-        let file = self.dir.path().join(format!("router-{id}.toml"));
+        let dir = self.procs.dir();
+        let config = test_config(id, dir, &self.peers, self.shards);
+        let file = dir.join(format!("router-{id}.toml"));
         std::fs::write(&file, toml::to_string(&config).expect("config serializes")).expect("write config");
-        let log = std::fs::File::create(self.dir.path().join(format!("router-{id}.log"))).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_confab-router"))
-            .arg("--config")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab-router"));
+        cmd.arg("--config")
             .arg(&file)
             .arg("--listen")
             .arg(&self.peers[&id])
             .arg("--http")
-            .arg(&self.http[&id])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn confab-router");
-        self.children.insert(id, child);
+            .arg(&self.http[&id]);
+        self.procs.spawn(&format!("router-{id}"), cmd);
     }
 
     /// SIGKILL, then reap.
     pub fn kill(&mut self, id: u64) {
-        if let Some(mut c) = self.children.remove(&id) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.procs.kill(&format!("router-{id}"));
     }
 
     pub fn addrs(&self) -> Vec<String> {
@@ -427,15 +378,6 @@ impl Procs {
     }
 
     pub fn log(&self, id: u64) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("router-{id}.log"))).unwrap_or_default()
-    }
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        let ids: Vec<u64> = self.children.keys().copied().collect();
-        for id in ids {
-            self.kill(id);
-        }
+        self.procs.log(&format!("router-{id}"))
     }
 }

@@ -1,0 +1,153 @@
+//! The held connections: opened from their source addresses (handshake,
+//! then a login for some), kept alive by one sweeper's pings, counted per
+//! gateway while open.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use confab_client::proto::{self as pb, frame::Body};
+use futures::StreamExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::{Checked, ConnectionsArgs, Opened, Share};
+use crate::wire;
+
+/// How often the sweeper pings every connection (well under the gateway's
+/// default idle timeout of 90 s).
+const PING_EVERY: Duration = Duration::from_secs(20);
+
+/// Open sockets (with their gateway's index), shared by the openers and
+/// the sweeper.
+pub(super) type Held = Arc<Mutex<Vec<(usize, TcpStream)>>>;
+
+pub(super) fn lock(held: &Held) -> std::sync::MutexGuard<'_, Vec<(usize, TcpStream)>> {
+    held.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Opens `share`'s connections into `held`.
+pub(super) async fn open_share(
+    args: &ConnectionsArgs,
+    checked: &Checked,
+    share: Share,
+    held: &Held,
+) -> anyhow::Result<Opened> {
+    let g = checked.targets.len();
+    let logins = checked.logins.min(share.count);
+    let started = Instant::now();
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let mut opens = futures::stream::iter(0..share.count)
+        .map(|k| {
+            let i = share.first + k;
+            let src = Ipv4Addr::new(127, 0, 0, share.source_first + (k / args.per_source) as u8);
+            let login = (k < logins).then(|| format!("{}-{i}", args.user_prefix));
+            let password = args.password.clone();
+            let (gw, target) = (i % g, checked.targets[i % g]);
+            async move {
+                let t = Instant::now();
+                let r = tokio::time::timeout(timeout, open(src, target, login, &password)).await;
+                (gw, t.elapsed(), r)
+            }
+        })
+        .buffer_unordered(args.concurrency);
+    let mut out = Opened::default();
+    let mut hist = crate::stats::histogram()?;
+    while let Some((gw, took, r)) = opens.next().await {
+        match r {
+            Ok(Ok(stream)) => {
+                out.opened += 1;
+                hist.saturating_record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1));
+                lock(held).push((gw, stream));
+            }
+            Ok(Err(error)) => {
+                out.failed += 1;
+                if out.failed <= 5 {
+                    eprintln!("warning: a connection failed: {error:#}");
+                }
+                *out.errors.entry(kind_of(&error)).or_default() += 1;
+            }
+            Err(_) => {
+                out.failed += 1;
+                *out.errors.entry("timeout".into()).or_default() += 1;
+            }
+        }
+    }
+    out.open_s = started.elapsed().as_secs_f64();
+    out.latency = hist
+        .iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect();
+    Ok(out)
+}
+
+/// Raises this process's open-file limit to at least `want` (the hard limit
+/// too, which only root may); returns the soft limit in force.
+pub(super) fn raise_open_files(want: u64) -> u64 {
+    use rlimit::Resource;
+    if let Ok((soft, hard)) = rlimit::getrlimit(Resource::NOFILE)
+        && soft < want
+    {
+        let _ = rlimit::setrlimit(Resource::NOFILE, want.max(soft), want.max(hard));
+    }
+    let _ = rlimit::increase_nofile_limit(want);
+    rlimit::getrlimit(Resource::NOFILE).map_or(0, |(soft, _)| soft)
+}
+
+fn kind_of(error: &anyhow::Error) -> String {
+    match error.downcast_ref::<std::io::Error>() {
+        Some(e) => format!("io_{:?}", e.kind()),
+        None => "protocol".into(),
+    }
+}
+
+/// Connects from `src`, shakes hands and logs in as `login` (if given).
+async fn open(
+    src: Ipv4Addr,
+    target: SocketAddr,
+    login: Option<String>,
+    password: &str,
+) -> anyhow::Result<TcpStream> {
+    let mut s = wire::connect(Some(src), target).await?;
+    wire::hello(&mut s).await?;
+    if let Some(name) = login {
+        wire::login(&mut s, &name, password, "idle").await?;
+    }
+    Ok(s)
+}
+
+pub(super) async fn sweep_forever(held: Held, gateways: usize) {
+    loop {
+        tokio::time::sleep(PING_EVERY).await;
+        sweep(&held, gateways);
+    }
+}
+
+/// Pings every held connection and drains what it was sent (pongs,
+/// pushes); returns how many are still open, per gateway.
+pub(super) fn sweep(held: &Held, gateways: usize) -> Vec<usize> {
+    let ping = wire::encode(u64::MAX, Body::Ping(pb::Ping {}));
+    let mut scratch = [0u8; 512];
+    let mut alive = vec![0; gateways];
+    for (gw, s) in lock(held).iter() {
+        let mut open = true;
+        loop {
+            match s.try_read(&mut scratch) {
+                Ok(0) => {
+                    open = false;
+                    break;
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        if open && s.try_write(&ping).is_ok() {
+            alive[*gw] += 1;
+        }
+    }
+    alive
+}
