@@ -18,106 +18,31 @@
 //! machine's CPU as it can.
 
 mod body;
+mod plan;
 mod receiver;
 mod sender;
 mod summary;
 mod users;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use clap::Args;
-use confab_client::proto::{self as pb, ErrorCode};
 use futures::StreamExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::UserArgs;
 use crate::report::Summary;
 use crate::workers::Window;
+pub use plan::ChatArgs;
+use plan::{Plan, Tally, secs};
 use receiver::{Received, check, receive};
 use sender::{Sent, send};
 use summary::summarize;
 use users::{login_all, register_all};
-
-#[derive(Debug, Clone, Args)]
-pub struct ChatArgs {
-    #[command(flatten)]
-    pub users: UserArgs,
-    /// Sender/receiver pairs.
-    #[arg(long, default_value_t = 200)]
-    pub pairs: usize,
-    /// Measured seconds (after warm-up).
-    #[arg(long, default_value_t = 10.0)]
-    pub duration: f64,
-    /// Seconds of unrecorded load before measuring (its messages are still
-    /// checked for loss and duplicates).
-    #[arg(long, default_value_t = 1.0)]
-    pub warmup: f64,
-    /// Messages per second over all senders; 0 = closed loop.
-    #[arg(long, default_value_t = 0.0)]
-    pub rate: f64,
-    /// Sends in flight per sender.
-    #[arg(long, default_value_t = 1)]
-    pub window: usize,
-    /// Longest wait for deliveries after the last send, seconds.
-    #[arg(long, default_value_t = 10.0)]
-    pub drain: f64,
-    /// Message body size in bytes.
-    #[arg(long, default_value_t = 64)]
-    pub body_bytes: usize,
-}
-
-const SEND: &str = "send";
-const E2E: &str = "e2e";
-
-/// Largest run length accepted, seconds.
-const MAX_SECS: f64 = 3600.0;
-
-/// Progress every task reports, to end the drain early.
-#[derive(Default)]
-struct Tally {
-    acked: AtomicU64,
-    delivered: AtomicU64,
-}
-
-/// What every task shares.
-struct Plan {
-    window: Window,
-    /// Time zero of the timestamps in message bodies.
-    epoch: Instant,
-    /// Pause between sends of one sender (rate mode).
-    every: Option<Duration>,
-    in_flight: usize,
-    body_bytes: usize,
-    tally: Tally,
-}
-
-impl Plan {
-    fn now_us(&self) -> u64 {
-        self.epoch.elapsed().as_micros() as u64
-    }
-}
-
-fn error_kind(e: &pb::Error) -> String {
-    format!(
-        "{:?}",
-        ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Unspecified)
-    )
-}
-
-fn secs(name: &str, v: f64, zero_ok: bool) -> anyhow::Result<Duration> {
-    ensure!(
-        v.is_finite() && (0.0..=MAX_SECS).contains(&v) && (zero_ok || v > 0.0),
-        "--{name} must be seconds in {}..={MAX_SECS}",
-        if zero_ok { "0" } else { "(0" }
-    );
-    Ok(Duration::from_secs_f64(v))
-}
 
 pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
     let duration = secs("duration", args.duration, false)?;

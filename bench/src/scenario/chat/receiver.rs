@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::body::parse_body;
-use super::{E2E, Plan, error_kind};
+use super::plan::{E2E, Plan, error_kind};
 use crate::stats::Recorder;
 use crate::wire;
 

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::body::body;
-use super::{Plan, SEND, error_kind};
+use super::plan::{Plan, SEND, error_kind};
 use crate::stats::Recorder;
 use crate::wire;
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::plan::{ChatArgs, E2E, SEND};
 use super::receiver::{Received, Second};
 use super::sender::Sent;
-use super::{ChatArgs, E2E, SEND};
 use crate::report::Summary;
 use crate::stats::Recorder;
 

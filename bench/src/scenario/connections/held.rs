@@ -11,7 +11,7 @@ use futures::StreamExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::{Checked, ConnectionsArgs, Opened, Share};
+use super::args::{Checked, ConnectionsArgs, Opened, Share};
 use crate::wire;
 
 /// How often the sweeper pings every connection (well under the gateway's

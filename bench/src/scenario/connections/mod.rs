@@ -18,144 +18,28 @@
 //! them; on `sweep` it pings them and reports how many are still open per
 //! gateway; on `close` (or end of input) it lets go and exits.
 
+mod args;
 mod held;
 mod process;
 mod rss;
 mod users;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
-use clap::Args;
-use serde::{Deserialize, Serialize};
+use anyhow::{bail, ensure};
 use serde_json::json;
 
 use crate::report::Summary;
 use crate::stats::Recorder;
+pub use args::ConnectionsArgs;
+use args::{Checked, Measured, OPEN, REGISTER, Share, check_args};
 use held::{Held, lock, open_share, raise_open_files, sweep, sweep_forever};
 use process::with_workers;
 pub use process::worker;
 use rss::rss_all;
 use users::register_share;
-
-#[derive(Debug, Clone, Args)]
-pub struct ConnectionsArgs {
-    /// Gateway client addresses (TCP; repeatable or comma-separated):
-    /// connection i goes to gateway i mod their number.
-    #[arg(
-        long,
-        default_value = "127.0.0.1:7201",
-        value_delimiter = ',',
-        env = "CONFAB_GATEWAY"
-    )]
-    pub gateway: Vec<String>,
-    /// Pids of the gateway processes, in the order of `--gateway`: their
-    /// VmRSS is read before and after. Without them only the connections
-    /// are reported.
-    #[arg(long, value_delimiter = ',')]
-    pub gateway_pid: Vec<u32>,
-    /// Connections to open and hold.
-    #[arg(long, default_value_t = 50_000)]
-    pub connections: usize,
-    /// How many of them log in (users PREFIX-0.. are registered first,
-    /// existing ones reused); the rest only shake hands. All by default.
-    #[arg(long)]
-    pub logins: Option<usize>,
-    /// Name prefix of the users.
-    #[arg(long, default_value = "idle")]
-    pub user_prefix: String,
-    #[arg(long, default_value = "pw")]
-    pub password: String,
-    /// Connections per source address (127.0.0.2, 127.0.0.3, ...).
-    #[arg(long, default_value_t = 20_000)]
-    pub per_source: usize,
-    /// Most connections one bench process holds; more are spread over
-    /// worker processes (one socket is one open file).
-    #[arg(long, default_value_t = 19_000)]
-    pub per_process: usize,
-    /// Connections being opened (or users registered) at once, per process.
-    #[arg(long, default_value_t = 128)]
-    pub concurrency: usize,
-    /// Seconds to hold every connection open before measuring.
-    #[arg(long, default_value_t = 5.0)]
-    pub hold: f64,
-    /// Deadline of one connection's connect, handshake and login, seconds.
-    #[arg(long, default_value_t = 60.0)]
-    pub timeout: f64,
-    /// Run as a worker of a parent bench: connections `--first` ..
-    /// `--first + --connections` of the parent's run.
-    #[arg(long, hide = true)]
-    pub worker: bool,
-    /// (Worker) the index of this worker's first connection.
-    #[arg(long, hide = true, default_value_t = 0)]
-    pub first: usize,
-    /// (Worker) the last octet of this worker's first source address.
-    #[arg(long, hide = true, default_value_t = 2)]
-    pub source_first: u8,
-}
-
-const OPEN: &str = "open";
-const REGISTER: &str = "register";
-
-/// One process's share of the connections: global indexes
-/// `first..first + count`, from source addresses 127.0.0.`source_first`...
-#[derive(Debug, Clone, Copy)]
-struct Share {
-    first: usize,
-    count: usize,
-    source_first: u8,
-}
-
-/// What a process reports after opening its share.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Opened {
-    opened: u64,
-    failed: u64,
-    open_s: f64,
-    /// Open latencies: (microseconds, count).
-    latency: Vec<(u64, u64)>,
-    errors: BTreeMap<String, u64>,
-}
-
-struct Checked {
-    n: usize,
-    logins: usize,
-    targets: Vec<SocketAddr>,
-}
-
-async fn check_args(args: &ConnectionsArgs) -> anyhow::Result<Checked> {
-    let n = args.connections;
-    let logins = args.logins.unwrap_or(n).min(n);
-    ensure!(n >= 1, "--connections must be at least 1");
-    ensure!(!args.gateway.is_empty(), "--gateway: at least one address");
-    ensure!(
-        args.gateway_pid.is_empty() || args.gateway_pid.len() == args.gateway.len(),
-        "--gateway-pid: one pid per --gateway address"
-    );
-    ensure!(args.per_source >= 1, "--per-source must be at least 1");
-    ensure!(args.per_process >= 1, "--per-process must be at least 1");
-    ensure!(
-        (1..=10_000).contains(&args.concurrency),
-        "--concurrency must be in 1..=10000"
-    );
-    ensure!(
-        args.hold >= 0.0 && args.timeout > 0.0,
-        "--hold and --timeout are seconds"
-    );
-    let mut targets = Vec::with_capacity(args.gateway.len());
-    for g in &args.gateway {
-        let addr = tokio::net::lookup_host(g)
-            .await
-            .with_context(|| format!("resolving {g}"))?
-            .next()
-            .with_context(|| format!("{g} resolves to nothing"))?;
-        targets.push(addr);
-    }
-    Ok(Checked { n, logins, targets })
-}
 
 pub async fn run(args: &ConnectionsArgs) -> anyhow::Result<Summary> {
     ensure!(!args.worker, "--worker runs through `worker`, not `run`");
@@ -260,8 +144,6 @@ pub async fn run(args: &ConnectionsArgs) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
-type Measured = (Vec<u64>, Vec<u64>, Vec<u64>, Vec<usize>, Opened);
-
 /// Every connection held by this process.
 async fn in_process(
     args: &ConnectionsArgs,
@@ -291,11 +173,6 @@ async fn in_process(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let released = rss_all(&args.gateway_pid)?;
     Ok((before, after, released, alive, opened))
-}
-
-/// How many of `share`'s connections log in.
-fn logins_in(checked: &Checked, share: Share) -> usize {
-    checked.logins.saturating_sub(share.first).min(share.count)
 }
 
 /// A run where connections did not survive still prints its figures, on

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+use super::args::{Checked, ConnectionsArgs, Measured, OPEN, Opened, REGISTER, Share, check_args, logins_in};
 use super::held::{Held, lock, open_share, raise_open_files, sweep, sweep_forever};
 use super::rss::rss_all;
 use super::users::register_share;
-use super::{Checked, ConnectionsArgs, Measured, OPEN, Opened, REGISTER, Share, check_args, logins_in};
 use crate::stats::Recorder;
 
 /// A worker's line to its parent.

@@ -5,7 +5,7 @@ use anyhow::Context;
 use confab_client::proto::ErrorCode;
 use tokio::time::Instant;
 
-use super::{Checked, ConnectionsArgs, REGISTER, Share};
+use super::args::{Checked, ConnectionsArgs, REGISTER, Share};
 use crate::stats::Recorder;
 
 /// Registers the users of `share` that log in (PREFIX-i for its global
