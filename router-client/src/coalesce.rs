@@ -73,7 +73,7 @@ async fn run(stub: Stub, mut rx: mpsc::UnboundedReceiver<Pending>, in_flight: us
         if batch.is_empty() {
             continue;
         }
-        let mut stub = stub.clone();
+        let mut stub = stub.data();
         tokio::spawn(async move {
             let _permit = permit;
             let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.item, p.reply)).unzip();

@@ -3,15 +3,37 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use confab_proto::router::router_service_client::RouterServiceClient;
+use confab_proto::router::router_admin_client::RouterAdminClient;
+use confab_proto::router::router_data_client::RouterDataClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::coalesce::Coalescer;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 
-/// The gRPC stub type the client uses.
-pub type Stub = RouterServiceClient<Channel>;
+/// The gRPC stubs of one node, over its shared channel: the data plane
+/// (sessions, leases, the map) and the admin plane (operators' calls).
+#[derive(Debug, Clone)]
+pub(crate) struct Stub {
+    channel: Channel,
+    max_message_bytes: usize,
+}
+
+impl Stub {
+    /// The data plane's stub.
+    pub(crate) fn data(&self) -> RouterDataClient<Channel> {
+        RouterDataClient::new(self.channel.clone())
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes)
+    }
+
+    /// The admin plane's stub.
+    pub(crate) fn admin(&self) -> RouterAdminClient<Channel> {
+        RouterAdminClient::new(self.channel.clone())
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes)
+    }
+}
 
 /// Adds `http://` when `addr` has no scheme; trims whitespace.
 pub fn normalize_addr(addr: &str) -> String {
@@ -98,9 +120,10 @@ impl Pool {
                 }
             }
         };
-        Ok(RouterServiceClient::new(channel)
-            .max_decoding_message_size(self.config.max_message_bytes)
-            .max_encoding_message_size(self.config.max_message_bytes))
+        Ok(Stub {
+            channel,
+            max_message_bytes: self.config.max_message_bytes,
+        })
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use confab_proto::router as pb;
-use confab_proto::router::router_service_client::RouterServiceClient;
+use confab_proto::router::router_replica_client::RouterReplicaClient;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::RouterError;
@@ -217,7 +217,7 @@ async fn purge_remote(
         gateway_id,
         incarnation,
     };
-    match RouterServiceClient::new(channel).purge_gateway(req).await {
+    match RouterReplicaClient::new(channel).purge_gateway(req).await {
         Ok(resp) => Ok(resp.into_inner().purged),
         Err(status) => {
             let redirect = pb::RouteError::decode(status.details())

@@ -5,10 +5,11 @@
 //! - [`types`]: the Raft type configuration, commands and replies.
 //! - [`sm`]: the state machines (shard sessions, meta cluster map).
 //! - [`store`]: the node's RocksDB log storage, shared by all groups.
-//! - [`network`] / [`raft_service`]: the Raft transport over one tonic
-//!   channel per peer.
+//! - [`network`]: the sending end of the Raft transport, one tonic channel
+//!   per peer.
 //! - [`node`]: the groups a node hosts; bootstrap, join, propose, read.
-//! - [`service`]: the RouterService gRPC API; [`error`] maps errors to it.
+//! - [`service`]: the gRPC services, one per caller role (data, admin,
+//!   replica planes, Raft); [`error`]: the typed errors they convert.
 //! - [`lease`]: gateway leases and the purge of a dead gateway's sessions.
 //! - [`moves`], [`rebalance`]: replica moves, rebalance, drain, remove,
 //!   leader balancing; [`tombstone`]: where given-away replicas went.
@@ -25,7 +26,6 @@ pub mod metrics;
 pub mod moves;
 pub mod network;
 pub mod node;
-pub mod raft_service;
 pub mod read_batch;
 pub mod rebalance;
 pub mod service;
@@ -42,14 +42,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use confab_proto::router as pb;
-use confab_proto::router::raft_service_server::RaftServiceServer;
-use confab_proto::router::router_service_server::RouterServiceServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::RouterConfig;
-use crate::network::MAX_RAFT_MESSAGE;
 pub use crate::node::Node;
 use crate::types::META_GROUP;
 
@@ -101,21 +98,10 @@ pub async fn start(
     // Accepted connections get TCP_NODELAY from the incoming stream (the
     // builder's own setting does not apply to `serve_with_incoming`): with
     // Nagle on, a small answer waits for the peer's delayed ACK, ~40 ms.
-    let grpc_server = tonic::transport::Server::builder()
-        .add_service(
-            RouterServiceServer::new(service::RouterRpcServer::new(node.clone()))
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(64 << 20),
-        )
-        .add_service(
-            RaftServiceServer::new(raft_service::RaftRpcServer::new(node.clone()))
-                .max_decoding_message_size(MAX_RAFT_MESSAGE)
-                .max_encoding_message_size(MAX_RAFT_MESSAGE),
-        )
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-            servers.clone().cancelled_owned(),
-        );
+    let grpc_server = service::router(&node).serve_with_incoming_shutdown(
+        tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+        servers.clone().cancelled_owned(),
+    );
     let http_server = axum::serve(http, http::router(node.clone()))
         .with_graceful_shutdown(servers.clone().cancelled_owned());
 
@@ -182,7 +168,7 @@ pub async fn run(
 
 /// Asks the cluster behind `seed` to take this node in, until it does.
 async fn join_cluster(node: Arc<Node>, seed: String, shutdown: CancellationToken) {
-    use confab_proto::router::router_service_client::RouterServiceClient;
+    use confab_proto::router::router_replica_client::RouterReplicaClient;
     let mut target = seed.clone();
     let mut delay = Duration::from_millis(100);
     loop {
@@ -190,7 +176,7 @@ async fn join_cluster(node: Arc<Node>, seed: String, shutdown: CancellationToken
             return;
         }
         let attempt = async {
-            let mut client = RouterServiceClient::connect(format!("http://{target}")).await?;
+            let mut client = RouterReplicaClient::connect(format!("http://{target}")).await?;
             let req = pb::JoinRequest {
                 node_id: node.id,
                 addr: node.addr.clone(),

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_proto::router as pb;
-use confab_proto::router::router_service_client::RouterServiceClient;
+use confab_proto::router::router_replica_client::RouterReplicaClient;
 use openraft::BasicNode;
 use openraft::ChangeMembers;
 use openraft::async_runtime::WatchReceiver;
@@ -45,12 +45,12 @@ use crate::types::Reply;
 /// How long one step may take (a learner catching up a large shard included).
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn stub(addr: &str) -> Result<RouterServiceClient<Channel>> {
+fn stub(addr: &str) -> Result<RouterReplicaClient<Channel>> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| RouterError::Internal(format!("bad node address {addr}: {e}")))?
         .connect_timeout(Duration::from_secs(1))
         .timeout(STEP_TIMEOUT);
-    Ok(RouterServiceClient::new(endpoint.connect_lazy()))
+    Ok(RouterReplicaClient::new(endpoint.connect_lazy()))
 }
 
 fn remote(what: &str, addr: &str, status: &tonic::Status) -> RouterError {
