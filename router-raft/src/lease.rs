@@ -203,7 +203,6 @@ async fn purge_remote(
     gateway_id: u64,
     incarnation: u64,
 ) -> Result<u64, PurgeError> {
-    use prost::Message;
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| PurgeError::Other(RouterError::Internal(e.to_string())))?
         .connect_timeout(Duration::from_millis(500))
@@ -219,22 +218,12 @@ async fn purge_remote(
     };
     match RouterReplicaClient::new(channel).purge_gateway(req).await {
         Ok(resp) => Ok(resp.into_inner().purged),
-        Err(status) => {
-            let redirect = pb::RouteError::decode(status.details())
-                .ok()
-                .and_then(|r| match r.kind {
-                    Some(pb::route_error::Kind::NotLeader(nl)) if !nl.leader_addr.is_empty() => {
-                        Some(nl.leader_addr)
-                    }
-                    _ => None,
-                });
-            match redirect {
-                Some(a) => Err(PurgeError::Redirect(a)),
-                None => Err(PurgeError::Other(RouterError::NotReady(format!(
-                    "{addr}: {}",
-                    status.message()
-                )))),
-            }
-        }
+        Err(status) => match confab_route::not_leader_hint(&status) {
+            Some(a) => Err(PurgeError::Redirect(a)),
+            None => Err(PurgeError::Other(RouterError::NotReady(format!(
+                "{addr}: {}",
+                status.message()
+            )))),
+        },
     }
 }

@@ -15,8 +15,10 @@
 //!   leader balancing; [`tombstone`]: where given-away replicas went.
 //! - [`http`], [`metrics`], [`status`]: observability.
 //!
-//! What does not belong here: the client side (routing, retries, the shard
-//! map cache) lives in `confab-router-client`, shared with every caller.
+//! What does not belong here: the key space and the classification of
+//! routing errors (`confab-route`, shared with every caller), the client
+//! side (retries, the shard map cache: `confab-router-client`), channels and
+//! backoff (`confab-net`).
 
 pub mod config;
 pub mod error;
@@ -201,24 +203,13 @@ async fn join_cluster(node: Arc<Node>, seed: String, shutdown: CancellationToken
                 tracing::info!(%seed, "joined the cluster");
                 return;
             }
-            Ok(Err(status)) => {
-                use prost::Message;
-                let leader = pb::RouteError::decode(status.details())
-                    .ok()
-                    .and_then(|r| match r.kind {
-                        Some(pb::route_error::Kind::NotLeader(nl)) if !nl.leader_addr.is_empty() => {
-                            Some(nl.leader_addr)
-                        }
-                        _ => None,
-                    });
-                match leader {
-                    Some(addr) => target = addr,
-                    None => {
-                        tracing::warn!(%status, "join refused; retrying");
-                        target = seed.clone();
-                    }
+            Ok(Err(status)) => match confab_route::not_leader_hint(&status) {
+                Some(addr) => target = addr,
+                None => {
+                    tracing::warn!(%status, "join refused; retrying");
+                    target = seed.clone();
                 }
-            }
+            },
             Err(error) => {
                 tracing::warn!(%error, %target, "join: cannot reach");
                 target = seed.clone();

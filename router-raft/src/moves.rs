@@ -26,7 +26,6 @@ use confab_proto::router::router_replica_client::RouterReplicaClient;
 use openraft::BasicNode;
 use openraft::ChangeMembers;
 use openraft::async_runtime::WatchReceiver;
-use prost::Message;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
@@ -237,15 +236,7 @@ async fn on_shard_leader(
             Ok(resp) => return Ok(resp.into_inner().voters),
             Err(status) => {
                 last = format!("{addr}: {}: {}", status.code(), status.message());
-                let leader = pb::RouteError::decode(status.details())
-                    .ok()
-                    .and_then(|e| match e.kind {
-                        Some(pb::route_error::Kind::NotLeader(nl)) if !nl.leader_addr.is_empty() => {
-                            Some(nl.leader_addr)
-                        }
-                        _ => None,
-                    });
-                if let Some(leader) = leader {
+                if let Some(leader) = confab_route::not_leader_hint(&status) {
                     candidates.insert(0, leader);
                 } else {
                     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -60,7 +60,7 @@ impl DataServer {
             let stale = wire::epoch_from_pb(epoch) != shard.epoch
                 || uids
                     .iter()
-                    .any(|&uid| !shard.owns_slot(confab_router_client::slot_of(uid, meta.slots)));
+                    .any(|&uid| !shard.owns_slot(confab_route::slot_of(uid, meta.slots)));
             if stale {
                 return Err(RouterError::EpochNotMatch {
                     current: cluster::descriptors(&self.node, meta),
