@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use confab_net::Backoff;
 pub use confab_route::failure::{Failure, classify_route_error, classify_status};
 
 /// What the client does next about a [`Failure`]. Ordered by severity: when
@@ -47,17 +48,11 @@ pub fn action_for(failure: &Failure, immediate_streak: u32, max_immediate: u32) 
     immediate
 }
 
-/// The backoff before retry number `attempt` (0-based): `base * 2^attempt`
-/// capped at `max`, then jittered into `[d/2, d]` by `jitter` in `[0, 1]`.
-pub fn backoff_delay(attempt: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
-    let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
-    let full = base.saturating_mul(factor).min(max);
-    let jitter = if jitter.is_finite() {
-        jitter.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    full.mul_f64(0.5 + 0.5 * jitter)
+/// The client's backoff policy: `base`, `2 * base`, ... capped at `max`,
+/// each delay `d` drawn from `[d/2, d)` so that callers that failed together
+/// do not retry in step. The operation's deadline bounds the sequence.
+pub fn backoff(base: Duration, max: Duration) -> Backoff {
+    Backoff::exponential(base, max).jittered()
 }
 
 #[cfg(test)]
@@ -115,14 +110,20 @@ mod tests {
     #[test]
     fn backoff_doubles_caps_and_jitters() {
         let (base, max) = (Duration::from_millis(20), Duration::from_millis(500));
-        assert_eq!(backoff_delay(0, base, max, 1.0), Duration::from_millis(20));
-        assert_eq!(backoff_delay(1, base, max, 1.0), Duration::from_millis(40));
-        assert_eq!(backoff_delay(4, base, max, 1.0), Duration::from_millis(320));
-        assert_eq!(backoff_delay(5, base, max, 1.0), max);
-        assert_eq!(backoff_delay(1000, base, max, 1.0), max);
-        assert_eq!(backoff_delay(0, base, max, 0.0), Duration::from_millis(10));
-        assert_eq!(backoff_delay(9, base, max, f64::NAN), Duration::from_millis(250));
-        let mid = backoff_delay(2, base, max, 0.5);
-        assert!(mid > Duration::from_millis(40) && mid < Duration::from_millis(80));
+        // Full delays 20, 40, 80, 160, 320, then 500 ms from there on; each
+        // drawn from [d/2, d) (2 µs of slack for backon's f32 arithmetic).
+        let full = [20, 40, 80, 160, 320, 500, 500, 500].map(Duration::from_millis);
+        let slack = Duration::from_micros(2);
+        for _ in 0..100 {
+            let delays: Vec<Duration> = backoff(base, max).delays().take(full.len()).collect();
+            assert_eq!(delays.len(), full.len(), "the policy never runs out");
+            for (d, full) in delays.iter().zip(full) {
+                assert!(
+                    *d + slack >= full / 2 && *d < full + slack,
+                    "{d:?} not in [{:?}, {full:?})",
+                    full / 2
+                );
+            }
+        }
     }
 }

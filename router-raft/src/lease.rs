@@ -15,11 +15,11 @@ use std::time::Duration;
 use std::time::Instant;
 
 use confab_proto::router as pb;
-use confab_proto::router::router_replica_client::RouterReplicaClient;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::RouterError;
 use crate::node::Node;
+use crate::remote::within;
 use crate::sm::meta::MetaCommand;
 use crate::sm::meta::MetaState;
 use crate::sm::shard::ShardCommand;
@@ -179,7 +179,7 @@ pub async fn purge_shard(
             if addr.is_empty() {
                 break;
             }
-            match purge_remote(&addr, shard_id, gateway_id, incarnation).await {
+            match purge_remote(node, &addr, shard_id, gateway_id, incarnation).await {
                 Ok(n) => return Ok(n),
                 Err(PurgeError::Redirect(next)) => addr = next,
                 Err(PurgeError::Other(e)) => {
@@ -197,27 +197,24 @@ enum PurgeError {
     Other(RouterError),
 }
 
+/// How long one purge at another node may take.
+const PURGE_TIMEOUT: Duration = Duration::from_secs(3);
+
 async fn purge_remote(
+    node: &Node,
     addr: &str,
     shard_id: u32,
     gateway_id: u64,
     incarnation: u64,
 ) -> Result<u64, PurgeError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| PurgeError::Other(RouterError::Internal(e.to_string())))?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(3));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| PurgeError::Other(RouterError::NotReady(format!("{addr}: {e}"))))?;
+    let mut stub = node.remotes.replica(addr).map_err(PurgeError::Other)?;
     let req = pb::PurgeGatewayRequest {
         shard_id,
         gateway_id,
         incarnation,
     };
-    match RouterReplicaClient::new(channel).purge_gateway(req).await {
-        Ok(resp) => Ok(resp.into_inner().purged),
+    match within(PURGE_TIMEOUT, stub.purge_gateway(req)).await {
+        Ok(resp) => Ok(resp.purged),
         Err(status) => match confab_route::not_leader_hint(&status) {
             Some(a) => Err(PurgeError::Redirect(a)),
             None => Err(PurgeError::Other(RouterError::NotReady(format!(

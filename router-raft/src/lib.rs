@@ -6,7 +6,7 @@
 //! - [`sm`]: the state machines (shard sessions, meta cluster map).
 //! - [`store`]: the node's RocksDB log storage, shared by all groups.
 //! - [`network`]: the sending end of the Raft transport, one tonic channel
-//!   per peer.
+//!   per peer; [`remote`]: calls to other routers' replica plane.
 //! - [`node`]: the groups a node hosts; bootstrap, join, propose, read.
 //! - [`service`]: the gRPC services, one per caller role (data, admin,
 //!   replica planes, Raft); [`error`]: the typed errors they convert.
@@ -30,6 +30,7 @@ pub mod network;
 pub mod node;
 pub mod read_batch;
 pub mod rebalance;
+pub mod remote;
 pub mod service;
 pub mod sm;
 pub mod status;
@@ -170,15 +171,14 @@ pub async fn run(
 
 /// Asks the cluster behind `seed` to take this node in, until it does.
 async fn join_cluster(node: Arc<Node>, seed: String, shutdown: CancellationToken) {
-    use confab_proto::router::router_replica_client::RouterReplicaClient;
     let mut target = seed.clone();
-    let mut delay = Duration::from_millis(100);
+    let mut delays = JOIN_BACKOFF.delays();
     loop {
         if shutdown.is_cancelled() {
             return;
         }
         let attempt = async {
-            let mut client = RouterReplicaClient::connect(format!("http://{target}")).await?;
+            let mut client = node.remotes.replica(&target)?;
             let req = pb::JoinRequest {
                 node_id: node.id,
                 addr: node.addr.clone(),
@@ -215,7 +215,12 @@ async fn join_cluster(node: Arc<Node>, seed: String, shutdown: CancellationToken
                 target = seed.clone();
             }
         }
+        let delay = delays.next().unwrap_or(JOIN_BACKOFF_MAX);
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
+
+/// The waits between join requests: 100 ms, doubling up to 2 s.
+const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(2);
+const JOIN_BACKOFF: confab_net::Backoff =
+    confab_net::Backoff::exponential(Duration::from_millis(100), JOIN_BACKOFF_MAX);

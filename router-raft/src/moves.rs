@@ -21,18 +21,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use confab_net::Backoff;
+use confab_net::backoff::Retryable;
 use confab_proto::router as pb;
-use confab_proto::router::router_replica_client::RouterReplicaClient;
 use openraft::BasicNode;
 use openraft::ChangeMembers;
 use openraft::async_runtime::WatchReceiver;
-use tonic::transport::Channel;
-use tonic::transport::Endpoint;
 
 use crate::error::Result;
 use crate::error::RouterError;
 use crate::node::Node;
 use crate::rebalance::PlannedMove;
+use crate::remote::within;
 use crate::sm::meta::MetaCommand;
 use crate::sm::meta::MetaReply;
 use crate::sm::meta::NodeRecordState;
@@ -43,14 +43,6 @@ use crate::types::Reply;
 
 /// How long one step may take (a learner catching up a large shard included).
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn stub(addr: &str) -> Result<RouterReplicaClient<Channel>> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| RouterError::Internal(format!("bad node address {addr}: {e}")))?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(STEP_TIMEOUT);
-    Ok(RouterReplicaClient::new(endpoint.connect_lazy()))
-}
 
 fn remote(what: &str, addr: &str, status: &tonic::Status) -> RouterError {
     RouterError::NotReady(format!(
@@ -105,7 +97,7 @@ pub async fn move_replica(node: &Arc<Node>, shard_id: u32, from: NodeId, to: Nod
     }
     // Last step, also when an earlier call stopped before it.
     if let Some(addr) = from_addr
-        && let Err(status) = drop_old_replica(&addr, shard_id).await
+        && let Err(status) = drop_old_replica(node, &addr, shard_id).await
     {
         // The replica is out of the group already, but its node is down or
         // cut off: keep asking in the background, so that once it is back
@@ -121,17 +113,44 @@ pub async fn move_replica(node: &Arc<Node>, shard_id: u32, from: NodeId, to: Nod
 /// Asks the node at `addr` to drop its replica of `shard_id`. It refuses
 /// while its copy of the map still lists it there: retried until its meta
 /// replica caught up (normally milliseconds).
-async fn drop_old_replica(addr: &str, shard_id: u32) -> std::result::Result<(), tonic::Status> {
-    let mut stub = stub(addr).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
-    let mut attempt = 0;
-    loop {
-        match stub.drop_replica(pb::DropReplicaRequest { shard_id }).await {
-            Ok(_) => return Ok(()),
-            Err(status) if status.code() == tonic::Code::InvalidArgument && attempt < 49 => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(status) => return Err(status),
+async fn drop_old_replica(node: &Node, addr: &str, shard_id: u32) -> Result<(), DropError> {
+    let stub = node.remotes.replica(addr).map_err(DropError::Local)?;
+    let ask = || {
+        let mut stub = stub.clone();
+        async move {
+            within(
+                STEP_TIMEOUT,
+                stub.drop_replica(pb::DropReplicaRequest { shard_id }),
+            )
+            .await
+        }
+    };
+    ask.retry(DROP_REFUSED_RETRY)
+        .when(|status| status.code() == tonic::Code::InvalidArgument)
+        .await
+        .map(drop)
+        .map_err(DropError::Remote)
+}
+
+/// While the giving node's map still lists it as a replica: every 100 ms,
+/// 49 times at most.
+const DROP_REFUSED_RETRY: Backoff =
+    Backoff::exponential(Duration::from_millis(100), Duration::from_millis(100)).at_most(49);
+
+/// Why the old replica was not dropped.
+#[derive(Debug)]
+enum DropError {
+    /// Its address is unusable.
+    Local(RouterError),
+    /// Its node refused or did not answer.
+    Remote(tonic::Status),
+}
+
+impl std::fmt::Display for DropError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DropError::Local(e) => e.fmt(f),
+            DropError::Remote(status) => status.fmt(f),
         }
     }
 }
@@ -140,15 +159,19 @@ async fn drop_old_replica(addr: &str, shard_id: u32) -> std::result::Result<(), 
 /// drop a replica it gave away.
 const DROP_RETRY_FOR: Duration = Duration::from_secs(600);
 
+/// The waits between those requests: 500 ms, doubling up to 5 s.
+const DROP_LATER: Backoff = Backoff::exponential(Duration::from_millis(500), Duration::from_secs(5));
+
 /// Keeps asking `from` to drop its replica of `shard_id` (with backoff)
 /// until it did, the map lists `from` for the shard again, or
 /// [`DROP_RETRY_FOR`] passed.
 async fn drop_later(node: Arc<Node>, shard_id: u32, from: NodeId, addr: String) {
     let deadline = tokio::time::Instant::now() + DROP_RETRY_FOR;
-    let mut delay = Duration::from_millis(500);
-    while tokio::time::Instant::now() < deadline {
+    for delay in DROP_LATER.delays() {
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
         let listed = node.with_meta(|meta| {
             meta.shards
                 .get(&shard_id)
@@ -157,7 +180,7 @@ async fn drop_later(node: Arc<Node>, shard_id: u32, from: NodeId, addr: String) 
         if listed.unwrap_or(true) {
             return;
         }
-        if drop_old_replica(&addr, shard_id).await.is_ok() {
+        if drop_old_replica(&node, &addr, shard_id).await.is_ok() {
             tracing::info!(shard_id, from, "old replica dropped");
             return;
         }
@@ -178,10 +201,13 @@ async fn run_steps(
 ) -> Result<()> {
     let shard_id = shard.id;
     tracing::info!(shard_id, from, to, "moving a replica");
-    stub(to_addr)?
-        .create_replica(pb::CreateReplicaRequest { shard_id })
-        .await
-        .map_err(|s| remote("create replica", to_addr, &s))?;
+    let mut to_stub = node.remotes.replica(to_addr)?;
+    within(
+        STEP_TIMEOUT,
+        to_stub.create_replica(pb::CreateReplicaRequest { shard_id }),
+    )
+    .await
+    .map_err(|s| remote("create replica", to_addr, &s))?;
     let change = pb::ChangeReplicasRequest {
         shard_id,
         add: to,
@@ -232,8 +258,9 @@ async fn on_shard_leader(
         if tried > 8 || addr.is_empty() {
             continue;
         }
-        match stub(&addr)?.change_replicas(change.clone()).await {
-            Ok(resp) => return Ok(resp.into_inner().voters),
+        let mut stub = node.remotes.replica(&addr)?;
+        match within(STEP_TIMEOUT, stub.change_replicas(change.clone())).await {
+            Ok(resp) => return Ok(resp.voters),
             Err(status) => {
                 last = format!("{addr}: {}: {}", status.code(), status.message());
                 if let Some(leader) = confab_route::not_leader_hint(&status) {
@@ -450,14 +477,10 @@ async fn leader_view(
             (nodes, up, meta.shards.keys().copied().collect::<Vec<u32>>())
         })?;
         let asked = nodes.iter().map(|(id, addr)| async move {
-            let status = match stub(addr) {
-                Ok(mut s) => {
-                    tokio::time::timeout(Duration::from_secs(2), s.node_status(pb::NodeStatusRequest {}))
-                        .await
-                        .ok()
-                        .and_then(|r| r.ok())
-                        .map(tonic::Response::into_inner)
-                }
+            let status = match node.remotes.replica(addr) {
+                Ok(mut s) => within(Duration::from_secs(2), s.node_status(pb::NodeStatusRequest {}))
+                    .await
+                    .ok(),
                 Err(_) => None,
             };
             (*id, status)
@@ -492,22 +515,24 @@ async fn transfer_and_wait(
     t: crate::rebalance::LeaderTransfer,
     deadline: tokio::time::Instant,
 ) -> Result<bool> {
-    let asked = stub(&node.node_addr(t.from))?
-        .transfer_leader(pb::TransferLeaderRequest {
+    let mut from = node.remotes.replica(&node.node_addr(t.from))?;
+    let asked = within(
+        STEP_TIMEOUT,
+        from.transfer_leader(pb::TransferLeaderRequest {
             group_id: t.shard_id,
             to: t.to,
-        })
-        .await;
+        }),
+    )
+    .await;
     if let Err(status) = asked {
         tracing::warn!(shard_id = t.shard_id, from = t.from, to = t.to, %status, "leader transfer for balance");
         return Ok(false);
     }
     let until = deadline.min(tokio::time::Instant::now() + TRANSFER_WAIT);
-    let mut target = stub(&node.node_addr(t.to))?;
+    let mut target = node.remotes.replica(&node.node_addr(t.to))?;
     while tokio::time::Instant::now() < until {
-        if let Ok(status) = target.node_status(pb::NodeStatusRequest {}).await {
+        if let Ok(status) = within(STEP_TIMEOUT, target.node_status(pb::NodeStatusRequest {})).await {
             let leads = status
-                .into_inner()
                 .groups
                 .iter()
                 .any(|g| g.group_id == t.shard_id && g.leader == t.to && g.role == "Leader");
@@ -558,7 +583,8 @@ pub async fn drain(node: &Arc<Node>, id: NodeId) -> Result<Vec<PlannedMove>> {
     let (moves, _) = rebalance(node, false).await?;
     // Its last leaderships (the meta group's, say) go too.
     let addr = node.node_addr(id);
-    if let Err(status) = stub(&addr)?.hand_off(pb::HandOffRequest {}).await {
+    let mut draining = node.remotes.replica(&addr)?;
+    if let Err(status) = within(STEP_TIMEOUT, draining.hand_off(pb::HandOffRequest {})).await {
         tracing::warn!(node = id, %status, "hand-off of a draining node");
     }
     Ok(moves)

@@ -20,6 +20,7 @@ use crate::error::RouterError;
 use crate::lease::Leases;
 use crate::network::NetworkFactory;
 use crate::network::Peers;
+use crate::remote::Remotes;
 use crate::sm::GroupData;
 use crate::sm::StateMachine;
 use crate::sm::meta::MetaCommand;
@@ -79,6 +80,8 @@ pub struct Node {
     pub fresh: bool,
     /// Where the shard replicas this node gave away went.
     pub tombstones: Tombstones,
+    /// Channels to the other routers' replica plane.
+    pub remotes: Remotes,
 }
 
 /// The id of a cluster bootstrapped from `peers` under `name`: the same on
@@ -116,6 +119,7 @@ impl Node {
             creating: tokio::sync::Mutex::new(()),
             fresh: hosted.is_empty(),
             tombstones,
+            remotes: Remotes::default(),
         });
         node.peers.set_addr(node.id, &node.addr);
         if let Some(id) = node.db.cluster_id()? {
