@@ -15,7 +15,11 @@ use confab_proto::router::{BatchItem, BatchRequest, BatchResult};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::Status;
 
-use crate::pool::Stub;
+use confab_net::Channel;
+use confab_proto::router::router_data_client::RouterDataClient;
+
+/// The data-plane stub of one node.
+type Stub = RouterDataClient<Channel>;
 
 type Reply = Result<BatchResult, Status>;
 
@@ -73,7 +77,7 @@ async fn run(stub: Stub, mut rx: mpsc::UnboundedReceiver<Pending>, in_flight: us
         if batch.is_empty() {
             continue;
         }
-        let mut stub = stub.data();
+        let mut stub = stub.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.item, p.reply)).unzip();

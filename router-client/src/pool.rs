@@ -71,7 +71,7 @@ impl Pool {
         {
             return Ok(c.clone());
         }
-        let stub = self.stub(addr)?;
+        let stub = self.stub(addr)?.data();
         let mut coalescers = self.coalescers.lock().unwrap_or_else(|e| e.into_inner());
         Ok(coalescers
             .entry(key)

@@ -3,8 +3,8 @@
 
 use confab_proto::router as pb;
 
-use crate::types::GroupId;
-use crate::types::NodeId;
+use crate::ids::GroupId;
+use crate::ids::NodeId;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RouterError {

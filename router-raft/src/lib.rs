@@ -10,7 +10,8 @@
 //! - [`node`]: the groups a node hosts; bootstrap, join, propose, read.
 //! - [`service`]: the gRPC services, one per caller role (data, admin,
 //!   replica planes, Raft); [`error`]: the typed errors they convert.
-//! - [`lease`]: gateway leases and the purge of a dead gateway's sessions.
+//! - [`lease`]: gateway leases; [`purge`]: their expiry and the purge of a
+//!   dead gateway's sessions.
 //! - [`moves`], [`rebalance`]: replica moves, rebalance, drain, remove,
 //!   leader balancing; [`tombstone`]: where given-away replicas went.
 //! - [`http`], [`metrics`], [`status`]: observability.
@@ -23,11 +24,13 @@
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod ids;
 pub mod lease;
 pub mod metrics;
 pub mod moves;
 pub mod network;
 pub mod node;
+pub mod purge;
 pub mod read_batch;
 pub mod rebalance;
 pub mod remote;
@@ -120,7 +123,7 @@ pub async fn start(
         let stop = shutdown.clone();
         tokio::spawn(async move { join_cluster(node, seed, stop).await });
     }
-    tokio::spawn(lease::run(node.clone(), shutdown.clone()));
+    tokio::spawn(purge::run(node.clone(), shutdown.clone()));
 
     let task_node = node.clone();
     let task = tokio::spawn(async move {

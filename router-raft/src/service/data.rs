@@ -108,7 +108,7 @@ impl DataServer {
 
     /// A login or logout: coalesced with the group's concurrent writes.
     async fn session_write(&self, group: &Group, cmd: ShardCommand) -> Result<(ShardReply, u64)> {
-        group.writes.propose(&self.node, group, cmd).await
+        self.node.propose_batched(group, cmd).await
     }
 
     async fn lookup_part(&self, part: pb::ShardLookup) -> pb::ShardLookupResult {
@@ -145,7 +145,7 @@ impl DataServer {
     async fn lookup_part_inner(&self, part: pb::ShardLookup) -> Result<Vec<pb::UserSessions>> {
         let group = self.route(part.shard_id, part.epoch, &part.uids)?;
         let group = cluster::leader_group(&self.node, group)?;
-        group.reads.linearize(&self.node, &group).await?;
+        self.node.linearize_batched(&group).await?;
         let st = group.sm.read();
         let GroupData::Shard(shard) = &st.data else {
             return Err(RouterError::Internal("shard group holds meta data".into()));
