@@ -46,7 +46,7 @@ impl RouterClient {
         self.drive(
             "register_gateway",
             |r, rot| Ok((route_group(r, META_GROUP, rot)?, request.clone())),
-            |mut stub, req| async move { stub.register_gateway(req).await },
+            |stub, req| async move { stub.data().register_gateway(req).await },
         )
         .await
     }
@@ -61,7 +61,7 @@ impl RouterClient {
             .drive(
                 "renew_lease",
                 |r, rot| Ok((route_group(r, META_GROUP, rot)?, request)),
-                |mut stub, req| async move { stub.renew_lease(req).await },
+                |stub, req| async move { stub.data().renew_lease(req).await },
             )
             .await?;
         Ok(response.lease_ms)
@@ -76,7 +76,7 @@ impl RouterClient {
         self.drive(
             "deregister_gateway",
             |r, rot| Ok((route_group(r, META_GROUP, rot)?, request)),
-            |mut stub, req| async move { stub.deregister_gateway(req).await },
+            |stub, req| async move { stub.data().deregister_gateway(req).await },
         )
         .await
         .map(drop)
@@ -88,7 +88,7 @@ impl RouterClient {
             .drive(
                 "list_gateways",
                 |r, rot| Ok((route_group(r, META_GROUP, rot)?, ListGatewaysRequest {})),
-                |mut stub, req| async move { stub.list_gateways(req).await },
+                |stub, req| async move { stub.data().list_gateways(req).await },
             )
             .await?;
         Ok(response.gateways)
@@ -101,7 +101,7 @@ impl RouterClient {
         self.drive(
             "transfer_leader",
             |r, rot| Ok((route_group(r, group_id, rot)?, request)),
-            |mut stub, req| async move { stub.transfer_leader(req).await },
+            |stub, req| async move { stub.admin().transfer_leader(req).await },
         )
         .await?;
         self.write().set_leader(group_id, to);
@@ -118,7 +118,7 @@ impl RouterClient {
             .drive(
                 "move_replica",
                 |r, rot| Ok((route_group(r, META_GROUP, rot)?, request)),
-                |mut stub, req| async move { stub.move_replica(req).await },
+                |stub, req| async move { stub.admin().move_replica(req).await },
             )
             .await?;
         let shard = response
@@ -136,7 +136,7 @@ impl RouterClient {
             .drive(
                 "rebalance",
                 |r, rot| Ok((route_group(r, META_GROUP, rot)?, RebalanceRequest { dry_run })),
-                |mut stub, req| async move { stub.rebalance(req).await },
+                |stub, req| async move { stub.admin().rebalance(req).await },
             )
             .await?;
         if !dry_run {
@@ -151,7 +151,7 @@ impl RouterClient {
             .drive(
                 "drain_node",
                 |r, rot| Ok((route_group(r, META_GROUP, rot)?, DrainNodeRequest { node_id })),
-                |mut stub, req| async move { stub.drain_node(req).await },
+                |stub, req| async move { stub.admin().drain_node(req).await },
             )
             .await?;
         self.refresh_map().await?;
@@ -163,7 +163,7 @@ impl RouterClient {
         self.drive(
             "remove_node",
             |r, rot| Ok((route_group(r, META_GROUP, rot)?, RemoveNodeRequest { node_id })),
-            |mut stub, req| async move { stub.remove_node(req).await },
+            |stub, req| async move { stub.admin().remove_node(req).await },
         )
         .await?;
         self.refresh_map().await?;
@@ -181,7 +181,7 @@ impl RouterClient {
             .drive(
                 "join",
                 |r, rot| Ok((route_group(r, META_GROUP, rot)?, request.clone())),
-                |mut stub, req| async move { stub.join(req).await },
+                |stub, req| async move { stub.admin().join(req).await },
             )
             .await?;
         response
@@ -193,7 +193,7 @@ impl RouterClient {
     /// by the deadline; no retry on another node.
     pub async fn node_status(&self, addr: &str) -> Result<NodeStatusResponse> {
         let started = Instant::now();
-        let mut stub = self.stub(addr)?;
+        let mut stub = self.stub(addr)?.admin();
         let call = stub.node_status(NodeStatusRequest {});
         match tokio::time::timeout(self.config().deadline, call).await {
             Ok(Ok(response)) => Ok(response.into_inner()),

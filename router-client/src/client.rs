@@ -139,7 +139,7 @@ impl RouterClient {
                 break;
             }
             tried.push(addr.clone());
-            let Ok(mut stub) = self.stub(&addr) else {
+            let Ok(mut stub) = self.stub(&addr).map(|s| s.data()) else {
                 debug!(%addr, "skipping a node with an invalid address");
                 continue;
             };

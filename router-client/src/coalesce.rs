@@ -15,7 +15,11 @@ use confab_proto::router::{BatchItem, BatchRequest, BatchResult};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::Status;
 
-use crate::pool::Stub;
+use confab_net::Channel;
+use confab_proto::router::router_data_client::RouterDataClient;
+
+/// The data-plane stub of one node.
+type Stub = RouterDataClient<Channel>;
 
 type Reply = Result<BatchResult, Status>;
 

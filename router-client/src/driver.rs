@@ -3,6 +3,7 @@
 //! back off or refresh the map, all within the operation's deadline.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::{Code, Status};
@@ -11,7 +12,7 @@ use tracing::debug;
 use crate::client::RouterClient;
 use crate::error::{Error, Result};
 use crate::pool::Stub;
-use crate::retry::{Action, Failure, action_for, backoff_delay, classify_status};
+use crate::retry::{Action, Failure, action_for, backoff, classify_status};
 use crate::routing::Routing;
 
 /// Where one attempt goes: a Raft group and the node asked for it.
@@ -31,6 +32,15 @@ pub(crate) enum Unroutable {
     Fail(Error),
 }
 
+/// A sequence of backoff delays.
+pub(crate) struct Delays(Box<dyn Iterator<Item = Duration> + Send>);
+
+impl std::fmt::Debug for Delays {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Delays")
+    }
+}
+
 /// The bookkeeping of one operation's attempts.
 #[derive(Debug)]
 pub(crate) struct Tries {
@@ -41,7 +51,8 @@ pub(crate) struct Tries {
     pub(crate) rotation: usize,
     /// The cache generation the last attempt was routed with.
     pub(crate) seen: u64,
-    backoffs: u32,
+    /// The delays of this operation's backoffs, in order.
+    delays: Delays,
     streak: u32,
     refreshes: u32,
     pub(crate) last: String,
@@ -56,7 +67,9 @@ impl Tries {
             deadline: started + client.config().deadline,
             rotation: 0,
             seen: 0,
-            backoffs: 0,
+            delays: Delays(Box::new(
+                backoff(client.config().backoff_base, client.config().backoff_max).delays(),
+            )),
             streak: 0,
             refreshes: 0,
             last: "none".into(),
@@ -214,14 +227,7 @@ impl RouterClient {
 
     /// Sleeps the next backoff delay, never past the deadline.
     async fn sleep_backoff(&self, tries: &mut Tries) {
-        let config = self.config();
-        let delay = backoff_delay(
-            tries.backoffs,
-            config.backoff_base,
-            config.backoff_max,
-            rand::random::<f64>(),
-        );
-        tries.backoffs += 1;
+        let delay = tries.delays.0.next().unwrap_or(self.config().backoff_max);
         let until = (Instant::now() + delay).min(tries.deadline);
         tokio::time::sleep_until(until).await;
     }

@@ -40,6 +40,14 @@ pub enum Error {
     },
 }
 
+impl From<confab_route::KeySpaceError> for Error {
+    fn from(e: confab_route::KeySpaceError) -> Self {
+        match e {
+            confab_route::KeySpaceError::InvalidMap(reason) => Error::InvalidMap(reason),
+        }
+    }
+}
+
 impl Error {
     /// A short, stable name of the variant, for metrics and error tallies.
     pub fn kind(&self) -> &'static str {

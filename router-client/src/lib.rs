@@ -3,12 +3,13 @@
 //!
 //! Parts:
 //! - [`keyspace`]: `slot_of(uid)` and [`ShardMap`], the uid -> slot -> shard
-//!   mapping shared with the server (both sides must hash identically);
+//!   mapping shared with the server (re-exported from `confab-route`);
 //! - [`RouterClient`] (`client`, `sessions`, `admin`): cached cluster map,
 //!   one channel per node, per-group leader cache, and the operations;
 //! - `driver`: the retry loop; [`retry`] and [`plan`]: the pure routing
-//!   policy (failure classification, backoff, per-shard split, grouping by
-//!   node), unit-tested without a server;
+//!   policy (what to do about a failure, backoff, per-shard split, grouping
+//!   by node), unit-tested without a server; the failures themselves are
+//!   classified by `confab-route`;
 //! - `routing`: the cache and how routing errors update it.
 //!
 //! What belongs here: anything a caller needs to reach the right router node
@@ -21,7 +22,6 @@ mod coalesce;
 mod config;
 mod driver;
 mod error;
-pub mod keyspace;
 pub mod plan;
 mod pool;
 pub mod retry;
@@ -30,9 +30,10 @@ mod sessions;
 
 pub use admin::Whereis;
 pub use client::RouterClient;
+pub use confab_route::keyspace;
+pub use confab_route::{DEFAULT_SLOTS, ShardMap, slot_of};
 pub use config::ClientConfig;
 pub use error::{Error, Result};
-pub use keyspace::{DEFAULT_SLOTS, ShardMap, slot_of};
 pub use pool::normalize_addr;
 pub use routing::META_GROUP;
 pub use sessions::LoginOutcome;

@@ -1,42 +1,60 @@
-//! One lazily connected, shared tonic channel per router node address.
+//! One lazily connected, shared channel per router node address, with the
+//! stubs and the batch coalescer that use it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use confab_proto::router::router_service_client::RouterServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use confab_net::{Channel, ChannelConfig, ChannelPool};
+use confab_proto::router::router_admin_client::RouterAdminClient;
+use confab_proto::router::router_data_client::RouterDataClient;
 
 use crate::coalesce::Coalescer;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 
-/// The gRPC stub type the client uses.
-pub type Stub = RouterServiceClient<Channel>;
+/// The gRPC stubs of one node, over its shared channel: the data plane
+/// (sessions, leases, the map) and the admin plane (operators' calls).
+#[derive(Debug, Clone)]
+pub(crate) struct Stub {
+    channel: Channel,
+    max_message_bytes: usize,
+}
 
-/// Adds `http://` when `addr` has no scheme; trims whitespace.
-pub fn normalize_addr(addr: &str) -> String {
-    let addr = addr.trim();
-    if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
+impl Stub {
+    /// The data plane's stub.
+    pub(crate) fn data(&self) -> RouterDataClient<Channel> {
+        RouterDataClient::new(self.channel.clone())
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes)
+    }
+
+    /// The admin plane's stub.
+    pub(crate) fn admin(&self) -> RouterAdminClient<Channel> {
+        RouterAdminClient::new(self.channel.clone())
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes)
     }
 }
 
-/// Channels by normalized address. Channels reconnect by themselves, so an
-/// entry is never evicted; clones share the connection.
+/// Adds `http://` when `addr` has no scheme; trims whitespace.
+pub fn normalize_addr(addr: &str) -> String {
+    confab_net::uri(addr)
+}
+
+/// One shared channel per node address (from `confab-net`'s pool) and the
+/// coalescer of each node's batch RPCs.
 #[derive(Debug)]
 pub(crate) struct Pool {
     config: ClientConfig,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: ChannelPool,
     coalescers: Mutex<HashMap<String, Arc<Coalescer>>>,
 }
 
 impl Pool {
     pub(crate) fn new(config: ClientConfig) -> Self {
         Pool {
+            channels: ChannelPool::new(ChannelConfig::connect_within(config.connect_timeout)),
             config,
-            channels: Mutex::new(HashMap::new()),
             coalescers: Mutex::new(HashMap::new()),
         }
     }
@@ -53,7 +71,7 @@ impl Pool {
         {
             return Ok(c.clone());
         }
-        let stub = self.stub(addr)?;
+        let stub = self.stub(addr)?.data();
         let mut coalescers = self.coalescers.lock().unwrap_or_else(|e| e.into_inner());
         Ok(coalescers
             .entry(key)
@@ -69,38 +87,23 @@ impl Pool {
 
     /// Checks that `addr` parses as an endpoint URI.
     pub(crate) fn validate(addr: &str) -> Result<()> {
-        Endpoint::from_shared(normalize_addr(addr))
-            .map(drop)
-            .map_err(|e| Error::InvalidAddress {
-                addr: addr.to_owned(),
-                reason: e.to_string(),
-            })
+        confab_net::validate(addr).map_err(invalid_address)
     }
 
-    /// A stub for `addr`, creating its channel (without connecting) if needed.
+    /// The stubs of `addr`, over its shared channel (built, without
+    /// connecting, on first use).
     pub(crate) fn stub(&self, addr: &str) -> Result<Stub> {
-        let key = normalize_addr(addr);
-        let channel = {
-            let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-            match channels.get(&key) {
-                Some(channel) => channel.clone(),
-                None => {
-                    let channel = Endpoint::from_shared(key.clone())
-                        .map_err(|e| Error::InvalidAddress {
-                            addr: addr.to_owned(),
-                            reason: e.to_string(),
-                        })?
-                        .connect_timeout(self.config.connect_timeout)
-                        .tcp_nodelay(true)
-                        .connect_lazy();
-                    channels.insert(key, channel.clone());
-                    channel
-                }
-            }
-        };
-        Ok(RouterServiceClient::new(channel)
-            .max_decoding_message_size(self.config.max_message_bytes)
-            .max_encoding_message_size(self.config.max_message_bytes))
+        let channel = self.channels.get(addr).map_err(invalid_address)?;
+        Ok(Stub {
+            channel,
+            max_message_bytes: self.config.max_message_bytes,
+        })
+    }
+}
+
+fn invalid_address(e: confab_net::Error) -> Error {
+    match e {
+        confab_net::Error::InvalidAddress { addr, reason } => Error::InvalidAddress { addr, reason },
     }
 }
 

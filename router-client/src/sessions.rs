@@ -167,7 +167,7 @@ impl RouterClient {
                     parts: batch.parts.clone(),
                 };
                 let result = match self.stub(&batch.addr) {
-                    Ok(mut stub) => tokio::time::timeout(timeout, stub.lookup(request))
+                    Ok(stub) => tokio::time::timeout(timeout, stub.data().lookup(request))
                         .await
                         .map(|r| r.map(tonic::Response::into_inner)),
                     Err(error) => Ok(Err(tonic::Status::unavailable(error.to_string()))),

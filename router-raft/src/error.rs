@@ -1,15 +1,10 @@
-//! The router's typed errors, and the one place they meet the wire.
-//!
-//! Routing errors carry their fix (TiKV style): the status details hold a
-//! prost-encoded `RouteError` that the router client decodes and follows.
+//! The router's typed errors. They meet the wire in one place:
+//! `service::status` converts them to a `tonic::Status`.
 
 use confab_proto::router as pb;
-use prost::Message;
-use tonic::Code;
-use tonic::Status;
 
-use crate::types::GroupId;
-use crate::types::NodeId;
+use crate::ids::GroupId;
+use crate::ids::NodeId;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RouterError {
@@ -34,6 +29,19 @@ pub enum RouterError {
     InvalidArgument(String),
     #[error("gateway {gateway_id} incarnation {incarnation} is not registered")]
     UnknownGateway { gateway_id: u64, incarnation: u64 },
+    /// A Raft message meant for node `meant` reached node `this` (a stale
+    /// or wrong peer address).
+    #[error("this is node {this}, not node {meant}: the sender's address for node {meant} is wrong")]
+    WrongNode { this: NodeId, meant: NodeId },
+    /// A Raft message from another cluster reached node `node`.
+    #[error(
+        "node {node} belongs to cluster {mine:016x}, not {theirs:016x}: the sender's peer address \
+         points at another cluster"
+    )]
+    WrongCluster { node: NodeId, mine: u64, theirs: u64 },
+    /// A Raft message for a group this node hosts no replica of.
+    #[error("group {0} is not hosted here")]
+    GroupNotHosted(GroupId),
     #[error("not ready: {0}")]
     NotReady(String),
     #[error("internal error: {0}")]
@@ -50,6 +58,9 @@ impl RouterError {
             RouterError::ShardNotFound(_) => "shard_not_found",
             RouterError::InvalidArgument(_) => "invalid_argument",
             RouterError::UnknownGateway { .. } => "unknown_gateway",
+            RouterError::WrongNode { .. } => "wrong_node",
+            RouterError::WrongCluster { .. } => "wrong_cluster",
+            RouterError::GroupNotHosted(_) => "group_not_hosted",
             RouterError::NotReady(_) => "not_ready",
             RouterError::Internal(_) => "internal",
         }
@@ -92,72 +103,11 @@ impl RouterError {
     }
 }
 
-impl From<RouterError> for Status {
-    fn from(e: RouterError) -> Status {
-        if let Some(route) = e.route_error() {
-            let code = match e {
-                RouterError::ShardNotFound(_) => Code::NotFound,
-                _ => Code::FailedPrecondition,
-            };
-            return Status::with_details(code, e.to_string(), route.encode_to_vec().into());
-        }
-        match e {
-            RouterError::InvalidArgument(m) => Status::invalid_argument(m),
-            RouterError::UnknownGateway { .. } => Status::not_found(e.to_string()),
-            RouterError::NotReady(m) => Status::unavailable(m),
-            RouterError::Internal(m) => {
-                tracing::error!(error = %m, "internal error");
-                Status::internal("internal error")
-            }
-            // Routing errors returned above.
-            other => Status::unknown(other.to_string()),
-        }
-    }
-}
-
 pub type Result<T, E = RouterError> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routing_errors_carry_their_fix_in_the_details() {
-        let status: Status = RouterError::NotLeader {
-            group: 3,
-            leader_id: Some(2),
-            leader_addr: "127.0.0.1:7102".into(),
-        }
-        .into();
-        assert_eq!(status.code(), Code::FailedPrecondition);
-        let route = pb::RouteError::decode(status.details()).expect("details decode");
-        match route.kind {
-            Some(pb::route_error::Kind::NotLeader(nl)) => {
-                assert_eq!((nl.group_id, nl.leader_id), (3, 2));
-                assert_eq!(nl.leader_addr, "127.0.0.1:7102");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        let status: Status = RouterError::ShardNotFound(99).into();
-        assert_eq!(status.code(), Code::NotFound);
-        assert!(pb::RouteError::decode(status.details()).is_ok());
-        // A tombstone redirects like a stale epoch, with where the shard went.
-        let moved = pb::ShardDescriptor {
-            shard_id: 4,
-            replicas: vec![2, 3, 5],
-            ..Default::default()
-        };
-        let status: Status = RouterError::Tombstone {
-            shard: 4,
-            current: vec![moved.clone()],
-        }
-        .into();
-        assert_eq!(status.code(), Code::FailedPrecondition);
-        match pb::RouteError::decode(status.details()).expect("details").kind {
-            Some(pb::route_error::Kind::EpochNotMatch(e)) => assert_eq!(e.current, vec![moved]),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
 
     #[test]
     fn redirects_are_told_apart_from_failures() {
@@ -174,13 +124,5 @@ mod tests {
             Some("shard_not_found")
         );
         assert_eq!(RouterError::NotReady("x".into()).redirect_kind(), None);
-    }
-
-    #[test]
-    fn internal_errors_do_not_leak() {
-        let status: Status = RouterError::Internal("disk path /secret".into()).into();
-        assert_eq!(status.code(), Code::Internal);
-        assert!(!status.message().contains("secret"));
-        assert!(status.details().is_empty());
     }
 }

@@ -1,31 +1,16 @@
-//! Gateway leases, kept by the meta leader.
+//! Gateway leases, kept by the meta leader: the table of deadlines.
 //!
 //! Deadlines live in the leader's memory, not in the log (time is not
 //! deterministic across replicas). A node that becomes meta leader starts
 //! every registered gateway on a full lease, so a leader change never ends a
-//! lease early. When a deadline passes, the leader proposes `ExpireGateway`;
-//! the purge of that incarnation's sessions then runs on every shard until
-//! all confirm, and `PurgeDone` clears it. A purge interrupted by a leader
-//! change is redone by the next leader (purging is idempotent).
+//! lease early. What happens when a deadline passes is `purge`'s.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use std::time::Instant;
 
-use confab_proto::router as pb;
-use confab_proto::router::router_service_client::RouterServiceClient;
-use tokio_util::sync::CancellationToken;
-
-use crate::error::RouterError;
-use crate::node::Node;
-use crate::sm::meta::MetaCommand;
 use crate::sm::meta::MetaState;
-use crate::sm::shard::ShardCommand;
-use crate::sm::shard::ShardReply;
-use crate::types::Command;
-use crate::types::Reply;
 
 /// gateway id -> (incarnation, deadline), on the meta leader only.
 pub struct Leases {
@@ -63,12 +48,12 @@ impl Leases {
     }
 
     /// Forgets every lease (this node is no longer the meta leader).
-    fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.table().clear();
     }
 
     /// Aligns the table with the registered gateways and returns the expired.
-    fn expired(&self, meta: &MetaState) -> Vec<(u64, u64)> {
+    pub(crate) fn expired(&self, meta: &MetaState) -> Vec<(u64, u64)> {
         let now = Instant::now();
         let mut table = self.table();
         table.retain(|id, (inc, _)| meta.gateways.get(id).is_some_and(|g| g.incarnation == *inc));
@@ -82,159 +67,5 @@ impl Leases {
             .filter(|(_, (_, deadline))| *deadline <= now)
             .map(|(id, (inc, _))| (*id, *inc))
             .collect()
-    }
-}
-
-/// Runs lease expiry and pending purges while this node leads the meta group.
-pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
-    let tick = (node.leases.lease() / 10).clamp(Duration::from_millis(50), Duration::from_millis(500));
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = interval.tick() => {}
-        }
-        let Ok(meta) = node.meta() else { continue };
-        if !meta.is_leader(node.id) {
-            node.leases.clear();
-            continue;
-        }
-        let Ok(state) = node.meta_state() else { continue };
-        for (gateway_id, incarnation) in node.leases.expired(&state) {
-            tracing::warn!(gateway_id, incarnation, "gateway lease expired");
-            crate::metrics::GATEWAYS_EXPIRED.inc();
-            let cmd = Command::Meta(MetaCommand::ExpireGateway {
-                gateway_id,
-                incarnation,
-            });
-            if let Err(error) = node.propose(&meta, cmd).await {
-                tracing::warn!(%error, gateway_id, "proposing lease expiry");
-            }
-        }
-        for (gateway_id, incarnation) in state.pending_purges.clone() {
-            match purge_everywhere(&node, &state, gateway_id, incarnation).await {
-                Ok(purged) => {
-                    tracing::info!(gateway_id, incarnation, purged, "gateway sessions purged");
-                    let cmd = Command::Meta(MetaCommand::PurgeDone {
-                        gateway_id,
-                        incarnation,
-                    });
-                    if let Err(error) = node.propose(&meta, cmd).await {
-                        tracing::warn!(%error, gateway_id, "proposing purge done");
-                    }
-                }
-                Err(error) => tracing::warn!(%error, gateway_id, "purge incomplete, will retry"),
-            }
-        }
-    }
-}
-
-/// Purges the incarnation from every shard; fails if any shard did not confirm.
-async fn purge_everywhere(
-    node: &Arc<Node>,
-    state: &MetaState,
-    gateway_id: u64,
-    incarnation: u64,
-) -> Result<u64, RouterError> {
-    let tasks = state.shards.values().map(|shard| {
-        let node = node.clone();
-        let replicas = shard.replicas.clone();
-        let shard_id = shard.id;
-        async move { purge_shard(&node, shard_id, &replicas, gateway_id, incarnation).await }
-    });
-    let results = futures::future::join_all(tasks).await;
-    let mut total = 0;
-    for r in results {
-        total += r?;
-    }
-    Ok(total)
-}
-
-/// Purges one shard: locally when this node leads it, else at its leader.
-pub async fn purge_shard(
-    node: &Arc<Node>,
-    shard_id: u32,
-    replicas: &[u64],
-    gateway_id: u64,
-    incarnation: u64,
-) -> Result<u64, RouterError> {
-    if let Some(g) = node.group(shard_id)
-        && g.is_leader(node.id)
-    {
-        let cmd = Command::Shard(ShardCommand::PurgeGateway {
-            gateway_id,
-            incarnation,
-        });
-        return match node.propose(&g, cmd).await? {
-            Reply::Shard(ShardReply::Purged { count }) => Ok(count),
-            other => Err(RouterError::Internal(format!("purge answered {other:?}"))),
-        };
-    }
-    // Ask the replicas, following a NotLeader hint once per replica.
-    let mut last = RouterError::NotReady(format!("no replica of shard {shard_id} answered"));
-    for &replica in replicas {
-        let mut addr = node.node_addr(replica);
-        for _ in 0..2 {
-            if addr.is_empty() {
-                break;
-            }
-            match purge_remote(&addr, shard_id, gateway_id, incarnation).await {
-                Ok(n) => return Ok(n),
-                Err(PurgeError::Redirect(next)) => addr = next,
-                Err(PurgeError::Other(e)) => {
-                    last = e;
-                    break;
-                }
-            }
-        }
-    }
-    Err(last)
-}
-
-enum PurgeError {
-    Redirect(String),
-    Other(RouterError),
-}
-
-async fn purge_remote(
-    addr: &str,
-    shard_id: u32,
-    gateway_id: u64,
-    incarnation: u64,
-) -> Result<u64, PurgeError> {
-    use prost::Message;
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| PurgeError::Other(RouterError::Internal(e.to_string())))?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(3));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| PurgeError::Other(RouterError::NotReady(format!("{addr}: {e}"))))?;
-    let req = pb::PurgeGatewayRequest {
-        shard_id,
-        gateway_id,
-        incarnation,
-    };
-    match RouterServiceClient::new(channel).purge_gateway(req).await {
-        Ok(resp) => Ok(resp.into_inner().purged),
-        Err(status) => {
-            let redirect = pb::RouteError::decode(status.details())
-                .ok()
-                .and_then(|r| match r.kind {
-                    Some(pb::route_error::Kind::NotLeader(nl)) if !nl.leader_addr.is_empty() => {
-                        Some(nl.leader_addr)
-                    }
-                    _ => None,
-                });
-            match redirect {
-                Some(a) => Err(PurgeError::Redirect(a)),
-                None => Err(PurgeError::Other(RouterError::NotReady(format!(
-                    "{addr}: {}",
-                    status.message()
-                )))),
-            }
-        }
     }
 }

@@ -5,29 +5,35 @@
 //! - [`types`]: the Raft type configuration, commands and replies.
 //! - [`sm`]: the state machines (shard sessions, meta cluster map).
 //! - [`store`]: the node's RocksDB log storage, shared by all groups.
-//! - [`network`] / [`raft_service`]: the Raft transport over one tonic
-//!   channel per peer.
+//! - [`network`]: the sending end of the Raft transport, one tonic channel
+//!   per peer; [`remote`]: calls to other routers' replica plane.
 //! - [`node`]: the groups a node hosts; bootstrap, join, propose, read.
-//! - [`service`]: the RouterService gRPC API; [`error`] maps errors to it.
-//! - [`lease`]: gateway leases and the purge of a dead gateway's sessions.
+//! - [`service`]: the gRPC services, one per caller role (data, admin,
+//!   replica planes, Raft); [`error`]: the typed errors they convert.
+//! - [`lease`]: gateway leases; [`purge`]: their expiry and the purge of a
+//!   dead gateway's sessions.
 //! - [`moves`], [`rebalance`]: replica moves, rebalance, drain, remove,
 //!   leader balancing; [`tombstone`]: where given-away replicas went.
 //! - [`http`], [`metrics`], [`status`]: observability.
 //!
-//! What does not belong here: the client side (routing, retries, the shard
-//! map cache) lives in `confab-router-client`, shared with every caller.
+//! What does not belong here: the key space and the classification of
+//! routing errors (`confab-route`, shared with every caller), the client
+//! side (retries, the shard map cache: `confab-router-client`), channels and
+//! backoff (`confab-net`).
 
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod ids;
 pub mod lease;
 pub mod metrics;
 pub mod moves;
 pub mod network;
 pub mod node;
-pub mod raft_service;
+pub mod purge;
 pub mod read_batch;
 pub mod rebalance;
+pub mod remote;
 pub mod service;
 pub mod sm;
 pub mod status;
@@ -42,14 +48,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use confab_proto::router as pb;
-use confab_proto::router::raft_service_server::RaftServiceServer;
-use confab_proto::router::router_service_server::RouterServiceServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::RouterConfig;
-use crate::network::MAX_RAFT_MESSAGE;
 pub use crate::node::Node;
 use crate::types::META_GROUP;
 
@@ -101,21 +104,10 @@ pub async fn start(
     // Accepted connections get TCP_NODELAY from the incoming stream (the
     // builder's own setting does not apply to `serve_with_incoming`): with
     // Nagle on, a small answer waits for the peer's delayed ACK, ~40 ms.
-    let grpc_server = tonic::transport::Server::builder()
-        .add_service(
-            RouterServiceServer::new(service::RouterRpcServer::new(node.clone()))
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(64 << 20),
-        )
-        .add_service(
-            RaftServiceServer::new(raft_service::RaftRpcServer::new(node.clone()))
-                .max_decoding_message_size(MAX_RAFT_MESSAGE)
-                .max_encoding_message_size(MAX_RAFT_MESSAGE),
-        )
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-            servers.clone().cancelled_owned(),
-        );
+    let grpc_server = service::router(&node).serve_with_incoming_shutdown(
+        tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+        servers.clone().cancelled_owned(),
+    );
     let http_server = axum::serve(http, http::router(node.clone()))
         .with_graceful_shutdown(servers.clone().cancelled_owned());
 
@@ -131,7 +123,7 @@ pub async fn start(
         let stop = shutdown.clone();
         tokio::spawn(async move { join_cluster(node, seed, stop).await });
     }
-    tokio::spawn(lease::run(node.clone(), shutdown.clone()));
+    tokio::spawn(purge::run(node.clone(), shutdown.clone()));
 
     let task_node = node.clone();
     let task = tokio::spawn(async move {
@@ -182,15 +174,14 @@ pub async fn run(
 
 /// Asks the cluster behind `seed` to take this node in, until it does.
 async fn join_cluster(node: Arc<Node>, seed: String, shutdown: CancellationToken) {
-    use confab_proto::router::router_service_client::RouterServiceClient;
     let mut target = seed.clone();
-    let mut delay = Duration::from_millis(100);
+    let mut delays = JOIN_BACKOFF.delays();
     loop {
         if shutdown.is_cancelled() {
             return;
         }
         let attempt = async {
-            let mut client = RouterServiceClient::connect(format!("http://{target}")).await?;
+            let mut client = node.remotes.replica(&target)?;
             let req = pb::JoinRequest {
                 node_id: node.id,
                 addr: node.addr.clone(),
@@ -215,30 +206,24 @@ async fn join_cluster(node: Arc<Node>, seed: String, shutdown: CancellationToken
                 tracing::info!(%seed, "joined the cluster");
                 return;
             }
-            Ok(Err(status)) => {
-                use prost::Message;
-                let leader = pb::RouteError::decode(status.details())
-                    .ok()
-                    .and_then(|r| match r.kind {
-                        Some(pb::route_error::Kind::NotLeader(nl)) if !nl.leader_addr.is_empty() => {
-                            Some(nl.leader_addr)
-                        }
-                        _ => None,
-                    });
-                match leader {
-                    Some(addr) => target = addr,
-                    None => {
-                        tracing::warn!(%status, "join refused; retrying");
-                        target = seed.clone();
-                    }
+            Ok(Err(status)) => match confab_route::not_leader_hint(&status) {
+                Some(addr) => target = addr,
+                None => {
+                    tracing::warn!(%status, "join refused; retrying");
+                    target = seed.clone();
                 }
-            }
+            },
             Err(error) => {
                 tracing::warn!(%error, %target, "join: cannot reach");
                 target = seed.clone();
             }
         }
+        let delay = delays.next().unwrap_or(JOIN_BACKOFF_MAX);
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
+
+/// The waits between join requests: 100 ms, doubling up to 2 s.
+const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(2);
+const JOIN_BACKOFF: confab_net::Backoff =
+    confab_net::Backoff::exponential(Duration::from_millis(100), JOIN_BACKOFF_MAX);

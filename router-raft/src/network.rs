@@ -10,6 +10,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use confab_net::Channel;
+use confab_net::ChannelConfig;
 use confab_proto::router as pb;
 use confab_proto::router::raft_service_client::RaftServiceClient;
 use openraft::OptionalSend;
@@ -32,8 +34,6 @@ use openraft_multi::GroupNetworkFactory;
 use openraft_multi::GroupRouter;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::Channel;
-use tonic::transport::Endpoint;
 
 use crate::metrics;
 use crate::types::GroupId;
@@ -45,6 +45,13 @@ use crate::types::Vote;
 
 /// Largest Raft message accepted or sent (a full snapshot travels in one).
 pub const MAX_RAFT_MESSAGE: usize = 1 << 30;
+
+/// How long connecting to a peer may take: a heartbeat must not wait on a
+/// dead one for long.
+const RAFT_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// HTTP/2 pings on the peer channels: notices a dead peer on an idle one.
+const RAFT_KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -87,15 +94,11 @@ impl Peers {
         if self.addr(id).as_deref() == Some(addr) {
             return;
         }
-        let Ok(endpoint) = Endpoint::from_shared(format!("http://{addr}")) else {
+        let config = ChannelConfig::connect_within(RAFT_CONNECT_TIMEOUT).with_keep_alive(RAFT_KEEP_ALIVE);
+        let Ok(channel) = confab_net::channel(addr, &config) else {
             tracing::warn!(node = id, addr, "ignoring a peer address that is not a valid URI");
             return;
         };
-        let channel = endpoint
-            .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .connect_lazy();
         let client = RaftServiceClient::new(channel)
             .max_decoding_message_size(MAX_RAFT_MESSAGE)
             .max_encoding_message_size(MAX_RAFT_MESSAGE);

@@ -20,6 +20,8 @@ use crate::error::RouterError;
 use crate::lease::Leases;
 use crate::network::NetworkFactory;
 use crate::network::Peers;
+use crate::read_batch::ReadBatcher;
+use crate::remote::Remotes;
 use crate::sm::GroupData;
 use crate::sm::StateMachine;
 use crate::sm::meta::MetaCommand;
@@ -38,8 +40,12 @@ use crate::types::ForwardToLeader;
 use crate::types::GroupId;
 use crate::types::META_GROUP;
 use crate::types::NodeId;
-use crate::types::Raft;
 use crate::types::Reply;
+use crate::types::TypeConfig;
+use crate::write_batch::WriteBatcher;
+
+/// The Raft of one group.
+pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
 
 /// One hosted replica of a group.
 #[derive(Clone)]
@@ -48,9 +54,9 @@ pub struct Group {
     pub raft: Raft,
     pub sm: StateMachine,
     /// Coalesces concurrent linearizable reads of this group.
-    pub reads: Arc<crate::read_batch::ReadBatcher>,
+    pub reads: Arc<ReadBatcher>,
     /// Coalesces concurrent session writes of this group into one entry.
-    pub writes: Arc<crate::write_batch::WriteBatcher>,
+    pub writes: Arc<WriteBatcher>,
 }
 
 impl Group {
@@ -79,6 +85,8 @@ pub struct Node {
     pub fresh: bool,
     /// Where the shard replicas this node gave away went.
     pub tombstones: Tombstones,
+    /// Channels to the other routers' replica plane.
+    pub remotes: Remotes,
 }
 
 /// The id of a cluster bootstrapped from `peers` under `name`: the same on
@@ -116,6 +124,7 @@ impl Node {
             creating: tokio::sync::Mutex::new(()),
             fresh: hosted.is_empty(),
             tombstones,
+            remotes: Remotes::default(),
         });
         node.peers.set_addr(node.id, &node.addr);
         if let Some(id) = node.db.cluster_id()? {
@@ -364,6 +373,32 @@ impl Node {
             (Reply::Shard(r), index) => Ok((r, index)),
             (other, _) => Err(RouterError::Internal(format!("shard answered {other:?}"))),
         }
+    }
+
+    /// A session write to `group`, proposed together with the group's
+    /// concurrent ones ([`WriteBatcher`]); its reply and log index.
+    pub async fn propose_batched(
+        self: &Arc<Self>,
+        group: &Group,
+        cmd: ShardCommand,
+    ) -> Result<(ShardReply, u64)> {
+        let (node, target) = (self.clone(), group.clone());
+        let propose = move |cmd| {
+            let (node, target) = (node.clone(), target.clone());
+            async move { node.propose_shard(&target, cmd).await }
+        };
+        group.writes.propose(group.id, cmd, propose).await
+    }
+
+    /// Waits until a read of `group` is linearizable, with one check for
+    /// every batch of concurrent readers ([`ReadBatcher`]).
+    pub async fn linearize_batched(self: &Arc<Self>, group: &Group) -> Result<()> {
+        let (node, target) = (self.clone(), group.clone());
+        let check = move || {
+            let (node, target) = (node.clone(), target.clone());
+            async move { node.linearize(&target).await }
+        };
+        group.reads.linearize(group.id, check).await
     }
 
     /// Waits until a read of `group` on this node is linearizable: leader

@@ -4,6 +4,7 @@
 //! Safe because every reader's check starts after the reader arrived: a reader
 //! never joins a check already under way, only one not yet started.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::Mutex;
 
@@ -11,8 +12,7 @@ use tokio::sync::oneshot;
 
 use crate::error::Result;
 use crate::error::RouterError;
-use crate::node::Group;
-use crate::node::Node;
+use crate::ids::GroupId;
 
 #[derive(Default)]
 pub struct ReadBatcher {
@@ -26,8 +26,13 @@ struct State {
 }
 
 impl ReadBatcher {
-    /// Returns once a read of `group` on this node is linearizable.
-    pub async fn linearize(&self, node: &Arc<Node>, group: &Group) -> Result<()> {
+    /// Returns once a read of group `group` on this node is linearizable:
+    /// `check` (one leadership check) is run for every batch of readers.
+    pub async fn linearize<C, F>(self: &Arc<Self>, group: GroupId, check: C) -> Result<()>
+    where
+        C: Fn() -> F + Send + 'static,
+        F: Future<Output = Result<()>> + Send,
+    {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut st = self.state.lock().expect("read batch lock poisoned");
@@ -35,14 +40,18 @@ impl ReadBatcher {
             !std::mem::replace(&mut st.running, true)
         };
         if start {
-            let (node, group) = (node.clone(), group.clone());
-            tokio::spawn(async move { group.reads.clone().drain(&node, &group).await });
+            let me = self.clone();
+            tokio::spawn(async move { me.drain(check).await });
         }
         rx.await
-            .map_err(|_| RouterError::NotReady(format!("group {}: read check dropped", group.id)))?
+            .map_err(|_| RouterError::NotReady(format!("group {group}: read check dropped")))?
     }
 
-    async fn drain(&self, node: &Node, group: &Group) {
+    async fn drain<C, F>(&self, check: C)
+    where
+        C: Fn() -> F,
+        F: Future<Output = Result<()>>,
+    {
         loop {
             let batch = {
                 let mut st = self.state.lock().expect("read batch lock poisoned");
@@ -53,7 +62,7 @@ impl ReadBatcher {
                 std::mem::take(&mut st.waiting)
             };
             crate::metrics::READ_BATCH.observe(batch.len() as f64);
-            let res = node.linearize(group).await;
+            let res = check().await;
             for waiter in batch {
                 let _ = waiter.send(res.clone());
             }

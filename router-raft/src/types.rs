@@ -16,14 +16,9 @@ use crate::sm::meta::MetaReply;
 use crate::sm::shard::ShardCommand;
 use crate::sm::shard::ShardReply;
 
-/// A router node's Raft id. A wiped node rejoins with a new one.
-pub type NodeId = u64;
-
-/// A Raft group: [`META_GROUP`] or a shard id (1..).
-pub type GroupId = u32;
-
-/// The group that holds the cluster map.
-pub const META_GROUP: GroupId = 0;
+pub use crate::ids::GroupId;
+pub use crate::ids::META_GROUP;
+pub use crate::ids::NodeId;
 
 /// Snapshot bytes as they travel and rest.
 pub type SnapshotData = Cursor<Vec<u8>>;
@@ -37,7 +32,6 @@ openraft::declare_raft_types!(
         Node = openraft::BasicNode,
 );
 
-pub type Raft = openraft::Raft<TypeConfig, crate::sm::StateMachine>;
 pub type Entry = <TypeConfig as openraft::RaftTypeConfig>::Entry;
 pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
 pub type Vote = <TypeConfig as openraft::RaftTypeConfig>::Vote;

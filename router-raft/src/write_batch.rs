@@ -9,6 +9,7 @@
 //! per write, so each caller sees exactly what a proposal of its own would
 //! have answered, at the entry's log index.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::Mutex;
 
@@ -16,8 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::error::Result;
 use crate::error::RouterError;
-use crate::node::Group;
-use crate::node::Node;
+use crate::ids::GroupId;
 use crate::sm::shard::ShardCommand;
 use crate::sm::shard::ShardReply;
 
@@ -41,9 +41,14 @@ struct State {
 }
 
 impl WriteBatcher {
-    /// Proposes `cmd` to `group` (alone or with concurrent writes) and waits
-    /// until it is applied here; returns its reply and the entry's log index.
-    pub async fn propose(&self, node: &Arc<Node>, group: &Group, cmd: ShardCommand) -> Reply {
+    /// Proposes `cmd` to group `group` (alone or with concurrent writes,
+    /// each entry through `propose`) and waits until it is applied here;
+    /// returns its reply and the entry's log index.
+    pub async fn propose<P, F>(self: &Arc<Self>, group: GroupId, cmd: ShardCommand, propose: P) -> Reply
+    where
+        P: Fn(ShardCommand) -> F + Send + 'static,
+        F: Future<Output = Reply> + Send,
+    {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut st = self.state.lock().expect("write batch lock poisoned");
@@ -53,14 +58,18 @@ impl WriteBatcher {
             start
         };
         if start {
-            let (node, group) = (node.clone(), group.clone());
-            tokio::spawn(async move { group.writes.clone().drain(&node, &group).await });
+            let me = self.clone();
+            tokio::spawn(async move { me.drain(propose).await });
         }
         rx.await
-            .map_err(|_| RouterError::NotReady(format!("group {}: proposal dropped", group.id)))?
+            .map_err(|_| RouterError::NotReady(format!("group {group}: proposal dropped")))?
     }
 
-    async fn drain(&self, node: &Node, group: &Group) {
+    async fn drain<P, F>(&self, propose: P)
+    where
+        P: Fn(ShardCommand) -> F,
+        F: Future<Output = Reply>,
+    {
         loop {
             let mut batch = {
                 let mut st = self.state.lock().expect("write batch lock poisoned");
@@ -74,11 +83,11 @@ impl WriteBatcher {
             crate::metrics::WRITE_BATCH.observe(batch.len() as f64);
             if batch.len() == 1 {
                 let (cmd, tx) = batch.pop().expect("one write");
-                let _ = tx.send(node.propose_shard(group, cmd).await);
+                let _ = tx.send(propose(cmd).await);
                 continue;
             }
             let (cmds, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            match node.propose_shard(group, ShardCommand::Batch(cmds)).await {
+            match propose(ShardCommand::Batch(cmds)).await {
                 Ok((ShardReply::Batch(replies), index)) if replies.len() == waiters.len() => {
                     for (reply, tx) in replies.into_iter().zip(waiters) {
                         let _ = tx.send(Ok((reply, index)));

@@ -19,7 +19,7 @@ use rocksdb::Options;
 
 use super::WalSyncer;
 use super::io_err;
-use crate::types::GroupId;
+use crate::ids::GroupId;
 
 pub(crate) const CF_LOGS: &str = "logs";
 pub(crate) const CF_META: &str = "meta";

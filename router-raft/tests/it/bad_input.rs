@@ -2,7 +2,7 @@
 
 use confab_proto::router as pb;
 use confab_proto::router::raft_service_client::RaftServiceClient;
-use confab_proto::router::router_service_client::RouterServiceClient;
+use confab_proto::router::router_data_client::RouterDataClient;
 use confab_router_client::MultiDevicePolicy;
 use prost::Message;
 use tonic::Code;
@@ -37,7 +37,7 @@ async fn each_bad_request_gets_its_typed_error() {
     let leader = cluster.leader_of(shard.shard_id).expect("leader");
     let follower = (1..=3).find(|&n| n != leader).expect("a follower");
     let leader_addr = cluster.peers[&leader].clone();
-    let mut at_leader = RouterServiceClient::connect(format!("http://{leader_addr}"))
+    let mut at_leader = RouterDataClient::connect(format!("http://{leader_addr}"))
         .await
         .expect("connect");
     let login = |shard_id, epoch, session: Option<pb::Session>, policy| pb::LoginRequest {
@@ -151,7 +151,7 @@ async fn each_bad_request_gets_its_typed_error() {
     assert!(matches!(route_error(&e), pb::route_error::Kind::EpochNotMatch(_)));
 
     // A write to a follower: NotLeader naming the real leader.
-    let mut at_follower = RouterServiceClient::connect(format!("http://{}", cluster.peers[&follower]))
+    let mut at_follower = RouterDataClient::connect(format!("http://{}", cluster.peers[&follower]))
         .await
         .expect("connect");
     let e = at_follower

@@ -238,9 +238,9 @@ impl InProc {
         to: u64,
     ) -> confab_proto::router::ShardDescriptor {
         use confab_proto::router::MoveReplicaRequest;
-        use confab_proto::router::router_service_client::RouterServiceClient;
+        use confab_proto::router::router_admin_client::RouterAdminClient;
         let meta_leader = self.leader_of(0).expect("meta leader");
-        let mut admin = RouterServiceClient::connect(format!("http://{}", self.peers[&meta_leader]))
+        let mut admin = RouterAdminClient::connect(format!("http://{}", self.peers[&meta_leader]))
             .await
             .expect("connect");
         admin

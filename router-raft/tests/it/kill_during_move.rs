@@ -13,7 +13,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use confab_proto::router as pb;
-use confab_proto::router::router_service_client::RouterServiceClient;
+use confab_proto::router::router_replica_client::RouterReplicaClient;
 use confab_router_client::ClientConfig;
 use confab_router_client::MultiDevicePolicy;
 use confab_router_client::RouterClient;
@@ -78,7 +78,7 @@ async fn change_replicas_at_leader(addrs: &[String], req: pb::ChangeReplicasRequ
     let mut next = 0;
     loop {
         let answer = async {
-            let mut stub = RouterServiceClient::connect(format!("http://{target}"))
+            let mut stub = RouterReplicaClient::connect(format!("http://{target}"))
                 .await
                 .ok()?;
             Some(stub.change_replicas(req.clone()).await)
@@ -211,7 +211,7 @@ async fn sigkill_during_a_shard_move_then_the_move_completes_and_nothing_is_lost
     //    node there, restart it, and ask for the move again.
     let b = shard_of(2);
     let (b_from, b_to) = (b.replicas[2], missing(&b));
-    RouterServiceClient::connect(format!("http://{}", addr(b_to)))
+    RouterReplicaClient::connect(format!("http://{}", addr(b_to)))
         .await
         .expect("connect")
         .create_replica(pb::CreateReplicaRequest { shard_id: 2 })

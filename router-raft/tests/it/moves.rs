@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use confab_proto::router as pb;
-use confab_proto::router::router_service_client::RouterServiceClient;
+use confab_proto::router::router_admin_client::RouterAdminClient;
 use confab_router_client::MultiDevicePolicy;
 
 use crate::harness::InProc;
@@ -209,7 +209,7 @@ async fn grow_rebalance_drain_and_remove_under_load() {
     let mut tries = 0;
     let e = loop {
         let meta_leader = cluster.leader_of(0).expect("meta leader");
-        let mut admin = RouterServiceClient::connect(format!("http://{}", cluster.peers[&meta_leader]))
+        let mut admin = RouterAdminClient::connect(format!("http://{}", cluster.peers[&meta_leader]))
             .await
             .expect("connect");
         let refused = admin

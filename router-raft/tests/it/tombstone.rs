@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_proto::router as pb;
-use confab_proto::router::router_service_client::RouterServiceClient;
+use confab_proto::router::router_data_client::RouterDataClient;
 use confab_router_client::MultiDevicePolicy;
 use confab_router_client::RouterClient;
 use openraft::async_runtime::WatchReceiver;
@@ -35,7 +35,7 @@ async fn client_of(addr: &str) -> RouterClient {
 
 /// What node `addr` answers to a login on `SHARD` at `epoch`.
 async fn raw_login(addr: &str, epoch: Option<pb::ShardEpoch>, uid: u64) -> tonic::Status {
-    let mut stub = RouterServiceClient::connect(format!("http://{addr}"))
+    let mut stub = RouterDataClient::connect(format!("http://{addr}"))
         .await
         .expect("connect");
     stub.login(pb::LoginRequest {

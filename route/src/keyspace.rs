@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use confab_proto::router::ShardDescriptor;
 use xxhash_rust::xxh64::xxh64;
 
-use crate::error::Error;
+use crate::error::KeySpaceError;
 
 /// The slot count used when a cluster map does not say otherwise.
 pub const DEFAULT_SLOTS: u32 = 4096;
@@ -42,9 +42,9 @@ pub struct ShardMap {
 impl ShardMap {
     /// Builds the index. Fails on a zero or huge slot count, a shard id 0, a
     /// duplicated shard id, a range outside `0..slots` or ranges that overlap.
-    pub fn new(slots: u32, shards: impl IntoIterator<Item = ShardDescriptor>) -> Result<Self, Error> {
+    pub fn new(slots: u32, shards: impl IntoIterator<Item = ShardDescriptor>) -> Result<Self, KeySpaceError> {
         if slots == 0 || slots > MAX_SLOTS {
-            return Err(Error::InvalidMap(format!(
+            return Err(KeySpaceError::InvalidMap(format!(
                 "slot count {slots} not in 1..={MAX_SLOTS}"
             )));
         }
@@ -56,14 +56,14 @@ impl ShardMap {
         for desc in shards {
             let id = desc.shard_id;
             if id == NO_SHARD {
-                return Err(Error::InvalidMap("shard id 0 is reserved".into()));
+                return Err(KeySpaceError::InvalidMap("shard id 0 is reserved".into()));
             }
             if map.shards.contains_key(&id) {
-                return Err(Error::InvalidMap(format!("shard {id} listed twice")));
+                return Err(KeySpaceError::InvalidMap(format!("shard {id} listed twice")));
             }
             for range in &desc.ranges {
                 if range.start > range.end || range.end > slots {
-                    return Err(Error::InvalidMap(format!(
+                    return Err(KeySpaceError::InvalidMap(format!(
                         "shard {id}: range [{}, {}) outside 0..{slots}",
                         range.start, range.end
                     )));
@@ -71,7 +71,7 @@ impl ShardMap {
                 for slot in range.start..range.end {
                     let cell = &mut map.owner[slot as usize];
                     if *cell != NO_SHARD {
-                        return Err(Error::InvalidMap(format!(
+                        return Err(KeySpaceError::InvalidMap(format!(
                             "slot {slot} owned by shards {} and {id}",
                             *cell
                         )));

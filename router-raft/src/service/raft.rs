@@ -1,5 +1,6 @@
-//! The receiving end of the Raft transport: decodes each RPC, hands it to the
-//! addressed group's Raft, and encodes the answer as `Result<resp, String>`.
+//! RaftService, the receiving end of the Raft transport (caller: other
+//! routers): decodes each RPC, hands it to the addressed group's Raft, and
+//! encodes the answer as `Result<resp, String>`.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
+use crate::error::RouterError;
 use crate::metrics;
 use crate::node::Group;
 use crate::node::Node;
@@ -20,53 +22,54 @@ use crate::types::SnapshotMeta;
 use crate::types::TypeConfig;
 use crate::types::Vote;
 
-pub struct RaftRpcServer {
+pub struct RaftServer {
     node: Arc<Node>,
 }
 
-impl RaftRpcServer {
+impl RaftServer {
     pub fn new(node: Arc<Node>) -> Self {
         // Shown at 0 from the start: the series to alert on.
         std::sync::LazyLock::force(&metrics::RAFT_MISADDRESSED);
         Self { node }
     }
 
-    fn open<T: DeserializeOwned>(&self, req: Request<pb::RaftRequest>) -> Result<(Group, T), Status> {
+    fn open<T: DeserializeOwned>(&self, req: Request<pb::RaftRequest>) -> Result<(Group, T), RouterError> {
         let req = req.into_inner();
         if req.to_node != 0 && req.to_node != self.node.id {
             metrics::RAFT_MISADDRESSED.inc();
-            return Err(Status::failed_precondition(format!(
-                "this is node {}, not node {}: the sender's address for node {} is wrong",
-                self.node.id, req.to_node, req.to_node
-            )));
+            return Err(RouterError::WrongNode {
+                this: self.node.id,
+                meant: req.to_node,
+            });
         }
         let mine = self.node.peers.cluster_id();
         if req.cluster_id != 0 && mine != 0 && req.cluster_id != mine {
             metrics::RAFT_MISADDRESSED.inc();
-            return Err(Status::failed_precondition(format!(
-                "node {} belongs to cluster {mine:016x}, not {:016x}: the sender's peer address \
-                 points at another cluster",
-                self.node.id, req.cluster_id
-            )));
+            return Err(RouterError::WrongCluster {
+                node: self.node.id,
+                mine,
+                theirs: req.cluster_id,
+            });
         }
         let group = self
             .node
             .group(req.group_id)
-            .ok_or_else(|| Status::not_found(format!("group {} is not hosted here", req.group_id)))?;
+            .ok_or(RouterError::GroupNotHosted(req.group_id))?;
         let msg = postcard::from_bytes(&req.payload)
-            .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
+            .map_err(|e| RouterError::InvalidArgument(format!("undecodable raft message: {e}")))?;
         Ok((group, msg))
     }
 }
 
 fn reply<T: Serialize, E: std::fmt::Display>(res: Result<T, E>) -> Result<Response<pb::RaftReply>, Status> {
     let res = res.map_err(|e| e.to_string());
-    let payload = postcard::to_stdvec(&res).map_err(|e| Status::internal(e.to_string()))?;
+    let payload = postcard::to_stdvec(&res)
+        .map_err(|e| RouterError::Internal(format!("encoding a raft reply: {e}")))?;
     Ok(Response::new(pb::RaftReply { payload }))
 }
 
 #[tonic::async_trait]
-impl RaftService for RaftRpcServer {
+impl RaftService for RaftServer {
     async fn append_entries(&self, req: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
         let (g, msg): (_, openraft::raft::AppendEntriesRequest<TypeConfig>) = self.open(req)?;
         reply(g.raft.append_entries(msg).await)

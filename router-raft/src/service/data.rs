@@ -1,17 +1,21 @@
-//! RouterService: the online-state API (login, logout, batch lookup), gateway
-//! registration and leases, and the admin calls. Every handler checks the
-//! route first (shard known, epoch current, uid in the shard, this node the
-//! leader) and answers a typed routing error when it is not.
+//! RouterData, the data plane (caller: gateways): login, logout, batch
+//! lookup and the coalesced batch, gateway registration and leases, and the
+//! cluster map. Every session handler checks the route first (shard known,
+//! epoch current, uid in the shard, this node the leader) and answers a
+//! typed routing error when it is not.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use confab_proto::router as pb;
-use confab_proto::router::router_service_server::RouterService;
+use confab_proto::router::router_data_server::RouterData;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
+use super::cluster;
+use super::status::counted;
+use super::status::finish;
 use crate::error::Result;
 use crate::error::RouterError;
 use crate::metrics;
@@ -20,12 +24,8 @@ use crate::node::Node;
 use crate::sm::GroupData;
 use crate::sm::meta::MetaCommand;
 use crate::sm::meta::MetaReply;
-use crate::sm::meta::MetaState;
-use crate::sm::meta::ShardRecord;
 use crate::sm::shard::ShardCommand;
 use crate::sm::shard::ShardReply;
-use crate::types::Command;
-use crate::types::Reply;
 use crate::wire;
 
 /// Largest number of uids in one lookup request.
@@ -34,21 +34,14 @@ pub const MAX_LOOKUP_UIDS: usize = 100_000;
 /// Largest number of items in one batch request.
 pub const MAX_BATCH_ITEMS: usize = 10_000;
 
-pub struct RouterRpcServer {
+/// The data plane's handlers.
+pub struct DataServer {
     node: Arc<Node>,
 }
 
-impl RouterRpcServer {
+impl DataServer {
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
-    }
-
-    /// Every shard descriptor of this node's map, with the leaders it knows.
-    fn descriptors(&self, meta: &MetaState) -> Vec<pb::ShardDescriptor> {
-        meta.shards
-            .values()
-            .map(|s| wire::shard_to_pb(s, self.node.group(s.id).and_then(|g| g.leader()).unwrap_or(0)))
-            .collect()
     }
 
     /// Checks that `uids` belong to `shard_id` at `epoch`, and returns the
@@ -67,10 +60,10 @@ impl RouterRpcServer {
             let stale = wire::epoch_from_pb(epoch) != shard.epoch
                 || uids
                     .iter()
-                    .any(|&uid| !shard.owns_slot(confab_router_client::slot_of(uid, meta.slots)));
+                    .any(|&uid| !shard.owns_slot(confab_route::slot_of(uid, meta.slots)));
             if stale {
                 return Err(RouterError::EpochNotMatch {
-                    current: self.descriptors(meta),
+                    current: cluster::descriptors(&self.node, meta),
                 });
             }
             Ok(group)
@@ -104,7 +97,7 @@ impl RouterRpcServer {
             meta.shards
                 .get(&shard_id)
                 .filter(|s| s.replicas.contains(&self.node.id))
-                .map(|s| self.not_hosted(s, meta))
+                .map(|s| cluster::not_hosted(s, meta))
         });
         match listed {
             Ok(Some(e)) => e,
@@ -113,38 +106,9 @@ impl RouterRpcServer {
         }
     }
 
-    /// This node holds no replica: point at a replica that may lead.
-    fn not_hosted(&self, shard: &ShardRecord, meta: &MetaState) -> RouterError {
-        let first = shard.replicas.first().copied();
-        RouterError::NotLeader {
-            group: shard.id,
-            leader_id: None,
-            leader_addr: first
-                .and_then(|id| meta.node_addr(id))
-                .unwrap_or_default()
-                .to_string(),
-        }
-    }
-
-    fn leader_group(&self, group: Group) -> Result<Group> {
-        if group.is_leader(self.node.id) {
-            Ok(group)
-        } else {
-            Err(self.node.not_leader_of(&group))
-        }
-    }
-
     /// A login or logout: coalesced with the group's concurrent writes.
     async fn session_write(&self, group: &Group, cmd: ShardCommand) -> Result<(ShardReply, u64)> {
-        group.writes.propose(&self.node, group, cmd).await
-    }
-
-    async fn meta_command(&self, cmd: MetaCommand) -> Result<MetaReply> {
-        let meta = self.node.meta()?;
-        match self.node.propose(&meta, Command::Meta(cmd)).await? {
-            Reply::Meta(r) => Ok(r),
-            other => Err(RouterError::Internal(format!("meta answered {other:?}"))),
-        }
+        self.node.propose_batched(group, cmd).await
     }
 
     async fn lookup_part(&self, part: pb::ShardLookup) -> pb::ShardLookupResult {
@@ -180,8 +144,8 @@ impl RouterRpcServer {
 
     async fn lookup_part_inner(&self, part: pb::ShardLookup) -> Result<Vec<pb::UserSessions>> {
         let group = self.route(part.shard_id, part.epoch, &part.uids)?;
-        let group = self.leader_group(group)?;
-        group.reads.linearize(&self.node, &group).await?;
+        let group = cluster::leader_group(&self.node, group)?;
+        self.node.linearize_batched(&group).await?;
         let st = group.sm.read();
         let GroupData::Shard(shard) = &st.data else {
             return Err(RouterError::Internal("shard group holds meta data".into()));
@@ -275,47 +239,10 @@ impl RouterRpcServer {
             })),
         }
     }
-
-    fn meta_leader(&self) -> Result<Group> {
-        self.leader_group(self.node.meta()?)
-    }
-
-    fn cluster_map(&self) -> Result<pb::ClusterMap> {
-        let meta = self.node.meta_state()?;
-        Ok(pb::ClusterMap {
-            slots: meta.slots,
-            nodes: meta
-                .nodes
-                .values()
-                .map(|n| pb::NodeInfo {
-                    id: n.id,
-                    addr: n.addr.clone(),
-                    state: wire::node_state_to_pb(n.state) as i32,
-                })
-                .collect(),
-            shards: self.descriptors(&meta),
-            meta_leader: self.node.meta()?.leader().unwrap_or(0),
-            version: meta.version,
-        })
-    }
-}
-
-/// Counts the call and its error kind, and converts the error for the wire.
-fn finish<T>(method: &'static str, res: Result<T>) -> Result<Response<T>, Status> {
-    counted(method, res).map(Response::new).map_err(Status::from)
-}
-
-/// Counts the call (or batch item) and its error kind.
-fn counted<T>(method: &'static str, res: Result<T>) -> Result<T> {
-    metrics::RPC_TOTAL.with_label_values(&[method]).inc();
-    if let Err(e) = &res {
-        metrics::count_error(method, e);
-    }
-    res
 }
 
 #[tonic::async_trait]
-impl RouterService for RouterRpcServer {
+impl RouterData for DataServer {
     async fn login(&self, req: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
         finish("login", self.login_op(req.into_inner()).await)
     }
@@ -378,12 +305,12 @@ impl RouterService for RouterRpcServer {
             if r.gateway_id == 0 {
                 return Err(RouterError::InvalidArgument("gateway_id must not be 0".into()));
             }
-            self.meta_leader()?;
+            cluster::meta_leader(&self.node)?;
             let cmd = MetaCommand::RegisterGateway {
                 gateway_id: r.gateway_id,
                 addr: r.addr,
             };
-            match self.meta_command(cmd).await? {
+            match cluster::meta_command(&self.node, cmd).await? {
                 MetaReply::Registered { incarnation } => {
                     self.node.leases.renew(r.gateway_id, incarnation);
                     Ok(pb::RegisterGatewayResponse {
@@ -404,7 +331,7 @@ impl RouterService for RouterRpcServer {
     ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
         let res = (|| {
             let r = req.into_inner();
-            self.meta_leader()?;
+            cluster::meta_leader(&self.node)?;
             let meta = self.node.meta_state()?;
             let live = meta
                 .gateways
@@ -430,12 +357,12 @@ impl RouterService for RouterRpcServer {
     ) -> Result<Response<pb::DeregisterGatewayResponse>, Status> {
         let res = async {
             let r = req.into_inner();
-            self.meta_leader()?;
+            cluster::meta_leader(&self.node)?;
             let cmd = MetaCommand::ExpireGateway {
                 gateway_id: r.gateway_id,
                 incarnation: r.incarnation,
             };
-            match self.meta_command(cmd).await? {
+            match cluster::meta_command(&self.node, cmd).await? {
                 MetaReply::Ok => Ok(pb::DeregisterGatewayResponse {}),
                 _ => Err(RouterError::UnknownGateway {
                     gateway_id: r.gateway_id,
@@ -482,268 +409,10 @@ impl RouterService for RouterRpcServer {
         finish("list_gateways", res)
     }
 
-    async fn purge_gateway(
-        &self,
-        req: Request<pb::PurgeGatewayRequest>,
-    ) -> Result<Response<pb::PurgeGatewayResponse>, Status> {
-        let res = async {
-            let r = req.into_inner();
-            let meta = self.node.meta_state()?;
-            let shard = meta
-                .shards
-                .get(&r.shard_id)
-                .ok_or(RouterError::ShardNotFound(r.shard_id))?;
-            let group = self
-                .node
-                .group(r.shard_id)
-                .ok_or_else(|| self.not_hosted(shard, &meta))?;
-            let group = self.leader_group(group)?;
-            let cmd = ShardCommand::PurgeGateway {
-                gateway_id: r.gateway_id,
-                incarnation: r.incarnation,
-            };
-            match self.node.propose_shard(&group, cmd).await? {
-                (ShardReply::Purged { count }, _) => Ok(pb::PurgeGatewayResponse { purged: count }),
-                (other, _) => Err(RouterError::Internal(format!("purge answered {other:?}"))),
-            }
-        }
-        .await;
-        finish("purge_gateway", res)
-    }
-
     async fn get_cluster_map(
         &self,
         _req: Request<pb::GetClusterMapRequest>,
     ) -> Result<Response<pb::ClusterMap>, Status> {
-        finish("get_cluster_map", self.cluster_map())
-    }
-
-    async fn node_status(
-        &self,
-        _req: Request<pb::NodeStatusRequest>,
-    ) -> Result<Response<pb::NodeStatusResponse>, Status> {
-        let groups = self
-            .node
-            .groups()
-            .iter()
-            .map(crate::status::group_status)
-            .collect();
-        finish(
-            "node_status",
-            Ok(pb::NodeStatusResponse {
-                node_id: self.node.id,
-                addr: self.node.addr.clone(),
-                groups,
-            }),
-        )
-    }
-
-    async fn transfer_leader(
-        &self,
-        req: Request<pb::TransferLeaderRequest>,
-    ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
-        let res = async {
-            let r = req.into_inner();
-            let group = self
-                .node
-                .group(r.group_id)
-                .ok_or(RouterError::ShardNotFound(r.group_id))?;
-            let group = self.leader_group(group)?;
-            let is_voter = group.raft.voter_ids().any(|v| v == r.to);
-            if !is_voter {
-                return Err(RouterError::InvalidArgument(format!(
-                    "node {} is not a voter of group {}",
-                    r.to, r.group_id
-                )));
-            }
-            group
-                .raft
-                .trigger()
-                .transfer_leader(r.to)
-                .await
-                .map_err(|e| RouterError::NotReady(e.to_string()))?;
-            Ok(pb::TransferLeaderResponse {})
-        }
-        .await;
-        finish("transfer_leader", res)
-    }
-
-    async fn move_replica(
-        &self,
-        req: Request<pb::MoveReplicaRequest>,
-    ) -> Result<Response<pb::MoveReplicaResponse>, Status> {
-        let res = async {
-            let r = req.into_inner();
-            self.meta_leader()?;
-            let shard = crate::moves::move_replica(&self.node, r.shard_id, r.from, r.to).await?;
-            let leader = self.node.group(shard.id).and_then(|g| g.leader()).unwrap_or(0);
-            Ok(pb::MoveReplicaResponse {
-                shard: Some(wire::shard_to_pb(&shard, leader)),
-            })
-        }
-        .await;
-        finish("move_replica", res)
-    }
-
-    async fn create_replica(
-        &self,
-        req: Request<pb::CreateReplicaRequest>,
-    ) -> Result<Response<pb::CreateReplicaResponse>, Status> {
-        let res = async {
-            let r = req.into_inner();
-            if r.shard_id == crate::types::META_GROUP {
-                return Err(RouterError::InvalidArgument(
-                    "the meta group is not a shard".into(),
-                ));
-            }
-            self.node.with_meta(|meta| {
-                meta.shards
-                    .contains_key(&r.shard_id)
-                    .then_some(())
-                    .ok_or(RouterError::ShardNotFound(r.shard_id))
-            })??;
-            self.node
-                .start_group(r.shard_id)
-                .await
-                .map_err(|e| RouterError::Internal(format!("starting shard {}: {e}", r.shard_id)))?;
-            Ok(pb::CreateReplicaResponse {})
-        }
-        .await;
-        finish("create_replica", res)
-    }
-
-    async fn change_replicas(
-        &self,
-        req: Request<pb::ChangeReplicasRequest>,
-    ) -> Result<Response<pb::ChangeReplicasResponse>, Status> {
-        let res = crate::moves::change_replicas(&self.node, req.into_inner())
-            .await
-            .map(|voters| pb::ChangeReplicasResponse { voters });
-        finish("change_replicas", res)
-    }
-
-    async fn drop_replica(
-        &self,
-        req: Request<pb::DropReplicaRequest>,
-    ) -> Result<Response<pb::DropReplicaResponse>, Status> {
-        let res = crate::moves::drop_replica(&self.node, req.into_inner().shard_id)
-            .await
-            .map(|dropped| pb::DropReplicaResponse { dropped });
-        finish("drop_replica", res)
-    }
-
-    async fn rebalance(
-        &self,
-        req: Request<pb::RebalanceRequest>,
-    ) -> Result<Response<pb::RebalanceResponse>, Status> {
-        let res = async {
-            self.meta_leader()?;
-            let (moves, transfers) = crate::moves::rebalance(&self.node, req.into_inner().dry_run).await?;
-            Ok(pb::RebalanceResponse {
-                moves: moves.iter().map(planned_to_pb).collect(),
-                leader_transfers: transfers,
-            })
-        }
-        .await;
-        finish("rebalance", res)
-    }
-
-    async fn drain_node(
-        &self,
-        req: Request<pb::DrainNodeRequest>,
-    ) -> Result<Response<pb::DrainNodeResponse>, Status> {
-        let res = async {
-            self.meta_leader()?;
-            let moves = crate::moves::drain(&self.node, req.into_inner().node_id).await?;
-            Ok(pb::DrainNodeResponse {
-                moves: moves.iter().map(planned_to_pb).collect(),
-            })
-        }
-        .await;
-        finish("drain_node", res)
-    }
-
-    async fn remove_node(
-        &self,
-        req: Request<pb::RemoveNodeRequest>,
-    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
-        let res = async {
-            self.meta_leader()?;
-            crate::moves::remove(&self.node, req.into_inner().node_id).await?;
-            Ok(pb::RemoveNodeResponse {})
-        }
-        .await;
-        finish("remove_node", res)
-    }
-
-    async fn hand_off(
-        &self,
-        _req: Request<pb::HandOffRequest>,
-    ) -> Result<Response<pb::HandOffResponse>, Status> {
-        let still = self
-            .node
-            .hand_off_leaderships(self.node.config.handoff_budget())
-            .await;
-        finish(
-            "hand_off",
-            Ok(pb::HandOffResponse {
-                still_leading: still as u32,
-            }),
-        )
-    }
-
-    async fn join(&self, req: Request<pb::JoinRequest>) -> Result<Response<pb::JoinResponse>, Status> {
-        let res = async {
-            let r = req.into_inner();
-            if r.node_id == 0 || r.addr.is_empty() {
-                return Err(RouterError::InvalidArgument(
-                    "join needs a node id > 0 and an address".into(),
-                ));
-            }
-            let meta = self.meta_leader()?;
-            let known = self
-                .node
-                .with_meta(|m| m.nodes.get(&r.node_id).map(|n| n.addr.clone()))?;
-            if let Some(existing) = known
-                && (existing != r.addr || r.fresh)
-            {
-                return Err(RouterError::InvalidArgument(format!(
-                    "node id {} is already a member (at {existing}); a node that lost its disk \
-                     rejoins with a new id",
-                    r.node_id
-                )));
-            }
-            self.node.peers.set_addr(r.node_id, &r.addr);
-            self.meta_command(MetaCommand::AddNode {
-                id: r.node_id,
-                addr: r.addr.clone(),
-            })
-            .await?;
-            let in_meta = meta
-                .raft
-                .voter_ids()
-                .chain(meta.raft.learner_ids())
-                .any(|id| id == r.node_id);
-            if !in_meta {
-                meta.raft
-                    .add_learner(r.node_id, openraft::BasicNode { addr: r.addr }, false)
-                    .await
-                    .map_err(|e| RouterError::NotReady(e.to_string()))?;
-            }
-            Ok(pb::JoinResponse {
-                map: Some(self.cluster_map()?),
-                cluster_id: self.node.peers.cluster_id(),
-            })
-        }
-        .await;
-        finish("join", res)
-    }
-}
-
-fn planned_to_pb(m: &crate::rebalance::PlannedMove) -> pb::PlannedMove {
-    pb::PlannedMove {
-        shard_id: m.shard_id,
-        from: m.from,
-        to: m.to,
+        finish("get_cluster_map", cluster::cluster_map(&self.node))
     }
 }

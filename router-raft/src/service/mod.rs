@@ -1,0 +1,62 @@
+//! The router's gRPC services, one module per caller role (the seam the
+//! authorization by certificate role works on):
+//!
+//! - [`data`]: RouterData, the data plane (gateways);
+//! - [`admin`]: RouterAdmin, the admin plane (operators);
+//! - [`replica`]: RouterReplica, the replica plane (other routers);
+//! - [`raft`]: RaftService, the Raft transport (other routers).
+//!
+//! Shared parts: `cluster` (leader checks, meta proposals, the cluster map
+//! and the calls two planes serve) and `status` (the one conversion of the
+//! router's errors to `tonic::Status`). Handlers hold no logic of their own
+//! beyond checks and conversions: moves live in `moves`, leases in `lease`.
+
+pub mod admin;
+mod cluster;
+pub mod data;
+pub mod raft;
+pub mod replica;
+mod status;
+
+use std::sync::Arc;
+
+use confab_proto::router::raft_service_server::RaftServiceServer;
+use confab_proto::router::router_admin_server::RouterAdminServer;
+use confab_proto::router::router_data_server::RouterDataServer;
+use confab_proto::router::router_replica_server::RouterReplicaServer;
+use tonic::transport::Server;
+use tonic::transport::server::Router;
+
+pub use self::data::MAX_BATCH_ITEMS;
+pub use self::data::MAX_LOOKUP_UIDS;
+use crate::network::MAX_RAFT_MESSAGE;
+use crate::node::Node;
+
+/// Largest request or answer of the router planes (a lookup of
+/// [`MAX_LOOKUP_UIDS`] uids, a cluster map).
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// Every service of a node, on one tonic server.
+pub fn router(node: &Arc<Node>) -> Router {
+    Server::builder()
+        .add_service(
+            RouterDataServer::new(data::DataServer::new(node.clone()))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            RouterAdminServer::new(admin::AdminServer::new(node.clone()))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            RouterReplicaServer::new(replica::ReplicaServer::new(node.clone()))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            RaftServiceServer::new(raft::RaftServer::new(node.clone()))
+                .max_decoding_message_size(MAX_RAFT_MESSAGE)
+                .max_encoding_message_size(MAX_RAFT_MESSAGE),
+        )
+}
