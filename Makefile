@@ -2,7 +2,8 @@
 #
 #   make cluster-up       start a local cluster (3 routers) under .cluster/
 #   make cluster-status   show it;  make cluster-down  stop it
-#   make test             format check + clippy -D warnings + every test
+#   make test             format check, crate layers and import circles,
+#                         clippy -D warnings, every test
 #   make build            release build of every binary
 #   make bench            benchmarks against a local release cluster
 
@@ -25,6 +26,7 @@ build: deps
 
 lint: deps
 	$(CARGO) fmt --all -- --check
+	scripts/check-structure.py
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:

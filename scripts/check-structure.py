@@ -42,7 +42,7 @@ IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 
 def workspace():
     out = subprocess.run(
-        ["cargo", "metadata", "--no-deps", "--format-version", "1", "--offline"],
+        ["cargo", "metadata", "--no-deps", "--format-version", "1"],
         check=True,
         capture_output=True,
         text=True,
