@@ -6,7 +6,9 @@
 # (SQLite + embedded queue) and 2 gateways for the gateway benchmarks (idle
 # connections' memory, 1:1 chat, group fan-out, friend lists with presence).
 # Prints every figure and stops what it started.
-# BENCH_ONLY=router or BENCH_ONLY=gateway runs one part alone.
+# BENCH_ONLY=router or BENCH_ONLY=gateway runs one part alone; BENCH_PERSIST=0
+# leaves out persist's write benchmark (it builds the example from this tree),
+# BENCH_CONNECTIONS=0 the idle-connection memory runs.
 # SKIP_BUILD="confab-router ..." takes those binaries as they are in the target
 # directory (e.g. a symlink to a router built elsewhere) instead of building them.
 set -euo pipefail
@@ -69,10 +71,12 @@ if [ "$BENCH_ONLY" != gateway ]; then
       | sed 's/^.*: \([0-9.]* requests per second.*\)$/MGET of 100 keys: \1/' | tee "$OUT/redis-mget.txt"
     for k in $keys; do redis-cli -h 127.0.0.1 DEL "$k" >/dev/null; done
   fi
-  echo "== persist: messages enqueued -> committed, and the same rows by a plain batched INSERT"
-  echo "   (SQLite + embedded queue; PostgreSQL + RabbitMQ when they listen on 127.0.0.1)"
-  (cd "$ROOT" && cargo run --quiet --release -p confab-persist --example write_bench -- "${PERSIST_MESSAGES:-200000}") \
-    | tee "$OUT/persist-write.txt"
+  if [ "${BENCH_PERSIST:-1}" = 1 ]; then
+    echo "== persist: messages enqueued -> committed, and the same rows by a plain batched INSERT"
+    echo "   (SQLite + embedded queue; PostgreSQL + RabbitMQ when they listen on 127.0.0.1)"
+    (cd "$ROOT" && cargo run --quiet --release -p confab-persist --example write_bench -- "${PERSIST_MESSAGES:-200000}") \
+      | tee "$OUT/persist-write.txt"
+  fi
 fi
 
 # The gateway part: 3 routers, persist (SQLite + embedded queue), 2 gateways
@@ -143,6 +147,11 @@ gateway_bench() {
   "$BIN/confab-bench" presence --gateway "$(gw_client 1),$(gw_client 2)" --friends 100 \
     --concurrency 64 --duration "$DURATION" --json | tee "$OUT/gateway-presence.json"
 
+  if [ "${BENCH_CONNECTIONS:-1}" != 1 ]; then
+    cleanup
+    trap - EXIT
+    return
+  fi
   # Memory is measured on fresh gateway processes (what the chat left in
   # their allocators would hide the growth).
   echo "== gateway: $one idle logged-in connections on one gateway (one bench process), its memory per connection"
