@@ -13,6 +13,10 @@ use std::time::Duration;
 pub use backon::Retryable;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
+/// One retry sequence's delays ([`Backoff::delays`]): an iterator that a
+/// loop can keep by value.
+pub type Delays = ExponentialBackoff;
+
 /// Exponential delays from `first` to `max`, optionally jittered, for a
 /// bounded number of attempts or a bounded total wait (unbounded otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +59,7 @@ impl Backoff {
     }
 
     /// The delays of one retry sequence, from the first.
-    pub fn delays(&self) -> ExponentialBackoff {
+    pub fn delays(&self) -> Delays {
         self.build()
     }
 

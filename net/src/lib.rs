@@ -20,7 +20,7 @@ pub mod channel;
 mod error;
 pub mod pool;
 
-pub use backoff::Backoff;
+pub use backoff::{Backoff, Delays, Retryable};
 pub use channel::{ChannelConfig, channel, uri, validate};
 pub use error::{Error, Result};
 pub use pool::ChannelPool;

@@ -3,8 +3,8 @@
 //! back off or refresh the map, all within the operation's deadline.
 
 use std::future::Future;
-use std::time::Duration;
 
+use confab_net::Delays;
 use tokio::time::Instant;
 use tonic::{Code, Status};
 use tracing::debug;
@@ -30,15 +30,6 @@ pub(crate) enum Unroutable {
     NeedMap(String),
     /// Routing can never succeed (e.g. an unknown group).
     Fail(Error),
-}
-
-/// A sequence of backoff delays.
-pub(crate) struct Delays(Box<dyn Iterator<Item = Duration> + Send>);
-
-impl std::fmt::Debug for Delays {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Delays")
-    }
 }
 
 /// The bookkeeping of one operation's attempts.
@@ -67,9 +58,7 @@ impl Tries {
             deadline: started + client.config().deadline,
             rotation: 0,
             seen: 0,
-            delays: Delays(Box::new(
-                backoff(client.config().backoff_base, client.config().backoff_max).delays(),
-            )),
+            delays: backoff(client.config().backoff_base, client.config().backoff_max).delays(),
             streak: 0,
             refreshes: 0,
             last: "none".into(),
@@ -227,7 +216,7 @@ impl RouterClient {
 
     /// Sleeps the next backoff delay, never past the deadline.
     async fn sleep_backoff(&self, tries: &mut Tries) {
-        let delay = tries.delays.0.next().unwrap_or(self.config().backoff_max);
+        let delay = tries.delays.next().unwrap_or(self.config().backoff_max);
         let until = (Instant::now() + delay).min(tries.deadline);
         tokio::time::sleep_until(until).await;
     }

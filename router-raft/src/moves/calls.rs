@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_net::Backoff;
-use confab_net::backoff::Retryable;
+use confab_net::Retryable;
 use confab_proto::router as pb;
 
 use crate::error::Result;
