@@ -12,7 +12,7 @@ use confab_persist::writer::run_writer;
 use confab_queue::ConversationId;
 use confab_queue::amqp::{AmqpConsumer, AmqpProducer, AmqpSettings, declare_topology};
 use confab_queue::{Producer, QueuedMessage};
-use lapin::options::{BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
@@ -131,21 +131,7 @@ pub fn delete_queues(prefix: &str, partitions: u32) {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
-            rt.block_on(async move {
-                let Ok(conn) = Connection::connect(&s.url, ConnectionProperties::default()).await else {
-                    return;
-                };
-                if let Ok(ch) = conn.create_channel().await {
-                    let mut names: Vec<String> = (0..s.partitions).map(|p| s.partition_queue(p)).collect();
-                    names.push(s.dead_letter_queue());
-                    for n in names {
-                        let _ = ch
-                            .queue_delete(n.as_str().into(), QueueDeleteOptions::default())
-                            .await;
-                    }
-                }
-                let _ = conn.close(200, "".into()).await;
-            });
+            rt.block_on(confab_queue::amqp::delete_queues(&s));
         })
         .join();
     }
