@@ -6,6 +6,10 @@
 #                         clippy -D warnings, every test
 #   make build            release build of every binary
 #   make bench            benchmarks against a local release cluster
+#   make bench-tls        the same plain and with TLS on, and the ratios
+#   make fuzz             each fuzz target for FUZZ_SECS seconds (default
+#                         600), one after the other; fails on a crash
+#   make fuzz-seeds       regenerate the seed corpus under fuzz/corpus/
 
 SHELL := /bin/bash
 # One target directory outside the clone, so a fresh clone on a machine that
@@ -14,7 +18,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/confab/target
 PROFILE ?= release
 CARGO ?= cargo
 
-.PHONY: deps build test lint fmt unit bench chaos cluster-up cluster-down cluster-status cluster-add-router clean-cluster
+.PHONY: deps build test lint fmt unit bench bench-tls chaos fuzz fuzz-seeds cluster-up cluster-down cluster-status cluster-add-router clean-cluster
 
 # System prerequisites a fresh machine lacks: libclang for RocksDB's bindgen.
 # (protoc is vendored by the proto crate.)
@@ -44,6 +48,11 @@ bench: deps
 	scripts/bench.sh
 	scripts/bench-elastic.sh
 
+# What TLS costs: the router, chat and idle-connection benchmarks plain,
+# then with TLS everywhere, in one series; prints both columns and ratios.
+bench-tls: deps
+	scripts/bench-tls.sh
+
 # The long chaos run: 4 release routers behind fault-injecting proxies, a
 # seeded schedule of faults, replica moves, a node added and one drained
 # and removed (CONFAB_CHAOS_SECS, default 300 s), then a linearizability
@@ -51,6 +60,32 @@ bench: deps
 chaos: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO_TARGET_DIR)/release/confab-chaos
+
+# Coverage-guided fuzzing (cargo-fuzz, libFuzzer): `cargo install cargo-fuzz`.
+# The machine has the stable toolchain only: RUSTC_BOOTSTRAP=1 lets it take
+# the nightly flags cargo-fuzz passes. No sanitizer (the code forbids
+# unsafe), debug assertions on (overflows fail). The seeds in fuzz/corpus/
+# are only read; what the fuzzer finds goes under FUZZ_DIR, a crash input
+# under FUZZ_DIR/artifacts/<target>/.
+FUZZ_SECS ?= 600
+FUZZ_DIR ?= $(CARGO_TARGET_DIR)/fuzz
+FUZZ_TARGETS := client_frame queue_replay raft_decode conversation_id
+FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+
+fuzz: deps
+	$(FUZZ) build -s none -a --target-dir $(FUZZ_DIR)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/artifacts/$$t; \
+		echo "== fuzz $$t for $(FUZZ_SECS) s"; \
+		$(FUZZ) run -s none -a --target-dir $(FUZZ_DIR) $$t $(FUZZ_DIR)/corpus/$$t fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECS) -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t/ -print_final_stats=1; \
+	done
+
+# The seed corpus: small valid inputs written by ignored tests of the crates.
+fuzz-seeds:
+	CONFAB_FUZZ_SEEDS=$(CURDIR)/fuzz/corpus $(CARGO) test -p confab-gateway --lib write_fuzz_seeds -- --ignored
+	CONFAB_FUZZ_SEEDS=$(CURDIR)/fuzz/corpus $(CARGO) test -p confab-queue --lib write_fuzz_seeds -- --ignored
+	CONFAB_FUZZ_SEEDS=$(CURDIR)/fuzz/corpus $(CARGO) test -p confab-router-state --lib write_fuzz_seeds -- --ignored
 
 cluster-up: deps
 	PROFILE=$(PROFILE) scripts/cluster-up.sh

@@ -9,6 +9,8 @@
 #      again (`confab-bench failover`, target p99 < 1 s over 20 kills).
 # Stops what it started by pid. SKIP_BUILD=1 uses the binaries as they are.
 set -euo pipefail
+# The benchmark clusters run plain gRPC inside (TLS=1 turns mutual TLS on).
+export TLS="${TLS:-0}"
 source "$(dirname "$0")/lib.sh"
 export PROFILE=release
 BIN="$TARGET_DIR/release"
@@ -31,7 +33,7 @@ for i in 1 2 3; do wait_ready "http://$(router_http "$i")/readyz" 60; done
 routers="$(router_grpc 1),$(router_grpc 2),$(router_grpc 3)"
 
 echo "== router: grow 3 -> 5 nodes under load (logins, logouts, lookups)"
-"$BIN/confab-bench" router --router "$routers" --mix both --duration "$GROW_SECS" \
+"$BIN/confab-bench" router --router "$routers" $(tool_tls_flags) --mix both --duration "$GROW_SECS" \
   --concurrency 64 --json >"$OUT/grow-load.json" &
 load=$!
 sleep 3
@@ -39,8 +41,8 @@ for i in 4 5; do
   start_router "$i"
   wait_ready "http://$(router_http "$i")/healthz" 60
 done
-"$BIN/confabctl" --router "$routers" node add --id 4 --addr "$(router_grpc 4)" --no-rebalance >/dev/null
-"$BIN/confabctl" --router "$routers" --json node add --id 5 --addr "$(router_grpc 5)" | tee "$OUT/grow.json"
+cluster_ctl --router "$routers" node add --id 4 --addr "$(router_grpc 4)" --no-rebalance >/dev/null
+cluster_ctl --router "$routers" --json node add --id 5 --addr "$(router_grpc 5)" | tee "$OUT/grow.json"
 wait "$load"
 python3 - "$OUT/grow-load.json" <<'PY'
 import json, sys
@@ -48,13 +50,13 @@ s = json.load(open(sys.argv[1]))
 print(f"load during the grow: {s['ops']} operations, {sum(s['errors'].values())} errors {s['errors']}, "
       f"p99 {s['p99_us']/1000:.1f} ms, max {s['max_us']/1000:.1f} ms")
 PY
-"$BIN/confabctl" --router "$routers" status | tail -n 25
+cluster_ctl --router "$routers" status | tail -n 25
 
 echo "== router: a new replica catches up a shard of $CATCHUP_SESSIONS sessions"
-"$BIN/confab-bench" catchup --router "$routers" --shard 1 --sessions "$CATCHUP_SESSIONS" --json \
+"$BIN/confab-bench" catchup --router "$routers" $(tool_tls_flags) --shard 1 --sessions "$CATCHUP_SESSIONS" --json \
   | tee "$OUT/catchup.json"
 
 echo "== router: SIGKILL a shard leader, time until writes to that shard succeed ($KILLS kills)"
-"$BIN/confab-bench" failover --router "$routers" --kills "$KILLS" --pid-dir "$CLUSTER_DIR" \
+"$BIN/confab-bench" failover --router "$routers" $(tool_tls_flags) --kills "$KILLS" --pid-dir "$CLUSTER_DIR" \
   --restart-cmd "ROUTERS=3 $ROOT/scripts/start-router.sh {id}" --json | tee "$OUT/failover.json"
 echo "results in $OUT"

@@ -8,10 +8,15 @@
 # Prints every figure and stops what it started.
 # BENCH_ONLY=router or BENCH_ONLY=gateway runs one part alone; BENCH_PERSIST=0
 # leaves out persist's write benchmark (it builds the example from this tree),
-# BENCH_CONNECTIONS=0 the idle-connection memory runs.
+# BENCH_CONNECTIONS=0 the idle-connection memory runs, BENCH_GROUP=0 the group
+# fan-out and presence runs.
 # SKIP_BUILD="confab-router ..." takes those binaries as they are in the target
 # directory (e.g. a symlink to a router built elsewhere) instead of building them.
 set -euo pipefail
+# The benchmark clusters run plain gRPC inside and plain TCP to the clients;
+# TLS=1 turns on mutual TLS inside and TLS on the gateways' client ports (as
+# `make cluster-up` runs), the load generators trusting the run's dev CA.
+export TLS="${TLS:-0}"
 source "$(dirname "$0")/lib.sh"
 export PROFILE=release
 BIN="$TARGET_DIR/release"
@@ -50,13 +55,13 @@ if [ "$BENCH_ONLY" != gateway ]; then
   routers="$(router_grpc 1),$(router_grpc 2),$(router_grpc 3)"
 
   echo "== router: replicated session writes (login + logout), fsync on, 3 replicas"
-  "$BIN/confab-bench" router --router "$routers" --mix writes --duration "$DURATION" \
+  "$BIN/confab-bench" router --router "$routers" $(tool_tls_flags) --mix writes --duration "$DURATION" \
     --concurrency "$WRITE_CONCURRENCY" --warmup 2 --json | tee "$OUT/router-writes.json"
   echo "== router: linearizable batch lookups of 100 uids"
-  "$BIN/confab-bench" router --router "$routers" --mix lookups --batch 100 --duration "$DURATION" \
+  "$BIN/confab-bench" router --router "$routers" $(tool_tls_flags) --mix lookups --batch 100 --duration "$DURATION" \
     --concurrency "$CONCURRENCY" --warmup 2 --json | tee "$OUT/router-lookups.json"
   echo "== router: SIGKILL a shard leader, time until writes to that shard succeed ($KILLS kills)"
-  "$BIN/confab-bench" failover --router "$routers" --kills "$KILLS" --pid-dir "$CLUSTER_DIR" \
+  "$BIN/confab-bench" failover --router "$routers" $(tool_tls_flags) --kills "$KILLS" --pid-dir "$CLUSTER_DIR" \
     --restart-cmd "$ROOT/scripts/start-router.sh {id}" --json | tee "$OUT/router-failover.json"
   # The routers are done: stop them so they take no CPU from what follows.
   cleanup
@@ -93,16 +98,41 @@ gateway_bench() {
   for i in 1 2 3; do start_router "$i"; done
   # Password hashing is not what these benchmarks measure: the cheapest
   # argon2 setting lets 50,000 users register and log in quickly.
-  CONFAB_DATABASE__ARGON2_MEMORY_KIB=64 start persist "$BIN/confab-persist" \
-    --listen "$persist" --http "$persist_http" --data-dir "$CLUSTER_DIR/persist"
+  ensure_cert persist persist
+  # The group fan-out run fills a group past the default cap on members.
+  # shellcheck disable=SC2046 # tls_flags is a list of words
+  CONFAB_DATABASE__ARGON2_MEMORY_KIB=64 CONFAB_LIMITS__MAX_GROUP_MEMBERS=100000 start persist "$BIN/confab-persist" \
+    --listen "$persist" --http "$persist_http" --data-dir "$CLUSTER_DIR/persist" $(tls_flags persist)
   for i in 1 2 3; do wait_ready "http://$(router_http "$i")/readyz" 60; done
   wait_ready "http://$persist_http/readyz" 60
   routers="$(router_grpc 1),$(router_grpc 2),$(router_grpc 3)"
   # Strangers may chat when the gateway has that switch (the benchmark's
   # users are not friends).
-  local strangers=()
+  local strangers=(env)
   if "$BIN/confab-gateway" --check-config 2>/dev/null | grep -q '^allow_strangers'; then
-    strangers=(env CONFAB_ALLOW_STRANGERS=true)
+    strangers+=(CONFAB_ALLOW_STRANGERS=true)
+  fi
+  # Every benchmark client comes from 127.0.0.1: lift the per-address
+  # connection cap and the login and register rate limits, where the
+  # gateway has them; the idle-connection runs hold connections that said
+  # Hello and never log in, so the login deadline is lifted too.
+  if "$BIN/confab-gateway" --check-config 2>/dev/null | grep -q '^max_connections_per_ip'; then
+    strangers+=(CONFAB_LIMITS__MAX_CONNECTIONS_PER_IP=1000000 CONFAB_LIMITS__LOGIN_TIMEOUT_MS=86400000)
+    for k in LOGIN_PER_IP LOGIN_PER_ACCOUNT REGISTER_PER_IP; do
+      strangers+=("CONFAB_LIMITS__${k}_BURST=100000000" "CONFAB_LIMITS__${k}_PER_MINUTE=100000000")
+    done
+  fi
+  # Gateways with an internal metrics port get one each (its default is one
+  # address for all).
+  local has_metrics=0
+  if "$BIN/confab-gateway" --check-config 2>/dev/null | grep -q '^metrics'; then
+    has_metrics=1
+  fi
+  # The benchmark's users send far faster than a person: no per-user
+  # message rate where the gateway has one.
+  if "$BIN/confab-gateway" --check-config 2>/dev/null | grep -q '^\[user_limits\]'; then
+    [ ${#strangers[@]} -eq 0 ] && strangers=(env)
+    strangers+=(CONFAB_USER_LIMITS__MESSAGES_PER_S=0)
   fi
   # Each idle connection is a descriptor, in the gateway and in the bench:
   # raise the limits (as root) for what this function starts. Where even
@@ -122,30 +152,55 @@ gateway_bench() {
     echo "note: open-file hard limit $nofile: measuring $conns connections over 3 gateways" >&2
   fi
   start_gateway() {
+    ensure_cert "gateway-$1" gateway "$1"
+    ensure_cert "gateway-$1-client" client-port
     # The gateway raises its soft limit to the hard one itself.
+    local metrics=()
+    [ "$has_metrics" = 1 ] && metrics=(--metrics "127.0.0.1:$((27430 + $1))")
+    # shellcheck disable=SC2046
     (start "gateway-$1" "${strangers[@]}" "$BIN/confab-gateway" --id "$1" --listen "$(gw_client "$1")" \
-       --http "127.0.0.1:$((27410 + $1))" --grpc "127.0.0.1:$((27420 + $1))" \
-       --router "$routers" --persist "$persist")
+       --http "127.0.0.1:$((27410 + $1))" --grpc "127.0.0.1:$((27420 + $1))" "${metrics[@]}" \
+       --router "$routers" --persist "$persist" $(tls_flags "gateway-$1") $(client_tls_flags "$1"))
   }
+  # How the load generators reach the client ports (TLS=1: the run's CA).
+  client_ca() { [ "$TLS" = 1 ] && echo --tls-ca "$(tls_dir)/ca.pem"; return 0; }
   gw_pid() { cat "$CLUSTER_DIR/gateway-$1.pid"; }
+  # Readiness on the internal metrics port where there is one (with TLS=1
+  # the public HTTP port speaks HTTPS).
+  gw_ready() {
+    local port=$((27410 + $1))
+    [ "$has_metrics" = 1 ] && port=$((27430 + $1))
+    wait_ready "http://127.0.0.1:$port/readyz" 60
+  }
   for g in 1 2; do start_gateway "$g"; done
-  for g in 1 2; do wait_ready "http://127.0.0.1:$((27410 + g))/readyz" 60; done
+  for g in 1 2; do gw_ready "$g"; done
 
-  echo "== gateway: 1:1 chat, persistence on, ${CHAT_PAIRS:-200} pairs over 2 gateways, window ${CHAT_WINDOW:-16}, rate ${CHAT_RATE:-10000} (0 = closed loop)"
-  uptime
-  "$BIN/confab-bench" chat --gateway "$(gw_client 1),$(gw_client 2)" --pairs "${CHAT_PAIRS:-200}" \
-    --window "${CHAT_WINDOW:-16}" --rate "${CHAT_RATE:-10000}" --duration "$DURATION" --warmup 2 --json \
-    | tee "$OUT/gateway-chat.json"
+  # CHAT_RATES="2000 4000 ..." runs the chat at each offered rate (one JSON
+  # per rate, gateway-chat-RATE.json); else once at CHAT_RATE.
+  for rate in ${CHAT_RATES:-${CHAT_RATE:-10000}}; do
+    local chat_out="$OUT/gateway-chat.json"
+    [ -n "${CHAT_RATES:-}" ] && chat_out="$OUT/gateway-chat-$rate.json"
+    echo "== gateway: 1:1 chat, persistence on, ${CHAT_PAIRS:-200} pairs over 2 gateways, window ${CHAT_WINDOW:-16}, rate $rate (0 = closed loop)"
+    uptime
+    # shellcheck disable=SC2046 # client_ca is a list of words
+    "$BIN/confab-bench" chat $(client_ca) --gateway "$(gw_client 1),$(gw_client 2)" --pairs "${CHAT_PAIRS:-200}" \
+      --window "${CHAT_WINDOW:-16}" --rate "$rate" --duration "$DURATION" --warmup 2 --json \
+      | tee "$chat_out"
+  done
 
-  echo "== gateway: a message to a ${GROUP_MEMBERS:-5000}-member group, every member online, ${GROUP_MESSAGES:-50} messages"
-  uptime
-  "$BIN/confab-bench" group --gateway "$(gw_client 1),$(gw_client 2)" --members "${GROUP_MEMBERS:-5000}" \
-    --messages "${GROUP_MESSAGES:-50}" --json | tee "$OUT/gateway-group.json"
+  if [ "${BENCH_GROUP:-1}" = 1 ]; then
+    echo "== gateway: a message to a ${GROUP_MEMBERS:-5000}-member group, every member online, ${GROUP_MESSAGES:-50} messages"
+    uptime
+    # shellcheck disable=SC2046
+    "$BIN/confab-bench" group $(client_ca) --gateway "$(gw_client 1),$(gw_client 2)" --members "${GROUP_MEMBERS:-5000}" \
+      --messages "${GROUP_MESSAGES:-50}" --json | tee "$OUT/gateway-group.json"
 
-  echo "== gateway: friend lists of 100 friends with presence, 64 listers"
-  uptime
-  "$BIN/confab-bench" presence --gateway "$(gw_client 1),$(gw_client 2)" --friends 100 \
-    --concurrency 64 --duration "$DURATION" --json | tee "$OUT/gateway-presence.json"
+    echo "== gateway: friend lists of 100 friends with presence, 64 listers"
+    uptime
+    # shellcheck disable=SC2046
+    "$BIN/confab-bench" presence $(client_ca) --gateway "$(gw_client 1),$(gw_client 2)" --friends 100 \
+      --concurrency 64 --duration "$DURATION" --json | tee "$OUT/gateway-presence.json"
+  fi
 
   if [ "${BENCH_CONNECTIONS:-1}" != 1 ]; then
     cleanup
@@ -157,18 +212,20 @@ gateway_bench() {
   echo "== gateway: $one idle logged-in connections on one gateway (one bench process), its memory per connection"
   stop_one gateway-1
   start_gateway 1
-  wait_ready "http://127.0.0.1:27411/readyz" 60
+  gw_ready 1
   uptime
-  "$BIN/confab-bench" connections --gateway "$(gw_client 1)" --connections "$one" \
+  # shellcheck disable=SC2046
+  "$BIN/confab-bench" connections $(client_ca) --gateway "$(gw_client 1)" --connections "$one" \
     --gateway-pid "$(gw_pid 1)" --user-prefix "idle$$" --per-process "$per_process" --json \
     | tee "$OUT/gateway-connections-one.json"
 
   echo "== gateway: $conns idle logged-in connections over 3 gateways (bench worker processes), memory per connection"
   for g in 1 2; do stop_one "gateway-$g"; done
   for g in 1 2 3; do start_gateway "$g"; done
-  for g in 1 2 3; do wait_ready "http://127.0.0.1:$((27410 + g))/readyz" 60; done
+  for g in 1 2 3; do gw_ready "$g"; done
   uptime
-  "$BIN/confab-bench" connections --gateway "$(gw_client 1),$(gw_client 2),$(gw_client 3)" \
+  # shellcheck disable=SC2046
+  "$BIN/confab-bench" connections $(client_ca) --gateway "$(gw_client 1),$(gw_client 2),$(gw_client 3)" \
     --connections "$conns" --gateway-pid "$(gw_pid 1),$(gw_pid 2),$(gw_pid 3)" \
     --user-prefix "idle$$" --per-process "$per_process" --json \
     | tee "$OUT/gateway-connections.json"

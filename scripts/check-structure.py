@@ -24,13 +24,14 @@ import sys
 
 # Bottom to top. A crate may depend only on crates of lower layers.
 LAYERS = [
-    # The wire schema and process plumbing.
-    ["confab-proto", "confab-common"],
+    # The wire schema, process plumbing, transport security.
+    ["confab-proto", "confab-common", "confab-tls"],
     # How to reach a peer; the router's key space and routing errors; the
     # test kit (dev-dependency of services, a library of confab-chaos).
     ["confab-net", "confab-route", "confab-testkit"],
-    # Clients of the services; the message queue.
-    ["confab-router-client", "confab-queue", "confab-client"],
+    # Clients of the services; the message queue; the router's replicated
+    # types and their codec.
+    ["confab-router-client", "confab-queue", "confab-client", "confab-router-state"],
     # The services.
     ["confab-router", "confab-persist", "confab-gateway"],
     # Tools.

@@ -11,5 +11,5 @@ if [ -z "$id" ]; then
 fi
 start_router "$id"
 wait_ready "http://$(router_http "$id")/healthz" 60
-"$BIN/confabctl" --router "$(router_grpc 1)" node add --id "$id" --addr "$(router_grpc "$id")"
+cluster_ctl --router "$(router_grpc 1)" node add --id "$id" --addr "$(router_grpc "$id")"
 echo "router-$id added: gRPC $(router_grpc "$id"), metrics $(router_http "$id")"

@@ -8,4 +8,4 @@ for pidfile in "$CLUSTER_DIR"/*.pid; do
   state=down; alive "$pid" && state=up
   printf '%-12s pid %-8s %s\n' "$(basename "$pidfile" .pid)" "$pid" "$state"
 done
-exec "$BIN/confabctl" --router "$(router_grpc 1)" status "$@"
+cluster_ctl --router "$(router_grpc 1)" status "$@"

@@ -7,8 +7,10 @@ build_pkgs confab-router confab-persist confab-gateway confab-chat confabctl con
 for i in $(seq 1 "$ROUTERS"); do start_router "$i"; done
 # One persist process on the embedded defaults (SQLite + the embedded queue log);
 # DATABASE_URL / AMQP_URL in the environment switch it to PostgreSQL / RabbitMQ.
+ensure_cert persist persist
+# shellcheck disable=SC2046 # tls_flags is a list of words
 start persist "$BIN/confab-persist" --listen 127.0.0.1:7301 --http 127.0.0.1:9301 \
-  --data-dir "$CLUSTER_DIR/persist"
+  --data-dir "$CLUSTER_DIR/persist" $(tls_flags persist)
 for i in $(seq 1 "$ROUTERS"); do
   if ! wait_ready "http://$(router_http "$i")/readyz" 60; then
     echo "router-$i is not ready; its log: $CLUSTER_DIR/router-$i.log" >&2
@@ -18,11 +20,25 @@ for i in $(seq 1 "$ROUTERS"); do
 done
 routers=""
 for i in $(seq 1 "$ROUTERS"); do routers+="${routers:+,}$(router_grpc "$i")"; done
-for g in $(seq 1 "$GATEWAYS"); do
-  start "gateway-$g" "$BIN/confab-gateway" --id "$g" --listen "127.0.0.1:$((7200 + g))" \
-    --http "127.0.0.1:$((8200 + g))" --grpc "127.0.0.1:$((7210 + g))" \
-    --router "$routers" --persist 127.0.0.1:7301
+# Every local client (chat, bench) comes from 127.0.0.1: the per-address
+# connection cap and login/register rate limits are lifted here, and the
+# login deadline (the bench's idle connections say Hello and never log in).
+local_limits=(env CONFAB_LIMITS__MAX_CONNECTIONS_PER_IP=1000000 CONFAB_LIMITS__LOGIN_TIMEOUT_MS=86400000)
+for k in LOGIN_PER_IP LOGIN_PER_ACCOUNT REGISTER_PER_IP; do
+  local_limits+=("CONFAB_LIMITS__${k}_BURST=100000000" "CONFAB_LIMITS__${k}_PER_MINUTE=100000000")
 done
+# With TLS=1 the client ports speak TLS too: each gateway's client-port
+# certificate (127.0.0.1, localhost) comes from the same dev CA; clients
+# trust .cluster/tls/ca.pem (confab-chat --tls-ca).
+for g in $(seq 1 "$GATEWAYS"); do
+  ensure_cert "gateway-$g" gateway "$g"
+  ensure_cert "gateway-$g-client" client-port
+  # shellcheck disable=SC2046
+  start "gateway-$g" "${local_limits[@]}" "$BIN/confab-gateway" --id "$g" --listen "127.0.0.1:$((7200 + g))" \
+    --http "127.0.0.1:$((8200 + g))" --grpc "127.0.0.1:$((7210 + g))" --metrics "127.0.0.1:$((9200 + g))" \
+    --router "$routers" --persist 127.0.0.1:7301 $(tls_flags "gateway-$g") $(client_tls_flags "$g")
+done
+ensure_cert admin admin
 if ! wait_ready "http://127.0.0.1:9301/readyz" 60; then
   echo "persist is not ready; its log: $CLUSTER_DIR/persist.log" >&2
   tail -n 20 "$CLUSTER_DIR/persist.log" >&2 || true
@@ -30,15 +46,28 @@ if ! wait_ready "http://127.0.0.1:9301/readyz" 60; then
 fi
 echo "persist up: gRPC 127.0.0.1:7301, metrics on 127.0.0.1:9301 (${DATABASE_URL:+$DATABASE_URL}${DATABASE_URL:-SQLite + embedded queue})"
 for g in $(seq 1 "$GATEWAYS"); do
-  if ! wait_ready "http://127.0.0.1:$((8200 + g))/readyz" 60; then
+  if ! wait_ready "http://127.0.0.1:$((9200 + g))/readyz" 60; then
     echo "gateway-$g is not ready; its log: $CLUSTER_DIR/gateway-$g.log" >&2
     tail -n 20 "$CLUSTER_DIR/gateway-$g.log" >&2 || true
     exit 1
   fi
 done
-echo "gateways up: clients on 127.0.0.1:7201..$((7200 + GATEWAYS)) (TCP), ws://127.0.0.1:8201/ws .. (WebSocket)"
-echo "  chat:    $BIN/confab-chat --gateway 127.0.0.1:7201 register alice --password pw"
-echo "           $BIN/confab-chat --gateway 127.0.0.1:7201 --user alice --password pw"
+if [ "$TLS" = 1 ]; then
+  ca="$(tls_dir)/ca.pem"
+  echo "gateways up: clients on 127.0.0.1:7201..$((7200 + GATEWAYS)) (TCP with TLS), wss://127.0.0.1:8201/ws .. (WebSocket),"
+  echo "  metrics on 127.0.0.1:9201..$((9200 + GATEWAYS)); clients trust $ca"
+  echo "  chat:    $BIN/confab-chat --tls-ca $ca --gateway 127.0.0.1:7201 register alice --password pw"
+  echo "           $BIN/confab-chat --tls-ca $ca --gateway 127.0.0.1:7201 --user alice --password pw"
+else
+  echo "gateways up: clients on 127.0.0.1:7201..$((7200 + GATEWAYS)) (TCP), ws://127.0.0.1:8201/ws .. (WebSocket),"
+  echo "  metrics on 127.0.0.1:9201..$((9200 + GATEWAYS))"
+  echo "  chat:    $BIN/confab-chat --gateway 127.0.0.1:7201 register alice --password pw"
+fi
 echo "cluster up: routers on $(router_grpc 1)..$(router_grpc "$ROUTERS") (metrics on $(router_http 1)..)"
+if [ "$TLS" = 1 ]; then
+  echo "  internal gRPC: mutual TLS, dev CA and certificates in $(tls_dir) (confabctl uses admin.pem there)"
+else
+  echo "  internal gRPC: plain (TLS=0)"
+fi
 echo "  status:  make cluster-status   (or $BIN/confabctl --router $(router_grpc 1) status)"
 echo "  stop:    make cluster-down"

@@ -15,19 +15,71 @@ HTTP_BASE="${HTTP_BASE:-9100}"
 router_grpc() { echo "127.0.0.1:$((GRPC_BASE + $1))"; }
 router_http() { echo "127.0.0.1:$((HTTP_BASE + $1))"; }
 
+# TLS=1 (the default): every process of the local cluster runs with mutual
+# TLS on its internal gRPC, with certificates from a dev CA under
+# $CLUSTER_DIR/tls (made once, kept across restarts); TLS=0 runs it plain.
+TLS="${TLS:-1}"
+tls_dir() { echo "$CLUSTER_DIR/tls"; }
+
+# ensure_cert NAME ROLE [ID]: the dev CA and NAME's certificate (for
+# 127.0.0.1 and localhost), made if missing.
+ensure_cert() {
+  [ "$TLS" = 1 ] || return 0
+  local dir; dir="$(tls_dir)"
+  [ -f "$dir/ca.pem" ] || "$BIN/confabctl" certs init --dir "$dir" >/dev/null
+  [ -f "$dir/$1.pem" ] && return 0
+  "$BIN/confabctl" certs issue --dir "$dir" --name "$1" --role "$2" ${3:+--id "$3"} \
+    --host 127.0.0.1 --host localhost >/dev/null
+}
+
+# tls_flags NAME: the --tls-* flags of process NAME (nothing with TLS=0).
+tls_flags() {
+  [ "$TLS" = 1 ] || return 0
+  local dir; dir="$(tls_dir)"
+  echo --tls-ca "$dir/ca.pem" --tls-cert "$dir/$1.pem" --tls-key "$dir/$1.key"
+}
+
+# client_tls_flags G: gateway G's client-port certificate flags (nothing with TLS=0).
+client_tls_flags() {
+  [ "$TLS" = 1 ] || return 0
+  local dir; dir="$(tls_dir)"
+  echo --client-tls-cert "$dir/gateway-$1-client.pem" --client-tls-key "$dir/gateway-$1-client.key"
+}
+
+# tool_tls_flags: how confabctl and confab-bench reach this cluster's routers.
+tool_tls_flags() {
+  if [ "$TLS" = 1 ]; then
+    ensure_cert admin admin
+    echo --tls-dir "$(tls_dir)"
+  else
+    echo --no-tls
+  fi
+}
+
+# cluster_ctl ARGS...: confabctl against the local cluster, as its admin.
+cluster_ctl() {
+  # shellcheck disable=SC2046
+  "$BIN/confabctl" $(tool_tls_flags) "$@"
+}
+
 # start_router ID: one router of the local cluster. Ids 1..ROUTERS form the
 # initial cluster (bootstrap is a no-op on a restart: the data dir wins);
 # higher ids join it through router 1 (`make cluster-add-router`).
 start_router() {
   local peers="" i
+  ensure_cert "router-$1" router "$1"
+  # shellcheck disable=SC2046 # tls_flags is a list of words
   if [ "$1" -gt "$ROUTERS" ]; then
     start "router-$1" "$BIN/confab-router" --id "$1" --listen "$(router_grpc "$1")" \
-      --http "$(router_http "$1")" --data-dir "$CLUSTER_DIR/router-$1" --join "$(router_grpc 1)"
+      --http "$(router_http "$1")" --data-dir "$CLUSTER_DIR/router-$1" --join "$(router_grpc 1)" \
+      $(tls_flags "router-$1")
     return
   fi
   for i in $(seq 1 "$ROUTERS"); do peers+="${peers:+,}$i=$(router_grpc "$i")"; done
+  # shellcheck disable=SC2046
   start "router-$1" "$BIN/confab-router" --id "$1" --listen "$(router_grpc "$1")" \
-    --http "$(router_http "$1")" --data-dir "$CLUSTER_DIR/router-$1" --bootstrap --peers "$peers"
+    --http "$(router_http "$1")" --data-dir "$CLUSTER_DIR/router-$1" --bootstrap --peers "$peers" \
+    $(tls_flags "router-$1")
 }
 
 # alive PID: the process runs (a zombie awaiting its reaper does not count).

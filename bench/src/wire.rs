@@ -8,11 +8,33 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::{Context, bail};
 use bytes::{Buf, Bytes, BytesMut};
+use confab_client::ClientTls;
 use confab_client::proto::frame::Body;
 use confab_client::proto::{self as pb, DeviceKind, ErrorCode, Frame};
 use prost::Message;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+
+/// A connection to a gateway, plain TCP or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A connection of a scenario that may run over TLS (`--tls-ca`, `--tls`).
+pub type Stream = Box<dyn Io>;
+
+/// Connects to `addr` (resolved to `target`), over TLS with `tls`.
+pub async fn connect_stream(
+    addr: &str,
+    target: SocketAddr,
+    tls: Option<&ClientTls>,
+) -> anyhow::Result<Stream> {
+    let s = connect(None, target).await?;
+    Ok(match tls {
+        None => Box::new(s),
+        Some(tls) => Box::new(tls.connect(addr, s).await?),
+    })
+}
 
 /// Largest frame accepted from a gateway.
 const MAX_FRAME: usize = 16 << 20;
@@ -89,7 +111,11 @@ pub async fn connect(src: Option<Ipv4Addr>, target: SocketAddr) -> anyhow::Resul
 
 /// One request and its answer on a connection with nothing else in flight
 /// (pushes in between are skipped); an error frame is an error.
-pub async fn request(s: &mut TcpStream, request_id: u64, body: Body) -> anyhow::Result<Body> {
+pub async fn request<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    request_id: u64,
+    body: Body,
+) -> anyhow::Result<Body> {
     s.write_all(&encode(request_id, body)).await?;
     let mut len = [0u8; 4];
     loop {
@@ -122,7 +148,7 @@ pub fn server_error(e: &pb::Error) -> anyhow::Error {
 }
 
 /// Shakes hands on `s`.
-pub async fn hello(s: &mut TcpStream) -> anyhow::Result<()> {
+pub async fn hello<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> anyhow::Result<()> {
     let hello = Body::Hello(pb::Hello {
         version: pb::ProtocolVersion::ProtocolVersion1 as i32,
         client: "confab-bench".into(),
@@ -134,8 +160,8 @@ pub async fn hello(s: &mut TcpStream) -> anyhow::Result<()> {
 }
 
 /// Logs `name` in on `s` (after the handshake); returns the LoginOk.
-pub async fn login(
-    s: &mut TcpStream,
+pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
     name: &str,
     password: &str,
     device: &str,

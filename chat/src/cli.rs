@@ -1,5 +1,7 @@
 //! The command line.
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
 /// Confab's console client.
@@ -14,6 +16,13 @@ pub struct Cli {
         env = "CONFAB_CHAT_GATEWAY"
     )]
     pub gateway: String,
+    /// TLS to the gateway, trusting only the CA certificate(s) in FILE
+    /// (the local cluster's: .cluster/tls/ca.pem).
+    #[arg(long, global = true, value_name = "FILE", env = "CONFAB_CHAT_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// TLS to the gateway, trusting the system's CA store.
+    #[arg(long, global = true)]
+    pub tls: bool,
     /// Log in as this user.
     #[arg(long, global = true, env = "CONFAB_CHAT_USER")]
     pub user: Option<String>,
@@ -42,6 +51,10 @@ mod tests {
             .expect("parse");
         assert_eq!(cli.user.as_deref(), Some("a"));
         assert!(matches!(cli.command, Some(Command::Send { ref to, .. }) if to == "b"));
+        assert!(!cli.tls && cli.tls_ca.is_none(), "plain unless asked");
+        let cli =
+            Cli::try_parse_from(["confab-chat", "send", "b", "hi", "--tls-ca", "ca.pem"]).expect("parse");
+        assert_eq!(cli.tls_ca, Some(PathBuf::from("ca.pem")));
     }
 
     #[test]
@@ -70,6 +83,14 @@ mod tests {
         assert!(
             matches!(cli.command, Some(Command::GroupSend { group: 3, ref text }) if text == "hello all")
         );
+    }
+}
+
+impl Cli {
+    /// Connects to --gateway, over TLS with --tls-ca or --tls.
+    pub async fn connect(&self) -> confab_client::Result<confab_client::Client> {
+        let tls = confab_client::ClientTls::from_flags(self.tls, self.tls_ca.as_deref())?;
+        confab_client::Client::connect_with(&self.gateway, tls.as_ref()).await
     }
 }
 
@@ -141,12 +162,25 @@ pub enum Command {
     Groups,
     /// Create a group NAME (I own it).
     CreateGroup { name: String },
-    /// Owner or admin: add USER to GROUP.
+    /// Owner or admin: invite USER to GROUP (USER joins by accepting;
+    /// at once if USER had asked to join).
     Invite {
         #[arg(value_name = "GROUP")]
         group: u64,
         #[arg(value_name = "USER")]
         who: String,
+    },
+    /// My pending invitations to groups.
+    Invites,
+    /// Accept my invitation to GROUP (join it).
+    AcceptInvite {
+        #[arg(value_name = "GROUP")]
+        group: u64,
+    },
+    /// Decline my invitation to GROUP.
+    DeclineInvite {
+        #[arg(value_name = "GROUP")]
+        group: u64,
     },
     /// Ask to join GROUP.
     Join {

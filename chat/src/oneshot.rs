@@ -17,7 +17,7 @@ pub async fn run(cli: &Cli, cmd: Command) -> Result<()> {
             let Some(new_password) = &cli.password else {
                 return Err(Error::Usage("register needs --password PW".into()));
             };
-            let c = Client::connect(&cli.gateway).await?;
+            let c = cli.connect().await?;
             let ok = c.register(&name, new_password).await?;
             print(cli, json!({"user_id": ok.user_id, "name": ok.name}), || {
                 format!("registered {} (id {})", ok.name, ok.user_id)

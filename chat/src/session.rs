@@ -11,7 +11,7 @@ pub async fn login(cli: &Cli) -> Result<Client> {
     let (Some(user), Some(pw)) = (&cli.user, &cli.password) else {
         return Err(Error::Usage("this needs --user NAME --password PW".into()));
     };
-    let mut c = Client::connect(&cli.gateway).await?;
+    let mut c = cli.connect().await?;
     c.login(user, pw, &cli.device, DeviceKind::Desktop).await?;
     Ok(c)
 }

@@ -131,7 +131,35 @@ pub async fn run(cli: &Cli, cmd: Command) -> Result<()> {
         }
         Command::Invite { group, who: user } => {
             c.invite(group, &user).await?;
-            ok(cli, format!("added {user} to group {group}"));
+            ok(cli, format!("invited {user} to group {group}"));
+        }
+        Command::Invites => {
+            for i in c.invites().await? {
+                let group = i.group.unwrap_or_default();
+                let by = user_json(&i.by);
+                print(
+                    cli,
+                    json!({"group": group_json(&group), "by": by, "created_at_ms": i.created_at_ms}),
+                    || {
+                        format!(
+                            "{} (id {}), invited by {}",
+                            group.name,
+                            group.group_id,
+                            name_of(&i.by)
+                        )
+                    },
+                );
+            }
+        }
+        Command::AcceptInvite { group } => {
+            let g = c.accept_invite(group).await?;
+            print(cli, group_json(&g), || {
+                format!("joined {} (id {})", g.name, g.group_id)
+            });
+        }
+        Command::DeclineInvite { group } => {
+            c.decline_invite(group).await?;
+            ok(cli, format!("declined the invitation to group {group}"));
         }
         Command::Join { group, note } => {
             c.join_group(group, &note).await?;

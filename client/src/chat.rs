@@ -55,6 +55,11 @@ impl Client {
         Ok(Self::with_connection(Connection::connect(addr).await?))
     }
 
+    /// Over TLS with `tls` (plain without).
+    pub async fn connect_with(addr: &str, tls: Option<&crate::ClientTls>) -> Result<Self> {
+        Ok(Self::with_connection(Connection::connect_with(addr, tls).await?))
+    }
+
     pub fn with_connection(conn: Connection) -> Self {
         Self {
             conn,
@@ -176,21 +181,32 @@ impl Client {
     /// without duplicates.
     pub async fn sync(&mut self) -> Result<Vec<pb::Message>> {
         let since = (self.state.since_ms - 5_000).max(0);
-        let reply = match self
-            .conn
-            .request(Body::Sync(pb::SyncRequest { since_ms: since }))
-            .await?
-        {
-            Body::SyncReply(r) => r,
-            other => return Err(unexpected("SyncReply", &other)),
-        };
         let mut out = Vec::new();
-        for c in reply.conversations {
-            if c.seq > self.state.last(&c.conversation_id) {
-                out.extend(self.fetch_after(&c.conversation_id).await?);
+        let mut page = crate::page::first_page();
+        // The first page's time: what moved while the later pages were
+        // read is found by the next sync.
+        let mut server_time = None;
+        loop {
+            let request = Body::Sync(pb::SyncRequest {
+                since_ms: since,
+                page: Some(page),
+            });
+            let reply = match self.conn.request(request).await? {
+                Body::SyncReply(r) => r,
+                other => return Err(unexpected("SyncReply", &other)),
+            };
+            server_time.get_or_insert(reply.server_time_ms);
+            for c in reply.conversations {
+                if c.seq > self.state.last(&c.conversation_id) {
+                    out.extend(self.fetch_after(&c.conversation_id).await?);
+                }
+            }
+            match crate::page::next(reply.page) {
+                Some(p) => page = p,
+                None => break,
             }
         }
-        self.state.since_ms = reply.server_time_ms;
+        self.state.since_ms = server_time.unwrap_or(since);
         Ok(out)
     }
 

@@ -11,12 +11,21 @@ use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb, ErrorCode, Frame, ProtocolVersion};
 use futures::{SinkExt, StreamExt};
 use prost::Message;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::tls::ClientTls;
+
+/// What a plain client reads when the gateway speaks TLS: a TLS record
+/// (handshake 0x16 or alert 0x15, version 3.x) where a length prefix was
+/// expected.
+fn looks_like_tls(head: &[u8]) -> bool {
+    head.len() >= 2 && (head[0] == 0x15 || head[0] == 0x16) && head[1] == 0x03
+}
 
 /// Largest frame the client accepts (history pages can be large).
 const MAX_IN_FRAME: usize = 16 << 20;
@@ -59,14 +68,37 @@ fn codec(max: usize) -> LengthDelimitedCodec {
 }
 
 impl Connection {
-    /// Connects over TCP and shakes hands.
+    /// Connects over plain TCP and shakes hands.
     pub async fn connect(addr: &str) -> Result<Self> {
+        Self::connect_with(addr, None).await
+    }
+
+    /// Connects over TCP, then TLS with `tls` (plain without), and shakes
+    /// hands.
+    pub async fn connect_with(addr: &str, tls: Option<&ClientTls>) -> Result<Self> {
         let stream = TcpStream::connect(addr).await.map_err(|source| Error::Connect {
             addr: addr.to_owned(),
             source,
         })?;
         let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
+        match tls {
+            None => {
+                let (r, w) = stream.into_split();
+                Self::start(r, w).await
+            }
+            Some(tls) => {
+                let stream = tls.connect(addr, stream).await?;
+                let (r, w) = tokio::io::split(stream);
+                Self::start(r, w).await
+            }
+        }
+    }
+
+    async fn start<R, W>(r: R, w: W) -> Result<Self>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let mut read = FramedRead::new(r, codec(MAX_IN_FRAME));
         let mut write = FramedWrite::new(w, codec(MAX_IN_FRAME));
         let (out, mut out_rx) = mpsc::channel::<Bytes>(1024);
@@ -97,13 +129,32 @@ impl Connection {
         });
         let p = pending.clone();
         let s = stop.clone();
+        // Why the reader stopped, when the gateway sent something unreadable.
+        let why: Arc<Mutex<Option<Error>>> = Arc::default();
+        let w = why.clone();
         tokio::spawn(async move {
             loop {
                 let next = tokio::select! {
                     _ = s.cancelled() => break,
                     n = read.next() => n,
                 };
-                let Some(Ok(bytes)) = next else { break };
+                let bytes = match next {
+                    Some(Ok(b)) => b,
+                    Some(Err(error)) => {
+                        let reason = if looks_like_tls(read.read_buffer()) {
+                            Error::Tls(
+                                "the gateway answered with TLS: this port needs a TLS client \
+                                 (--tls-ca FILE, or --tls for the system's CAs)"
+                                    .to_owned(),
+                            )
+                        } else {
+                            Error::Protocol(format!("reading from the gateway: {error}"))
+                        };
+                        *w.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                        break;
+                    }
+                    None => break,
+                };
                 let Ok(frame) = Frame::decode(bytes.freeze()) else {
                     break;
                 };
@@ -143,7 +194,13 @@ impl Connection {
                 version: ProtocolVersion::ProtocolVersion1 as i32,
                 client: concat!("confab-client/", env!("CARGO_PKG_VERSION")).into(),
             }))
-            .await?;
+            .await
+            .map_err(
+                |e| match (&e, why.lock().unwrap_or_else(|e| e.into_inner()).take()) {
+                    (Error::Closed, Some(reason)) => reason,
+                    _ => e,
+                },
+            )?;
         let Body::HelloOk(ok) = reply else {
             return Err(Error::Protocol("expected HelloOk".into()));
         };
@@ -200,6 +257,10 @@ impl Connection {
             }
         };
         match reply {
+            Body::Error(e) if e.code == ErrorCode::RateLimited as i32 => Err(Error::RateLimited {
+                message: e.message,
+                retry_after: std::time::Duration::from_millis(u64::from(e.retry_after_ms)),
+            }),
             Body::Error(e) => Err(Error::Server {
                 code: ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Unspecified),
                 message: e.message,

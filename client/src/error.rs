@@ -12,11 +12,23 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// TLS: a CA file that cannot be used, a failed handshake (a
+    /// certificate from another CA, a name mismatch), or a plain client at
+    /// a TLS port.
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     /// The gateway answered with an error frame.
     #[error("{code:?}: {message}")]
     Server { code: ErrorCode, message: String },
+    /// The gateway refused the request for now (RATE_LIMITED): nothing of
+    /// it was done; it may succeed after `retry_after`.
+    #[error("rate limited: {message} (retry after {retry_after:?})")]
+    RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     #[error("protocol violation: {0}")]
     Protocol(String),
     #[error("the connection is closed")]
@@ -30,6 +42,15 @@ impl Error {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Error::Server { code, .. } => Some(*code),
+            Error::RateLimited { .. } => Some(ErrorCode::RateLimited),
+            _ => None,
+        }
+    }
+
+    /// How long to wait before retrying, when the gateway said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }

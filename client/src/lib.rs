@@ -2,7 +2,8 @@
 //! confab-chat, confab-bench and the tests.
 //!
 //! Parts:
-//! - [`Connection`]: one TCP connection to a gateway: the handshake,
+//! - [`Connection`]: one TCP connection to a gateway, plain or TLS
+//!   ([`ClientTls`]: whom to trust, verification always on): the handshake,
 //!   request/response matching by request id, heartbeats, pushes on a
 //!   bounded channel (a reader that falls behind slows the socket, as it
 //!   should).
@@ -20,8 +21,10 @@
 mod chat;
 mod connection;
 mod error;
+mod page;
 mod social;
 mod state;
+mod tls;
 
 pub use chat::{Client, Event, Update};
 pub use confab_proto::client as proto;
@@ -29,3 +32,4 @@ pub use confab_proto::client::{DeviceKind, ErrorCode};
 pub use connection::{Connection, Push};
 pub use error::{Error, Result};
 pub use state::SyncState;
+pub use tls::{ClientTls, server_name};

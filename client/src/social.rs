@@ -7,6 +7,7 @@ use confab_proto::client::{self as pb};
 
 use crate::chat::Client;
 use crate::error::{Error, Result};
+use crate::page::{first_page, next};
 
 fn unexpected(what: &str, body: &Body) -> Error {
     Error::Protocol(format!("expected {what}, got {body:?}"))
@@ -78,27 +79,43 @@ impl Client {
         .await
     }
 
-    /// My friends, by name, each with its presence and devices.
+    /// My friends, by name, each with its presence and devices (every
+    /// page).
     pub async fn friends(&self) -> Result<Vec<pb::FriendInfo>> {
-        match self
-            .conn
-            .request(Body::ListFriends(pb::ListFriendsRequest {}))
-            .await?
-        {
-            Body::Friends(f) => Ok(f.friends),
-            other => Err(unexpected("Friends", &other)),
+        let mut out = Vec::new();
+        let mut page = first_page();
+        loop {
+            let body = Body::ListFriends(pb::ListFriendsRequest { page: Some(page) });
+            match self.conn.request(body).await? {
+                Body::Friends(f) => {
+                    out.extend(f.friends);
+                    match next(f.page) {
+                        Some(p) => page = p,
+                        None => return Ok(out),
+                    }
+                }
+                other => return Err(unexpected("Friends", &other)),
+            }
         }
     }
 
-    /// Pending friend requests: to me and from me.
+    /// Pending friend requests: to me and from me (every page).
     pub async fn friend_requests(&self) -> Result<pb::FriendRequestsReply> {
-        match self
-            .conn
-            .request(Body::ListFriendRequests(pb::ListFriendRequestsRequest {}))
-            .await?
-        {
-            Body::FriendRequests(r) => Ok(r),
-            other => Err(unexpected("FriendRequests", &other)),
+        let mut out = pb::FriendRequestsReply::default();
+        let mut page = first_page();
+        loop {
+            let body = Body::ListFriendRequests(pb::ListFriendRequestsRequest { page: Some(page) });
+            match self.conn.request(body).await? {
+                Body::FriendRequests(r) => {
+                    out.incoming.extend(r.incoming);
+                    out.outgoing.extend(r.outgoing);
+                    match next(r.page) {
+                        Some(p) => page = p,
+                        None => return Ok(out),
+                    }
+                }
+                other => return Err(unexpected("FriendRequests", &other)),
+            }
         }
     }
 
@@ -110,25 +127,74 @@ impl Client {
         }
     }
 
-    /// The groups I am a member of.
+    /// The groups I am a member of (every page).
     pub async fn groups(&self) -> Result<Vec<pb::GroupInfo>> {
-        match self
-            .conn
-            .request(Body::ListGroups(pb::ListGroupsRequest {}))
-            .await?
-        {
-            Body::Groups(g) => Ok(g.groups),
-            other => Err(unexpected("Groups", &other)),
+        let mut out = Vec::new();
+        let mut page = first_page();
+        loop {
+            let body = Body::ListGroups(pb::ListGroupsRequest { page: Some(page) });
+            match self.conn.request(body).await? {
+                Body::Groups(g) => {
+                    out.extend(g.groups);
+                    match next(g.page) {
+                        Some(p) => page = p,
+                        None => return Ok(out),
+                    }
+                }
+                other => return Err(unexpected("Groups", &other)),
+            }
         }
     }
 
-    /// Owner or admin: adds `name` to the group.
+    /// Owner or admin: invites `name` to the group. It joins when it
+    /// accepts ([`Client::accept_invite`]), or at once if it had asked to.
     pub async fn invite(&self, group_id: u64, name: &str) -> Result<()> {
         self.done(Body::Invite(pb::InviteRequest {
             group_id,
             user: by_name(name),
         }))
         .await
+    }
+
+    /// Accepts my pending invitation to the group: I am a member, and get
+    /// the group.
+    pub async fn accept_invite(&self, group_id: u64) -> Result<pb::GroupInfo> {
+        let body = Body::RespondInvite(pb::RespondInviteRequest {
+            group_id,
+            accept: true,
+        });
+        match self.conn.request(body).await? {
+            Body::Group(g) => Ok(g),
+            other => Err(unexpected("Group", &other)),
+        }
+    }
+
+    /// Declines my pending invitation to the group (the inviter is told).
+    pub async fn decline_invite(&self, group_id: u64) -> Result<()> {
+        self.done(Body::RespondInvite(pb::RespondInviteRequest {
+            group_id,
+            accept: false,
+        }))
+        .await
+    }
+
+    /// My pending invitations (every page).
+    pub async fn invites(&self) -> Result<Vec<pb::InviteInfo>> {
+        let mut out = Vec::new();
+        let mut page = first_page();
+        loop {
+            let body = Body::ListInvites(pb::ListInvitesRequest { page: Some(page) });
+            match self.conn.request(body).await? {
+                Body::Invites(r) => {
+                    out.extend(r.invites);
+                    match next(r.page) {
+                        Some(p) => page = p,
+                        None => return Ok(out),
+                    }
+                }
+                other => return Err(unexpected("Invites", &other)),
+            }
+        }
     }
 
     /// Asks to join; the owner and admins are told.
@@ -160,10 +226,23 @@ impl Client {
 
     /// Owner or admin: the pending join requests.
     pub async fn join_requests(&self, group_id: u64) -> Result<Vec<pb::JoinRequestInfo>> {
-        let body = Body::ListJoinRequests(pb::ListJoinRequestsRequest { group_id });
-        match self.conn.request(body).await? {
-            Body::JoinRequests(r) => Ok(r.requests),
-            other => Err(unexpected("JoinRequests", &other)),
+        let mut out = Vec::new();
+        let mut page = first_page();
+        loop {
+            let body = Body::ListJoinRequests(pb::ListJoinRequestsRequest {
+                group_id,
+                page: Some(page),
+            });
+            match self.conn.request(body).await? {
+                Body::JoinRequests(r) => {
+                    out.extend(r.requests);
+                    match next(r.page) {
+                        Some(p) => page = p,
+                        None => return Ok(out),
+                    }
+                }
+                other => return Err(unexpected("JoinRequests", &other)),
+            }
         }
     }
 
@@ -192,10 +271,23 @@ impl Client {
 
     /// Members only: the members and their roles.
     pub async fn members(&self, group_id: u64) -> Result<Vec<pb::MemberInfo>> {
-        let body = Body::ListMembers(pb::ListMembersRequest { group_id });
-        match self.conn.request(body).await? {
-            Body::Members(m) => Ok(m.members),
-            other => Err(unexpected("Members", &other)),
+        let mut out = Vec::new();
+        let mut page = first_page();
+        loop {
+            let body = Body::ListMembers(pb::ListMembersRequest {
+                group_id,
+                page: Some(page),
+            });
+            match self.conn.request(body).await? {
+                Body::Members(m) => {
+                    out.extend(m.members);
+                    match next(m.page) {
+                        Some(p) => page = p,
+                        None => return Ok(out),
+                    }
+                }
+                other => return Err(unexpected("Members", &other)),
+            }
         }
     }
 

@@ -21,8 +21,39 @@ pub struct Cli {
     /// Overall deadline of each router operation, in seconds.
     #[arg(long, global = true, default_value_t = 5.0)]
     pub timeout: f64,
+    #[command(flatten)]
+    pub tls: AdminTlsArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The admin certificate confabctl calls the routers with. Without flags,
+/// `--tls-dir` (default `.cluster/tls`, the local cluster's) is used when it
+/// holds `ca.pem`, `admin.pem` and `admin.key`; otherwise calls are plain.
+#[derive(Debug, Clone, Args)]
+pub struct AdminTlsArgs {
+    /// Cluster CA certificate (PEM).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Admin certificate (PEM, naming confab://admin).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Admin private key (PEM).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Where to find ca.pem, admin.pem and admin.key when no file flag is given.
+    #[arg(
+        long,
+        global = true,
+        env = "CONFAB_TLS_DIR",
+        default_value = ".cluster/tls",
+        value_name = "DIR"
+    )]
+    pub tls_dir: std::path::PathBuf,
+    /// Call the routers in plain gRPC even if --tls-dir holds certificates
+    /// (a cluster that runs without TLS).
+    #[arg(long, global = true, conflicts_with_all = ["tls_ca", "tls_cert", "tls_key"])]
+    pub no_tls: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +93,49 @@ pub enum Command {
     Shard {
         #[command(subcommand)]
         command: ShardCommand,
+    },
+    /// The cluster CA and the certificates of its processes.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a cluster CA: DIR/ca.pem and DIR/ca.key (kept if present).
+    Init {
+        /// Where the CA and the certificates live.
+        #[arg(long, default_value = ".cluster/tls")]
+        dir: std::path::PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: i64,
+        /// Replace an existing CA (every certificate it issued stops
+        /// being trusted by processes that load the new one).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a certificate from DIR's CA: DIR/NAME.pem and DIR/NAME.key.
+    Issue {
+        /// router, gateway, persist, admin; or `client-port` for a gateway's
+        /// public client listener (no cluster identity).
+        #[arg(long)]
+        role: String,
+        /// The router node id or the gateway id.
+        #[arg(long)]
+        id: Option<u64>,
+        /// A DNS name or IP address the process is reached at (repeat).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// File name stem (default: ROLE or ROLE-ID).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = ".cluster/tls")]
+        dir: std::path::PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
     },
 }
 

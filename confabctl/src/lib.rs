@@ -1,14 +1,14 @@
 //! confabctl: the admin command line of a Confab router cluster.
 //!
 //! Each subcommand is one module (`status`, `whereis`, `leader`, `gateways`,
-//! `shard`)
-//! with three parts: `run` talks to the cluster through
+//! `shard`, `certs`) with three parts: `run` talks to the cluster through
 //! `confab_router_client::RouterClient`, `build` turns the answers into a
 //! serde report struct (JSON output), `render_text` turns the report into
 //! tables for humans. `build` and `render_text` are pure and unit-tested on
 //! sample data. What does not belong here: routing logic (router-client) and
 //! serde derives on wire types (reports are our own structs).
 
+pub mod certs;
 pub mod cli;
 pub mod gateways;
 pub mod leader;
@@ -28,12 +28,17 @@ use crate::cli::{Cli, Command, LeaderCommand, NodeCommand, ShardCommand};
 
 /// Runs the command and returns what to print on stdout.
 pub async fn run(cli: Cli) -> anyhow::Result<String> {
+    if let Command::Certs { command } = &cli.command {
+        return output(cli.json, &certs::run(command)?, certs::render);
+    }
+    let tls = certs::admin_tls(&cli.tls)?;
     let timeout = Duration::try_from_secs_f64(cli.timeout)
         .ok()
         .filter(|d| !d.is_zero())
         .context("--timeout must be a positive number of seconds")?;
     let config = ClientConfig {
         deadline: timeout,
+        tls: tls.clone(),
         ..ClientConfig::default()
     };
     let client = RouterClient::new(cli.router.clone(), config)?;
@@ -49,14 +54,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
             command: ShardCommand::Move(args),
         } => output(
             json,
-            &shard::run_move(&cli.router, args).await?,
+            &shard::run_move(&cli.router, args, tls).await?,
             shard::render_move,
         ),
         Command::Rebalance {
             dry_run,
             move_timeout,
         } => {
-            let client = shard::long_client(&cli.router, *move_timeout)?;
+            let client = shard::long_client(&cli.router, *move_timeout, tls)?;
             let report = shard::rebalance(&client, *dry_run).await?;
             output(json, &report, shard::render_plan)
         }
@@ -64,7 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
             command,
             move_timeout,
         } => {
-            let client = shard::long_client(&cli.router, *move_timeout)?;
+            let client = shard::long_client(&cli.router, *move_timeout, tls)?;
             let report = match command {
                 NodeCommand::Add(args) => shard::node_add(&client, args).await?,
                 NodeCommand::Drain { id } => shard::node_drain(&client, *id).await?,
@@ -72,6 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
             };
             output(json, &report, shard::render_plan)
         }
+        Command::Certs { .. } => unreachable!("answered above"),
     }
 }
 

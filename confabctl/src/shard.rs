@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use confab_router_client::{ClientConfig, RouterClient};
+use confab_router_client::{ClientConfig, ClientTls, RouterClient};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -21,7 +21,7 @@ pub struct MoveReport {
 }
 
 /// A client whose single attempt may last `secs` (replicas catching up).
-pub fn long_client(seeds: &[String], secs: f64) -> anyhow::Result<RouterClient> {
+pub fn long_client(seeds: &[String], secs: f64, tls: Option<ClientTls>) -> anyhow::Result<RouterClient> {
     let timeout = Duration::try_from_secs_f64(secs)
         .ok()
         .filter(|d| !d.is_zero())
@@ -29,6 +29,7 @@ pub fn long_client(seeds: &[String], secs: f64) -> anyhow::Result<RouterClient> 
     let config = ClientConfig {
         deadline: timeout,
         attempt_timeout: timeout,
+        tls,
         ..ClientConfig::default()
     };
     Ok(RouterClient::new(seeds.to_vec(), config)?)
@@ -137,9 +138,13 @@ pub fn render_plan(r: &PlanReport) -> String {
     out
 }
 
-pub async fn run_move(seeds: &[String], args: &MoveArgs) -> anyhow::Result<MoveReport> {
+pub async fn run_move(
+    seeds: &[String],
+    args: &MoveArgs,
+    tls: Option<ClientTls>,
+) -> anyhow::Result<MoveReport> {
     // One attempt may last as long as the new replica takes to catch up.
-    let client = long_client(seeds, args.move_timeout)?;
+    let client = long_client(seeds, args.move_timeout, tls)?;
     let started = Instant::now();
     let shard = client.move_replica(args.shard, args.from, args.to).await?;
     Ok(MoveReport {

@@ -5,9 +5,10 @@
 //! `CONFAB_<KEY>`), then command-line flags. `etc/gateway.toml` is the
 //! commented sample; a test keeps it in sync with these structs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use confab_router_client::MultiDevicePolicy;
+use confab_tls::TlsFiles;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -21,8 +22,12 @@ pub struct GatewayConfig {
     pub id: u64,
     /// Client protocol over TCP.
     pub listen: String,
-    /// HTTP: /metrics, /healthz, /readyz, /ws (WebSocket), /v1/gateway.
+    /// HTTP, public: /healthz, /readyz, /ws (WebSocket), /v1/gateway; HTTPS
+    /// and WSS with `[client_tls]`.
     pub http: String,
+    /// HTTP, internal (never TLS, keep it off public networks): /metrics,
+    /// /healthz, /readyz.
+    pub metrics: String,
     /// Internal gRPC (Deliver from other gateways).
     pub grpc: String,
     /// The internal gRPC address other gateways reach this one at (registered
@@ -42,8 +47,40 @@ pub struct GatewayConfig {
     pub limits: LimitsConfig,
     pub session: SessionConfig,
     pub social: SocialConfig,
+    /// What one user may do: message rate, resume tokens, read waits.
+    pub user_limits: UserLimitsConfig,
     /// Network zones for `/v1/gateway`; empty = one zone with every gateway.
     pub zones: Vec<ZoneConfig>,
+    /// Mutual TLS on the internal gRPC port and to routers, persist and
+    /// other gateways: the cluster CA, this gateway's certificate (naming
+    /// `confab://gateway/ID`) and key. Absent: plain and unauthenticated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+    /// TLS on the client ports (TCP, and HTTPS/WSS on `http`): the
+    /// certificate clients check and its key, read again on SIGHUP.
+    /// Absent: both ports plain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_tls: Option<ClientTlsConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// The certificate chain, PEM (leaf first), naming the host names and
+    /// addresses clients dial.
+    pub cert: PathBuf,
+    /// Its private key, PEM.
+    pub key: PathBuf,
+    /// A new connection's TLS handshake must be done within this long.
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+}
+
+/// `client_tls.handshake_timeout_ms` when not given.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+
+fn default_handshake_timeout_ms() -> u64 {
+    DEFAULT_HANDSHAKE_TIMEOUT_MS
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,8 +96,13 @@ pub enum QueueBackend {
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     pub backend: QueueBackend,
-    /// For `amqp`: must match persist's queue settings.
+    /// For `amqp`: must match persist's queue settings. `amqps://...` for
+    /// TLS (verified against the system's roots and `amqp_ca`).
     pub amqp_url: String,
+    /// PEM file of the CA that issued the broker's certificate, trusted
+    /// besides the system's roots (`amqps://` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amqp_ca: Option<PathBuf>,
     pub prefix: String,
     pub partitions: u32,
 }
@@ -72,17 +114,71 @@ pub struct LimitsConfig {
     pub max_frame_bytes: u32,
     /// Longest message body (bytes); persist's limit must not be lower.
     pub max_body_bytes: usize,
-    /// Frames queued for one connection; a client that lets it fill is
-    /// disconnected (slow consumer).
-    pub send_queue_frames: usize,
+    /// Bytes queued for one connection. While they are at this bound the
+    /// connection's requests are not read (back pressure); pushes and
+    /// answers past twice the bound disconnect it (slow consumer).
+    pub send_queue_bytes: usize,
+    /// A client that takes nothing of its queue for this long (a write
+    /// blocked, or the queue kept full) is disconnected.
+    pub send_stall_timeout_ms: u64,
     /// A connection silent this long is closed.
     pub idle_timeout_ms: u64,
     /// How often clients should ping (told in HelloOk).
     pub heartbeat_ms: u64,
     /// Open client connections at most (TCP and WebSocket).
     pub max_connections: usize,
+    /// Open client connections from one address at most (an IPv4 address
+    /// or an IPv6 /64; TCP and WebSocket together).
+    pub max_connections_per_ip: u32,
+    /// A new connection must have said Hello and logged in (or resumed)
+    /// within this long, else it is closed (LOGIN_TIMEOUT); also after a
+    /// logout.
+    pub login_timeout_ms: u64,
+    /// Login attempts from one address: this many at once, refilled at
+    /// `login_per_ip_per_minute`.
+    pub login_per_ip_burst: u32,
+    pub login_per_ip_per_minute: u32,
+    /// Password login attempts at one account from anywhere: this many at
+    /// once, refilled at `login_per_account_per_minute`; a successful login
+    /// gives its token back and resume is not counted.
+    pub login_per_account_burst: u32,
+    pub login_per_account_per_minute: u32,
+    /// Registrations from one address: this many at once, refilled at
+    /// `register_per_ip_per_minute`.
+    pub register_per_ip_burst: u32,
+    pub register_per_ip_per_minute: u32,
     /// Deadline of one call to another gateway or to persist.
     pub rpc_timeout_ms: u64,
+    /// An HTTP request's headers must arrive within this long of the
+    /// connection's first byte or of the previous response (slow clients
+    /// holding connections open are closed).
+    pub http_header_timeout_ms: u64,
+    /// Open HTTP connections on the public port at most (a connection that
+    /// upgrades to WebSocket leaves this count and counts against
+    /// `max_connections` instead).
+    pub max_http_connections: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserLimitsConfig {
+    /// Messages (1:1 and group) one user may send per second through this
+    /// gateway, over all of its connections here (a token bucket refilled
+    /// at this rate); 0 = no limit.
+    pub messages_per_s: u32,
+    /// How many messages a user may send at once after being quiet (the
+    /// bucket's size).
+    pub message_burst: u32,
+    /// Items of a list answer (friends, members, groups, requests, changed
+    /// conversations) when the client does not say.
+    pub page_size: u32,
+    /// Items of a list answer at most, whatever the client asks.
+    pub max_page_size: u32,
+    /// Reads (Fetch, History) of one connection that may wait at once for
+    /// a message to be written (`min_message_id`, honoured only for the
+    /// ids of messages the connection sent or was pushed lately); one more
+    /// is BUSY.
+    pub max_read_waits: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +244,7 @@ impl Default for GatewayConfig {
             id: 1,
             listen: "127.0.0.1:7201".into(),
             http: "127.0.0.1:8201".into(),
+            metrics: "127.0.0.1:9201".into(),
             grpc: "127.0.0.1:7211".into(),
             advertise_grpc: String::new(),
             advertise_client: String::new(),
@@ -162,7 +259,10 @@ impl Default for GatewayConfig {
             limits: LimitsConfig::default(),
             session: SessionConfig::default(),
             social: SocialConfig::default(),
+            user_limits: UserLimitsConfig::default(),
             zones: Vec::new(),
+            tls: None,
+            client_tls: None,
         }
     }
 }
@@ -172,6 +272,7 @@ impl Default for QueueConfig {
         Self {
             backend: QueueBackend::Remote,
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            amqp_ca: None,
             prefix: "confab.messages".into(),
             partitions: 16,
         }
@@ -183,11 +284,34 @@ impl Default for LimitsConfig {
         Self {
             max_frame_bytes: 65_536,
             max_body_bytes: 4096,
-            send_queue_frames: 256,
+            send_queue_bytes: 1 << 20,
+            send_stall_timeout_ms: 30_000,
             idle_timeout_ms: 90_000,
             heartbeat_ms: 30_000,
             max_connections: 100_000,
+            max_connections_per_ip: 256,
+            login_timeout_ms: 10_000,
+            login_per_ip_burst: 20,
+            login_per_ip_per_minute: 30,
+            login_per_account_burst: 10,
+            login_per_account_per_minute: 10,
+            register_per_ip_burst: 5,
+            register_per_ip_per_minute: 5,
             rpc_timeout_ms: 5_000,
+            http_header_timeout_ms: 10_000,
+            max_http_connections: 10_000,
+        }
+    }
+}
+
+impl Default for UserLimitsConfig {
+    fn default() -> Self {
+        Self {
+            messages_per_s: 20,
+            message_burst: 50,
+            page_size: 100,
+            max_page_size: 1000,
+            max_read_waits: 4,
         }
     }
 }
@@ -242,8 +366,25 @@ impl GatewayConfig {
         if l.max_body_bytes == 0 || l.max_body_bytes + 1024 > l.max_frame_bytes as usize {
             return bad("limits.max_body_bytes must be > 0 and leave 1 KiB of the frame limit".into());
         }
-        if l.send_queue_frames < 8 {
-            return bad("limits.send_queue_frames must be at least 8".into());
+        if l.send_queue_bytes < 4 * l.max_frame_bytes as usize {
+            return bad("limits.send_queue_bytes must be at least 4 * max_frame_bytes".into());
+        }
+        if l.send_stall_timeout_ms == 0 || l.login_timeout_ms == 0 {
+            return bad("limits.send_stall_timeout_ms and limits.login_timeout_ms must be > 0".into());
+        }
+        if l.max_connections_per_ip == 0 {
+            return bad("limits.max_connections_per_ip must be >= 1".into());
+        }
+        let rates = [
+            l.login_per_ip_burst,
+            l.login_per_ip_per_minute,
+            l.login_per_account_burst,
+            l.login_per_account_per_minute,
+            l.register_per_ip_burst,
+            l.register_per_ip_per_minute,
+        ];
+        if rates.contains(&0) {
+            return bad("limits.login_* and limits.register_* bursts and rates must be >= 1".into());
         }
         if l.heartbeat_ms == 0 || l.idle_timeout_ms < 2 * l.heartbeat_ms {
             return bad("limits.idle_timeout_ms must be at least twice heartbeat_ms (> 0)".into());
@@ -251,12 +392,39 @@ impl GatewayConfig {
         if l.max_connections == 0 || l.rpc_timeout_ms == 0 {
             return bad("limits.max_connections and limits.rpc_timeout_ms must be > 0".into());
         }
+        if l.http_header_timeout_ms == 0 || l.max_http_connections == 0 {
+            return bad("limits.http_header_timeout_ms and limits.max_http_connections must be > 0".into());
+        }
+        if let Some(t) = &self.client_tls
+            && t.handshake_timeout_ms == 0
+        {
+            return bad("client_tls.handshake_timeout_ms must be > 0".into());
+        }
+        let u = &self.user_limits;
+        if u.messages_per_s > 0 && u.message_burst == 0 {
+            return bad("user_limits.message_burst must be > 0 when messages_per_s is".into());
+        }
+        if u.page_size == 0 || u.max_page_size < u.page_size {
+            return bad("user_limits.page_size must be > 0 and max_page_size >= page_size".into());
+        }
+        if u.max_read_waits == 0 {
+            return bad("user_limits.max_read_waits must be > 0".into());
+        }
         let s = &self.social;
         if s.cache_ttl_ms == 0 || s.cache_max_entries == 0 || s.gateway_poll_ms == 0 {
             return bad("social.cache_ttl_ms, cache_max_entries and gateway_poll_ms must be > 0".into());
         }
         if self.queue.partitions == 0 {
             return bad("queue.partitions must be > 0".into());
+        }
+        if self.queue.backend == QueueBackend::Amqp
+            && let Some(ca) = &self.queue.amqp_ca
+            && !self.queue.amqp_url.to_ascii_lowercase().starts_with("amqps://")
+        {
+            return bad(format!(
+                "queue.amqp_ca ({}) is set but queue.amqp_url is not amqps://",
+                ca.display()
+            ));
         }
         for z in &self.zones {
             for c in &z.cidrs {
@@ -297,6 +465,16 @@ mod tests {
         c.limits.idle_timeout_ms = c.limits.heartbeat_ms;
         assert!(c.validate().is_err());
         let mut c = ok.clone();
+        c.limits.http_header_timeout_ms = 0;
+        assert!(c.validate().is_err());
+        let mut c = ok.clone();
+        c.client_tls = Some(ClientTlsConfig {
+            cert: "c.pem".into(),
+            key: "c.key".into(),
+            handshake_timeout_ms: 0,
+        });
+        assert!(c.validate().is_err());
+        let mut c = ok.clone();
         c.zones = vec![ZoneConfig {
             name: "x".into(),
             cidrs: vec!["10.0.0.0/99".into()],
@@ -304,5 +482,26 @@ mod tests {
         }];
         assert!(c.validate().is_err());
         assert!(toml::from_str::<GatewayConfig>("nonsense = 1").is_err());
+    }
+
+    #[test]
+    fn a_broker_ca_file_needs_an_amqps_url() {
+        let mut c = GatewayConfig::default();
+        c.queue.backend = QueueBackend::Amqp;
+        c.queue.amqp_ca = Some("/etc/confab/broker-ca.pem".into());
+        let e = c.validate().expect_err("a CA file with amqp://").to_string();
+        assert!(e.contains("not amqps://"), "{e}");
+        c.queue.amqp_url = "amqps://guest:guest@broker.example:5671/%2f".into();
+        c.validate().expect("amqps:// with a CA file");
+    }
+
+    #[test]
+    fn client_tls_section_parses_with_its_default_deadline() {
+        let c: GatewayConfig =
+            toml::from_str("[client_tls]\ncert = \"gw.pem\"\nkey = \"gw.key\"\n").expect("parse");
+        let t = c.client_tls.expect("section");
+        assert_eq!(t.cert, PathBuf::from("gw.pem"));
+        assert_eq!(t.handshake_timeout_ms, 10_000);
+        assert!(toml::from_str::<GatewayConfig>("[client_tls]\ncert = \"gw.pem\"\n").is_err());
     }
 }

@@ -1,7 +1,12 @@
 //! One client connection, whatever the transport: read a frame, run its
-//! handler, queue the answer. Frames out go through one bounded queue and a
-//! writer task; a client that stops reading fills the queue and is
-//! disconnected. TCP and WebSocket both end up in [`serve`].
+//! handler, queue the answer. Frames out go through one queue bounded in
+//! bytes ([`crate::state::outbox`]) and a writer task: while the queue is
+//! at its bound the connection's requests are not read; a client that
+//! takes nothing for `send_stall_timeout_ms`, or lets the queue pass twice
+//! its bound, is disconnected. A connection not logged in within
+//! `login_timeout_ms` of its start (or of its logout) is closed, however
+//! slowly it trickles its bytes. TCP and WebSocket both end up in
+//! [`serve`].
 //!
 //! A client may pipeline: answers carry the request id and may come in any
 //! order. What changes the login (register, login, resume, logout) waits
@@ -17,6 +22,7 @@
 //! of sizing every connection's task for the largest handler.
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,14 +30,22 @@ use bytes::Bytes;
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb, ProtocolVersion};
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::LimitsConfig;
 use crate::error::Error;
 use crate::handler::{self, Conn};
 use crate::metrics;
 use crate::state::Shared;
+use crate::state::guard::AddressSlot;
+use crate::state::outbox::{Inbox, Outbox, outbox};
 use crate::wire::{frame, stream};
+
+/// How long a refused connection gets to take its error frame.
+const REFUSE_WRITE: Duration = Duration::from_secs(1);
 
 /// How long the writer may take to flush the last frames after the
 /// connection ended.
@@ -110,7 +124,7 @@ pub trait Output: Send + 'static {
     fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
 
-impl Output for stream::FrameWriter {
+impl<W: tokio::io::AsyncWrite + Unpin + Send + 'static> Output for stream::FrameWriter<W> {
     async fn write_frames(&mut self, frames: &[Bytes]) -> Result<(), Error> {
         stream::FrameWriter::write_frames(self, frames).await
     }
@@ -139,33 +153,107 @@ where
     }
 }
 
-/// Serves one connection until it closes, errs, idles out, is killed, or
-/// the gateway shuts down.
-pub async fn serve<S, O>(shared: Arc<Shared>, transport: &'static str, mut input: S, output: O)
+/// A place for a new client connection from `peer` (the gateway's cap and
+/// the address's), held while it is open; or the error refusing it.
+pub fn admit(shared: &Shared, peer: SocketAddr) -> Result<(OwnedSemaphorePermit, AddressSlot), Error> {
+    let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+        tracing::warn!(%peer, "connection limit reached; refusing");
+        metrics::CONNECTIONS_REFUSED.with_label_values(&["max"]).inc();
+        return Err(Error::TooManyConnections(
+            "this gateway is at its connection limit; try another".into(),
+        ));
+    };
+    // Counted, not logged at warn: a flood of them would flood the log.
+    let slot = shared.guard.open(peer.ip()).inspect_err(|_| {
+        tracing::debug!(%peer, "connections per address at the limit; refusing");
+    })?;
+    Ok((permit, slot))
+}
+
+/// Answers a refused TCP connection with `e` as an error frame, then
+/// closes it.
+pub async fn refuse_tcp<S: tokio::io::AsyncWrite + Unpin>(mut stream: S, e: &Error) {
+    let f = frame::error(0, e);
+    let mut out = (f.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&f);
+    let _ = tokio::time::timeout(REFUSE_WRITE, async {
+        stream.write_all(&out).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+/// Until the queue drained below its bound (true), or the client took
+/// nothing of it for `stall` (false: it is disconnected).
+async fn wait_drained(tx: &Outbox, stall: Duration) -> bool {
+    if !tx.is_full() {
+        return true;
+    }
+    metrics::SEND_QUEUE_WAITS.inc();
+    loop {
+        let before = tx.queued();
+        if tokio::time::timeout(stall, tx.drained()).await.is_ok() {
+            return true;
+        }
+        if tx.queued() >= before {
+            metrics::SLOW_CONSUMERS.inc();
+            tracing::warn!(queued = before, "send queue stalled: disconnecting");
+            return false;
+        }
+    }
+}
+
+/// Serves one connection from `peer` until it closes, errs, idles out or
+/// misses its login deadline, is killed, or the gateway shuts down.
+pub async fn serve<S, O>(shared: Arc<Shared>, transport: &'static str, peer: IpAddr, mut input: S, output: O)
 where
     S: Stream<Item = Result<Bytes, Error>> + Unpin + Send,
     O: Output,
 {
     let gauge = metrics::CONNECTIONS.with_label_values(&[transport]);
     gauge.inc();
-    let (tx, rx) = mpsc::channel(shared.config.limits.send_queue_frames);
+    let limits = &shared.config.limits;
+    let (tx, rx) = outbox(limits.send_queue_bytes);
+    let stall = Duration::from_millis(limits.send_stall_timeout_ms);
     let kill = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(rx, output, kill.clone()));
-    let mut conn = Conn::new(shared.clone(), tx, kill.clone());
-    let idle = Duration::from_millis(shared.config.limits.idle_timeout_ms);
+    let writer = tokio::spawn(write_loop(rx, output, kill.clone(), stall));
+    let mut conn = Conn::new(shared.clone(), tx.clone(), kill.clone(), peer);
+    let idle = Duration::from_millis(limits.idle_timeout_ms);
+    let login_within = Duration::from_millis(limits.login_timeout_ms);
+    let mut login_deadline = Some(Instant::now() + login_within);
     let mut greeted = false;
     let mut in_flight = InFlight::default();
     let mut send_order = handler::SendOrder::default();
     loop {
+        // Back pressure: no request is read while the answers wait.
+        let drained = tokio::select! {
+            _ = kill.cancelled() => break,
+            d = wait_drained(&tx, stall) => d,
+        };
+        if !drained {
+            kill.cancel();
+            break;
+        }
+        login_deadline = match (&conn.login, login_deadline) {
+            (Some(_), _) => None,
+            (None, None) => Some(Instant::now() + login_within),
+            (None, d) => d,
+        };
+        let wait = login_deadline.map_or(idle, |d| idle.min(d.saturating_duration_since(Instant::now())));
         let next = tokio::select! {
             _ = shared.shutdown.cancelled() => {
                 conn.send_error(0, &Error::GoingAway("shutting down"));
                 break;
             }
             _ = kill.cancelled() => break,
-            r = tokio::time::timeout(idle, input.next()) => r,
+            r = tokio::time::timeout(wait, input.next()) => r,
         };
         let bytes = match next {
+            Err(_) if login_deadline.is_some_and(|d| Instant::now() >= d) => {
+                metrics::LOGIN_TIMEOUTS.inc();
+                conn.send_error(0, &Error::LoginTimeout(login_within.as_millis() as u64));
+                break;
+            }
             Err(_) => {
                 conn.send_error(0, &Error::IdleTimeout(idle.as_millis() as u64));
                 break;
@@ -255,6 +343,7 @@ where
     }
     conn.end().await;
     drop(conn);
+    drop(tx);
     // The writer ends when every sender is gone (the registry dropped ours)
     // and the queue is flushed, or after the grace period.
     let mut writer = writer;
@@ -265,35 +354,57 @@ where
 }
 
 fn hello(shared: &Shared, body: Body) -> Result<pb::HelloOk, Error> {
+    handshake(&shared.config.limits, shared.gateway_id(), body)
+}
+
+/// The answer to a connection's first frame: a Hello of a version this
+/// gateway speaks gets HelloOk with the limits; anything else is refused.
+pub fn handshake(l: &LimitsConfig, gateway_id: u64, body: Body) -> Result<pb::HelloOk, Error> {
     let Body::Hello(h) = body else {
         return Err(Error::HandshakeRequired);
     };
     if h.version != ProtocolVersion::ProtocolVersion1 as i32 {
         return Err(Error::UnsupportedVersion(h.version));
     }
-    let l = &shared.config.limits;
     Ok(pb::HelloOk {
         version: ProtocolVersion::ProtocolVersion1 as i32,
-        gateway_id: shared.gateway_id(),
+        gateway_id,
         max_frame_bytes: l.max_frame_bytes,
         heartbeat_ms: l.heartbeat_ms as u32,
         idle_timeout_ms: l.idle_timeout_ms as u32,
     })
 }
 
-async fn write_loop<O: Output>(mut rx: mpsc::Receiver<Bytes>, mut out: O, kill: CancellationToken) {
+/// Writes what is queued; a write the client does not take within `stall`
+/// (it does not read) ends the connection.
+async fn write_loop<O: Output>(mut rx: Inbox, mut out: O, kill: CancellationToken, stall: Duration) {
     while let Some(first) = rx.recv().await {
         // Write what is queued in one go; the batch is dropped after it.
         let mut batch = vec![first];
         while batch.len() < WRITE_BATCH {
             match rx.try_recv() {
-                Ok(more) => batch.push(more),
-                Err(_) => break,
+                Some(more) => batch.push(more),
+                None => break,
             }
         }
-        if out.write_frames(&batch).await.is_err() {
-            kill.cancel();
-            return;
+        let bytes: usize = batch.iter().map(Bytes::len).sum();
+        match tokio::time::timeout(stall, out.write_frames(&batch)).await {
+            Ok(Ok(())) => rx.written(bytes),
+            Ok(Err(_)) => {
+                rx.written(bytes);
+                kill.cancel();
+                return;
+            }
+            Err(_) => {
+                rx.written(bytes);
+                metrics::SLOW_CONSUMERS.inc();
+                tracing::warn!(
+                    bytes,
+                    "client took no bytes within the stall timeout: disconnecting"
+                );
+                kill.cancel();
+                return;
+            }
         }
     }
     out.close().await;

@@ -7,6 +7,9 @@ use confab_proto::client::ErrorCode;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The retry-after told to a client when persist is at a bound.
+pub const BUSY_RETRY_MS: u64 = 1000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("bad frame: {0}")]
@@ -45,12 +48,22 @@ pub enum Error {
     AlreadyExists(String),
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
+    #[error("limit reached: {0}")]
+    LimitReached(String),
     #[error("{what} unavailable: {detail}")]
     Unavailable { what: &'static str, detail: String },
     #[error("connection idle for {0} ms")]
     IdleTimeout(u64),
     #[error("the gateway is going away: {0}")]
     GoingAway(&'static str),
+    #[error("too many {what}; retry in {retry_after_ms} ms")]
+    RateLimited { what: &'static str, retry_after_ms: u64 },
+    #[error("{what}; retry in {retry_after_ms} ms")]
+    Busy { what: String, retry_after_ms: u64 },
+    #[error("too many connections: {0}")]
+    TooManyConnections(String),
+    #[error("no login within {0} ms of connecting")]
+    LoginTimeout(u64),
     #[error("internal error: {0}")]
     Internal(String),
     #[error("configuration: {0}")]
@@ -80,9 +93,14 @@ impl Error {
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::AlreadyExists(_) => ErrorCode::AlreadyExists,
             Error::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            Error::LimitReached(_) => ErrorCode::LimitReached,
             Error::Unavailable { .. } | Error::Router(_) => ErrorCode::Unavailable,
             Error::IdleTimeout(_) => ErrorCode::IdleTimeout,
             Error::GoingAway(_) => ErrorCode::GoingAway,
+            Error::RateLimited { .. } => ErrorCode::RateLimited,
+            Error::Busy { .. } => ErrorCode::Busy,
+            Error::TooManyConnections(_) => ErrorCode::TooManyConnections,
+            Error::LoginTimeout(_) => ErrorCode::LoginTimeout,
             Error::Internal(_) | Error::Config(_) | Error::Io(_) => ErrorCode::Internal,
         }
     }
@@ -98,12 +116,35 @@ impl Error {
                 | Error::HandshakeRequired
                 | Error::IdleTimeout(_)
                 | Error::GoingAway(_)
+                | Error::TooManyConnections(_)
+                | Error::LoginTimeout(_)
         )
+    }
+
+    /// For RATE_LIMITED and BUSY: when to try again.
+    pub fn retry_after_ms(&self) -> u64 {
+        match self {
+            Error::RateLimited { retry_after_ms, .. } | Error::Busy { retry_after_ms, .. } => *retry_after_ms,
+            _ => 0,
+        }
     }
 
     /// A short stable name of the code, for metrics.
     pub fn code_name(&self) -> &'static str {
         self.code().as_str_name()
+    }
+
+    /// Maps a failed password check or account creation: there,
+    /// RESOURCE_EXHAUSTED is persist's bound on concurrent password hashes
+    /// (retry soon), not a cap of the data.
+    pub fn from_persist_hashing(status: tonic::Status, not_found: impl FnOnce() -> Error) -> Error {
+        if status.code() == tonic::Code::ResourceExhausted {
+            return Error::Busy {
+                what: "the server is busy checking passwords".to_owned(),
+                retry_after_ms: BUSY_RETRY_MS,
+            };
+        }
+        Error::from_persist(status, not_found)
     }
 
     /// Maps a failed persist call; `not_found` is the error that NOT_FOUND
@@ -117,6 +158,8 @@ impl Error {
             Code::PermissionDenied => Error::NotPermitted(status.message().to_owned()),
             Code::AlreadyExists => Error::AlreadyExists(status.message().to_owned()),
             Code::FailedPrecondition => Error::FailedPrecondition(status.message().to_owned()),
+            // A cap of the data (a full group, too many pending requests).
+            Code::ResourceExhausted => Error::LimitReached(status.message().to_owned()),
             Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
                 Error::Unavailable {
                     what: "persist",
@@ -149,5 +192,36 @@ mod tests {
         assert!(Error::FrameTooLarge { limit: 1 }.closes());
         assert!(!Error::NotLoggedIn.closes());
         assert!(!Error::UnknownRequest("x").closes());
+        assert!(Error::LoginTimeout(1).closes());
+        assert!(Error::TooManyConnections("x".into()).closes());
+        let limited = Error::RateLimited {
+            what: "x",
+            retry_after_ms: 5,
+        };
+        assert!(!limited.closes());
+        assert_eq!(limited.retry_after_ms(), 5);
+    }
+
+    #[test]
+    fn resource_exhausted_from_a_password_check_is_busy_with_a_retry_after() {
+        let e = Error::from_persist_hashing(tonic::Status::resource_exhausted("full"), || {
+            Error::BadCredentials
+        });
+        assert_eq!(e.code(), ErrorCode::Busy);
+        assert_eq!(e.retry_after_ms(), BUSY_RETRY_MS);
+        assert!(!e.closes());
+        // Any other failure of a password check maps as every persist call.
+        let e = Error::from_persist_hashing(tonic::Status::unauthenticated("no"), || Error::BadCredentials);
+        assert_eq!(e.code(), ErrorCode::BadCredentials);
+    }
+
+    #[test]
+    fn resource_exhausted_from_a_data_call_is_a_reached_limit() {
+        let e = Error::from_persist(tonic::Status::resource_exhausted("group is full"), || {
+            Error::BadCredentials
+        });
+        assert_eq!(e.code(), ErrorCode::LimitReached);
+        assert_eq!(e.retry_after_ms(), 0);
+        assert!(!e.closes());
     }
 }

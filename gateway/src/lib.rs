@@ -24,7 +24,9 @@
 //! 5. [`handler`]: one handler per client request kind, on [`handler::Conn`].
 //! 6. The edges: [`connection`] (one client connection whatever the
 //!    transport: handshake, lanes, idle timeout, the bounded send queue),
-//!    [`http`] (metrics, health, `/ws`, `/v1/gateway`), [`internal`] (the
+//!    [`http`] (the public port: health, `/ws`, `/v1/gateway`; the
+//!    internal one: metrics, health), [`client_tls`] (TLS on the client
+//!    ports, reloaded on SIGHUP), [`internal`] (the
 //!    gRPC service other gateways call: Deliver, Load) and [`server`]
 //!    ([`start`]/[`run`] wire it all; `main` and the tests both use it).
 //!
@@ -36,6 +38,7 @@
 //! (the routers), client-side sync logic (confab-client).
 
 pub mod cidr;
+pub mod client_tls;
 pub mod config;
 pub mod connection;
 pub mod error;

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use clap::Parser;
 use confab_common::config::set_from_flag;
 use confab_common::listener::bind;
+use confab_gateway::config::{ClientTlsConfig, DEFAULT_HANDSHAKE_TIMEOUT_MS};
 use confab_gateway::{GatewayConfig, Listeners};
+use confab_tls::TlsArgs;
 use mimalloc::MiMalloc;
 
 // The services' allocator: glibc malloc was a twentieth of the machine's
@@ -30,9 +32,18 @@ struct Cli {
     /// Client TCP address.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    /// HTTP address: /metrics, /healthz, /readyz, /ws, /v1/gateway.
+    /// Public HTTP address: /healthz, /readyz, /ws, /v1/gateway.
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
+    /// Internal HTTP address: /metrics, /healthz, /readyz.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// TLS on the client ports: certificate chain (PEM); with --client-tls-key.
+    #[arg(long, value_name = "FILE", requires = "client_tls_key")]
+    client_tls_cert: Option<PathBuf>,
+    /// TLS on the client ports: private key (PEM); with --client-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "client_tls_cert")]
+    client_tls_key: Option<PathBuf>,
     /// Internal gRPC address (Deliver from other gateways).
     #[arg(long, value_name = "ADDR")]
     grpc: Option<String>,
@@ -42,6 +53,8 @@ struct Cli {
     /// Persist processes: ADDR[,ADDR...] (the first serves data access).
     #[arg(long, value_name = "ADDR", value_delimiter = ',')]
     persist: Vec<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 impl Cli {
@@ -50,6 +63,18 @@ impl Cli {
         set_from_flag(&mut c.id, self.id);
         set_from_flag(&mut c.listen, self.listen);
         set_from_flag(&mut c.http, self.http);
+        set_from_flag(&mut c.metrics, self.metrics);
+        if let (Some(cert), Some(key)) = (self.client_tls_cert, self.client_tls_key) {
+            let handshake_timeout_ms = c
+                .client_tls
+                .as_ref()
+                .map_or(DEFAULT_HANDSHAKE_TIMEOUT_MS, |t| t.handshake_timeout_ms);
+            c.client_tls = Some(ClientTlsConfig {
+                cert,
+                key,
+                handshake_timeout_ms,
+            });
+        }
         set_from_flag(&mut c.grpc, self.grpc);
         if !self.router.is_empty() {
             c.routers = self.router;
@@ -57,6 +82,7 @@ impl Cli {
         if !self.persist.is_empty() {
             c.persist = self.persist;
         }
+        self.tls.apply(&mut c.tls)?;
         c.validate()?;
         Ok((c, self.check_config))
     }
@@ -74,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
     let listeners = Listeners {
         client: bind(&config.listen, "client TCP").await?,
         http: bind(&config.http, "HTTP").await?,
+        metrics: bind(&config.metrics, "metrics HTTP").await?,
         grpc: bind(&config.grpc, "gRPC").await?,
     };
     let shutdown = confab_common::shutdown::on_signal();

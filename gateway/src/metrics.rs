@@ -4,8 +4,9 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, register_histogram,
-    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge_vec,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge, register_int_gauge_vec,
 };
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -93,7 +94,60 @@ pub static KICKS: LazyLock<IntCounter> =
 pub static SLOW_CONSUMERS: LazyLock<IntCounter> = LazyLock::new(|| {
     counter(
         "confab_gateway_slow_consumers_total",
-        "Connections closed because their send queue was full",
+        "Connections closed because their send queue went past its bound or stalled",
+    )
+});
+
+/// Client connections refused at accept, by reason ("per_ip": the
+/// address's cap; "max": the gateway's).
+pub static CONNECTIONS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_gateway_connections_refused_total",
+        "Client connections refused at accept by reason (per_ip, max)",
+        &["reason"],
+    )
+});
+
+/// Requests refused by a rate limit, by bucket ("login_ip",
+/// "login_account", "register_ip", "message": a user's message rate).
+pub static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_gateway_rate_limited_total",
+        "Requests refused by a rate limit, by bucket (login_ip, login_account, register_ip, message)",
+        &["bucket"],
+    )
+});
+
+/// WebSocket frames or messages refused from their header for being over
+/// the frame limit.
+pub static WS_TOO_LARGE: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "confab_gateway_ws_too_large_total",
+        "WebSocket frames or messages refused for being over max_frame_bytes (never buffered)",
+    )
+});
+
+pub static LOGIN_TIMEOUTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "confab_gateway_login_timeouts_total",
+        "Connections closed for not logging in within login_timeout_ms",
+    )
+});
+
+/// Bytes queued for clients, every connection together.
+pub static SEND_QUEUE_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    prometheus::register_int_gauge!(Opts::new(
+        "confab_gateway_send_queue_bytes",
+        "Bytes queued for clients (answers and pushes not yet written), all connections"
+    ))
+    .unwrap_or_else(|e| panic!("metric: {e}"))
+});
+
+/// Connections whose requests waited unread for their send queue to drain.
+pub static SEND_QUEUE_WAITS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "confab_gateway_send_queue_waits_total",
+        "Times a connection stopped reading requests until its send queue drained",
     )
 });
 
@@ -144,8 +198,64 @@ pub static GROUP_FANOUT: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+/// Client certificate reloads (SIGHUP) by result (ok, failed).
+pub static TLS_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_gateway_client_tls_reloads_total",
+        "Reloads of the client ports' certificate and key (SIGHUP) by result (ok, failed)",
+        &["result"],
+    )
+});
+
+/// Open HTTP connections on the public port (an upgrade to WebSocket
+/// leaves this count).
+pub static HTTP_CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(Opts::new(
+        "confab_gateway_http_connections",
+        "Open HTTP connections on the public port (not yet upgraded to WebSocket)"
+    ))
+    .unwrap_or_else(|e| panic!("metric: {e}"))
+});
+
+/// Public HTTP connections closed by the gateway, by reason (limit: over
+/// limits.max_http_connections; header_timeout: headers not in within
+/// limits.http_header_timeout_ms).
+pub static HTTP_CLOSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_gateway_http_closed_total",
+        "Public HTTP connections closed by the gateway by reason (limit, header_timeout)",
+        &["reason"],
+    )
+});
+
+/// List answers by list and whether more pages follow.
+pub static LIST_PAGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_gateway_list_pages_total",
+        "List answer pages by list and page (more: others follow, last)",
+        &["list", "page"],
+    )
+});
+
+/// Reads naming `min_message_id`, by what became of the wait.
+pub static READ_WAITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_gateway_read_waits_total",
+        "Fetch and History requests naming min_message_id, by outcome (waited: a message the \
+         connection sent or was pushed; not_own: any other id, read at once; busy: too many waits)",
+        &["outcome"],
+    )
+});
+
 /// Touches every metric so that `/metrics` lists them from the start.
 pub fn init() {
+    for result in ["ok", "failed"] {
+        TLS_RELOADS.with_label_values(&[result]);
+    }
+    for reason in ["limit", "header_timeout"] {
+        HTTP_CLOSED.with_label_values(&[reason]);
+    }
+    LazyLock::force(&HTTP_CONNECTIONS);
     LazyLock::force(&CONNECTIONS);
     LazyLock::force(&FRAMES_IN);
     LazyLock::force(&FRAMES_OUT);
@@ -154,9 +264,17 @@ pub fn init() {
     LazyLock::force(&DELIVERIES);
     LazyLock::force(&KICKS);
     LazyLock::force(&SLOW_CONSUMERS);
+    LazyLock::force(&CONNECTIONS_REFUSED);
+    LazyLock::force(&RATE_LIMITED);
+    LazyLock::force(&LOGIN_TIMEOUTS);
+    LazyLock::force(&WS_TOO_LARGE);
+    LazyLock::force(&SEND_QUEUE_BYTES);
+    LazyLock::force(&SEND_QUEUE_WAITS);
     LazyLock::force(&SOCIAL_CACHE);
     LazyLock::force(&SOCIAL_PUSHES);
     LazyLock::force(&PRESENCE_EVENTS);
     LazyLock::force(&GROUP_SEND_LATENCY);
     LazyLock::force(&GROUP_FANOUT);
+    LazyLock::force(&LIST_PAGES);
+    LazyLock::force(&READ_WAITS);
 }

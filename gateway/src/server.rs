@@ -1,6 +1,7 @@
 //! Wiring: clients of the router, persist and the queue; registration and
-//! the lease; the TCP client listener, the HTTP/WebSocket server and the
-//! internal gRPC server; the commit followers; and the one shutdown path.
+//! the lease; the TCP client listener (TLS with `[client_tls]`), the public
+//! HTTP/WebSocket server, the internal metrics server and the internal
+//! gRPC server; the commit followers; and the one shutdown path.
 //! `main` and the tests both go through [`start`].
 
 use std::net::SocketAddr;
@@ -9,19 +10,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use confab_net::ChannelConfig;
-use confab_proto::gateway::gateway_service_server::GatewayServiceServer;
+use confab_proto::gateway::gateway_service_server::{self, GatewayServiceServer};
 use confab_proto::persist::data_service_client::DataServiceClient;
 use confab_queue::AnyProducer;
 use confab_queue::amqp::{AmqpProducer, AmqpSettings};
 use confab_queue::remote::RemoteProducer;
 use confab_router_client::{ClientConfig, RouterClient};
+use confab_tls::{Authorize, ClusterTls, Role, ServerTls};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::interceptor::InterceptedService;
 
+use crate::client_tls::{self, ClientPorts, TCP_LISTENER};
 use crate::config::{GatewayConfig, QueueBackend};
 use crate::error::{Error, Result};
 use crate::internal::Internal;
@@ -29,6 +32,7 @@ use crate::service::{lease, moved, presence};
 use crate::state::Shared;
 use crate::state::coalesce::Coalescers;
 use crate::state::peers::Peers;
+use crate::state::rates::UserRates;
 use crate::state::registry::Registry;
 use crate::state::users::UserCache;
 use crate::wire::stream;
@@ -38,10 +42,12 @@ use confab_common::ids::IdGen;
 /// How long connections get to say goodbye on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// The three listeners of a gateway (bound by the caller: port 0 in tests).
+/// The listeners of a gateway (bound by the caller: port 0 in tests).
 pub struct Listeners {
     pub client: TcpListener,
     pub http: TcpListener,
+    /// Internal HTTP: /metrics, /healthz, /readyz.
+    pub metrics: TcpListener,
     pub grpc: TcpListener,
 }
 
@@ -49,6 +55,7 @@ pub struct Listeners {
 pub struct Running {
     pub client_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
     pub shared: Arc<Shared>,
     task: JoinHandle<()>,
@@ -94,25 +101,52 @@ pub async fn start(
     metrics::init();
     let client_addr = listeners.client.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
+    let metrics_addr = listeners.metrics.local_addr()?;
     let grpc_addr = listeners.grpc.local_addr()?;
-    let router = RouterClient::new(config.routers.clone(), ClientConfig::default())?;
-    let timeout = Duration::from_millis(config.limits.rpc_timeout_ms);
-    let data_channel = confab_net::channel(&config.persist[0], &ChannelConfig::connect_within(timeout))
+    let tls = ClusterTls::load_optional(config.tls.as_ref(), Role::Gateway, Some(config.id))
         .map_err(|e| Error::Config(e.to_string()))?;
+    let cluster_tls = ClusterTls::client(tls.as_ref());
+    let client_tls = match &config.client_tls {
+        Some(c) => {
+            let ports = Arc::new(ClientPorts::load(c)?);
+            client_tls::reload_on_sighup(ports.clone(), shutdown.clone())?;
+            Some(ports)
+        }
+        None => None,
+    };
+    let router = RouterClient::new(
+        config.routers.clone(),
+        ClientConfig {
+            tls: cluster_tls.clone(),
+            ..ClientConfig::default()
+        },
+    )?;
+    let timeout = Duration::from_millis(config.limits.rpc_timeout_ms);
+    let channel_config = ChannelConfig::connect_within(timeout).with_tls(cluster_tls.clone());
+    let data_channel =
+        confab_net::channel(&config.persist[0], &channel_config).map_err(|e| Error::Config(e.to_string()))?;
     let producer = match config.queue.backend {
         QueueBackend::Remote => AnyProducer::Remote(
-            RemoteProducer::new(&config.persist[0], &ChannelConfig::connect_within(timeout))
+            RemoteProducer::new(&config.persist[0], &channel_config)
                 .map_err(|e| Error::Config(e.to_string()))?,
         ),
-        QueueBackend::Amqp => AnyProducer::Amqp(Box::new(AmqpProducer::new(AmqpSettings {
-            url: config.queue.amqp_url.clone(),
-            prefix: config.queue.prefix.clone(),
-            partitions: config.queue.partitions,
-            prefetch: 1,
-            max_body_bytes: config.limits.max_body_bytes,
-            max_backoff: Duration::from_secs(2),
-            connection_name: format!("confab-gateway {}", config.id),
-        }))),
+        QueueBackend::Amqp => {
+            let settings = AmqpSettings {
+                url: config.queue.amqp_url.clone(),
+                prefix: config.queue.prefix.clone(),
+                partitions: config.queue.partitions,
+                prefetch: 1,
+                max_body_bytes: config.limits.max_body_bytes,
+                max_backoff: Duration::from_secs(2),
+                connection_name: format!("confab-gateway {}", config.id),
+                ca_file: config.queue.amqp_ca.clone(),
+            };
+            // A broker whose certificate does not verify stops the gateway here.
+            confab_queue::amqp::check_trust(&settings, timeout)
+                .await
+                .map_err(|e| Error::Config(e.to_string()))?;
+            AnyProducer::Amqp(Box::new(AmqpProducer::new(settings)))
+        }
     };
     let advertise = |set: &str, bound: SocketAddr| {
         if set.is_empty() {
@@ -130,7 +164,11 @@ pub async fn start(
         registry: Registry::default(),
         incarnation: AtomicU64::new(0),
         ready: AtomicBool::new(false),
-        peers: Peers::new(ChannelConfig::connect_within(rpc_timeout).with_request_timeout(rpc_timeout)),
+        peers: Peers::new(
+            ChannelConfig::connect_within(rpc_timeout)
+                .with_request_timeout(rpc_timeout)
+                .with_tls(cluster_tls.clone()),
+        ),
         users: UserCache::default(),
         social: Default::default(),
         presence: Default::default(),
@@ -138,43 +176,69 @@ pub async fn start(
         client_addr: advertise(&config.advertise_client, client_addr),
         grpc_addr: advertise(&config.advertise_grpc, grpc_addr),
         connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+        guard: crate::state::guard::Guard::new(&config.limits),
         coalesce: Coalescers::new(weak.clone(), rpc_timeout),
+        cluster_tls,
+        message_rates: UserRates::new(
+            config.user_limits.messages_per_s,
+            config.user_limits.message_burst,
+        ),
         config,
     });
-    let task = tokio::spawn(main_task(shared.clone(), listeners));
+    let task = tokio::spawn(main_task(
+        shared.clone(),
+        listeners,
+        ClusterTls::server(tls.as_ref()),
+        client_tls,
+    ));
     Ok(Running {
         client_addr,
         http_addr,
+        metrics_addr,
         grpc_addr,
         shared,
         task,
     })
 }
 
-async fn main_task(shared: Arc<Shared>, listeners: Listeners) {
+async fn main_task(
+    shared: Arc<Shared>,
+    listeners: Listeners,
+    grpc_tls: Option<Arc<ServerTls>>,
+    client_tls: Option<Arc<ClientPorts>>,
+) {
     let shutdown = shared.shutdown.clone();
     let tracker = TaskTracker::new();
-    let app = http::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    tracker.spawn(http::serve_public(
+        shared.clone(),
+        listeners.http,
+        client_tls.clone(),
+        shutdown.clone(),
+    ));
+    let internal_http = http::internal(shared.clone());
     let s = shutdown.clone();
     tracker.spawn(async move {
-        let r = axum::serve(listeners.http, app)
+        let r = axum::serve(listeners.metrics, internal_http)
             .with_graceful_shutdown(s.cancelled_owned())
             .await;
         if let Err(error) = r {
-            tracing::error!(%error, "HTTP server failed");
+            tracing::error!(%error, "internal HTTP server failed");
         }
     });
     let s = shutdown.clone();
-    let internal = GatewayServiceServer::new(Internal {
-        shared: shared.clone(),
-    });
+    // Only gateways call a gateway's internal service (Deliver, Load).
+    let internal = InterceptedService::new(
+        GatewayServiceServer::new(Internal {
+            shared: shared.clone(),
+        }),
+        Authorize::new(gateway_service_server::SERVICE_NAME, &[Role::Gateway]),
+    );
     tracker.spawn(async move {
         let r = tonic::transport::Server::builder()
             .add_service(internal)
-            // TCP_NODELAY on accepted connections: with Nagle on, a small
-            // answer waits for the peer's delayed ACK (~40 ms).
+            // TLS handshakes done (with the peer's identity), TCP_NODELAY on.
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
+                confab_tls::incoming(listeners.grpc, grpc_tls, "grpc"),
                 s.cancelled_owned(),
             )
             .await;
@@ -197,7 +261,7 @@ async fn main_task(shared: Arc<Shared>, listeners: Listeners) {
     tracker.spawn(lease::keep(shared.clone(), lease_len));
     tracker.spawn(presence::watch(shared.clone()));
     let connections = TaskTracker::new();
-    accept_loop(&shared, listeners.client, &connections).await;
+    accept_loop(&shared, listeners.client, client_tls, &connections).await;
     connections.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
         .await
@@ -210,7 +274,14 @@ async fn main_task(shared: Arc<Shared>, listeners: Listeners) {
     tracker.wait().await;
 }
 
-async fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, connections: &TaskTracker) {
+/// Accepts client connections; each one's TLS handshake (with
+/// `[client_tls]`) runs in its own task under its deadline.
+async fn accept_loop(
+    shared: &Arc<Shared>,
+    listener: TcpListener,
+    tls: Option<Arc<ClientPorts>>,
+    connections: &TaskTracker,
+) {
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -224,25 +295,74 @@ async fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, connections: &
                 continue;
             }
         };
-        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; refusing");
-            continue;
-        };
+        let admitted = connection::admit(shared, peer);
         let shared = shared.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
-            serve_tcp(shared, stream).await;
-            drop(permit);
+            let _ = stream.set_nodelay(true);
+            match tls {
+                None => match admitted {
+                    Ok(held) => {
+                        serve_tcp(shared, stream, peer).await;
+                        drop(held);
+                    }
+                    Err(e) => connection::refuse_tcp(stream, &e).await,
+                },
+                // A refused TLS client still gets its handshake, so that it
+                // can read why it is refused.
+                Some(tls) => match tls
+                    .tcp
+                    .handshake(stream, TCP_LISTENER, tls.handshake_timeout)
+                    .await
+                {
+                    Ok(s) => match admitted {
+                        Ok(held) => {
+                            serve_tls(shared, s, peer).await;
+                            drop(held);
+                        }
+                        Err(e) => connection::refuse_tcp(s, &e).await,
+                    },
+                    Err(error) => tracing::debug!(%error, %peer, "client TLS handshake failed"),
+                },
+            }
         });
     }
 }
 
-async fn serve_tcp(shared: Arc<Shared>, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
+async fn serve_tcp(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let limit = shared.config.limits.max_frame_bytes;
     let (read, write) = stream.into_split();
-    let reader = stream::FrameReader::new(read, limit);
+    serve_frames(
+        shared,
+        peer,
+        stream::FrameReader::new(read, limit),
+        stream::FrameWriter::new(write),
+    )
+    .await;
+}
+
+async fn serve_tls(
+    shared: Arc<Shared>,
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    peer: SocketAddr,
+) {
+    let limit = shared.config.limits.max_frame_bytes;
+    let (read, write) = tokio::io::split(stream);
+    let reader = stream::FrameReader::new(stream::Reading(read), limit);
+    serve_frames(shared, peer, reader, stream::FrameWriter::new(write)).await;
+}
+
+async fn serve_frames<R, W>(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    reader: stream::FrameReader<R>,
+    writer: stream::FrameWriter<W>,
+) where
+    R: stream::Source + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let input = Box::pin(futures::stream::unfold(reader, |mut r| async move {
         r.next_frame().await.map(|item| (item, r))
     }));
-    connection::serve(shared, "tcp", input, stream::FrameWriter::new(write)).await;
+    connection::serve(shared, "tcp", peer.ip(), input, writer).await;
 }

@@ -22,6 +22,7 @@ pub mod pool;
 
 pub use backoff::{Backoff, Delays, Retryable};
 pub use channel::{ChannelConfig, channel, uri, validate};
+pub use confab_tls::ClientTls;
 pub use error::{Error, Result};
 pub use pool::ChannelPool;
 /// The channel type every stub is built on.

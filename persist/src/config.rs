@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use confab_tls::TlsFiles;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -15,6 +16,12 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub queue: QueueConfig,
     pub writer: WriterConfig,
+    pub limits: LimitsConfig,
+    /// Mutual TLS on the gRPC port: the cluster CA, this process'
+    /// certificate (naming `confab://persist`) and key. Absent: plain and
+    /// unauthenticated (a trusted network only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -43,6 +50,12 @@ pub struct DatabaseConfig {
     pub acquire_timeout_ms: u64,
     /// argon2 memory cost in KiB (the OWASP minimum is 19456).
     pub argon2_memory_kib: u32,
+    /// Password hashes (argon2, on the blocking pool) running at once;
+    /// more wait for a place.
+    pub max_concurrent_hashes: usize,
+    /// How long a password hash may wait for a place before it is refused
+    /// (RESOURCE_EXHAUSTED).
+    pub hash_queue_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -58,7 +71,13 @@ pub enum QueueBackend {
 #[serde(default, deny_unknown_fields)]
 pub struct QueueConfig {
     pub backend: QueueBackend,
+    /// `amqp://...`, or `amqps://...` for TLS (verified against the system's
+    /// roots and `amqp_ca`).
     pub amqp_url: String,
+    /// PEM file of the CA that issued the broker's certificate, trusted
+    /// besides the system's roots (`amqps://` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amqp_ca: Option<PathBuf>,
     /// Queue names: `{prefix}.p{n}` for the partitions, `{prefix}.dlq`.
     pub prefix: String,
     /// Fixed for the life of a deployment: a conversation's partition is
@@ -85,6 +104,36 @@ pub struct WriterConfig {
     pub max_backoff_ms: u64,
 }
 
+/// Caps on what one user or group may hold, enforced where the data is,
+/// in the transaction of the insert.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Members of one group at most (the owner included).
+    pub max_group_members: u32,
+    /// Friend requests one user may have waiting for an answer at once.
+    pub max_pending_friend_requests: u32,
+    /// Group invitations one user may have waiting for an answer at once.
+    pub max_pending_invites: u32,
+    /// A resume token is refused this long after the login that made it.
+    pub token_lifetime_ms: u64,
+    /// Live resume tokens of one user at most: a login past it revokes the
+    /// oldest.
+    pub max_tokens_per_user: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_group_members: 2000,
+            max_pending_friend_requests: 100,
+            max_pending_invites: 100,
+            token_lifetime_ms: 30 * 24 * 3600 * 1000,
+            max_tokens_per_user: 20,
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -105,6 +154,8 @@ impl Default for DatabaseConfig {
             min_connections: 1,
             acquire_timeout_ms: 5000,
             argon2_memory_kib: 19456,
+            max_concurrent_hashes: 4,
+            hash_queue_ms: 1000,
         }
     }
 }
@@ -114,6 +165,7 @@ impl Default for QueueConfig {
         Self {
             backend: QueueBackend::Embedded,
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            amqp_ca: None,
             prefix: "confab.messages".into(),
             partitions: 16,
             prefetch: 2000,
@@ -170,12 +222,16 @@ impl Config {
         if !(url.is_empty() || url.starts_with("sqlite:") || url.starts_with("postgres")) {
             return bad("database.url must be sqlite:... or postgres://...");
         }
+        crate::db::tls::SqlTls::of(url).map_err(|e| Error::Invalid(format!("config: {e}")))?;
         if self.database.max_connections == 0 || self.database.min_connections > self.database.max_connections
         {
             return bad("database.max_connections must be >= 1 and >= min_connections");
         }
         if self.database.argon2_memory_kib < 8 {
             return bad("database.argon2_memory_kib must be >= 8");
+        }
+        if self.database.max_concurrent_hashes == 0 {
+            return bad("database.max_concurrent_hashes must be >= 1");
         }
         if self.queue.partitions == 0 || self.queue.partitions > 1024 {
             return bad("queue.partitions must be in 1..=1024");
@@ -187,10 +243,31 @@ impl Config {
             return bad("queue.prefetch must be >= 1");
         }
         if self.queue.backend == QueueBackend::Amqp && !self.queue.amqp_url.starts_with("amqp") {
-            return bad("queue.amqp_url must be amqp://...");
+            return bad("queue.amqp_url must be amqp://... or amqps://...");
+        }
+        if self.queue.backend == QueueBackend::Amqp
+            && let Some(ca) = &self.queue.amqp_ca
+            && !self.queue.amqp_url.to_ascii_lowercase().starts_with("amqps://")
+        {
+            return bad(&format!(
+                "queue.amqp_ca ({}) is set but queue.amqp_url is not amqps://",
+                ca.display()
+            ));
         }
         if self.writer.tasks == 0 || self.writer.batch_max == 0 || self.writer.batch_max > 5000 {
             return bad("writer.tasks must be >= 1 and writer.batch_max in 1..=5000");
+        }
+        if self.limits.max_group_members < 2
+            || self.limits.max_pending_friend_requests == 0
+            || self.limits.max_pending_invites == 0
+        {
+            return bad(
+                "limits.max_group_members must be >= 2, limits.max_pending_friend_requests and \
+                 limits.max_pending_invites >= 1",
+            );
+        }
+        if self.limits.token_lifetime_ms == 0 || self.limits.max_tokens_per_user == 0 {
+            return bad("limits.token_lifetime_ms and limits.max_tokens_per_user must be >= 1");
         }
         Ok(())
     }
@@ -243,5 +320,14 @@ mod tests {
         let mut c = Config::default();
         c.database.url = "mysql://x".into();
         assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.database.url = "postgres://u@h/x?sslmode=sometimes".into();
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.queue.backend = QueueBackend::Amqp;
+        c.queue.amqp_ca = Some("/etc/confab/broker-ca.pem".into());
+        assert!(c.validate().is_err(), "a CA file with a plain amqp:// URL");
+        c.queue.amqp_url = "amqps://guest:guest@broker.example:5671/%2f".into();
+        assert!(c.validate().is_ok());
     }
 }

@@ -36,6 +36,9 @@ pub enum Error {
     AlreadyFriends { user: u64, friend: u64 },
     #[error("user {user} is already a member of group {group}")]
     AlreadyMember { group: u64, user: u64 },
+    /// A cap on what one user or group may hold is reached.
+    #[error("{what}: the limit is {limit}")]
+    LimitReached { what: String, limit: u32 },
     #[error("invalid argument: {0}")]
     Invalid(String),
     /// The database cannot be reached (or refused for a transient reason):
@@ -49,6 +52,14 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("queue: {0}")]
     Queue(QueueError),
+    /// TLS to the database cannot work as configured (a certificate that
+    /// does not verify, a server without TLS, a missing CA file, an
+    /// sslmode that makes no sense).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// A bounded resource is full (password hashes); retry later.
+    #[error("busy: {0}")]
+    Busy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -122,16 +133,20 @@ impl From<Error> for Status {
             Error::NotPermitted { .. } | Error::NotParticipant { .. } => Code::PermissionDenied,
             Error::NoPendingRequest { .. } | Error::NotFriends { .. } => Code::FailedPrecondition,
             Error::AlreadyFriends { .. } => Code::AlreadyExists,
+            Error::LimitReached { .. } => Code::ResourceExhausted,
             Error::Invalid(_)
             | Error::Queue(QueueError::Invalid(_))
             | Error::Queue(QueueError::BadConversationId(_)) => Code::InvalidArgument,
             Error::Unavailable(_)
+            | Error::Tls(_)
             | Error::Queue(QueueError::Broker(_))
+            | Error::Queue(QueueError::Tls(_))
             | Error::Queue(QueueError::NotConfirmed { .. })
             | Error::Queue(QueueError::Closed)
             | Error::Queue(QueueError::Remote(_))
             | Error::Queue(QueueError::Publish(_)) => Code::Unavailable,
             Error::Queue(QueueError::Unsupported(_)) => Code::FailedPrecondition,
+            Error::Busy(_) => Code::ResourceExhausted,
             Error::Database(_)
             | Error::Migrate(_)
             | Error::Queue(QueueError::Storage(_))

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use confab_common::config::set_from_flag;
 use confab_persist::Config;
+use confab_tls::TlsArgs;
 use mimalloc::MiMalloc;
 
 // The services' allocator: glibc malloc was a twentieth of the machine's
@@ -34,6 +35,8 @@ struct Cli {
     /// Data directory: SQLite file and embedded queue (overrides server.data_dir).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[tokio::main]
@@ -43,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
     set_from_flag(&mut config.server.listen, cli.listen);
     set_from_flag(&mut config.server.http, cli.http);
     set_from_flag(&mut config.server.data_dir, cli.data_dir);
+    cli.tls.apply(&mut config.tls)?;
     config.validate().context("checking configuration")?;
     if cli.check_config {
         return Ok(confab_common::config::print(&config)?);

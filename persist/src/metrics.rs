@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -15,6 +15,9 @@ pub struct Metrics {
     pub db_pool_size: IntGauge,
     pub db_pool_idle: IntGauge,
     pub db_pool_max: IntGauge,
+    /// TLS on the links to the database and the broker (`link`): 0 plain,
+    /// 1 encrypted without verifying the server, 2 verified.
+    pub tls_mode: IntGaugeVec,
     pub writer_batches: IntCounter,
     pub writer_messages: IntCounter,
     pub writer_duplicates: IntCounter,
@@ -26,6 +29,10 @@ pub struct Metrics {
     pub grpc_requests: IntCounterVec,
     pub subscribers: IntGauge,
     pub read_waits: IntCounterVec,
+    /// Inserts refused by a cap, by the cap's name.
+    pub limit_refusals: IntCounterVec,
+    /// Resume tokens revoked or refused, by reason.
+    pub token_revocations: IntCounterVec,
     pub up: Gauge,
     /// Embedded queue: messages enqueued and not yet written (acked).
     pub queue_waiting: IntGauge,
@@ -33,6 +40,10 @@ pub struct Metrics {
     pub queue_segments: IntGauge,
     /// Embedded queue: seconds of one group commit (write + fdatasync).
     pub queue_commit_seconds: Histogram,
+    /// Password hashes (argon2) running or waiting for a place.
+    pub password_hashes: IntGaugeVec,
+    /// Password hashes refused: no place within the queue deadline.
+    pub password_hashes_refused: IntCounter,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -60,6 +71,13 @@ impl Metrics {
             db_pool_size: must(IntGauge::new("db_pool_connections", "Open pool connections")),
             db_pool_idle: must(IntGauge::new("db_pool_idle", "Idle pool connections")),
             db_pool_max: must(IntGauge::new("db_pool_max", "Pool size limit")),
+            tls_mode: must(IntGaugeVec::new(
+                Opts::new(
+                    "tls_mode",
+                    "TLS to the database or broker: 0 plain, 1 encrypted unverified, 2 verified",
+                ),
+                &["link"],
+            )),
             writer_batches: must(IntCounter::new("writer_batches_total", "Committed batches")),
             writer_messages: must(IntCounter::new(
                 "writer_messages_total",
@@ -98,6 +116,20 @@ impl Metrics {
                 ),
                 &["outcome"],
             )),
+            limit_refusals: must(IntCounterVec::new(
+                Opts::new(
+                    "limit_refusals_total",
+                    "Inserts refused by a cap (group_members, pending_friend_requests, ...)",
+                ),
+                &["limit"],
+            )),
+            token_revocations: must(IntCounterVec::new(
+                Opts::new(
+                    "token_revocations_total",
+                    "Resume tokens revoked by reason (logout, same_device, kicked, over_cap, expired)",
+                ),
+                &["reason"],
+            )),
             up: must(Gauge::new("up", "1 while serving")),
             queue_waiting: must(IntGauge::new(
                 "queue_waiting_messages",
@@ -116,6 +148,17 @@ impl Metrics {
                     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                 ]),
             )),
+            password_hashes: must(IntGaugeVec::new(
+                Opts::new(
+                    "password_hashes",
+                    "Password hashes (argon2) by state (running, waiting)",
+                ),
+                &["state"],
+            )),
+            password_hashes_refused: must(IntCounter::new(
+                "password_hashes_refused_total",
+                "Password hashes refused (RESOURCE_EXHAUSTED): no place within the queue deadline",
+            )),
             registry,
         };
         let r = &m.registry;
@@ -124,6 +167,7 @@ impl Metrics {
         must(r.register(Box::new(m.db_pool_size.clone())));
         must(r.register(Box::new(m.db_pool_idle.clone())));
         must(r.register(Box::new(m.db_pool_max.clone())));
+        must(r.register(Box::new(m.tls_mode.clone())));
         must(r.register(Box::new(m.writer_batches.clone())));
         must(r.register(Box::new(m.writer_messages.clone())));
         must(r.register(Box::new(m.writer_duplicates.clone())));
@@ -135,17 +179,25 @@ impl Metrics {
         must(r.register(Box::new(m.grpc_requests.clone())));
         must(r.register(Box::new(m.subscribers.clone())));
         must(r.register(Box::new(m.read_waits.clone())));
+        must(r.register(Box::new(m.limit_refusals.clone())));
+        must(r.register(Box::new(m.token_revocations.clone())));
         must(r.register(Box::new(m.up.clone())));
         must(r.register(Box::new(m.queue_waiting.clone())));
         must(r.register(Box::new(m.queue_segments.clone())));
         must(r.register(Box::new(m.queue_commit_seconds.clone())));
+        must(r.register(Box::new(m.password_hashes.clone())));
+        must(r.register(Box::new(m.password_hashes_refused.clone())));
         m
     }
 
-    /// The registry in Prometheus text format.
+    /// The registry in Prometheus text format, followed by the process-wide
+    /// default registry (the shared crates' series: TLS handshakes, refused
+    /// calls).
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        let mut families = self.registry.gather();
+        families.extend(prometheus::gather());
+        let _ = TextEncoder::new().encode(&families, &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
 

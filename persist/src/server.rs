@@ -6,16 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use confab_proto::persist::data_service_server::DataServiceServer;
-use confab_proto::persist::queue_service_server::QueueServiceServer;
-use confab_queue::amqp::{AmqpConsumer, AmqpProducer, AmqpSettings};
+use confab_proto::persist::data_service_server::{self, DataServiceServer};
+use confab_proto::persist::queue_service_server::{self, QueueServiceServer};
+use confab_queue::amqp::{AmqpConsumer, AmqpProducer, AmqpSettings, check_trust as amqp_check_trust};
 use confab_queue::embedded::EmbeddedQueue;
 use confab_queue::{AnyProducer, backoff};
+use confab_tls::{Authorize, ClusterTls, Role};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::config::{Config, QueueBackend};
 use crate::db::Db;
@@ -54,10 +55,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 /// Binds the listeners, starts everything and returns at once.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running> {
     config.validate()?;
+    let tls = ClusterTls::load_optional(config.tls.as_ref(), Role::Persist, None)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
     std::fs::create_dir_all(&config.server.data_dir)
         .map_err(|e| Error::Invalid(format!("data dir {}: {e}", config.server.data_dir.display())))?;
     let metrics = Arc::new(Metrics::new());
-    let db = Db::connect(&config.database_url(), &config.database, metrics.clone())?;
+    let db = Db::connect(&config.database_url(), &config.database, metrics.clone())?
+        .with_limits(config.limits.clone());
+    db.check_trust().await?;
     let hub = Hub::default();
     let q = &config.queue;
     let amqp = AmqpSettings {
@@ -68,7 +73,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         max_body_bytes: q.max_body_bytes,
         max_backoff: Duration::from_millis(config.writer.max_backoff_ms),
         connection_name: format!("confab-persist {}", std::process::id()),
+        ca_file: q.amqp_ca.clone(),
     };
+    if q.backend == QueueBackend::Amqp {
+        // lapin verifies every amqps:// connection.
+        let mode = if amqp.tls() { 2 } else { 0 };
+        metrics.tls_mode.with_label_values(&["broker"]).set(mode);
+        amqp_check_trust(&amqp, Duration::from_millis(config.database.acquire_timeout_ms)).await?;
+    }
     let (producer, embedded) = match q.backend {
         QueueBackend::Embedded => {
             let eq = EmbeddedQueue::open(&config.queue_dir(), q.partitions, q.max_body_bytes)?;
@@ -148,13 +160,20 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let grpc_task = {
         let shutdown = shutdown.clone();
         tokio::spawn(
+            // Only gateways call persist: data access and the queue speak for
+            // the users logged in at the calling gateway.
             tonic::transport::Server::builder()
-                .add_service(DataServiceServer::new(service.clone()))
-                .add_service(QueueServiceServer::new(service))
-                // TCP_NODELAY on accepted connections: with Nagle on, a
-                // small answer waits for the peer's delayed ACK (~40 ms).
+                .add_service(InterceptedService::new(
+                    DataServiceServer::new(service.clone()),
+                    Authorize::new(data_service_server::SERVICE_NAME, &[Role::Gateway]),
+                ))
+                .add_service(InterceptedService::new(
+                    QueueServiceServer::new(service),
+                    Authorize::new(queue_service_server::SERVICE_NAME, &[Role::Gateway]),
+                ))
+                // TLS handshakes done (with the peer's identity), TCP_NODELAY on.
                 .serve_with_incoming_shutdown(
-                    TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                    confab_tls::incoming(grpc, ClusterTls::server(tls.as_ref()), "grpc"),
                     shutdown.cancelled_owned(),
                 ),
         )

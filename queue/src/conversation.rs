@@ -111,6 +111,25 @@ mod tests {
         assert!(format!("g:{}", u64::MAX).parse::<ConversationId>().is_err());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_strings_parse_or_fail_and_what_parses_prints_back(s in "\\PC{0,48}|[dg]:[0-9:]{0,44}") {
+            if let Ok(id) = s.parse::<ConversationId>() {
+                proptest::prop_assert_eq!(id.to_string(), s);
+            }
+        }
+
+        #[test]
+        fn valid_ids_round_trip(a in 1..=i64::MAX as u64, b in 1..=i64::MAX as u64) {
+            for id in [ConversationId::direct(a, b), ConversationId::group(a)] {
+                proptest::prop_assert_eq!(id.to_string().parse::<ConversationId>().ok(), Some(id));
+                proptest::prop_assert!(id.to_string().len() <= MAX_ID_LEN);
+            }
+        }
+    }
+
     #[test]
     fn partition_is_stable() {
         assert_eq!(

@@ -8,6 +8,11 @@
 pub enum QueueError {
     #[error("message broker unavailable: {0}")]
     Broker(#[from] lapin::Error),
+    /// TLS to the broker cannot work as configured: its certificate does
+    /// not verify, or the CA file is missing or unreadable. Retrying does
+    /// not help.
+    #[error("broker TLS: {0}")]
+    Tls(String),
     #[error("broker refused message {message_id} (negative confirm or unroutable)")]
     NotConfirmed { message_id: u64 },
     #[error("embedded queue storage: {0}")]

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use confab_net::ClientTls;
+
 /// How long the client tries and how it backs off.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -27,6 +29,9 @@ pub struct ClientConfig {
     pub batch_in_flight: usize,
     /// Largest number of operations in one batch RPC.
     pub max_batch_items: usize,
+    /// Mutual TLS to the routers (the cluster CA and this process' own
+    /// certificate); `None`: plain gRPC.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -41,6 +46,7 @@ impl Default for ClientConfig {
             max_message_bytes: 16 << 20,
             batch_in_flight: 64,
             max_batch_items: 1024,
+            tls: None,
         }
     }
 }

@@ -30,6 +30,7 @@ mod sessions;
 
 pub use admin::Whereis;
 pub use client::RouterClient;
+pub use confab_net::ClientTls;
 pub use confab_route::keyspace;
 pub use confab_route::{DEFAULT_SLOTS, ShardMap, slot_of};
 pub use config::ClientConfig;

@@ -53,7 +53,9 @@ pub(crate) struct Pool {
 impl Pool {
     pub(crate) fn new(config: ClientConfig) -> Self {
         Pool {
-            channels: ChannelPool::new(ChannelConfig::connect_within(config.connect_timeout)),
+            channels: ChannelPool::new(
+                ChannelConfig::connect_within(config.connect_timeout).with_tls(config.tls.clone()),
+            ),
             config,
             coalescers: Mutex::new(HashMap::new()),
         }

@@ -14,6 +14,8 @@ use anyhow::bail;
 use serde::Deserialize;
 use serde::Serialize;
 
+use confab_tls::TlsFiles;
+
 use crate::types::NodeId;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,6 +49,11 @@ pub struct RouterConfig {
     pub read: ReadMode,
     pub cluster: ClusterConfig,
     pub raft: RaftConfig,
+    /// Mutual TLS on the gRPC port and to every other router: the cluster
+    /// CA, this router's certificate (naming `confab://router/ID`) and key.
+    /// Absent: plain and unauthenticated (a trusted network only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
 }
 
 /// How a linearizable read confirms leadership.
@@ -116,6 +123,7 @@ impl Default for RouterConfig {
             read: ReadMode::Lease,
             cluster: ClusterConfig::default(),
             raft: RaftConfig::default(),
+            tls: None,
         }
     }
 }

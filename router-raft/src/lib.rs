@@ -2,7 +2,9 @@
 //! replicated by Raft (openraft 0.10, multi-raft).
 //!
 //! Parts:
-//! - [`types`]: the Raft type configuration, commands and replies.
+//! - [`types`], [`ids`]: the Raft type configuration, commands and replies,
+//!   node and group ids (from `confab-router-state`, with the state
+//!   machines' data and the codec of Raft messages and snapshots).
 //! - [`sm`]: the state machines (shard sessions, meta cluster map).
 //! - [`store`]: the node's RocksDB log storage, shared by all groups.
 //! - [`network`]: the sending end of the Raft transport, one tonic channel
@@ -24,7 +26,6 @@
 pub mod config;
 pub mod error;
 pub mod http;
-pub mod ids;
 pub mod lease;
 pub mod metrics;
 pub mod moves;
@@ -39,15 +40,17 @@ pub mod sm;
 pub mod status;
 pub mod store;
 pub mod tombstone;
-pub mod types;
 pub mod wire;
 pub mod write_batch;
+
+pub use confab_router_state::{ids, types};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use confab_proto::router as pb;
+use confab_tls::{ClusterTls, Role};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -83,7 +86,9 @@ pub async fn start(
         .get(&config.id)
         .cloned()
         .unwrap_or_else(|| grpc_addr.to_string());
-    let node = Node::open(config.clone(), advertised)
+    let tls = ClusterTls::load_optional(config.tls.as_ref(), Role::Router, Some(config.id))
+        .context("loading the [tls] files")?;
+    let node = Node::open(config.clone(), advertised, ClusterTls::client(tls.as_ref()))
         .await
         .context("opening the node")?;
     // Stop in two steps: on `shutdown`, hand the leaderships off while still
@@ -101,11 +106,10 @@ pub async fn start(
         });
     }
 
-    // Accepted connections get TCP_NODELAY from the incoming stream (the
-    // builder's own setting does not apply to `serve_with_incoming`): with
-    // Nagle on, a small answer waits for the peer's delayed ACK, ~40 ms.
+    // Accepted connections (TLS handshakes done, with the peer's identity)
+    // get TCP_NODELAY from the incoming stream.
     let grpc_server = service::router(&node).serve_with_incoming_shutdown(
-        tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+        confab_tls::incoming(grpc, ClusterTls::server(tls.as_ref()), "grpc"),
         servers.clone().cancelled_owned(),
     );
     let http_server = axum::serve(http, http::router(node.clone()))

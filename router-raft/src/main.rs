@@ -7,6 +7,7 @@ use confab_common::config::set_from_flag;
 use confab_common::listener::bind;
 use confab_router::RouterConfig;
 use confab_router::config::parse_peers;
+use confab_tls::TlsArgs;
 use mimalloc::MiMalloc;
 
 #[global_allocator]
@@ -40,6 +41,8 @@ struct Cli {
     /// Join the cluster a member of which listens at ADDR.
     #[arg(long)]
     join: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Print the effective configuration and exit (non-zero when invalid).
     #[arg(long)]
     check_config: bool,
@@ -61,6 +64,7 @@ impl Cli {
         if self.join.is_some() {
             c.join = self.join;
         }
+        self.tls.apply(&mut c.tls)?;
         c.validate()?;
         Ok((c, self.check_config))
     }

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use confab_net::Channel;
-use confab_net::ChannelConfig;
+use confab_net::{ChannelConfig, ClientTls};
 use confab_proto::router as pb;
 use confab_proto::router::raft_service_client::RaftServiceClient;
 use openraft::OptionalSend;
@@ -67,17 +67,20 @@ pub struct Peers {
     min_rpc_timeout: Duration,
     /// This node's cluster id, sent with every message (0: not known yet).
     cluster_id: Arc<AtomicU64>,
+    /// Mutual TLS to every peer, if the node runs with it.
+    tls: Option<ClientTls>,
 }
 
 /// node id -> (address, client over the node's one channel).
 type PeerTable = HashMap<NodeId, (String, RaftServiceClient<Channel>)>;
 
 impl Peers {
-    pub fn new(min_rpc_timeout: Duration) -> Self {
+    pub fn new(min_rpc_timeout: Duration, tls: Option<ClientTls>) -> Self {
         Self {
             inner: Arc::default(),
             min_rpc_timeout,
             cluster_id: Arc::default(),
+            tls,
         }
     }
 
@@ -94,7 +97,9 @@ impl Peers {
         if self.addr(id).as_deref() == Some(addr) {
             return;
         }
-        let config = ChannelConfig::connect_within(RAFT_CONNECT_TIMEOUT).with_keep_alive(RAFT_KEEP_ALIVE);
+        let config = ChannelConfig::connect_within(RAFT_CONNECT_TIMEOUT)
+            .with_keep_alive(RAFT_KEEP_ALIVE)
+            .with_tls(self.tls.clone());
         let Ok(channel) = confab_net::channel(addr, &config) else {
             tracing::warn!(node = id, addr, "ignoring a peer address that is not a valid URI");
             return;
@@ -280,14 +285,23 @@ impl GroupRouter<TypeConfig, GroupId> for Peers {
     }
 }
 
-/// Creates the per-(target, group) network clients of one group.
-pub type NetworkFactory = GroupNetworkFactory<Peers, GroupId>;
+/// Creates the per-(target, group) network clients of one group (openraft's
+/// multi-group factory, wrapped: the Raft types are defined in
+/// confab-router-state, so the factory trait is implemented on a type of
+/// this crate).
+pub struct NetworkFactory(GroupNetworkFactory<Peers, GroupId>);
+
+impl NetworkFactory {
+    pub fn new(peers: Peers, group: GroupId) -> Self {
+        Self(GroupNetworkFactory::new(peers, group))
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = GroupNetworkAdapter<TypeConfig, GroupId, Peers>;
 
     async fn new_client(&mut self, target: NodeId, node: &openraft::BasicNode) -> Self::Network {
-        self.factory.set_addr(target, &node.addr);
-        GroupNetworkAdapter::new(self.factory.clone(), target, self.group_id)
+        self.0.factory.set_addr(target, &node.addr);
+        GroupNetworkAdapter::new(self.0.factory.clone(), target, self.0.group_id)
     }
 }

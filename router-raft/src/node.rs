@@ -14,6 +14,8 @@ use openraft::errors::ClientWriteError;
 use openraft::errors::LinearizableReadError;
 use openraft::errors::RaftError;
 
+use confab_net::ClientTls;
+
 use crate::config::RouterConfig;
 use crate::error::Result;
 use crate::error::RouterError;
@@ -106,7 +108,11 @@ pub fn cluster_id_of(name: &str, peers: &BTreeMap<NodeId, String>) -> u64 {
 
 impl Node {
     /// Opens the node's database and restarts every group it hosted.
-    pub async fn open(config: RouterConfig, addr: String) -> anyhow::Result<Arc<Self>> {
+    pub async fn open(
+        config: RouterConfig,
+        addr: String,
+        tls: Option<ClientTls>,
+    ) -> anyhow::Result<Arc<Self>> {
         std::fs::create_dir_all(&config.data_dir)?;
         let db = NodeDb::open(&config.data_dir.join("raft"))?;
         let raft_config = Arc::new(config.raft.to_openraft()?);
@@ -115,7 +121,7 @@ impl Node {
         let node = Arc::new(Node {
             id: config.id,
             addr,
-            peers: Peers::new(Duration::from_millis(config.raft.rpc_timeout_ms)),
+            peers: Peers::new(Duration::from_millis(config.raft.rpc_timeout_ms), tls.clone()),
             leases: Leases::new(Duration::from_millis(config.lease_ms)),
             config,
             db,
@@ -124,7 +130,7 @@ impl Node {
             creating: tokio::sync::Mutex::new(()),
             fresh: hosted.is_empty(),
             tombstones,
-            remotes: Remotes::default(),
+            remotes: Remotes::new(tls),
         });
         node.peers.set_addr(node.id, &node.addr);
         if let Some(id) = node.db.cluster_id()? {

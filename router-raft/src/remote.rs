@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use confab_net::{Channel, ChannelConfig, ChannelPool};
+use confab_net::{Channel, ChannelConfig, ChannelPool, ClientTls};
 use confab_proto::router::router_replica_client::RouterReplicaClient;
 use tonic::Status;
 
@@ -24,15 +24,14 @@ pub struct Remotes {
     pool: ChannelPool,
 }
 
-impl Default for Remotes {
-    fn default() -> Self {
+impl Remotes {
+    /// Channels with this node's mutual TLS, if any.
+    pub fn new(tls: Option<ClientTls>) -> Self {
         Remotes {
-            pool: ChannelPool::new(ChannelConfig::connect_within(CONNECT_TIMEOUT)),
+            pool: ChannelPool::new(ChannelConfig::connect_within(CONNECT_TIMEOUT).with_tls(tls)),
         }
     }
-}
 
-impl Remotes {
     /// The replica plane of the router at `addr`.
     pub fn replica(&self, addr: &str) -> Result<ReplicaStub> {
         let channel = self

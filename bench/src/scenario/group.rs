@@ -8,8 +8,8 @@
 //! (p50/p99/max), deliveries/s (first send to last delivery), and
 //! delivered / lost / duplicated counts.
 //!
-//! Setup (fresh users, the group, invitations, logins) is not measured; it
-//! is reported as `setup_s`.
+//! Setup (fresh users, the group, join requests and the invitations that
+//! approve them, logins) is not measured; it is reported as `setup_s`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use anyhow::{Context, ensure};
 use clap::Args;
 use confab_client::proto::frame::Body;
 use confab_client::proto::{self as pb, DeviceKind};
-use confab_client::{Client, Push};
+use confab_client::{Client, ClientTls, Push};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde_json::json;
@@ -99,6 +99,7 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
         inviters.push(
             login(
                 &args.users.gateway[0],
+                args.users.client_tls()?.as_ref(),
                 &owner,
                 &args.users.password,
                 &format!("inviter-{i}"),
@@ -112,6 +113,10 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
         .await
         .context("creating the group")?;
     let gid = group.group_id;
+    // Members join as an operator fills a large group: each asks to join,
+    // then the owner's invitations approve the requests (an invitation of
+    // someone who has not asked would wait for an answer).
+    ask_to_join(args, &names, gid).await?;
     let chunk = names.len().div_ceil(inviters.len());
     let invites = inviters
         .iter()
@@ -147,6 +152,7 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
     drop(tx);
     let mut sender = login(
         &args.users.gateway[0],
+        args.users.client_tls()?.as_ref(),
         &owner,
         &args.users.password,
         "sender",
@@ -249,12 +255,13 @@ fn raise_open_files(want: u64) {
 
 pub(crate) async fn login(
     addr: &str,
+    tls: Option<&ClientTls>,
     name: &str,
     pw: &str,
     device: &str,
     kind: DeviceKind,
 ) -> anyhow::Result<Client> {
-    let mut c = Client::connect(addr)
+    let mut c = Client::connect_with(addr, tls)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
     c.login(name, pw, device, kind)
@@ -266,6 +273,7 @@ pub(crate) async fn login(
 /// Registers `names` over `--setup-concurrency` connections.
 pub(crate) async fn register_names(
     gateways: &[String],
+    tls: Option<&ClientTls>,
     names: &[String],
     pw: &str,
     concurrency: usize,
@@ -276,8 +284,9 @@ pub(crate) async fn register_names(
         let addr = gateways[i % gateways.len()].clone();
         let part = part.to_vec();
         let pw = pw.to_owned();
+        let tls = tls.cloned();
         tasks.push(tokio::spawn(async move {
-            let c = Client::connect(&addr)
+            let c = Client::connect_with(&addr, tls.as_ref())
                 .await
                 .with_context(|| format!("connecting to {addr}"))?;
             for n in part {
@@ -294,9 +303,36 @@ pub(crate) async fn register_names(
     Ok(())
 }
 
+/// Every one of `names` asks to join group `gid`, over
+/// `--setup-concurrency` connections (logged in for that alone).
+async fn ask_to_join(args: &GroupArgs, names: &[String], gid: u64) -> anyhow::Result<()> {
+    let chunk = names.len().div_ceil(args.setup_concurrency).max(1);
+    let mut tasks = FuturesUnordered::new();
+    for (i, part) in names.chunks(chunk).enumerate() {
+        let addr = args.users.gateway[i % args.users.gateway.len()].clone();
+        let part = part.to_vec();
+        let pw = args.users.password.clone();
+        let tls = args.users.client_tls()?;
+        tasks.push(tokio::spawn(async move {
+            for n in part {
+                let c = login(&addr, tls.as_ref(), &n, &pw, "join", DeviceKind::Web).await?;
+                c.join_group(gid, "")
+                    .await
+                    .with_context(|| format!("{n} asking to join"))?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    while let Some(r) = tasks.next().await {
+        r.context("a joining task panicked")??;
+    }
+    Ok(())
+}
+
 async fn register_all(args: &GroupArgs, names: &[String]) -> anyhow::Result<()> {
     register_names(
         &args.users.gateway,
+        args.users.client_tls()?.as_ref(),
         names,
         &args.users.password,
         args.setup_concurrency,
@@ -307,6 +343,7 @@ async fn register_all(args: &GroupArgs, names: &[String]) -> anyhow::Result<()> 
 /// Logs `names` in, member i on gateway i mod G, keeping their order.
 pub(crate) async fn login_names(
     gateways: &[String],
+    tls: Option<&ClientTls>,
     names: &[String],
     pw: &str,
     concurrency: usize,
@@ -319,11 +356,15 @@ pub(crate) async fn login_names(
         let names = names.clone();
         let gateways = gateways.to_vec();
         let pw = pw.to_owned();
+        let tls = tls.cloned();
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
             for i in start..(start + chunk).min(names.len()) {
                 let addr = &gateways[i % gateways.len()];
-                got.push((i, login(addr, &names[i], &pw, "bench", DeviceKind::Mobile).await?));
+                got.push((
+                    i,
+                    login(addr, tls.as_ref(), &names[i], &pw, "bench", DeviceKind::Mobile).await?,
+                ));
             }
             anyhow::Ok(got)
         }));
@@ -341,6 +382,7 @@ pub(crate) async fn login_names(
 async fn login_all(args: &GroupArgs, names: &[String]) -> anyhow::Result<Vec<Client>> {
     login_names(
         &args.users.gateway,
+        args.users.client_tls()?.as_ref(),
         names,
         &args.users.password,
         args.setup_concurrency,

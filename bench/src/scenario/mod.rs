@@ -30,11 +30,29 @@ pub struct RouterSeeds {
         env = "CONFAB_ROUTER"
     )]
     pub router: Vec<String>,
+    /// Mutual TLS to the routers: the cluster CA and an admin certificate
+    /// from DIR (`ca.pem`, `admin.pem`, `admin.key`, as `make cluster-up`
+    /// keeps them); plain gRPC when DIR does not hold them.
+    #[arg(
+        long,
+        env = "CONFAB_TLS_DIR",
+        default_value = ".cluster/tls",
+        value_name = "DIR"
+    )]
+    pub tls_dir: std::path::PathBuf,
+    /// Plain gRPC to the routers even if --tls-dir holds certificates.
+    #[arg(long)]
+    pub no_tls: bool,
 }
 
 impl RouterSeeds {
-    /// A router client with `config`, started from these addresses.
-    pub async fn connect(&self, config: ClientConfig) -> anyhow::Result<RouterClient> {
+    /// A router client with `config` (and the admin certificate of
+    /// --tls-dir, if any), started from these addresses.
+    pub async fn connect(&self, mut config: ClientConfig) -> anyhow::Result<RouterClient> {
+        if !self.no_tls {
+            config.tls = confab_tls::ClientTls::admin_from_dir(&self.tls_dir)
+                .with_context(|| format!("loading the admin certificate in {}", self.tls_dir.display()))?;
+        }
         RouterClient::connect(self.router.clone(), config)
             .await
             .context("connecting to the routers")
@@ -59,9 +77,23 @@ pub struct UserArgs {
     pub user_prefix: Option<String>,
     #[arg(long, default_value = "pw")]
     pub password: String,
+    /// TLS to the gateways, trusting only the CA certificate(s) in FILE.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// TLS to the gateways, trusting the system's CA store.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 impl UserArgs {
+    /// TLS to the gateways (`--tls-ca`, `--tls`), or plain TCP (None).
+    pub fn client_tls(&self) -> anyhow::Result<Option<confab_client::ClientTls>> {
+        Ok(confab_client::ClientTls::from_flags(
+            self.tls,
+            self.tls_ca.as_deref(),
+        )?)
+    }
+
     /// At least one gateway.
     pub fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(!self.gateway.is_empty(), "--gateway: at least one address");

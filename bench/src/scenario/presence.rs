@@ -97,8 +97,10 @@ pub async fn run(args: &PresenceArgs) -> anyhow::Result<Summary> {
     let listers: Vec<String> = (0..args.concurrency).map(|i| format!("{prefix}l{i}")).collect();
     let pool: Vec<String> = (0..args.pool).map(|i| format!("{prefix}f{i}")).collect();
     let all: Vec<String> = listers.iter().chain(pool.iter()).cloned().collect();
+    let tls = args.users.client_tls()?;
     register_names(
         &args.users.gateway,
+        tls.as_ref(),
         &all,
         &args.users.password,
         args.setup_concurrency,
@@ -108,6 +110,7 @@ pub async fn run(args: &PresenceArgs) -> anyhow::Result<Summary> {
     // Listers log in (on the gateways in turn) and ask their friends.
     let clients = login_names(
         &args.users.gateway,
+        tls.as_ref(),
         &listers,
         &args.users.password,
         args.setup_concurrency,
@@ -136,11 +139,12 @@ pub async fn run(args: &PresenceArgs) -> anyhow::Result<Summary> {
         let pool = pool.clone();
         let gateways = args.users.gateway.clone();
         let pw = args.users.password.clone();
+        let tls = tls.clone();
         tasks.push(tokio::spawn(async move {
             let mut kept = Vec::new();
             for i in start..(start + chunk).min(pool.len()) {
                 let addr = &gateways[i % gateways.len()];
-                let c = login(addr, &pool[i], &pw, "bench", DeviceKind::Mobile).await?;
+                let c = login(addr, tls.as_ref(), &pool[i], &pw, "bench", DeviceKind::Mobile).await?;
                 let pending = c.friend_requests().await.context("listing requests")?;
                 for r in pending.incoming {
                     let from = r.from.map(|u| u.name).unwrap_or_default();

@@ -1,5 +1,7 @@
 //! Register, login (password), resume (token), logout; the router login
-//! with the multi-device policy, and the kicks it decides.
+//! with the multi-device policy, and the kicks it decides. Register and
+//! password login are rate limited per address and login per account too
+//! ([`crate::state::guard`]); resume is not (a token cannot be guessed).
 
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb, KickReason};
@@ -7,12 +9,11 @@ use confab_proto::persist as db;
 use confab_router_client::{DeviceKind, Session};
 
 use super::conn::{Conn, Login};
+use super::message::check_device;
 use crate::error::{Error, Result};
 use crate::service::calls::{persist, timed};
 use crate::service::{deliver, presence};
 use confab_common::ids::now_ms;
-
-const MAX_DEVICE_ID: usize = 64;
 
 pub async fn register(conn: &mut Conn, r: pb::RegisterRequest) -> Result<Body> {
     let name = r.name.trim().to_owned();
@@ -20,6 +21,7 @@ pub async fn register(conn: &mut Conn, r: pb::RegisterRequest) -> Result<Body> {
         return Err(Error::Invalid("name and password must not be empty".into()));
     }
     let shared = conn.shared.clone();
+    shared.guard.register(conn.peer)?;
     let request = db::CreateUserRequest {
         name: name.clone(),
         password: r.password,
@@ -29,7 +31,7 @@ pub async fn register(conn: &mut Conn, r: pb::RegisterRequest) -> Result<Body> {
         |mut d| async move { d.create_user(request).await },
         |s| match s.code() {
             tonic::Code::AlreadyExists => Error::NameTaken(name.clone()),
-            _ => Error::from_persist(s, || Error::Internal("create user: not found".into())),
+            _ => Error::from_persist_hashing(s, || Error::Internal("create user: not found".into())),
         },
     )
     .await?;
@@ -46,6 +48,7 @@ pub async fn login(conn: &mut Conn, r: pb::LoginRequest) -> Result<Body> {
     }
     check_device(&r.device_id)?;
     let shared = conn.shared.clone();
+    shared.guard.login(conn.peer, &r.name)?;
     let request = db::AuthenticateRequest {
         name: r.name.clone(),
         password: r.password,
@@ -54,9 +57,10 @@ pub async fn login(conn: &mut Conn, r: pb::LoginRequest) -> Result<Body> {
     let session = persist(
         &shared,
         |mut d| async move { d.authenticate(request).await },
-        |s| Error::from_persist(s, || Error::BadCredentials),
+        |s| Error::from_persist_hashing(s, || Error::BadCredentials),
     )
     .await?;
+    shared.guard.logged_in(&r.name);
     establish(conn, session, r.device_id, r.device_kind).await
 }
 
@@ -77,15 +81,6 @@ pub async fn resume(conn: &mut Conn, r: pb::ResumeRequest) -> Result<Body> {
     )
     .await?;
     establish(conn, session, r.device_id, r.device_kind).await
-}
-
-fn check_device(device_id: &str) -> Result<()> {
-    if device_id.is_empty() || device_id.len() > MAX_DEVICE_ID {
-        return Err(Error::Invalid(format!(
-            "device_id must be 1..={MAX_DEVICE_ID} bytes"
-        )));
-    }
-    Ok(())
 }
 
 /// Registers the session here and in the router, then kicks what the
@@ -122,6 +117,14 @@ async fn establish(conn: &mut Conn, s: db::Session, device_id: String, kind: i32
             return Err(e);
         }
     };
+    // A kicked device's tokens are revoked (the same device's were replaced
+    // by this login's already, in persist).
+    let other_devices: Vec<String> = outcome
+        .kicked
+        .iter()
+        .filter(|k| k.device_id != device_id)
+        .map(|k| k.device_id.clone())
+        .collect();
     for k in outcome.kicked {
         let reason = if k.device_id == device_id {
             KickReason::SameDevice
@@ -129,6 +132,17 @@ async fn establish(conn: &mut Conn, s: db::Session, device_id: String, kind: i32
             KickReason::Policy
         };
         deliver::kick(&shared, &k, reason, &device_id).await;
+    }
+    if !other_devices.is_empty() {
+        let request = db::RevokeDevicesRequest {
+            user: user.id,
+            devices: other_devices,
+        };
+        let mut data = shared.data();
+        let revoke = data.revoke_devices(request);
+        if let Ok(Err(status)) = tokio::time::timeout(shared.rpc_timeout(), revoke).await {
+            tracing::warn!(%status, uid = user.id, "revoking the tokens of kicked devices failed");
+        }
     }
     tokio::spawn(presence::announce(shared.clone(), user.id, true));
     conn.login = Some(Login {

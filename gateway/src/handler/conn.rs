@@ -3,14 +3,17 @@
 
 use std::sync::Arc;
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use confab_proto::client::frame::Body;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::service::presence;
 use crate::state::Shared;
+use crate::state::outbox::Outbox;
+use crate::state::reads::ReadWaits;
 use crate::state::registry::SessionHandle;
 use crate::wire::frame;
 
@@ -29,22 +32,34 @@ pub struct Login {
 #[derive(Clone)]
 pub struct Conn {
     pub shared: Arc<Shared>,
-    tx: mpsc::Sender<Bytes>,
+    tx: Outbox,
     kill: CancellationToken,
     pub login: Option<Login>,
+    /// The client's address (limits per address).
+    pub peer: IpAddr,
+    /// The messages it was told of, and its reads waiting for them.
+    pub reads: Arc<ReadWaits>,
 }
 
 impl Conn {
-    pub fn new(shared: Arc<Shared>, tx: mpsc::Sender<Bytes>, kill: CancellationToken) -> Self {
+    pub fn new(shared: Arc<Shared>, tx: Outbox, kill: CancellationToken, peer: IpAddr) -> Self {
+        let reads = Arc::new(ReadWaits::new(shared.config.user_limits.max_read_waits));
         Self {
             shared,
             tx,
             kill,
             login: None,
+            peer,
+            reads,
         }
     }
 
+    /// Answers a request (a send's ack makes its id one the connection's
+    /// reads may wait for).
     pub fn send(&self, request_id: u64, body: Body) {
+        if let Body::SendAck(ack) = &body {
+            self.reads.known(ack.message_id);
+        }
         self.queue(frame::encode(request_id, body));
     }
 
@@ -57,8 +72,9 @@ impl Conn {
     }
 
     fn queue(&self, bytes: Bytes) {
-        // Same rule as pushes: a full queue means the client does not read.
-        self.handle(0, String::new()).push(bytes);
+        // An answer: no request is read while the queue is at its bound,
+        // so answers are bounded by the requests in flight.
+        self.tx.answer(bytes);
     }
 
     /// A handle for the registry (pushes from elsewhere reach this queue).
@@ -68,6 +84,7 @@ impl Conn {
             device_id,
             tx: self.tx.clone(),
             kill: self.kill.clone(),
+            reads: self.reads.clone(),
         }
     }
 

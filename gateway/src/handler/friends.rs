@@ -12,6 +12,8 @@ use confab_proto::gateway::SessionRef;
 use confab_proto::persist as db;
 
 use super::conn::{Conn, Login};
+use super::message::check_note;
+use super::page::Page;
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::service::calls::{persist, timed};
@@ -24,7 +26,6 @@ use crate::state::social::Friend;
 
 const DEFAULT_SEARCH: u32 = 20;
 const MAX_SEARCH: u32 = 100;
-const MAX_NOTE: usize = 512;
 
 pub async fn search_users(conn: &mut Conn, r: pb::SearchUsersRequest) -> Result<Body> {
     conn.logged_in()?;
@@ -66,9 +67,7 @@ fn friend_event(kind: FriendEventKind, from: &Login, note: String) -> Notice {
 
 pub async fn add_friend(conn: &mut Conn, r: pb::AddFriendRequest) -> Result<Body> {
     let me = conn.logged_in()?.clone();
-    if r.note.len() > MAX_NOTE {
-        return Err(Error::Invalid(format!("note longer than {MAX_NOTE} bytes")));
-    }
+    check_note(&r.note)?;
     let shared = conn.shared.clone();
     let to = users::resolve(&shared, r.user).await?;
     if to.id == me.uid {
@@ -149,11 +148,18 @@ pub async fn remove_friend(conn: &mut Conn, r: pb::RemoveFriendRequest) -> Resul
 
 /// The friends (cached list) with their presence: one batch lookup in the
 /// routers, split per shard by the router client.
-pub async fn list_friends(conn: &mut Conn) -> Result<Body> {
+pub async fn list_friends(conn: &mut Conn, r: pb::ListFriendsRequest) -> Result<Body> {
     let me = conn.logged_in()?.uid;
     let shared = conn.shared.clone();
     let friends = social::friends(&shared, me).await?;
-    Ok(Body::Friends(friends_with_presence(&shared, me, &friends).await?))
+    let all = friends_with_presence(&shared, me, &friends).await?;
+    let (friends, page) = Page::of(&shared, r.page.as_ref()).cut("friends", all.friends, |f| {
+        f.user.as_ref().map(|u| u.name.clone()).unwrap_or_default()
+    });
+    Ok(Body::Friends(pb::FriendsReply {
+        friends,
+        page: Some(page),
+    }))
 }
 
 /// The friends of `me` with their sessions: one batch router lookup (split
@@ -208,6 +214,7 @@ pub async fn friends_with_presence(
                 devices: s.iter().map(device).collect(),
             })
             .collect(),
+        page: None,
     })
 }
 
@@ -232,7 +239,7 @@ async fn read_presence(shared: &Arc<Shared>, me: u64, uids: &[u64]) -> Result<Ve
     Ok(s)
 }
 
-pub async fn list_friend_requests(conn: &mut Conn) -> Result<Body> {
+pub async fn list_friend_requests(conn: &mut Conn, r: pb::ListFriendRequestsRequest) -> Result<Body> {
     let me = conn.logged_in()?.clone();
     let shared = conn.shared.clone();
     let request = db::ListFriendRequestsRequest { user: me.uid };
@@ -252,9 +259,26 @@ pub async fn list_friend_requests(conn: &mut Conn) -> Result<Body> {
     ids.dedup();
     let mut names = users::names(&shared, &ids).await?;
     names.insert(me.uid, me.name.clone());
+    // One list for the pages: the incoming ones ("i:" + name) first.
+    let all: Vec<(bool, pb::FriendRequestInfo)> = reply
+        .incoming
+        .iter()
+        .map(|r| (true, request_info(r, &names)))
+        .chain(reply.outgoing.iter().map(|r| (false, request_info(r, &names))))
+        .collect();
+    let name = |u: &Option<pb::UserInfo>| u.as_ref().map(|u| u.name.clone()).unwrap_or_default();
+    let (items, page) = Page::of(&shared, r.page.as_ref()).cut("friend_requests", all, |(incoming, r)| {
+        if *incoming {
+            format!("i:{}", name(&r.from))
+        } else {
+            format!("o:{}", name(&r.to))
+        }
+    });
+    let (incoming, outgoing): (Vec<_>, Vec<_>) = items.into_iter().partition(|(incoming, _)| *incoming);
     Ok(Body::FriendRequests(pb::FriendRequestsReply {
-        incoming: reply.incoming.iter().map(|r| request_info(r, &names)).collect(),
-        outgoing: reply.outgoing.iter().map(|r| request_info(r, &names)).collect(),
+        incoming: incoming.into_iter().map(|(_, r)| r).collect(),
+        outgoing: outgoing.into_iter().map(|(_, r)| r).collect(),
+        page: Some(page),
     }))
 }
 

@@ -11,7 +11,7 @@ use confab_proto::client::{self as pb};
 use confab_queue::{ConversationId, Producer, QueuedMessage};
 
 use super::conn::Conn;
-use super::message::check_message;
+use super::message::{check_group_id, check_message, take_message_token};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::service::calls::timed;
@@ -22,10 +22,9 @@ pub async fn group_send(conn: &mut Conn, r: pb::GroupSendRequest) -> Result<Body
     let started = Instant::now();
     let me = conn.logged_in()?.clone();
     let shared = conn.shared.clone();
-    check_message(&shared, &r.body, &r.client_msg_id)?;
-    if r.group_id == 0 || r.group_id > i64::MAX as u64 {
-        return Err(Error::Invalid(format!("bad group id {}", r.group_id)));
-    }
+    take_message_token(&shared, me.uid)?;
+    check_message(&shared.config.limits, &r.body, &r.client_msg_id)?;
+    check_group_id(r.group_id)?;
     // Members only; a group that does not exist answers the same.
     let group = social::group(&shared, r.group_id, me.uid).await?;
     let message_id = shared.ids.next();

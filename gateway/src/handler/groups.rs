@@ -1,7 +1,8 @@
-//! Groups: create, list mine, invite, ask to join (pushed to the owner and
-//! admins), approve / deny (pushed to the requester; the group sees the new
-//! member), leave, remove a member, promote an admin, delete (owner only;
-//! every member is told), list members.
+//! Groups: create, list mine, invite (pushed to the invitee, who accepts
+//! or declines; the inviter hears of a decline), ask to join (pushed to the
+//! owner and admins), approve / deny (pushed to the requester; the group
+//! sees the new member), leave, remove a member, promote an admin, delete
+//! (owner only; every member is told), list members.
 //!
 //! Every rule is checked here against the cached member list first, then
 //! again by persist, which is the authority.
@@ -13,6 +14,8 @@ use confab_proto::client::{self as pb, GroupEventKind};
 use confab_proto::persist as db;
 
 use super::conn::{Conn, Login};
+use super::message::check_note;
+use super::page::{Page, id_key};
 use crate::error::{Error, Result};
 use crate::service::calls::persist;
 use crate::service::notify::{self, Notice};
@@ -20,8 +23,6 @@ use crate::service::notify::{self, Notice};
 use crate::service::{invalidate, social, users};
 use crate::state::Shared;
 use crate::state::social::{GroupEntry, Member, ROLE_ADMIN, ROLE_MEMBER, ROLE_OWNER};
-
-const MAX_NOTE: usize = 512;
 
 fn group_info(g: db::Group) -> pb::GroupInfo {
     pb::GroupInfo {
@@ -77,7 +78,7 @@ pub async fn create_group(conn: &mut Conn, r: pb::CreateGroupRequest) -> Result<
     Ok(Body::Group(group_info(g)))
 }
 
-pub async fn list_groups(conn: &mut Conn) -> Result<Body> {
+pub async fn list_groups(conn: &mut Conn, r: pb::ListGroupsRequest) -> Result<Body> {
     let me = conn.logged_in()?.uid;
     let shared = conn.shared.clone();
     let request = db::ListGroupsRequest { user: me };
@@ -87,8 +88,11 @@ pub async fn list_groups(conn: &mut Conn) -> Result<Body> {
         |s| Error::from_persist(s, || Error::UserNotFound(me.to_string())),
     )
     .await?;
+    let all = reply.groups.into_iter().map(group_info).collect();
+    let (groups, page) = Page::of(&shared, r.page.as_ref()).cut("groups", all, |g| id_key(g.group_id));
     Ok(Body::Groups(pb::GroupsReply {
-        groups: reply.groups.into_iter().map(group_info).collect(),
+        groups,
+        page: Some(page),
     }))
 }
 
@@ -127,7 +131,11 @@ fn member(id: u64, name: &str, role: i32) -> Member {
     }
 }
 
+/// Invites a user: pending until it answers ([`respond_invite`]), so an
+/// invitation puts no one in a group (and in reach of its members'
+/// messages) who did not agree. One who had asked to join joins at once.
 pub async fn invite(conn: &mut Conn, r: pb::InviteRequest) -> Result<Body> {
+    use db::invite_member_reply::Outcome;
     let me = conn.logged_in()?.clone();
     let shared = conn.shared.clone();
     let g = as_role(&shared, &me, r.group_id, ROLE_ADMIN, "invite members").await?;
@@ -143,28 +151,110 @@ pub async fn invite(conn: &mut Conn, r: pb::InviteRequest) -> Result<Body> {
         user: user.id,
         by_user: me.uid,
     };
-    persist(
+    let reply = persist(
         &shared,
         |mut d| async move { d.invite_member(request).await },
         |s| persist_err(s, g.id),
     )
     .await?;
-    let notice = event(
-        GroupEventKind::MemberJoined,
-        &g,
-        users::info(user.id, &user.name),
-        me.uid,
-    );
-    let joined = member(user.id, &user.name, ROLE_MEMBER);
-    changed(&shared, &me, &g, |e| e.upsert(joined.clone()), notice, &[]).await;
+    let info = users::info(user.id, &user.name);
+    match reply.outcome {
+        Some(Outcome::Joined(_)) => {
+            let notice = event(GroupEventKind::MemberJoined, &g, info, me.uid);
+            let joined = member(user.id, &user.name, ROLE_MEMBER);
+            changed(&shared, &me, &g, |e| e.upsert(joined.clone()), notice, &[]).await;
+        }
+        _ => {
+            let notice = event(GroupEventKind::Invited, &g, info, me.uid);
+            notify::users(&shared, &[user.id], notice, me.session_id).await;
+        }
+    }
     Ok(Body::Done(pb::Done {}))
+}
+
+/// The invitee accepts (joins: every member is told) or declines (the
+/// inviter is told) its pending invitation.
+pub async fn respond_invite(conn: &mut Conn, r: pb::RespondInviteRequest) -> Result<Body> {
+    let me = conn.logged_in()?.clone();
+    let shared = conn.shared.clone();
+    let gid = r.group_id;
+    let request = db::RespondInviteRequest {
+        group_id: gid,
+        user: me.uid,
+        accept: r.accept,
+    };
+    let reply = persist(
+        &shared,
+        |mut d| async move { d.respond_invite(request).await },
+        |s| persist_err(s, gid),
+    )
+    .await?;
+    let invite = reply
+        .invite
+        .ok_or_else(|| Error::Internal("persist answered an invitation without it".into()))?;
+    let group = invite.group.clone().unwrap_or_default();
+    let name = group.name.clone();
+    let notice = |kind: GroupEventKind| {
+        Notice::Group(pb::GroupEvent {
+            kind: kind as i32,
+            group_id: gid,
+            group_name: name.clone(),
+            user: users::info(me.uid, &me.name),
+            by: invite.invited_by,
+            note: String::new(),
+        })
+    };
+    if !r.accept {
+        let declined = notice(GroupEventKind::InviteDeclined);
+        notify::users(&shared, &[invite.invited_by], declined, me.session_id).await;
+        return Ok(Body::Done(pb::Done {}));
+    }
+    // The member lists cached here and elsewhere lack the new member: drop
+    // them, and tell the members as persist has them now.
+    invalidate::everywhere(&shared, &[], &[gid]).await;
+    let g = social::group(&shared, gid, me.uid).await?;
+    notify::users(
+        &shared,
+        &g.uids(),
+        notice(GroupEventKind::MemberJoined),
+        me.session_id,
+    )
+    .await;
+    Ok(Body::Group(group_info(group)))
+}
+
+/// My pending invitations, by group id, with who invited me.
+pub async fn list_invites(conn: &mut Conn, r: pb::ListInvitesRequest) -> Result<Body> {
+    let me = conn.logged_in()?.uid;
+    let shared = conn.shared.clone();
+    let request = db::ListInvitesRequest { user: me };
+    let reply = persist(
+        &shared,
+        |mut d| async move { d.list_invites(request).await },
+        |s| Error::from_persist(s, || Error::UserNotFound(me.to_string())),
+    )
+    .await?;
+    let (invites, page) = Page::of(&shared, r.page.as_ref()).cut("invites", reply.invites, |i| {
+        id_key(i.group.as_ref().map_or(0, |g| g.id))
+    });
+    let ids: Vec<u64> = invites.iter().map(|i| i.invited_by).collect();
+    let names = users::names(&shared, &ids).await?;
+    Ok(Body::Invites(pb::InvitesReply {
+        invites: invites
+            .into_iter()
+            .map(|i| pb::InviteInfo {
+                by: users::info(i.invited_by, names.get(&i.invited_by).map_or("", |s| s.as_str())),
+                group: i.group.map(group_info),
+                created_at_ms: i.created_at_ms,
+            })
+            .collect(),
+        page: Some(page),
+    }))
 }
 
 pub async fn join(conn: &mut Conn, r: pb::JoinGroupRequest) -> Result<Body> {
     let me = conn.logged_in()?.clone();
-    if r.note.len() > MAX_NOTE {
-        return Err(Error::Invalid(format!("note longer than {MAX_NOTE} bytes")));
-    }
+    check_note(&r.note)?;
     let shared = conn.shared.clone();
     let gid = r.group_id;
     let group = persist(
@@ -246,11 +336,12 @@ pub async fn list_join_requests(conn: &mut Conn, r: pb::ListJoinRequestsRequest)
         |s| persist_err(s, g.id),
     )
     .await?;
-    let ids: Vec<u64> = reply.requests.iter().map(|j| j.user).collect();
+    let (requests, page) =
+        Page::of(&shared, r.page.as_ref()).cut("join_requests", reply.requests, |j| id_key(j.user));
+    let ids: Vec<u64> = requests.iter().map(|j| j.user).collect();
     let names = users::names(&shared, &ids).await?;
     Ok(Body::JoinRequests(pb::JoinRequestsReply {
-        requests: reply
-            .requests
+        requests: requests
             .into_iter()
             .map(|j| pb::JoinRequestInfo {
                 group_id: j.group_id,
@@ -259,6 +350,7 @@ pub async fn list_join_requests(conn: &mut Conn, r: pb::ListJoinRequestsRequest)
                 created_at_ms: j.created_at_ms,
             })
             .collect(),
+        page: Some(page),
     }))
 }
 
@@ -389,15 +481,20 @@ pub async fn delete(conn: &mut Conn, r: pb::DeleteGroupRequest) -> Result<Body> 
 pub async fn list_members(conn: &mut Conn, r: pb::ListMembersRequest) -> Result<Body> {
     let me = conn.logged_in()?.uid;
     let g = social::group(&conn.shared, r.group_id, me).await?;
+    let all = g
+        .members
+        .iter()
+        .map(|m| pb::MemberInfo {
+            user: users::info(m.id, &m.name),
+            role: m.role,
+            joined_at_ms: m.joined_at_ms,
+        })
+        .collect();
+    let (members, page) = Page::of(&conn.shared, r.page.as_ref()).cut("members", all, |m| {
+        id_key(m.user.as_ref().map_or(0, |u| u.user_id))
+    });
     Ok(Body::Members(pb::MembersReply {
-        members: g
-            .members
-            .iter()
-            .map(|m| pb::MemberInfo {
-                user: users::info(m.id, &m.name),
-                role: m.role,
-                joined_at_ms: m.joined_at_ms,
-            })
-            .collect(),
+        members,
+        page: Some(page),
     }))
 }

@@ -10,24 +10,28 @@
 //!   presence;
 //! - `groups`: group life cycle and membership; `group_send`: a message to
 //!   every member;
-//! - `message`: what every message (1:1 or group) must be.
+//! - `message`: what every message (1:1 or group) must be;
+//! - `page`: how every list answer is cut into pages.
 //!
 //! Handlers use services, state and the wire codec below them, never each
-//! other: what two handlers need lives in a lower module (or in `conn` and
-//! `message` here, which use no handler).
+//! other: what two handlers need lives in a lower module (or in `conn`,
+//! `message` and `page` here, which use no handler).
 
 mod auth;
+mod checks;
 pub mod conn;
 mod friends;
 mod group_send;
 mod groups;
 mod message;
+mod page;
 mod send;
 mod sync;
 
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
 
+pub use checks::precheck;
 pub use conn::{Conn, Login};
 pub use send::{Finish, SendOrder};
 
@@ -52,11 +56,13 @@ pub async fn dispatch(conn: &mut Conn, body: Body) -> Result<Body> {
         Body::AddFriend(r) => friends::add_friend(conn, r).await,
         Body::RespondFriend(r) => friends::respond_friend(conn, r).await,
         Body::RemoveFriend(r) => friends::remove_friend(conn, r).await,
-        Body::ListFriends(_) => friends::list_friends(conn).await,
-        Body::ListFriendRequests(_) => friends::list_friend_requests(conn).await,
+        Body::ListFriends(r) => friends::list_friends(conn, r).await,
+        Body::ListFriendRequests(r) => friends::list_friend_requests(conn, r).await,
         Body::CreateGroup(r) => groups::create_group(conn, r).await,
-        Body::ListGroups(_) => groups::list_groups(conn).await,
+        Body::ListGroups(r) => groups::list_groups(conn, r).await,
         Body::Invite(r) => groups::invite(conn, r).await,
+        Body::RespondInvite(r) => groups::respond_invite(conn, r).await,
+        Body::ListInvites(r) => groups::list_invites(conn, r).await,
         Body::JoinGroup(r) => groups::join(conn, r).await,
         Body::RespondJoin(r) => groups::respond_join(conn, r).await,
         Body::ListJoinRequests(r) => groups::list_join_requests(conn, r).await,

@@ -21,7 +21,7 @@ use confab_queue::{ConversationId, QueuedMessage};
 use tokio::sync::oneshot;
 
 use super::conn::Conn;
-use super::message::check_message;
+use super::message::{check_message, take_message_token};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::service::{deliver, social, users};
@@ -56,12 +56,13 @@ impl SendOrder {
 /// of the conversation). The returned future waits for the confirm,
 /// delivers and answers.
 pub async fn begin(conn: &Conn, r: pb::SendRequest, order: &mut SendOrder) -> Result<Finish> {
+    take_message_token(&conn.shared, conn.logged_in()?.uid)?;
     check_may_message(conn, &r).await?;
     let started = Instant::now();
     let me = conn.logged_in()?;
     let (uid, session_id) = (me.uid, me.session_id);
     let shared = conn.shared.clone();
-    check_message(&shared, &r.body, &r.client_msg_id)?;
+    check_message(&shared.config.limits, &r.body, &r.client_msg_id)?;
     let to = resolve(&shared, r.to_user, &r.to_name).await?;
     let message_id = shared.ids.next();
     let conversation_id = ConversationId::direct(uid, to).to_string();

@@ -7,10 +7,14 @@ use confab_proto::persist as db;
 use confab_queue::ConversationId;
 
 use super::conn::Conn;
+use super::page::Page;
 use crate::error::{Error, Result};
+use crate::metrics;
 use crate::service::calls::persist;
 use crate::service::{social, users};
 use crate::state::Shared;
+use crate::state::reads::Wait;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Most messages in one Fetch or History page.
 const MAX_PAGE: u32 = 200;
@@ -29,19 +33,23 @@ pub async fn sync(conn: &mut Conn, r: pb::SyncRequest) -> Result<Body> {
         |s| Error::from_persist(s, || Error::UserNotFound(me.to_string())),
     )
     .await?;
+    let all = reply
+        .conversations
+        .into_iter()
+        .map(|c| pb::ConversationState {
+            conversation_id: c.conversation_id,
+            seq: c.seq,
+            last_message_id: c.last_message_id,
+            updated_at_ms: c.updated_at_ms,
+            read_seq: c.read_seq,
+        })
+        .collect();
+    let (conversations, page) =
+        Page::of(&shared, r.page.as_ref()).cut("sync", all, |c| c.conversation_id.clone());
     Ok(Body::SyncReply(pb::SyncReply {
-        conversations: reply
-            .conversations
-            .into_iter()
-            .map(|c| pb::ConversationState {
-                conversation_id: c.conversation_id,
-                seq: c.seq,
-                last_message_id: c.last_message_id,
-                updated_at_ms: c.updated_at_ms,
-                read_seq: c.read_seq,
-            })
-            .collect(),
+        conversations,
         server_time_ms: reply.server_time_ms,
+        page: Some(page),
     }))
 }
 
@@ -49,13 +57,14 @@ pub async fn fetch(conn: &mut Conn, r: pb::FetchRequest) -> Result<Body> {
     let me = conn.logged_in()?.uid;
     let shared = conn.shared.clone();
     may_read(&shared, me, &r.conversation_id).await?;
+    let (min_message_id, _slot) = read_wait(conn, r.min_message_id)?;
     let forbidden = forbidden(me, &r.conversation_id);
     let request = db::MessagesAfterRequest {
         conversation_id: r.conversation_id,
         after_seq: r.after_seq,
         limit: page(r.limit),
         user: me,
-        min_message_id: r.min_message_id,
+        min_message_id,
     };
     let reply = persist(
         &shared,
@@ -70,13 +79,14 @@ pub async fn history(conn: &mut Conn, r: pb::HistoryRequest) -> Result<Body> {
     let me = conn.logged_in()?.uid;
     let shared = conn.shared.clone();
     may_read(&shared, me, &r.conversation_id).await?;
+    let (min_message_id, _slot) = read_wait(conn, r.min_message_id)?;
     let forbidden = forbidden(me, &r.conversation_id);
     let request = db::HistoryRequest {
         conversation_id: r.conversation_id,
         before_seq: r.before_seq,
         limit: page(r.limit),
         user: me,
-        min_message_id: r.min_message_id,
+        min_message_id,
     };
     let reply = persist(
         &shared,
@@ -98,6 +108,38 @@ pub async fn lookup_user(conn: &mut Conn, r: pb::LookupUserRequest) -> Result<Bo
         name: user.name,
     }))
 }
+
+/// The `min_message_id` a read hands to persist, and the connection's wait
+/// slot it holds until answered: the id of a message the connection sent
+/// or was pushed lately is waited for (a few reads at a time; one more is
+/// BUSY), any other is read at once.
+fn read_wait(conn: &Conn, id: u64) -> Result<(u64, Option<OwnedSemaphorePermit>)> {
+    let outcome = |o: &str| metrics::READ_WAITS.with_label_values(&[o]).inc();
+    match conn.reads.wait_for(id) {
+        Wait::None => Ok((0, None)),
+        Wait::NotOwn => {
+            outcome("not_own");
+            Ok((0, None))
+        }
+        Wait::Own(id, slot) => {
+            outcome("waited");
+            Ok((id, Some(slot)))
+        }
+        Wait::Busy => {
+            outcome("busy");
+            Err(Error::Busy {
+                what: format!(
+                    "{} reads of this connection already wait for their messages",
+                    conn.shared.config.user_limits.max_read_waits
+                ),
+                retry_after_ms: READ_BUSY_RETRY_MS,
+            })
+        }
+    }
+}
+
+/// When a read refused for want of a wait slot may try again.
+const READ_BUSY_RETRY_MS: u64 = 100;
 
 fn page(limit: u32) -> u32 {
     if limit == 0 {
@@ -135,7 +177,7 @@ async fn may_read(shared: &Shared, uid: u64, conversation_id: &str) -> Result<()
 
 /// Ok(None) for a direct conversation of `uid`; Ok(Some(group)) when group
 /// membership decides.
-fn check_participant(uid: u64, conversation_id: &str) -> Result<Option<u64>> {
+pub(super) fn check_participant(uid: u64, conversation_id: &str) -> Result<Option<u64>> {
     match conversation_id.parse::<ConversationId>() {
         Ok(ConversationId::Direct { lo, hi }) if lo == uid || hi == uid => Ok(None),
         Ok(ConversationId::Direct { .. }) => Err(forbidden(uid, conversation_id)),

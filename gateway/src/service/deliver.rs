@@ -88,9 +88,13 @@ pub fn local_pushes(shared: &Shared, pushes: Vec<Push>) -> (u32, u32) {
     for p in pushes {
         match p.body {
             Some(push::Body::Message(m)) => {
+                let id = m.message_id;
                 let bytes = frame::message_push(m);
                 for sid in p.session_ids {
-                    let ok = shared.registry.get(sid).is_some_and(|h| h.push(bytes.clone()));
+                    let ok = shared.registry.get(sid).is_some_and(|h| {
+                        h.reads.known(id);
+                        h.push(bytes.clone())
+                    });
                     let outcome = if ok { "ok" } else { "missing" };
                     metrics::DELIVERIES.with_label_values(&["local", outcome]).inc();
                     if ok {

@@ -25,7 +25,10 @@ use crate::wire::frame;
 const RESUBSCRIBE: Backoff = Backoff::exponential(Duration::from_millis(500), Duration::from_millis(500));
 
 pub async fn follow(shared: Arc<Shared>, addr: String) {
-    let channel = match confab_net::channel(&addr, &ChannelConfig::default()) {
+    let channel = match confab_net::channel(
+        &addr,
+        &ChannelConfig::default().with_tls(shared.cluster_tls.clone()),
+    ) {
         Ok(channel) => channel,
         Err(error) => {
             tracing::error!(%error, "not following persist's commits");

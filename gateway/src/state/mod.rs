@@ -8,7 +8,13 @@
 //! - [`users`]: known user ids and names;
 //! - [`social`]: cached friend lists and group member lists;
 //! - [`presence`]: where the friends of the users here are online;
-//! - [`batcher`], [`coalesce`]: the send path's batched calls.
+//! - [`batcher`], [`coalesce`]: the send path's batched calls;
+//! - [`guard`]: connection-level abuse limits (connections per address,
+//!   login and register attempts);
+//! - [`outbox`]: a connection's send queue, bounded in bytes;
+//! - [`rates`]: per-user token buckets (the message rate);
+//! - [`reads`]: a connection's read-your-writes waits (its own sends only,
+//!   a few at a time).
 //!
 //! These modules hold and answer from memory, or batch calls they are
 //! handed; what reads persist or the routers to fill them, and who is told
@@ -16,12 +22,17 @@
 
 pub mod batcher;
 pub mod coalesce;
+pub mod guard;
+pub mod outbox;
 pub mod peers;
 pub mod presence;
+pub mod rates;
+pub mod reads;
 pub mod registry;
 pub mod social;
 pub mod users;
 
+use confab_net::ClientTls;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -37,6 +48,7 @@ use tonic::transport::Channel;
 use self::coalesce::{Backend, Coalescers};
 use self::peers::Peers;
 use self::presence::PresenceTracker;
+use self::rates::UserRates;
 use self::registry::Registry;
 use self::social::SocialCache;
 use self::users::UserCache;
@@ -68,8 +80,14 @@ pub struct Shared {
     pub grpc_addr: String,
     /// One permit per open client connection (TCP and WebSocket).
     pub connections: Arc<Semaphore>,
+    /// Connections per address, login and register attempts.
+    pub guard: guard::Guard,
     /// The send path's batched enqueues, lookups and Deliver calls.
     pub coalesce: Coalescers<Shared>,
+    /// Mutual TLS to routers, persist and other gateways, if on.
+    pub cluster_tls: Option<ClientTls>,
+    /// Messages per user (all of its connections here).
+    pub message_rates: UserRates,
 }
 
 impl Shared {

@@ -4,12 +4,13 @@
 //! its bounded send queue, never blocking.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::outbox::{Outbox, Pushed};
+use super::reads::ReadWaits;
 use crate::metrics;
 
 /// The way into one connection.
@@ -17,24 +18,28 @@ use crate::metrics;
 pub struct SessionHandle {
     pub uid: u64,
     pub device_id: String,
-    pub tx: mpsc::Sender<Bytes>,
+    pub tx: Outbox,
     /// Cancelled to close the connection (kick, slow consumer, lease loss).
     pub kill: CancellationToken,
+    /// The messages the connection was told of (its reads may wait for them).
+    pub reads: Arc<ReadWaits>,
 }
 
 impl SessionHandle {
-    /// Queues a frame; a full queue disconnects the client (it does not
-    /// read), a closed one means it is gone. True when queued.
+    /// Queues a frame; a queue past its bound disconnects the client (it
+    /// does not read), a closed one means it is gone. True when queued.
     pub fn push(&self, frame: Bytes) -> bool {
-        match self.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics::SLOW_CONSUMERS.inc();
-                tracing::warn!(uid = self.uid, device = %self.device_id, "send queue full: disconnecting");
-                self.kill.cancel();
+        match self.tx.push(frame) {
+            Pushed::Queued => true,
+            Pushed::Full => {
+                if !self.kill.is_cancelled() {
+                    metrics::SLOW_CONSUMERS.inc();
+                    tracing::warn!(uid = self.uid, device = %self.device_id, "send queue full: disconnecting");
+                    self.kill.cancel();
+                }
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Pushed::Closed => false,
         }
     }
 }
@@ -136,13 +141,18 @@ impl Registry {
 mod tests {
     use super::*;
 
-    fn handle(uid: u64, cap: usize) -> (SessionHandle, mpsc::Receiver<Bytes>) {
-        let (tx, rx) = mpsc::channel(cap);
+    use crate::state::outbox::{Inbox, outbox};
+
+    /// A handle whose queue stops reads at `limit` bytes and refuses
+    /// frames past twice that.
+    fn handle(uid: u64, limit: usize) -> (SessionHandle, Inbox) {
+        let (tx, rx) = outbox(limit);
         let h = SessionHandle {
             uid,
             device_id: "d".into(),
             tx,
             kill: CancellationToken::new(),
+            reads: Arc::new(ReadWaits::new(1)),
         };
         (h, rx)
     }
@@ -166,7 +176,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_disconnects_instead_of_growing() {
-        let (h, _rx) = handle(1, 2);
+        let (h, _rx) = handle(1, 1);
         assert!(h.push(Bytes::from_static(b"1")));
         assert!(h.push(Bytes::from_static(b"2")));
         assert!(!h.kill.is_cancelled());

@@ -55,6 +55,7 @@ fn to_wire(e: &Error) -> pb::Error {
     pb::Error {
         code: e.code() as i32,
         message,
+        retry_after_ms: u32::try_from(e.retry_after_ms()).unwrap_or(u32::MAX),
     }
 }
 
@@ -145,6 +146,9 @@ fn social_kind(body: &Body) -> &'static str {
         Body::ListMembers(_) => "list_members",
         Body::Members(_) => "members",
         Body::GroupSend(_) => "group_send",
+        Body::RespondInvite(_) => "respond_invite",
+        Body::ListInvites(_) => "list_invites",
+        Body::Invites(_) => "invites",
         _ => "other",
     }
 }

@@ -1,5 +1,6 @@
 //! The TCP side of the client protocol: every frame behind a 4-byte
-//! big-endian length ([`FrameReader`], [`FrameWriter`]).
+//! big-endian length ([`FrameReader`], [`FrameWriter`]), over plain TCP or
+//! over TLS ([`Source`]: how bytes are read from either).
 //!
 //! No buffer is kept while a connection is idle: the reader allocates when
 //! bytes arrive and lets go once every frame in them is taken; the writer
@@ -10,7 +11,7 @@
 use std::io;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::error::Error;
@@ -25,17 +26,50 @@ const PREFIX: usize = 4;
 /// The least a read asks the socket for: a few small frames at once.
 const READ_CHUNK: usize = 2048;
 
+/// Where a [`FrameReader`] reads from.
+pub trait Source: Send {
+    /// Appends what arrives to `buf`, at least `want` bytes of room made
+    /// (the caller's guess at what is coming); returns the count, 0 at the
+    /// end of the stream.
+    fn fill(&mut self, buf: &mut BytesMut, want: usize) -> impl Future<Output = io::Result<usize>> + Send;
+}
+
+/// Plain TCP: waits for bytes without a buffer and allocates only once
+/// they are there.
+impl Source for OwnedReadHalf {
+    async fn fill(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
+        loop {
+            self.readable().await?;
+            buf.reserve(want);
+            match self.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return r,
+            }
+        }
+    }
+}
+
+/// Any other byte stream (TLS): a read into room made first.
+pub struct Reading<R>(pub R);
+
+impl<R: AsyncRead + Unpin + Send> Source for Reading<R> {
+    async fn fill(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
+        buf.reserve(want);
+        self.0.read_buf(buf).await
+    }
+}
+
 /// Reads length-prefixed frames from a TCP stream, holding memory only
-/// while bytes are in hand.
-pub struct FrameReader {
-    read: OwnedReadHalf,
+/// while bytes are in hand (on plain TCP; TLS keeps its own buffers).
+pub struct FrameReader<R = OwnedReadHalf> {
+    read: R,
     buf: BytesMut,
     limit: u32,
 }
 
-impl FrameReader {
+impl<R: Source> FrameReader<R> {
     /// Frames longer than `limit` are refused with FRAME_TOO_LARGE.
-    pub fn new(read: OwnedReadHalf, limit: u32) -> Self {
+    pub fn new(read: R, limit: u32) -> Self {
         Self {
             read,
             buf: BytesMut::new(),
@@ -51,13 +85,8 @@ impl FrameReader {
                 Ok(None) => {}
                 Err(e) => return Some(Err(e)),
             }
-            // Wait without a buffer; allocate only once bytes are there.
-            if let Err(e) = self.read.readable().await {
-                return Some(Err(Error::Io(e)));
-            }
-            let missing = self.missing();
-            self.buf.reserve(missing.max(READ_CHUNK));
-            match self.read.try_read_buf(&mut self.buf) {
+            let want = self.missing().max(READ_CHUNK);
+            match self.read.fill(&mut self.buf, want).await {
                 Ok(0) if self.buf.is_empty() => return None,
                 Ok(0) => {
                     return Some(Err(Error::Io(io::Error::new(
@@ -66,7 +95,6 @@ impl FrameReader {
                     ))));
                 }
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Some(Err(Error::Io(e))),
             }
         }
@@ -74,22 +102,9 @@ impl FrameReader {
 
     /// A whole frame from the buffer, if there is one.
     fn take(&mut self) -> Result<Option<Bytes>, Error> {
-        if self.buf.len() < PREFIX {
-            self.release_if_empty();
-            return Ok(None);
-        }
-        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
-        if len > self.limit {
-            return Err(Error::FrameTooLarge { limit: self.limit });
-        }
-        let len = len as usize;
-        if self.buf.len() < PREFIX + len {
-            return Ok(None);
-        }
-        self.buf.advance(PREFIX);
-        let frame = self.buf.split_to(len).freeze();
+        let frame = split_frame(&mut self.buf, self.limit)?;
         self.release_if_empty();
-        Ok(Some(frame))
+        Ok(frame)
     }
 
     /// Bytes still needed to complete the frame in hand (0 when unknown).
@@ -115,13 +130,34 @@ impl FrameReader {
     }
 }
 
-/// Writes length-prefixed frames to a TCP stream: one write per batch.
-pub struct FrameWriter {
-    write: OwnedWriteHalf,
+/// Takes one whole frame (without its prefix) off the front of `buf`, if
+/// one is there; a prefix over `limit` is FRAME_TOO_LARGE before any of the
+/// frame is waited for. The reader's buffer goes through this as bytes
+/// arrive.
+pub fn split_frame(buf: &mut BytesMut, limit: u32) -> Result<Option<Bytes>, Error> {
+    if buf.len() < PREFIX {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if len > limit {
+        return Err(Error::FrameTooLarge { limit });
+    }
+    let len = len as usize;
+    if buf.len() < PREFIX + len {
+        return Ok(None);
+    }
+    buf.advance(PREFIX);
+    Ok(Some(buf.split_to(len).freeze()))
 }
 
-impl FrameWriter {
-    pub fn new(write: OwnedWriteHalf) -> Self {
+/// Writes length-prefixed frames to a TCP (or TLS) stream: one write per
+/// batch.
+pub struct FrameWriter<W = OwnedWriteHalf> {
+    write: W,
+}
+
+impl<W: AsyncWrite + Unpin + Send> FrameWriter<W> {
+    pub fn new(write: W) -> Self {
         Self { write }
     }
 
@@ -142,7 +178,9 @@ impl FrameWriter {
             buf.extend_from_slice(&(f.len() as u32).to_be_bytes());
             buf.extend_from_slice(f);
         }
-        self.write.write_all(&buf).await.map_err(Error::Io)
+        self.write.write_all(&buf).await.map_err(Error::Io)?;
+        // TLS holds written records until flushed; plain TCP's flush is free.
+        self.write.flush().await.map_err(Error::Io)
     }
 
     pub async fn close(&mut self) {
@@ -222,5 +260,204 @@ mod tests {
         w.write_frames(&frames).await.expect("write");
         assert_eq!(r.next_frame().await.expect("frame").expect("ok"), &b"a"[..]);
         assert_eq!(r.next_frame().await.expect("frame").expect("ok"), &b"bcd"[..]);
+    }
+
+    mod props {
+        use confab_proto::client::frame::Body;
+        use confab_proto::client::{self as pb, Frame, ProtocolVersion};
+        use proptest::prelude::*;
+        use prost::Message;
+
+        use super::super::split_frame;
+        use crate::config::LimitsConfig;
+        use crate::connection::handshake;
+        use crate::handler::precheck;
+        use crate::wire::frame;
+        use bytes::BytesMut;
+
+        fn body() -> impl Strategy<Value = Body> {
+            let s = || "\\PC{0,80}";
+            prop_oneof![
+                any::<i32>().prop_map(|version| Body::Hello(pb::Hello {
+                    version,
+                    client: "t".into()
+                })),
+                (s(), s(), s()).prop_map(|(name, password, device_id)| Body::Login(pb::LoginRequest {
+                    name,
+                    password,
+                    device_id,
+                    device_kind: 1,
+                })),
+                (any::<u64>(), s(), s(), s()).prop_map(|(to_user, to_name, body, client_msg_id)| {
+                    Body::Send(pb::SendRequest {
+                        to_user,
+                        to_name,
+                        body,
+                        client_msg_id,
+                    })
+                }),
+                (any::<u64>(), s(), s()).prop_map(|(group_id, body, client_msg_id)| {
+                    Body::GroupSend(pb::GroupSendRequest {
+                        group_id,
+                        body,
+                        client_msg_id,
+                    })
+                }),
+                (s(), any::<u64>(), any::<u32>()).prop_map(|(conversation_id, before_seq, limit)| {
+                    Body::History(pb::HistoryRequest {
+                        conversation_id,
+                        before_seq,
+                        limit,
+                        min_message_id: 0,
+                    })
+                }),
+                Just(Body::Ping(pb::Ping {})),
+            ]
+        }
+
+        /// Frames as a client sends them: each behind its 4-byte length.
+        fn wire(frames: &[Frame]) -> Vec<u8> {
+            let mut w = Vec::new();
+            for f in frames {
+                let b = f.encode_to_vec();
+                w.extend_from_slice(&(b.len() as u32).to_be_bytes());
+                w.extend_from_slice(&b);
+            }
+            w
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn arbitrary_bytes_split_decode_and_check_never_panic(
+                b in proptest::collection::vec(any::<u8>(), 0..1024),
+                limit in 0..2048u32,
+            ) {
+                let mut buf = BytesMut::from(&b[..]);
+                while let Ok(Some(f)) = split_frame(&mut buf, limit) {
+                    prop_assert!(f.len() <= limit as usize);
+                    if let Ok(Frame { body: Some(body), .. }) = frame::decode(&f) {
+                        let _ = precheck(&body, &LimitsConfig::default(), 7);
+                        let _ = handshake(&LimitsConfig::default(), 1, body);
+                    }
+                }
+            }
+
+            #[test]
+            fn frames_round_trip_through_the_prefix_in_any_chunks(
+                frames in proptest::collection::vec((1..u64::MAX, body()), 0..8),
+                chunk in 1..64usize,
+            ) {
+                let frames: Vec<Frame> = frames
+                    .into_iter()
+                    .map(|(request_id, body)| Frame { request_id, body: Some(body) })
+                    .collect();
+                let bytes = wire(&frames);
+                let mut buf = BytesMut::new();
+                let mut got = Vec::new();
+                for piece in bytes.chunks(chunk) {
+                    buf.extend_from_slice(piece);
+                    while let Some(f) = split_frame(&mut buf, 1 << 20)? {
+                        got.push(frame::decode(&f)?);
+                    }
+                }
+                prop_assert!(buf.is_empty());
+                prop_assert_eq!(got, frames);
+            }
+
+            #[test]
+            fn the_checks_answer_as_the_limits_say(body_len in 0..600usize, cmid_len in 0..100usize) {
+                let limits = LimitsConfig { max_body_bytes: 300, ..LimitsConfig::default() };
+                let send = Body::Send(pb::SendRequest {
+                    to_user: 2,
+                    body: "x".repeat(body_len),
+                    client_msg_id: "c".repeat(cmid_len),
+                    ..Default::default()
+                });
+                let ok = (1..=300).contains(&body_len) && cmid_len <= 64;
+                prop_assert_eq!(precheck(&send, &limits, 7).is_ok(), ok);
+                let hello = Body::Hello(pb::Hello { version: ProtocolVersion::ProtocolVersion1 as i32, client: String::new() });
+                prop_assert_eq!(handshake(&limits, 3, hello)?.gateway_id, 3);
+            }
+        }
+
+        /// Writes the seed corpus of the fuzz target `client_frame` under
+        /// `$CONFAB_FUZZ_SEEDS` (`make fuzz-seeds`): the chunk-size byte, then
+        /// a Hello and requests as a client sends them.
+        #[test]
+        #[ignore = "writes the fuzz seed corpus"]
+        fn write_fuzz_seeds() {
+            let Some(root) = std::env::var_os("CONFAB_FUZZ_SEEDS") else {
+                return;
+            };
+            let dir = std::path::PathBuf::from(root).join("client_frame");
+            std::fs::create_dir_all(&dir).expect("dir");
+            let hello = Frame {
+                request_id: 1,
+                body: Some(Body::Hello(pb::Hello {
+                    version: 1,
+                    client: "seed".into(),
+                })),
+            };
+            let requests = [
+                (
+                    "login",
+                    Body::Login(pb::LoginRequest {
+                        name: "alice".into(),
+                        password: "pw".into(),
+                        device_id: "laptop".into(),
+                        device_kind: 1,
+                    }),
+                ),
+                (
+                    "send",
+                    Body::Send(pb::SendRequest {
+                        to_user: 2,
+                        body: "hello".into(),
+                        client_msg_id: "c1".into(),
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "group-send",
+                    Body::GroupSend(pb::GroupSendRequest {
+                        group_id: 4,
+                        body: "hi".into(),
+                        client_msg_id: "c2".into(),
+                    }),
+                ),
+                (
+                    "history",
+                    Body::History(pb::HistoryRequest {
+                        conversation_id: "d:2:7".into(),
+                        before_seq: 10,
+                        limit: 50,
+                        min_message_id: 0,
+                    }),
+                ),
+                (
+                    "fetch",
+                    Body::Fetch(pb::FetchRequest {
+                        conversation_id: "g:4".into(),
+                        after_seq: 3,
+                        limit: 0,
+                        min_message_id: 0,
+                    }),
+                ),
+                ("ping", Body::Ping(pb::Ping {})),
+            ];
+            for (name, body) in requests {
+                let mut seed = vec![7u8];
+                seed.extend(wire(&[
+                    hello.clone(),
+                    Frame {
+                        request_id: 2,
+                        body: Some(body),
+                    },
+                ]));
+                std::fs::write(dir.join(name), seed).expect("write");
+            }
+        }
     }
 }

@@ -54,6 +54,8 @@ async fn forged_ids_get_a_clear_permission_error_and_nothing_leaks() {
     let gid = alice.create_group("rustaceans").await.expect("group").group_id;
     alice.invite(gid, "bob").await.expect("invite bob");
     alice.invite(gid, "carol").await.expect("invite carol");
+    bob.accept_invite(gid).await.expect("bob accepts");
+    carol.accept_invite(gid).await.expect("carol accepts");
     alice.promote(gid, carol_id).await.expect("carol admin");
     let ack = alice.send_to(bob_id, SECRET, "").await.expect("1:1");
     let direct = ack.conversation_id;
@@ -92,6 +94,8 @@ async fn forged_ids_get_a_clear_permission_error_and_nothing_leaks() {
     forbidden_without_leak(eve.leave_group(gid).await, "leave a group she is not in");
     let e = eve.join_group(999_999, "").await.expect_err("no such group");
     assert_eq!(code(e), Some(ErrorCode::NotFound));
+    let e = eve.accept_invite(gid).await.expect_err("no invitation");
+    assert_eq!(code(e), Some(ErrorCode::FailedPrecondition));
 
     // 1:1 needs friendship (allow_strangers is off by default).
     forbidden_without_leak(eve.send_to(alice_id, "hi", "").await, "message a stranger");

@@ -1,5 +1,5 @@
-//! Groups across two gateways: the whole life cycle with its pushes, and
-//! group messages: every online member once (both gateways, other devices
+//! Groups across two gateways: the whole life cycle with its pushes,
+//! invitations that wait for the invitee, and group messages: every online member once (both gateways, other devices
 //! of the sender), offline members on reconnect, history pages, nothing
 //! after a removal or the group's deletion.
 
@@ -63,11 +63,24 @@ async fn group_life_cycle_with_pushes() {
     let e = ben.members(gid).await.expect_err("not a member");
     assert_eq!(code(e), Some(ErrorCode::Forbidden));
 
-    // cat is invited; ann (other gateway) sees it.
+    // cat is invited, a member once it accepts; ann (other gateway) sees
+    // it join, by olga's invitation.
     olga.invite(gid, "cat").await.expect("invite");
+    let e = group_event(&mut cat, GroupEventKind::Invited).await;
+    assert_eq!(
+        (e.group_id, e.by, e.group_name.as_str()),
+        (gid, olga_id, "rustaceans")
+    );
+    let e = cat.members(gid).await.expect_err("not a member before accepting");
+    assert_eq!(code(e), Some(ErrorCode::Forbidden));
+    let invites = cat.invites().await.expect("invites");
+    assert_eq!(invites.len(), 1);
+    assert_eq!(invites[0].by.as_ref().map(|u| u.user_id), Some(olga_id));
+    assert_eq!(invites[0].group.as_ref().map(|g| g.group_id), Some(gid));
+    assert_eq!(cat.accept_invite(gid).await.expect("accept").group_id, gid);
+    assert!(cat.invites().await.expect("invites").is_empty());
     let e = group_event(&mut ann, GroupEventKind::MemberJoined).await;
     assert_eq!(e.user.as_ref().map(|u| u.user_id), Some(cat_id));
-    let e = group_event(&mut cat, GroupEventKind::MemberJoined).await;
     assert_eq!(e.by, olga_id);
 
     // ann becomes an admin and approves ben's second request.
@@ -139,11 +152,17 @@ async fn group_messages_reach_every_member_once_and_offline_ones_on_reconnect() 
     for n in names.iter().chain(std::iter::once(&"late".to_owned())) {
         host.invite(gid, n).await.expect("invite");
     }
-    // Members spread over both gateways; "late" stays offline.
+    // Members spread over both gateways; "late" accepts, then goes offline.
     let mut members: Vec<Client> = Vec::new();
     for (i, n) in names.iter().enumerate() {
-        members.push(login(&gws[i % 2], n, &format!("{n}-dev"), DeviceKind::Mobile).await);
+        let c = login(&gws[i % 2], n, &format!("{n}-dev"), DeviceKind::Mobile).await;
+        c.accept_invite(gid).await.expect("accept");
+        members.push(c);
     }
+    let mut late = login(&g2, "late", "late-dev", DeviceKind::Mobile).await;
+    late.accept_invite(gid).await.expect("accept");
+    late.logout().await.expect("late goes offline");
+    drop(late);
     for m in &mut members {
         assert!(m.sync().await.expect("sync").is_empty());
     }
@@ -257,6 +276,11 @@ async fn one_shot_friend_and_group_commands() {
     );
     chat(&g, "pia", &["approve", &gid, "quin"]);
     chat(&g, "pia", &["invite", &gid, "rex"]);
+    let invites = chat(&g, "rex", &["invites"]);
+    assert_eq!(invites.len(), 1, "{invites:?}");
+    assert_eq!(invites[0]["by"]["name"], "pia");
+    chat(&g, "rex", &["accept-invite", &gid]);
+    assert!(chat(&g, "rex", &["invites"]).is_empty());
     chat(&g, "pia", &["promote", &gid, "quin"]);
     let members = chat(&g, "quin", &["members", &gid]);
     let roles: Vec<(&str, &str)> = members
@@ -299,6 +323,7 @@ async fn a_change_reaches_a_gateway_registered_since_the_last_poll() {
     let mut ann = login(&g2, "ann", "ann-phone", DeviceKind::Mobile).await;
     let gid = olga.create_group("late news").await.expect("create").group_id;
     olga.invite(gid, "ann").await.expect("invite");
+    ann.accept_invite(gid).await.expect("accept");
     // Gateway 2 now caches the member list.
     ann.group_send(gid, "hello", "").await.expect("send");
     olga.delete_group(gid).await.expect("delete");
@@ -307,4 +332,73 @@ async fn a_change_reaches_a_gateway_registered_since_the_last_poll() {
         .await
         .expect_err("deleted");
     assert_eq!(code(e), Some(ErrorCode::Forbidden));
+}
+
+/// An invitation puts no one in a group: the invitee reads and receives
+/// nothing of it until it accepts, a decline tells the inviter, an
+/// invitation of someone who asked to join takes it in at once, and an
+/// invitation by an admin who was removed since is void.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_waits_for_the_invitee() {
+    let cluster = Cluster::start(2).await;
+    let (g1, g2) = (cluster.gw(1).to_owned(), cluster.gw(2).to_owned());
+    let olga_id = register(&g1, "olga").await;
+    let ann_id = register(&g1, "ann").await;
+    let ben_id = register(&g2, "ben").await;
+    let dan_id = register(&g2, "dan").await;
+    register(&g2, "eve").await;
+    let mut olga = login(&g1, "olga", "olga-phone", DeviceKind::Mobile).await;
+    let ann = login(&g1, "ann", "ann-phone", DeviceKind::Mobile).await;
+    let mut ben = login(&g2, "ben", "ben-phone", DeviceKind::Mobile).await;
+    let mut dan = login(&g2, "dan", "dan-phone", DeviceKind::Mobile).await;
+    let eve = login(&g2, "eve", "eve-phone", DeviceKind::Mobile).await;
+    let gid = olga.create_group("invite only").await.expect("create").group_id;
+
+    // ben, a stranger to olga, is invited: nothing of the group reaches him.
+    olga.invite(gid, "ben").await.expect("invite ben");
+    group_event(&mut ben, GroupEventKind::Invited).await;
+    olga.group_send(gid, "members only", "").await.expect("send");
+    assert_quiet(&mut ben, Duration::from_millis(500)).await;
+    let e = ben.group_history(gid, 0, 10).await.expect_err("not a member");
+    assert_eq!(code(e), Some(ErrorCode::Forbidden));
+    let e = ben
+        .group_send(gid, "let me in", "")
+        .await
+        .expect_err("not a member");
+    assert_eq!(code(e), Some(ErrorCode::Forbidden));
+    // He declines: olga is told, and there is nothing left to accept.
+    ben.decline_invite(gid).await.expect("decline");
+    let e = group_event(&mut olga, GroupEventKind::InviteDeclined).await;
+    assert_eq!(
+        (e.user.as_ref().map(|u| u.user_id), e.by),
+        (Some(ben_id), olga_id)
+    );
+    let e = ben.accept_invite(gid).await.expect_err("declined");
+    assert_eq!(code(e), Some(ErrorCode::FailedPrecondition));
+    assert_eq!(olga.members(gid).await.expect("members").len(), 1);
+
+    // dan asked to join: olga's invitation takes him in at once.
+    dan.join_group(gid, "me please").await.expect("ask");
+    olga.invite(gid, "dan").await.expect("invite dan");
+    let e = group_event(&mut dan, GroupEventKind::MemberJoined).await;
+    assert_eq!(
+        (e.user.as_ref().map(|u| u.user_id), e.by),
+        (Some(dan_id), olga_id)
+    );
+    assert!(dan.invites().await.expect("invites").is_empty());
+
+    // ann, an admin, invites eve, then is removed: the invitation is void.
+    olga.invite(gid, "ann").await.expect("invite ann");
+    ann.accept_invite(gid).await.expect("ann accepts");
+    olga.promote(gid, ann_id).await.expect("ann admin");
+    ann.invite(gid, "eve").await.expect("an admin invites");
+    olga.remove_member(gid, ann_id).await.expect("remove ann");
+    let e = eve.accept_invite(gid).await.expect_err("void");
+    assert_eq!(code(e), Some(ErrorCode::FailedPrecondition));
+    let members = olga.members(gid).await.expect("members");
+    let ids: Vec<u64> = members
+        .iter()
+        .filter_map(|m| m.user.as_ref().map(|u| u.user_id))
+        .collect();
+    assert_eq!(ids, vec![olga_id, dan_id], "only the owner and dan");
 }

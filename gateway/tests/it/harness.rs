@@ -14,6 +14,8 @@ pub use confab_testkit::{eventually, workspace_bin};
 pub struct Gw {
     pub client: String,
     pub http: String,
+    /// The internal HTTP port: /metrics, /readyz.
+    pub metrics: String,
     pub grpc: String,
 }
 
@@ -21,15 +23,42 @@ pub struct Cluster {
     procs: Processes,
     pub routers: Vec<String>,
     pub persist: String,
-    persist_http: String,
+    pub persist_http: String,
     pub gateways: BTreeMap<u64, Gw>,
+    /// With mutual TLS: the directory of the cluster CA and every
+    /// process' certificate (`router-N`, `persist`, `gateway-N`, `admin`).
+    pub tls: Option<std::path::PathBuf>,
 }
 
 pub const LEASE_MS: u64 = 1500;
 
+/// Every test client comes from 127.0.0.1: the per-address limits are
+/// lifted for the tests that do not measure them (a test's own `env`
+/// comes after these and wins).
+pub const UNLIMITED: &[(&str, &str)] = &[
+    ("CONFAB_LIMITS__MAX_CONNECTIONS_PER_IP", "100000"),
+    ("CONFAB_LIMITS__LOGIN_PER_IP_BURST", "1000000"),
+    ("CONFAB_LIMITS__LOGIN_PER_IP_PER_MINUTE", "1000000"),
+    ("CONFAB_LIMITS__LOGIN_PER_ACCOUNT_BURST", "1000000"),
+    ("CONFAB_LIMITS__LOGIN_PER_ACCOUNT_PER_MINUTE", "1000000"),
+    ("CONFAB_LIMITS__REGISTER_PER_IP_BURST", "1000000"),
+    ("CONFAB_LIMITS__REGISTER_PER_IP_PER_MINUTE", "1000000"),
+];
+
 impl Cluster {
     /// 3 routers, 1 persist, `gateways` gateways; waits until all are ready.
     pub async fn start(gateways: u64) -> Self {
+        Self::start_with(gateways, false).await
+    }
+
+    /// [`Cluster::start`] with mutual TLS between every process: a test CA
+    /// and one certificate per process (gateways 1..=9) under the cluster's
+    /// directory.
+    pub async fn start_tls(gateways: u64) -> Self {
+        Self::start_with(gateways, true).await
+    }
+
+    async fn start_with(gateways: u64, tls: bool) -> Self {
         let router_bin = workspace_bin("confab-router");
         let persist_bin = workspace_bin("confab-persist");
         let mut c = Cluster {
@@ -38,7 +67,11 @@ impl Cluster {
             persist: free_addr(),
             persist_http: free_addr(),
             gateways: BTreeMap::new(),
+            tls: None,
         };
+        if tls {
+            c.tls = Some(issue_certificates(&c.procs.dir().join("tls")));
+        }
         c.start_routers(&router_bin).await;
         // A port picked free may be taken by another process before persist
         // binds it: then it starts again on other ports.
@@ -85,6 +118,15 @@ impl Cluster {
                     toml.push_str(&format!("\"{}\" = \"{g}\"\n", j + 1));
                 }
                 toml.push_str("[cluster]\nslots = 256\nshards = 4\n[raft]\nheartbeat_ms = 50\nelection_min_ms = 250\nelection_max_ms = 500\n");
+                if let Some(dir) = &self.tls {
+                    let files = confab_tls::TlsFiles::in_dir(dir, &format!("router-{id}"));
+                    toml.push_str(&format!(
+                        "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                        files.ca.display(),
+                        files.cert.display(),
+                        files.key.display()
+                    ));
+                }
                 let file = self.procs.dir().join(format!("router-{id}.toml"));
                 std::fs::write(&file, toml).expect("write router config");
                 let mut cmd = Command::new(bin);
@@ -126,6 +168,7 @@ impl Cluster {
             "--data-dir",
         ])
         .arg(self.procs.dir().join("persist"))
+        .args(self.tls_args("persist"))
         .env("CONFAB_DATABASE__ARGON2_MEMORY_KIB", "64")
         .envs(env.iter().copied());
         self.procs.spawn("persist", cmd);
@@ -158,7 +201,22 @@ impl Cluster {
         self.start_gateway_full(id, &[], Some(toml)).await;
     }
 
+    /// A gateway with extra command-line flags and environment.
+    pub async fn start_gateway_with_args(&mut self, id: u64, args: &[&str], env: &[(&str, &str)]) {
+        self.start_gateway_inner(id, env, None, args).await;
+    }
+
     async fn start_gateway_full(&mut self, id: u64, env: &[(&str, &str)], toml: Option<&str>) {
+        self.start_gateway_inner(id, env, toml, &[]).await;
+    }
+
+    async fn start_gateway_inner(
+        &mut self,
+        id: u64,
+        env: &[(&str, &str)],
+        toml: Option<&str>,
+        args: &[&str],
+    ) {
         let name = format!("gateway-{id}");
         let config = toml.map(|t| {
             let file = self.procs.dir().join(format!("{name}.toml"));
@@ -172,6 +230,7 @@ impl Cluster {
             let gw = Gw {
                 client: free_addr(),
                 http: free_addr(),
+                metrics: free_addr(),
                 grpc: free_addr(),
             };
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab-gateway"));
@@ -185,13 +244,19 @@ impl Cluster {
                 &gw.client,
                 "--http",
                 &gw.http,
+                "--metrics",
+                &gw.metrics,
                 "--grpc",
                 &gw.grpc,
             ])
             .args(["--router", &self.routers.join(","), "--persist", &self.persist])
+            .args(self.tls_args(&name))
+            .args(args)
+            .envs(UNLIMITED.iter().copied())
             .envs(env.iter().copied());
             self.procs.spawn(&name, cmd);
-            if self.wait_up(&name, &gw.http).await {
+            // Ready on the internal port (the public one may speak TLS).
+            if self.wait_up(&name, &gw.metrics).await {
                 break gw;
             }
             tries += 1;
@@ -228,10 +293,72 @@ impl Cluster {
         self.procs.log(name)
     }
 
-    pub async fn router_client(&self) -> confab_router_client::RouterClient {
-        confab_router_client::RouterClient::new(self.routers.clone(), Default::default())
-            .expect("router client")
+    /// The pid of process `name` (e.g. "gateway-1"), which must be running.
+    pub fn pid(&self, name: &str) -> u32 {
+        self.procs
+            .pid(name)
+            .unwrap_or_else(|| panic!("no process {name}"))
     }
+
+    /// A router client; with TLS, it calls as the admin.
+    pub async fn router_client(&self) -> confab_router_client::RouterClient {
+        let config = confab_router_client::ClientConfig {
+            tls: self.client_tls("admin"),
+            ..Default::default()
+        };
+        confab_router_client::RouterClient::new(self.routers.clone(), config).expect("router client")
+    }
+
+    /// A channel to persist, as gateway 1 when the cluster runs TLS.
+    pub fn persist_channel(&self) -> confab_net::Channel {
+        let config = confab_net::ChannelConfig::connect_within(Duration::from_secs(2))
+            .with_tls(self.client_tls("gateway-1"));
+        confab_net::channel(&self.persist, &config).expect("channel to persist")
+    }
+
+    /// The `--tls-*` flags of process `name`, none without TLS.
+    pub fn tls_args(&self, name: &str) -> Vec<String> {
+        let Some(dir) = &self.tls else {
+            return Vec::new();
+        };
+        let files = confab_tls::TlsFiles::in_dir(dir, name);
+        vec![
+            "--tls-ca".into(),
+            files.ca.display().to_string(),
+            "--tls-cert".into(),
+            files.cert.display().to_string(),
+            "--tls-key".into(),
+            files.key.display().to_string(),
+        ]
+    }
+
+    /// The calling side of certificate `name` (`admin`, `router-1`, ...).
+    pub fn client_tls(&self, name: &str) -> Option<confab_net::ClientTls> {
+        let dir = self.tls.as_ref()?;
+        Some(confab_net::ClientTls::load(&confab_tls::TlsFiles::in_dir(dir, name)).expect("client TLS"))
+    }
+}
+
+/// A test CA in `dir` and a certificate for every process a test cluster
+/// may start, each for 127.0.0.1.
+fn issue_certificates(dir: &std::path::Path) -> std::path::PathBuf {
+    use confab_tls::{Ca, Identity};
+    let ca = Ca::new("test cluster CA", 1).expect("CA");
+    ca.pem().write(dir, "ca").expect("write CA");
+    let hosts = ["127.0.0.1".to_owned(), "localhost".to_owned()];
+    let mut all = vec![
+        (Identity::persist(), "persist".to_owned()),
+        (Identity::admin(), "admin".to_owned()),
+    ];
+    all.extend((1..=3).map(|id| (Identity::router(id), format!("router-{id}"))));
+    all.extend((1..=9).map(|id| (Identity::gateway(id), format!("gateway-{id}"))));
+    for (identity, name) in all {
+        ca.issue(Some(identity), &hosts, 1)
+            .expect("issue")
+            .write(dir, &name)
+            .expect("write");
+    }
+    dir.to_owned()
 }
 
 /// Registers `name` (password "pw") through gateway `addr`.
@@ -273,10 +400,7 @@ impl Cluster {
     /// presence push) is involved. Call it before either caches its friends.
     pub async fn befriend(&self, a: &str, b: &str) {
         use confab_proto::persist::{self as db, get_user_request::Key};
-        let mut data =
-            db::data_service_client::DataServiceClient::connect(format!("http://{}", self.persist))
-                .await
-                .expect("connect to persist");
+        let mut data = db::data_service_client::DataServiceClient::new(self.persist_channel());
         let mut id = async |name: &str| {
             data.get_user(db::GetUserRequest {
                 key: Some(Key::Name(name.into())),

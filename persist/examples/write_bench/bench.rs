@@ -114,6 +114,7 @@ pub async fn run_bench(o: BenchOptions) -> Result<BenchReport> {
             max_body_bytes: o.body_bytes.max(1),
             max_backoff: Duration::from_secs(1),
             connection_name: format!("confab-bench {prefix}"),
+            ca_file: None,
         }),
         BenchQueue::Embedded { .. } => None,
     };

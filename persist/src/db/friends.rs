@@ -64,6 +64,35 @@ impl Db {
                     });
                 }
                 let now = now_ms();
+                // The sender's pending requests, counted under a lock on its
+                // user row so that concurrent requests cannot both pass.
+                Db::lock_row(&mut tx, "users", f).await?;
+                let (pending,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM friend_requests \
+                     WHERE from_user = $1 AND state = $2 AND to_user <> $3",
+                )
+                .bind(f)
+                .bind(PENDING)
+                .bind(t_)
+                .fetch_one(&mut *tx)
+                .await?;
+                let max = self.limits().max_pending_friend_requests;
+                let answers_theirs = sqlx::query(
+                    "SELECT 1 FROM friend_requests WHERE from_user = $1 AND to_user = $2 AND state = $3",
+                )
+                .bind(t_)
+                .bind(f)
+                .bind(PENDING)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+                if !answers_theirs && pending >= i64::from(max) {
+                    return Err(self.limit_reached(
+                        "pending_friend_requests",
+                        format!("user {from} has {pending} friend requests waiting for an answer"),
+                        max,
+                    ));
+                }
                 let reverse = sqlx::query(
                     "UPDATE friend_requests SET state = $1, decided_at = $2 \
                      WHERE from_user = $3 AND to_user = $4 AND state = $5",

@@ -28,6 +28,31 @@ pub struct Member {
     pub name: String,
 }
 
+/// A pending invitation of `user` to `group` by `invited_by`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invite {
+    pub group: Group,
+    pub user: u64,
+    pub invited_by: u64,
+    pub created_at_ms: i64,
+}
+
+/// What inviting someone did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invited {
+    /// Pending until the invitee answers.
+    Pending(Invite),
+    /// The invitee had asked to join: it is a member now.
+    Joined(Member),
+}
+
+/// An answered invitation; `member` is set when it was accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InviteAnswer {
+    pub invite: Invite,
+    pub member: Option<Member>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JoinRequest {
     pub group_id: u64,
@@ -77,7 +102,7 @@ impl Db {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                add_member(&mut tx, id as u64, owner, OWNER, now).await?;
+                self.add_member(&mut tx, id as u64, owner, OWNER, now).await?;
                 tx.commit().await?;
                 Ok(Group {
                     id: id as u64,
@@ -116,6 +141,7 @@ impl Db {
                 let mut tx = self.begin_write().await?;
                 for sql in [
                     "DELETE FROM group_join_requests WHERE group_id = $1",
+                    "DELETE FROM group_invites WHERE group_id = $1",
                     "DELETE FROM group_members WHERE group_id = $1",
                     "DELETE FROM chat_groups WHERE id = $1",
                 ] {
@@ -276,7 +302,12 @@ impl Db {
                     to: group,
                 })?;
                 if accept {
-                    add_member(&mut tx, group, user, MEMBER, now).await?;
+                    self.add_member(&mut tx, group, user, MEMBER, now).await?;
+                    sqlx::query("DELETE FROM group_invites WHERE group_id = $1 AND user_id = $2")
+                        .bind(group as i64)
+                        .bind(user as i64)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 join_from_row(&row)
@@ -329,33 +360,60 @@ impl Db {
     }
 }
 
-/// Adds `user` to `group` with `role` inside `tx`; a member already there
-/// stays as it is.
-async fn add_member(
-    tx: &mut Transaction<'static, Any>,
-    group: u64,
-    user: u64,
-    role: i16,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO group_members (group_id, user_id, role, joined_at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, user_id) DO NOTHING",
-    )
-    .bind(group as i64)
-    .bind(user as i64)
-    .bind(role)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+impl Db {
+    /// Adds `user` to `group` with `role` inside `tx`; a member already
+    /// there stays as it is. A group at `limits.max_group_members` takes
+    /// no one more: the count is made under a lock on the group's row, so
+    /// two concurrent joins cannot both take the last place.
+    async fn add_member(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        group: u64,
+        user: u64,
+        role: i16,
+        now: i64,
+    ) -> Result<()> {
+        Db::lock_row(tx, "chat_groups", group as i64).await?;
+        let (members, already): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN user_id = $2 THEN 1 ELSE 0 END), 0) \
+             FROM group_members WHERE group_id = $1",
+        )
+        .bind(group as i64)
+        .bind(user as i64)
+        .fetch_one(&mut **tx)
+        .await?;
+        let max = self.limits().max_group_members;
+        if already == 0 && members >= i64::from(max) {
+            return Err(self.limit_reached(
+                "group_members",
+                format!("group {group} is full ({members} members)"),
+                max,
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO group_members (group_id, user_id, role, joined_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, user_id) DO NOTHING",
+        )
+        .bind(group as i64)
+        .bind(user as i64)
+        .bind(role)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
 }
 
 impl Db {
-    /// An owner or admin (`by_user`) adds `user` to `group` at once; a
-    /// pending join request of `user` is marked approved.
-    pub async fn invite_member(&self, group: u64, user: u64, by_user: u64) -> Result<Member> {
-        self.get_group(group).await?;
+    /// An owner or admin (`by_user`) invites `user` to `group`. The
+    /// invitation is pending until `user` answers it ([`Db::respond_invite`]):
+    /// no one joins a group without asking or agreeing. A user who had asked
+    /// to join is taken in at once (the invitation approves the request).
+    /// Inviting again while pending answers the pending invitation. An
+    /// inviter has at most `limits.max_pending_invites` pending at once
+    /// (counted under a lock on its user row).
+    pub async fn invite_member(&self, group: u64, user: u64, by_user: u64) -> Result<Invited> {
+        let g = self.get_group(group).await?;
         self.require_approver(group, by_user, "invite members").await?;
         self.require_users(&[user]).await?;
         if self.role_of(group, user).await?.is_some() {
@@ -363,11 +421,11 @@ impl Db {
         }
         let t = self.metrics.time("invite_member");
         let now = now_ms();
-        t.finish(
+        let invited = t.finish(
             async {
                 let mut tx = self.begin_write().await?;
-                add_member(&mut tx, group, user, MEMBER, now).await?;
-                sqlx::query(
+                Db::lock_row(&mut tx, "users", by_user as i64).await?;
+                let approved = sqlx::query(
                     "UPDATE group_join_requests SET state = $1, decided_at = $2, decided_by = $3 \
                      WHERE group_id = $4 AND user_id = $5 AND state = $6",
                 )
@@ -379,18 +437,173 @@ impl Db {
                 .bind(PENDING)
                 .execute(&mut *tx)
                 .await?;
+                if approved.rows_affected() == 1 {
+                    self.add_member(&mut tx, group, user, MEMBER, now).await?;
+                    sqlx::query("DELETE FROM group_invites WHERE group_id = $1 AND user_id = $2")
+                        .bind(group as i64)
+                        .bind(user as i64)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    return Ok(None);
+                }
+                let pending = sqlx::query(
+                    "SELECT invited_by, created_at FROM group_invites WHERE group_id = $1 AND user_id = $2",
+                )
+                .bind(group as i64)
+                .bind(user as i64)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(r) = pending {
+                    return Ok(Some((
+                        r.try_get::<i64, _>("invited_by")? as u64,
+                        r.try_get("created_at")?,
+                    )));
+                }
+                let (sent,): (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM group_invites WHERE invited_by = $1")
+                        .bind(by_user as i64)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let max = self.limits().max_pending_invites;
+                if sent >= i64::from(max) {
+                    return Err(self.limit_reached(
+                        "pending_group_invites",
+                        format!("user {by_user} has {sent} invitations waiting for an answer"),
+                        max,
+                    ));
+                }
+                sqlx::query(
+                    "INSERT INTO group_invites (group_id, user_id, invited_by, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(group as i64)
+                .bind(user as i64)
+                .bind(by_user as i64)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
-                Ok::<(), Error>(())
+                Ok(Some((by_user, now)))
             }
             .await,
         )?;
-        let name = self.get_user(user).await?.name;
-        Ok(Member {
-            user,
-            role: MEMBER,
-            joined_at_ms: now,
-            name,
+        Ok(match invited {
+            Some((invited_by, created_at_ms)) => Invited::Pending(Invite {
+                group: g,
+                user,
+                invited_by,
+                created_at_ms,
+            }),
+            None => Invited::Joined(Member {
+                user,
+                role: MEMBER,
+                joined_at_ms: now,
+                name: self.get_user(user).await?.name,
+            }),
         })
+    }
+
+    /// `user` accepts (joins, within the group's size cap) or declines its
+    /// pending invitation to `group`; either way the invitation is gone. An
+    /// invitation whose inviter is no longer an owner or admin there is
+    /// void: it is deleted and answering it fails as if there were none.
+    pub async fn respond_invite(&self, group: u64, user: u64, accept: bool) -> Result<InviteAnswer> {
+        let g = self.get_group(group).await?;
+        let t = self.metrics.time("respond_invite");
+        let no_invite = || Error::NoPendingRequest {
+            kind: "group invitation",
+            from: group,
+            to: user,
+        };
+        let (invite, joined_at_ms) = t.finish(
+            async {
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query(
+                    "DELETE FROM group_invites WHERE group_id = $1 AND user_id = $2 \
+                     RETURNING invited_by, created_at",
+                )
+                .bind(group as i64)
+                .bind(sql_id("user", user)?)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else { return Err(no_invite()) };
+                let invited_by = row.try_get::<i64, _>("invited_by")? as u64;
+                let inviter_role: Option<(i16,)> =
+                    sqlx::query_as("SELECT role FROM group_members WHERE group_id = $1 AND user_id = $2")
+                        .bind(group as i64)
+                        .bind(invited_by as i64)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if !matches!(inviter_role, Some((r,)) if r >= ADMIN) {
+                    tx.commit().await?;
+                    return Err(no_invite());
+                }
+                let invite = Invite {
+                    group: g,
+                    user,
+                    invited_by,
+                    created_at_ms: row.try_get("created_at")?,
+                };
+                let now = now_ms();
+                let member = if accept {
+                    self.add_member(&mut tx, group, user, MEMBER, now).await?;
+                    sqlx::query(
+                        "UPDATE group_join_requests SET state = $1, decided_at = $2, decided_by = $3 \
+                         WHERE group_id = $4 AND user_id = $5 AND state = $6",
+                    )
+                    .bind(ACCEPTED)
+                    .bind(now)
+                    .bind(invited_by as i64)
+                    .bind(group as i64)
+                    .bind(user as i64)
+                    .bind(PENDING)
+                    .execute(&mut *tx)
+                    .await?;
+                    Some(now)
+                } else {
+                    None
+                };
+                tx.commit().await?;
+                Ok((invite, member))
+            }
+            .await,
+        )?;
+        let member = match joined_at_ms {
+            Some(joined_at_ms) => Some(Member {
+                user,
+                role: MEMBER,
+                joined_at_ms,
+                name: self.get_user(user).await?.name,
+            }),
+            None => None,
+        };
+        Ok(InviteAnswer { invite, member })
+    }
+
+    /// The pending invitations of `user`, oldest first.
+    pub async fn list_invites(&self, user: u64) -> Result<Vec<Invite>> {
+        self.require_users(&[user]).await?;
+        let t = self.metrics.time("list_invites");
+        let rows = sqlx::query(
+            "SELECT g.id, g.name, g.owner_id, g.created_at, i.invited_by, i.created_at AS invited_at \
+             FROM group_invites i JOIN chat_groups g ON g.id = i.group_id \
+             WHERE i.user_id = $1 ORDER BY i.created_at, g.id",
+        )
+        .bind(user as i64)
+        .fetch_all(&self.pool)
+        .await;
+        t.finish(rows)?
+            .iter()
+            .map(|r| {
+                Ok(Invite {
+                    group: group_from_row(r)?,
+                    user,
+                    invited_by: r.try_get::<i64, _>("invited_by")? as u64,
+                    created_at_ms: r.try_get("invited_at")?,
+                })
+            })
+            .collect()
     }
 
     /// Removes `user` from `group`: the owner removes anyone but itself, an

@@ -4,11 +4,13 @@
 //! insert). Fixed SQL uses `$n` placeholders, which SQLite and PostgreSQL
 //! share; long generated statements use [`Params`], which writes `?` for
 //! SQLite (sqlx binds `$n` in quadratic time there) and `$n` for PostgreSQL.
+//! TLS to PostgreSQL is what the URL asks for ([`tls`]).
 
 pub mod friends;
 pub mod groups;
 pub mod history;
 mod messages;
+pub mod tls;
 pub mod users;
 
 use std::borrow::Cow;
@@ -17,12 +19,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Any, AnyPool, Executor, SqlSafeStr, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, SqlSafeStr, Transaction};
 
 pub use confab_queue::NewMessage;
 pub use messages::{BatchOutcome, WrittenMessage};
 
-use crate::config::DatabaseConfig;
+use crate::config::{DatabaseConfig, LimitsConfig};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
@@ -40,9 +42,20 @@ pub struct Db {
     backend: Backend,
     metrics: Arc<Metrics>,
     argon2_memory_kib: u32,
+    tls: tls::SqlTls,
+    acquire_timeout: Duration,
+    hashes: crate::password::Hashes,
+    limits: LimitsConfig,
 }
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (
+        2,
+        "group invites",
+        include_str!("../../migrations/0002_group_invites.sql"),
+    ),
+];
 
 fn migrator() -> Migrator {
     let migrations = MIGRATIONS
@@ -58,6 +71,21 @@ fn migrator() -> Migrator {
         })
         .collect();
     Migrator::with_migrations(migrations)
+}
+
+/// What went wrong with TLS in a connection error, or `None` when the error
+/// is no TLS failure (refused, timed out, bad password...).
+pub fn tls_failure(e: &sqlx::Error) -> Option<String> {
+    if let Some(failure) = confab_tls::handshake_failure(e) {
+        return Some(failure.to_string());
+    }
+    match e {
+        sqlx::Error::Tls(inner) => Some(match confab_tls::handshake_failure(inner.as_ref()) {
+            Some(failure) => failure.to_string(),
+            None => inner.to_string(),
+        }),
+        _ => None,
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -120,9 +148,14 @@ pub(crate) fn sql_id(what: &str, v: u64) -> Result<i64> {
 
 impl Db {
     /// Opens a pool lazily: no connection is made until the first query, so
-    /// persist starts (not ready) while the database is down.
+    /// persist starts (not ready) while the database is down. The URL's TLS
+    /// parameters are checked here (see [`tls`]); [`Db::check_trust`] tries
+    /// the handshake.
     pub fn connect(url: &str, cfg: &DatabaseConfig, metrics: Arc<Metrics>) -> Result<Self> {
         install_default_drivers();
+        let tls = tls::SqlTls::of(url).map_err(Error::Tls)?;
+        tls.check_files().map_err(Error::Tls)?;
+        let url = &tls::effective_url(url, &tls);
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else if url.starts_with("postgres") {
@@ -148,12 +181,75 @@ impl Db {
         }
         let pool = opts.connect_lazy(url).map_err(Error::from)?;
         metrics.db_pool_max.set(i64::from(cfg.max_connections));
+        metrics.tls_mode.with_label_values(&["database"]).set(tls.gauge());
+        let hashes = crate::password::Hashes::new(
+            cfg.max_concurrent_hashes,
+            Duration::from_millis(cfg.hash_queue_ms),
+            metrics.clone(),
+        );
         Ok(Self {
             pool,
             backend,
             metrics,
             argon2_memory_kib: cfg.argon2_memory_kib,
+            tls,
+            acquire_timeout: Duration::from_millis(cfg.acquire_timeout_ms),
+            hashes,
+            limits: LimitsConfig::default(),
         })
+    }
+
+    /// When the URL asks for TLS (`sslmode=require`, `verify-ca`,
+    /// `verify-full`), connects once now, so that a server whose certificate
+    /// does not verify, or that offers no TLS, stops the process at start
+    /// with that message rather than leaving it unready and retrying for
+    /// ever. A server that is down (or does not answer within the acquire
+    /// timeout) is not an error here: the pool connects later, as for a
+    /// plain URL, and each failed attempt says why in the log.
+    pub async fn check_trust(&self) -> Result<()> {
+        if !self.tls.required() {
+            return Ok(());
+        }
+        let options = self.pool.connect_options();
+        let attempt =
+            tokio::time::timeout(self.acquire_timeout, AnyConnection::connect_with(&*options)).await;
+        match attempt {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                tracing::info!(sslmode = self.tls.mode.as_deref(), "database connection is TLS");
+                Ok(())
+            }
+            Ok(Err(e)) => match tls_failure(&e) {
+                Some(why) => Err(Error::Tls(format!(
+                    "database (sslmode={}): {why}",
+                    self.tls.mode.as_deref().unwrap_or_default()
+                ))),
+                None => {
+                    tracing::warn!(error = %e, "database not reachable at start; TLS is checked when it is");
+                    Ok(())
+                }
+            },
+            Err(_) => {
+                tracing::warn!("database did not answer at start; TLS is checked when it does");
+                Ok(())
+            }
+        }
+    }
+
+    /// The same database with these caps (the defaults otherwise).
+    pub fn with_limits(mut self, limits: LimitsConfig) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.limits
+    }
+
+    /// A refusal by a cap, counted.
+    pub(crate) fn limit_reached(&self, limit: &'static str, what: String, max: u32) -> Error {
+        self.metrics.limit_refusals.with_label_values(&[limit]).inc();
+        Error::LimitReached { what, limit: max }
     }
 
     /// Brings the schema up to date (idempotent).
@@ -198,6 +294,23 @@ impl Db {
             Backend::Postgres => self.pool.begin().await?,
         };
         Ok(tx)
+    }
+
+    /// Locks a row inside `tx` until it ends (PostgreSQL; SQLite's write
+    /// transaction holds the whole database already), so that a count and
+    /// the insert it allows are one step: two concurrent inserts under the
+    /// same row wait for each other. `table` is a literal with an `id` column.
+    pub(crate) async fn lock_row(
+        tx: &mut Transaction<'static, Any>,
+        table: &'static str,
+        id: i64,
+    ) -> Result<()> {
+        let sql = format!("UPDATE {table} SET id = id WHERE id = $1");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
     }
 
     /// Takes the next id of `counter` inside `tx`.

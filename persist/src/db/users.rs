@@ -49,7 +49,7 @@ impl Db {
         if password.is_empty() || password.len() > 1024 {
             return Err(Error::Invalid("password must be 1-1024 bytes".into()));
         }
-        let hash = password::hash(password.to_owned(), self.argon2_memory_kib).await?;
+        let hash = password::hash(&self.hashes, password.to_owned(), self.argon2_memory_kib).await?;
         let t = self.metrics.time("create_user");
         t.finish(self.insert_user(name, hash).await)
     }
@@ -90,7 +90,7 @@ impl Db {
         let row = t.finish(row)?.ok_or(Error::BadCredentials)?;
         let phc: String = row.try_get("password_hash")?;
         let user = user_from_row(&row)?;
-        if !password::verify(password.to_owned(), phc).await? {
+        if !password::verify(&self.hashes, password.to_owned(), phc).await? {
             return Err(Error::BadCredentials);
         }
         let device = if device.is_empty() { "default" } else { device };
@@ -100,18 +100,48 @@ impl Db {
         let token = password::new_token();
         let now = now_ms();
         let t = self.metrics.time("create_session");
-        t.finish(
-            sqlx::query(
-                "INSERT INTO sessions (token_hash, user_id, device, created_at, last_seen_at) \
-                 VALUES ($1, $2, $3, $4, $4)",
-            )
-            .bind(password::token_hash(&token))
-            .bind(user.id as i64)
-            .bind(device.to_owned())
-            .bind(now)
-            .execute(&self.pool)
+        let hash = password::token_hash(&token);
+        let uid = user.id as i64;
+        let max = i64::from(self.limits().max_tokens_per_user);
+        let (same_device, over_cap) = t.finish(
+            async {
+                let mut tx = self.begin_write().await?;
+                // The new token replaces the device's earlier ones (its
+                // session is kicked), and the user keeps the newest `max`.
+                let same_device = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND device = $2")
+                    .bind(uid)
+                    .bind(device.to_owned())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query(
+                    "INSERT INTO sessions (token_hash, user_id, device, created_at, last_seen_at) \
+                     VALUES ($1, $2, $3, $4, $4)",
+                )
+                .bind(hash.clone())
+                .bind(uid)
+                .bind(device.to_owned())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let over_cap = sqlx::query(
+                    "DELETE FROM sessions WHERE user_id = $1 AND token_hash NOT IN \
+                     (SELECT token_hash FROM sessions WHERE user_id = $1 \
+                      ORDER BY created_at DESC, token_hash LIMIT $2)",
+                )
+                .bind(uid)
+                .bind(max)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok::<_, Error>((same_device, over_cap))
+            }
             .await,
         )?;
+        let revoked = &self.metrics.token_revocations;
+        revoked.with_label_values(&["same_device"]).inc_by(same_device);
+        revoked.with_label_values(&["over_cap"]).inc_by(over_cap);
         Ok(Session {
             user,
             token,
@@ -119,18 +149,33 @@ impl Db {
         })
     }
 
-    /// The session of `token`, which stays valid until revoked.
+    /// The session of `token`, valid until revoked or until
+    /// `limits.token_lifetime_ms` after its login (an expired token is
+    /// deleted and refused).
     pub async fn resume_session(&self, token: &str) -> Result<Session> {
         let t = self.metrics.time("resume_session");
         let hash = password::token_hash(token);
         let row = sqlx::query(
-            "SELECT u.id, u.name, u.created_at, s.device FROM sessions s \
+            "SELECT u.id, u.name, u.created_at, s.device, s.created_at AS issued_at FROM sessions s \
              JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
         )
         .bind(hash.clone())
         .fetch_optional(&self.pool)
         .await;
         let row = t.finish(row)?.ok_or(Error::SessionNotFound)?;
+        let issued_at: i64 = row.try_get("issued_at")?;
+        let lifetime = i64::try_from(self.limits().token_lifetime_ms).unwrap_or(i64::MAX);
+        if now_ms().saturating_sub(issued_at) >= lifetime {
+            sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                .bind(hash)
+                .execute(&self.pool)
+                .await?;
+            self.metrics
+                .token_revocations
+                .with_label_values(&["expired"])
+                .inc();
+            return Err(Error::SessionNotFound);
+        }
         sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
             .bind(now_ms())
             .bind(hash)
@@ -152,7 +197,38 @@ impl Db {
         if t.finish(r)?.rows_affected() == 0 {
             return Err(Error::SessionNotFound);
         }
+        self.metrics
+            .token_revocations
+            .with_label_values(&["logout"])
+            .inc();
         Ok(())
+    }
+
+    /// Revokes every token of `user` on `devices` (their sessions were
+    /// kicked by another device's login).
+    pub async fn revoke_devices(&self, user: u64, devices: &[String]) -> Result<u64> {
+        let uid = sql_id("user", user)?;
+        let t = self.metrics.time("revoke_devices");
+        let n = t.finish(
+            async {
+                let mut n = 0;
+                for device in devices {
+                    n += sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND device = $2")
+                        .bind(uid)
+                        .bind(device.clone())
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                }
+                Ok::<_, Error>(n)
+            }
+            .await,
+        )?;
+        self.metrics
+            .token_revocations
+            .with_label_values(&["kicked"])
+            .inc_by(n);
+        Ok(n)
     }
 
     pub async fn get_user(&self, id: u64) -> Result<User> {

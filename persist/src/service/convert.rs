@@ -3,7 +3,7 @@
 use confab_proto::persist as pb;
 
 use crate::db::friends::FriendRequest;
-use crate::db::groups::{Group, JoinRequest, Member};
+use crate::db::groups::{Group, Invite, InviteAnswer, Invited, JoinRequest, Member};
 use crate::db::history::{ConversationState, StoredMessage};
 use crate::db::users::{Session, User};
 
@@ -56,6 +56,32 @@ pub fn member(m: Member) -> pb::Member {
         role: i32::from(m.role),
         joined_at_ms: m.joined_at_ms,
         name: m.name,
+    }
+}
+
+pub fn invite(i: Invite) -> pb::InviteMsg {
+    pb::InviteMsg {
+        group: Some(group(i.group)),
+        user: i.user,
+        invited_by: i.invited_by,
+        created_at_ms: i.created_at_ms,
+    }
+}
+
+pub fn invited(i: Invited) -> pb::InviteMemberReply {
+    use pb::invite_member_reply::Outcome;
+    pb::InviteMemberReply {
+        outcome: Some(match i {
+            Invited::Pending(i) => Outcome::Pending(invite(i)),
+            Invited::Joined(m) => Outcome::Joined(member(m)),
+        }),
+    }
+}
+
+pub fn invite_answer(a: InviteAnswer) -> pb::RespondInviteReply {
+    pb::RespondInviteReply {
+        invite: Some(invite(a.invite)),
+        member: a.member.map(member),
     }
 }
 

@@ -45,6 +45,16 @@ impl DataService for PersistService {
         self.reply("revoke_session", out)
     }
 
+    async fn revoke_devices(&self, r: Request<pb::RevokeDevicesRequest>) -> R<pb::Empty> {
+        let r = r.into_inner();
+        let out = self
+            .db
+            .revoke_devices(r.user, &r.devices)
+            .await
+            .map(|_| pb::Empty {});
+        self.reply("revoke_devices", out)
+    }
+
     async fn get_user(&self, r: Request<pb::GetUserRequest>) -> R<pb::User> {
         use pb::get_user_request::Key;
         let out = match r.into_inner().key {
@@ -191,14 +201,35 @@ impl DataService for PersistService {
         self.reply("list_members", out)
     }
 
-    async fn invite_member(&self, r: Request<pb::InviteMemberRequest>) -> R<pb::Member> {
+    async fn invite_member(&self, r: Request<pb::InviteMemberRequest>) -> R<pb::InviteMemberReply> {
         let r = r.into_inner();
         let out = self
             .db
             .invite_member(r.group_id, r.user, r.by_user)
             .await
-            .map(convert::member);
+            .map(convert::invited);
         self.reply("invite_member", out)
+    }
+
+    async fn respond_invite(&self, r: Request<pb::RespondInviteRequest>) -> R<pb::RespondInviteReply> {
+        let r = r.into_inner();
+        let out = self
+            .db
+            .respond_invite(r.group_id, r.user, r.accept)
+            .await
+            .map(convert::invite_answer);
+        self.reply("respond_invite", out)
+    }
+
+    async fn list_invites(&self, r: Request<pb::ListInvitesRequest>) -> R<pb::InvitesReply> {
+        let out = self
+            .db
+            .list_invites(r.into_inner().user)
+            .await
+            .map(|i| pb::InvitesReply {
+                invites: i.into_iter().map(convert::invite).collect(),
+            });
+        self.reply("list_invites", out)
     }
 
     async fn remove_member(&self, r: Request<pb::RemoveMemberRequest>) -> R<pb::Empty> {

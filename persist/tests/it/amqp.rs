@@ -56,6 +56,7 @@ impl Queues {
                 max_body_bytes: 1024,
                 max_backoff: Duration::from_millis(300),
                 connection_name: prefix,
+                ca_file: None,
             },
         })
     }
@@ -125,6 +126,7 @@ pub fn delete_queues(prefix: &str, partitions: u32) {
         max_body_bytes: 0,
         max_backoff: Duration::from_millis(100),
         connection_name: String::new(),
+        ca_file: None,
     };
     {
         let _ = std::thread::spawn(move || {

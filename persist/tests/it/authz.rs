@@ -40,6 +40,7 @@ async fn readers_must_be_participants(db: &Db) {
     let c = db.create_user("rc", "p").await.expect("c").id;
     let g = db.create_group(a, "g").await.expect("group").id;
     db.invite_member(g, b, a).await.expect("invite b");
+    db.respond_invite(g, b, true).await.expect("b accepts");
     let ab = ConversationId::direct(a, b);
     let gc = ConversationId::group(g);
     db.write_batch(&[msg(1, ab, a), msg(2, gc, b)])
@@ -86,6 +87,11 @@ async fn group_rules_follow_roles(db: &Db) {
     };
     denied(db.invite_member(g, m, x).await.map(drop), "an outsider invites");
     db.invite_member(g, d, o).await.expect("the owner invites");
+    assert!(
+        db.role_of(g, d).await.expect("role").is_none(),
+        "d has not accepted"
+    );
+    db.respond_invite(g, d, true).await.expect("d accepts");
     denied(db.invite_member(g, m, d).await.map(drop), "a member invites");
     assert!(matches!(
         db.invite_member(g, d, o).await,
@@ -98,17 +104,22 @@ async fn group_rules_follow_roles(db: &Db) {
     assert!(matches!(db.promote_admin(g, d, o).await, Err(Error::Invalid(_))));
     not_participant(db.promote_admin(g, x, o).await, "promote an outsider");
     db.invite_member(g, m, d).await.expect("an admin invites");
+    db.respond_invite(g, m, true).await.expect("m accepts");
     denied(db.promote_admin(g, m, d).await.map(drop), "an admin promotes");
 
-    // A pending request of an invited user counts as approved.
+    // An invitation of a user who asked to join takes it in at once.
     db.request_join(g, x, "").await.expect("x asks");
     assert_eq!(db.list_join_requests(g, d).await.expect("requests").len(), 1);
     denied(
         db.list_join_requests(g, m).await.map(drop),
         "a member lists requests",
     );
-    db.invite_member(g, x, o).await.expect("invite x");
+    assert!(matches!(
+        db.invite_member(g, x, o).await.expect("invite x"),
+        confab_persist::db::groups::Invited::Joined(ref j) if j.user == x
+    ));
     assert!(db.list_join_requests(g, o).await.expect("requests").is_empty());
+    assert!(db.list_invites(x).await.expect("invites").is_empty());
 
     denied(db.remove_member(g, d, m).await, "a member removes");
     denied(db.remove_member(g, o, d).await, "an admin removes the owner");

@@ -1,11 +1,15 @@
 //! Integration tests of confab-persist, against real services: SQLite in a
-//! temp dir, PostgreSQL on 127.0.0.1:5432, RabbitMQ on 127.0.0.1:5672.
+//! temp dir, PostgreSQL on 127.0.0.1:5432, RabbitMQ on 127.0.0.1:5672, and
+//! a TLS-only PostgreSQL and RabbitMQ node each TLS test starts for itself.
 
 mod amqp;
 mod authz;
+mod broker_tls;
+mod caps;
 mod db;
 mod embedded;
 mod helpers;
+mod pg_tls;
 mod proxy;
 mod read_wait;
 mod service;

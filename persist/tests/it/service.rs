@@ -59,7 +59,7 @@ pub async fn start_ready(config: Config) -> (confab_persist::Running, Cancellati
     (running, shutdown)
 }
 
-async fn exercise(config: Config) {
+pub(crate) async fn exercise(config: Config) {
     let config_is_embedded = matches!(config.queue.backend, QueueBackend::Embedded);
     let (running, shutdown) = start_ready(config).await;
     let endpoint = format!("http://{}", running.grpc_addr);

@@ -20,4 +20,4 @@ mod topology;
 
 pub use consumer::{AmqpConsumer, AmqpToken};
 pub use producer::AmqpProducer;
-pub use topology::{AmqpSettings, declare_topology, delete_queues};
+pub use topology::{AmqpSettings, check_trust, declare_topology, delete_queues};

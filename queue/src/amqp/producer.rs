@@ -152,6 +152,8 @@ async fn publish_round(s: &AmqpSettings, link: &mut Option<Link>, calls: &[Call]
         };
         match r {
             Ok(()) => return Ok(()),
+            // A certificate that does not verify does not verify the next time.
+            Err(e @ QueueError::Tls(_)) => return Err(e),
             Err(e) if attempt < 3 => {
                 tracing::warn!(error = %e, attempt, "publish failed, reconnecting");
                 if let Some(l) = link.take() {

@@ -43,4 +43,5 @@ mod writer;
 pub use consumer::{EmbeddedConsumer, EmbeddedToken};
 pub use dead_letter::DeadLetter;
 pub use queue::EmbeddedQueue;
+pub use replay::{SegmentScan, scan_segment};
 pub use segment::SEGMENT_BYTES;

@@ -16,7 +16,8 @@ pub fn qmsg(id: u64, conv: &str, sender: u64, body: &str) -> QueuedMessage {
     }
 }
 
-/// Takes `n` deliveries from `c` and returns their bodies and tokens.
+/// Takes deliveries from `c` until it has `n` messages; returns their
+/// bodies and the deliveries' tokens.
 pub async fn take<C: Consumer>(c: &mut C, n: usize) -> (Vec<String>, Vec<C::Token>) {
     let (mut bodies, mut tokens) = (Vec::new(), Vec::new());
     while bodies.len() < n {
@@ -28,8 +29,9 @@ pub async fn take<C: Consumer>(c: &mut C, n: usize) -> (Vec<String>, Vec<C::Toke
         .expect("deliveries in time")
         .expect("next_batch");
         for d in batch {
-            let m = confab_queue::decode(&d.payload, 1024).expect("decodable");
-            bodies.push(m.body);
+            // One message (the embedded log) or an envelope of several (RabbitMQ).
+            let ms = confab_queue::decode_payload(&d.payload, d.encoding, 1024).expect("decodable");
+            bodies.extend(ms.into_iter().map(|m| m.body));
             tokens.push(d.token);
         }
     }

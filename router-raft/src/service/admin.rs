@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use confab_proto::router as pb;
 use confab_proto::router::router_admin_server::RouterAdmin;
+pub use confab_proto::router::router_admin_server::SERVICE_NAME as SERVICE;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;

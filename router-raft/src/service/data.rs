@@ -9,6 +9,8 @@ use std::time::Instant;
 
 use confab_proto::router as pb;
 use confab_proto::router::router_data_server::RouterData;
+pub use confab_proto::router::router_data_server::SERVICE_NAME as SERVICE;
+use confab_tls::Role;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
@@ -241,9 +243,20 @@ impl DataServer {
     }
 }
 
+/// A gateway speaks only for itself: a request that names a gateway id
+/// (its registration, its lease, its sessions) must come from that gateway,
+/// or from an operator. Checked before anything changes.
+fn speaks_for<T>(req: &Request<T>, gateway_id: u64) -> Result<(), Status> {
+    if confab_tls::caller(req).is_some_and(|c| c.role == Role::Admin) {
+        return Ok(());
+    }
+    confab_tls::require_id(req, SERVICE, Role::Gateway, gateway_id)
+}
+
 #[tonic::async_trait]
 impl RouterData for DataServer {
     async fn login(&self, req: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
+        speaks_for(&req, req.get_ref().session.as_ref().map_or(0, |s| s.gateway_id))?;
         finish("login", self.login_op(req.into_inner()).await)
     }
 
@@ -268,6 +281,11 @@ impl RouterData for DataServer {
     }
 
     async fn batch(&self, req: Request<pb::BatchRequest>) -> Result<Response<pb::BatchResponse>, Status> {
+        for item in &req.get_ref().items {
+            if let Some(pb::batch_item::Op::Login(login)) = &item.op {
+                speaks_for(&req, login.session.as_ref().map_or(0, |s| s.gateway_id))?;
+            }
+        }
         let res = async {
             let r = req.into_inner();
             if r.items.len() > MAX_BATCH_ITEMS {
@@ -300,6 +318,7 @@ impl RouterData for DataServer {
         &self,
         req: Request<pb::RegisterGatewayRequest>,
     ) -> Result<Response<pb::RegisterGatewayResponse>, Status> {
+        speaks_for(&req, req.get_ref().gateway_id)?;
         let res = async {
             let r = req.into_inner();
             if r.gateway_id == 0 {
@@ -329,6 +348,7 @@ impl RouterData for DataServer {
         &self,
         req: Request<pb::RenewLeaseRequest>,
     ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
+        speaks_for(&req, req.get_ref().gateway_id)?;
         let res = (|| {
             let r = req.into_inner();
             cluster::meta_leader(&self.node)?;
@@ -355,6 +375,7 @@ impl RouterData for DataServer {
         &self,
         req: Request<pb::DeregisterGatewayRequest>,
     ) -> Result<Response<pb::DeregisterGatewayResponse>, Status> {
+        speaks_for(&req, req.get_ref().gateway_id)?;
         let res = async {
             let r = req.into_inner();
             cluster::meta_leader(&self.node)?;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use confab_proto::router as pb;
 use confab_proto::router::raft_service_server::RaftService;
+pub use confab_proto::router::raft_service_server::SERVICE_NAME as SERVICE;
+use confab_tls::{PeerInfo, Role, authz};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::Request;
@@ -55,10 +57,17 @@ impl RaftServer {
             .node
             .group(req.group_id)
             .ok_or(RouterError::GroupNotHosted(req.group_id))?;
-        let msg = postcard::from_bytes(&req.payload)
+        let msg = confab_router_state::codec::decode(&req.payload)
             .map_err(|e| RouterError::InvalidArgument(format!("undecodable raft message: {e}")))?;
         Ok((group, msg))
     }
+}
+
+/// A Raft message speaks for the node its vote names (the leader sending
+/// entries, the candidate asking for votes): with TLS, that must be the
+/// node the sender's certificate names. Checked before the group sees it.
+fn from_node(peer: Option<&PeerInfo>, vote: &Vote) -> Result<(), Status> {
+    authz::require(peer, SERVICE, Role::Router, vote.leader_id.node_id)
 }
 
 fn reply<T: Serialize, E: std::fmt::Display>(res: Result<T, E>) -> Result<Response<pb::RaftReply>, Status> {
@@ -71,17 +80,23 @@ fn reply<T: Serialize, E: std::fmt::Display>(res: Result<T, E>) -> Result<Respon
 #[tonic::async_trait]
 impl RaftService for RaftServer {
     async fn append_entries(&self, req: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
+        let peer = authz::peer(&req).cloned();
         let (g, msg): (_, openraft::raft::AppendEntriesRequest<TypeConfig>) = self.open(req)?;
+        from_node(peer.as_ref(), &msg.vote)?;
         reply(g.raft.append_entries(msg).await)
     }
 
     async fn vote(&self, req: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
+        let peer = authz::peer(&req).cloned();
         let (g, msg): (_, openraft::raft::VoteRequest<TypeConfig>) = self.open(req)?;
+        from_node(peer.as_ref(), &msg.vote)?;
         reply(g.raft.vote(msg).await)
     }
 
     async fn pre_vote(&self, req: Request<pb::RaftRequest>) -> Result<Response<pb::RaftReply>, Status> {
+        let peer = authz::peer(&req).cloned();
         let (g, msg): (_, openraft::raft::VoteRequest<TypeConfig>) = self.open(req)?;
+        from_node(peer.as_ref(), &msg.vote)?;
         reply(g.raft.pre_vote(msg).await)
     }
 
@@ -89,7 +104,9 @@ impl RaftService for RaftServer {
         &self,
         req: Request<pb::RaftRequest>,
     ) -> Result<Response<pb::RaftReply>, Status> {
+        let peer = authz::peer(&req).cloned();
         let (g, (vote, meta, data)): (_, (Vote, SnapshotMeta, Vec<u8>)) = self.open(req)?;
+        from_node(peer.as_ref(), &vote)?;
         let bytes = data.len() as u64;
         let snapshot = Snapshot {
             meta,
@@ -110,7 +127,9 @@ impl RaftService for RaftServer {
         &self,
         req: Request<pb::RaftRequest>,
     ) -> Result<Response<pb::RaftReply>, Status> {
+        let peer = authz::peer(&req).cloned();
         let (g, msg): (_, openraft::raft::TransferLeaderRequest<TypeConfig>) = self.open(req)?;
+        from_node(peer.as_ref(), msg.from_leader())?;
         reply(g.raft.handle_transfer_leader(msg).await)
     }
 }

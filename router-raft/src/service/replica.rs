@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use confab_proto::router as pb;
 use confab_proto::router::router_replica_server::RouterReplica;
+pub use confab_proto::router::router_replica_server::SERVICE_NAME as SERVICE;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
@@ -48,6 +49,8 @@ impl RouterReplica for ReplicaServer {
     }
 
     async fn join(&self, req: Request<pb::JoinRequest>) -> Result<Response<pb::JoinResponse>, Status> {
+        // A router joins as itself only.
+        confab_tls::require_id(&req, SERVICE, confab_tls::Role::Router, req.get_ref().node_id)?;
         finish("join", cluster::join(&self.node, req.into_inner()).await)
     }
 

@@ -7,8 +7,8 @@
 //!   written to the node's RocksDB so a restart installs the last one and
 //!   re-applies the log after it.
 
-pub mod meta;
-pub mod shard;
+pub use confab_router_state::group::{GroupData, StoredSnapshot};
+pub use confab_router_state::{meta, shard};
 
 use std::io;
 use std::io::Cursor;
@@ -26,16 +26,12 @@ use openraft::storage::RaftStateMachine;
 use serde::Deserialize;
 use serde::Serialize;
 
-use self::meta::MetaState;
-use self::shard::ShardState;
 use crate::store::NodeDb;
 use crate::store::decode;
 use crate::store::encode;
 use crate::store::io_err;
-use crate::types::Command;
 use crate::types::GroupId;
 use crate::types::LogId;
-use crate::types::META_GROUP;
 use crate::types::Reply;
 use crate::types::Snapshot;
 use crate::types::SnapshotData;
@@ -43,43 +39,12 @@ use crate::types::SnapshotMeta;
 use crate::types::StoredMembership;
 use crate::types::TypeConfig;
 
-/// The data of a group, by kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum GroupData {
-    Meta(MetaState),
-    Shard(ShardState),
-}
-
-impl GroupData {
-    fn empty_for(group: GroupId) -> Self {
-        if group == META_GROUP {
-            GroupData::Meta(MetaState::default())
-        } else {
-            GroupData::Shard(ShardState::default())
-        }
-    }
-
-    fn apply(&mut self, cmd: &Command) -> Reply {
-        match (self, cmd) {
-            (GroupData::Meta(st), Command::Meta(c)) => Reply::Meta(st.apply(c)),
-            (GroupData::Shard(st), Command::Shard(c)) => Reply::Shard(st.apply(c)),
-            _ => Reply::WrongGroup,
-        }
-    }
-}
-
 /// Everything applied so far.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Applied {
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
     pub data: GroupData,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
 }
 
 /// A group's state machine; clones share the same state.

@@ -335,6 +335,7 @@ pub struct Procs {
     pub http: BTreeMap<u64, String>,
     pub shards: u32,
     procs: Processes,
+    tls_dir: Option<std::path::PathBuf>,
 }
 
 impl Procs {
@@ -346,6 +347,25 @@ impl Procs {
             http,
             shards,
             procs: Processes::new(),
+            tls_dir: None,
+        };
+        for id in 1..=n {
+            p.spawn(id);
+        }
+        p
+    }
+
+    /// `n` routers with mutual TLS: each with `DIR/router-ID.pem` and
+    /// `.key`, every peer checked against `DIR/ca.pem`.
+    pub fn start_tls(n: u64, shards: u32, tls_dir: &std::path::Path) -> Self {
+        let peers = (1..=n).map(|id| (id, free_addr())).collect();
+        let http = (1..=n).map(|id| (id, free_addr())).collect();
+        let mut p = Procs {
+            peers,
+            http,
+            shards,
+            procs: Processes::new(),
+            tls_dir: Some(tls_dir.to_owned()),
         };
         for id in 1..=n {
             p.spawn(id);
@@ -355,7 +375,11 @@ impl Procs {
 
     pub fn spawn(&mut self, id: u64) {
         let dir = self.procs.dir();
-        let config = test_config(id, dir, &self.peers, self.shards);
+        let mut config = test_config(id, dir, &self.peers, self.shards);
+        config.tls = self
+            .tls_dir
+            .as_ref()
+            .map(|d| confab_tls::TlsFiles::in_dir(d, &format!("router-{id}")));
         let file = dir.join(format!("router-{id}.toml"));
         std::fs::write(&file, toml::to_string(&config).expect("config serializes")).expect("write config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab-router"));

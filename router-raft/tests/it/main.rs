@@ -7,6 +7,7 @@ mod harness;
 mod kill_during_move;
 mod lease;
 mod moves;
+mod mtls;
 mod process;
 mod storage_suite;
 mod tombstone;

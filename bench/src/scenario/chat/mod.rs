@@ -30,12 +30,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use futures::StreamExt;
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::report::Summary;
+use crate::wire;
 use crate::workers::Window;
 pub use plan::ChatArgs;
 use plan::{Plan, Tally, secs};
@@ -71,8 +71,9 @@ pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
         })
         .collect();
     let started = Instant::now();
-    let uids = register_all(&args.users.gateway, &names, &args.users.password).await?;
-    let clients = login_all(&args.users.gateway, &names, &args.users.password).await?;
+    let tls = args.users.client_tls()?;
+    let uids = register_all(&args.users.gateway, &names, &args.users.password, tls.as_ref()).await?;
+    let clients = login_all(&args.users.gateway, &names, &args.users.password, tls.as_ref()).await?;
     eprintln!(
         "{} users registered and logged in over {g} gateway(s) in {:.1}s",
         names.len(),
@@ -118,7 +119,7 @@ pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
     while let Some(j) = receivers.join_next().await {
         ended.push(j.context("a receiver panicked")??);
     }
-    ended.sort_by_key(|(r, _): &(Received, TcpStream)| r.pair);
+    ended.sort_by_key(|(r, _): &(Received, wire::Stream)| r.pair);
     // What real time missed, and what persist stored (it may still be
     // writing: wait for it as long as the drain period allows).
     let check_deadline = Instant::now() + drain;

@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context;
 use confab_client::proto::{self as pb, frame::Body};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -57,12 +56,12 @@ const SLOW: Duration = Duration::from_millis(50);
 /// One receiver: records every message push from its sender until `stop`,
 /// then hands its connection back for the final check.
 pub(super) async fn receive(
-    s: TcpStream,
+    s: wire::Stream,
     pair: usize,
     from: u64,
     plan: Arc<Plan>,
     stop: CancellationToken,
-) -> anyhow::Result<(Received, TcpStream)> {
+) -> anyhow::Result<(Received, wire::Stream)> {
     let mut out = Received {
         pair,
         seen: HashMap::new(),
@@ -72,7 +71,7 @@ pub(super) async fn receive(
         rec: Recorder::new(&[(E2E, false)])?,
         timeline: BTreeMap::new(),
     };
-    let (mut read, mut write) = s.into_split();
+    let (mut read, mut write) = tokio::io::split(s);
     let mut frames = wire::Frames::default();
     let ping = wire::encode(u64::MAX, Body::Ping(pb::Ping {}));
     let mut keepalive = tokio::time::interval(KEEPALIVE);
@@ -106,9 +105,8 @@ pub(super) async fn receive(
             }
         }
     }
-    let s = read
-        .reunite(write)
-        .map_err(|_| anyhow::anyhow!("the two halves of one stream"))?;
+    // The two halves of the one stream split above.
+    let s = read.unsplit(write);
     Ok((out, s))
 }
 
@@ -142,7 +140,7 @@ fn record(out: &mut Received, plan: &Plan, from: u64, m: &pb::Message, late: boo
 /// acknowledged message of the pair, reads what real time missed from it,
 /// and notes the newest stored sequence.
 pub(super) async fn check(
-    mut s: TcpStream,
+    mut s: wire::Stream,
     mut out: Received,
     me: u64,
     from: u64,

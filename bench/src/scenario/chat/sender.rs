@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use anyhow::Context;
 use confab_client::proto::{self as pb, frame::Body};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::body::body;
@@ -27,14 +26,14 @@ pub(super) struct Sent {
 /// One sender: keeps `in_flight` sends outstanding on its connection
 /// (request id = the message's sequence), or sends at its share of the
 /// rate, until the window closes and every send is answered.
-pub(super) async fn send(s: TcpStream, pair: usize, to: u64, plan: Arc<Plan>) -> anyhow::Result<Sent> {
+pub(super) async fn send(s: wire::Stream, pair: usize, to: u64, plan: Arc<Plan>) -> anyhow::Result<Sent> {
     let mut out = Sent {
         pair,
         sent: 0,
         acked: Vec::new(),
         rec: Recorder::new(&[(SEND, false)])?,
     };
-    let (mut read, mut write) = s.into_split();
+    let (mut read, mut write) = tokio::io::split(s);
     let mut frames = wire::Frames::default();
     let mut outstanding: HashMap<u64, Instant> = HashMap::new();
     let mut seq = 0u64;

@@ -4,10 +4,9 @@
 use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
-use confab_client::Client;
 use confab_client::proto::ErrorCode;
+use confab_client::{Client, ClientTls};
 use futures::StreamExt;
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::wire;
@@ -18,6 +17,7 @@ pub(super) async fn register_all(
     gateways: &[String],
     names: &[(String, usize)],
     pw: &str,
+    tls: Option<&ClientTls>,
 ) -> anyhow::Result<Vec<u64>> {
     let workers = 32.min(names.len());
     let mut set = JoinSet::new();
@@ -28,8 +28,9 @@ pub(super) async fn register_all(
             .map(|i| (i, names[i].0.clone()))
             .collect();
         let pw = pw.to_owned();
+        let tls = tls.cloned();
         set.spawn(async move {
-            let c = Client::connect(&gateway)
+            let c = Client::connect_with(&gateway, tls.as_ref())
                 .await
                 .with_context(|| format!("connecting to {gateway}"))?;
             let mut out = Vec::with_capacity(mine.len());
@@ -59,7 +60,8 @@ pub(super) async fn login_all(
     gateways: &[String],
     names: &[(String, usize)],
     pw: &str,
-) -> anyhow::Result<Vec<TcpStream>> {
+    tls: Option<&ClientTls>,
+) -> anyhow::Result<Vec<wire::Stream>> {
     let mut targets = Vec::with_capacity(gateways.len());
     for g in gateways {
         let addr: SocketAddr = tokio::net::lookup_host(g)
@@ -72,8 +74,9 @@ pub(super) async fn login_all(
     let logins = futures::stream::iter(names.iter().cloned().enumerate())
         .map(|(i, (name, gw))| {
             let target = targets[gw];
+            let addr = &gateways[gw];
             async move {
-                let mut s = wire::connect(None, target)
+                let mut s = wire::connect_stream(addr, target, tls)
                     .await
                     .with_context(|| format!("connecting to {target}"))?;
                 wire::hello(&mut s).await?;
@@ -82,7 +85,7 @@ pub(super) async fn login_all(
             }
         })
         .buffer_unordered(64);
-    let mut all: Vec<(usize, TcpStream)> = logins
+    let mut all: Vec<(usize, wire::Stream)> = logins
         .collect::<Vec<_>>()
         .await
         .into_iter()

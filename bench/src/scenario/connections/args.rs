@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::{Context, ensure};
 use clap::Args;
+use confab_client::ClientTls;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Args)]
@@ -52,6 +54,12 @@ pub struct ConnectionsArgs {
     /// Deadline of one connection's connect, handshake and login, seconds.
     #[arg(long, default_value_t = 60.0)]
     pub timeout: f64,
+    /// TLS to the gateways, trusting only the CA certificate(s) in FILE.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// TLS to the gateways, trusting the system's CA store.
+    #[arg(long)]
+    pub tls: bool,
     /// Run as a worker of a parent bench: connections `--first` ..
     /// `--first + --connections` of the parent's run.
     #[arg(long, hide = true)]
@@ -91,6 +99,8 @@ pub(super) struct Checked {
     pub(super) n: usize,
     pub(super) logins: usize,
     pub(super) targets: Vec<SocketAddr>,
+    /// TLS to the gateways (`--tls-ca`, `--tls`), or plain TCP.
+    pub(super) tls: Option<ClientTls>,
 }
 
 pub(super) async fn check_args(args: &ConnectionsArgs) -> anyhow::Result<Checked> {
@@ -121,7 +131,13 @@ pub(super) async fn check_args(args: &ConnectionsArgs) -> anyhow::Result<Checked
             .with_context(|| format!("{g} resolves to nothing"))?;
         targets.push(addr);
     }
-    Ok(Checked { n, logins, targets })
+    let tls = ClientTls::from_flags(args.tls, args.tls_ca.as_deref())?;
+    Ok(Checked {
+        n,
+        logins,
+        targets,
+        tls,
+    })
 }
 
 pub(super) type Measured = (Vec<u64>, Vec<u64>, Vec<u64>, Vec<usize>, Opened);

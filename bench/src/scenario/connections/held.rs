@@ -6,8 +6,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use confab_client::ClientTls;
 use confab_client::proto::{self as pb, frame::Body};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -18,11 +20,17 @@ use crate::wire;
 /// default idle timeout of 90 s).
 const PING_EVERY: Duration = Duration::from_secs(20);
 
+/// One held connection: a plain socket, or a TLS stream over one.
+pub(super) enum Socket {
+    Plain(TcpStream),
+    Tls(wire::Stream),
+}
+
 /// Open sockets (with their gateway's index), shared by the openers and
 /// the sweeper.
-pub(super) type Held = Arc<Mutex<Vec<(usize, TcpStream)>>>;
+pub(super) type Held = Arc<Mutex<Vec<(usize, Socket)>>>;
 
-pub(super) fn lock(held: &Held) -> std::sync::MutexGuard<'_, Vec<(usize, TcpStream)>> {
+pub(super) fn lock(held: &Held) -> std::sync::MutexGuard<'_, Vec<(usize, Socket)>> {
     held.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -44,9 +52,10 @@ pub(super) async fn open_share(
             let login = (k < logins).then(|| format!("{}-{i}", args.user_prefix));
             let password = args.password.clone();
             let (gw, target) = (i % g, checked.targets[i % g]);
+            let tls = checked.tls.as_ref().map(|t| (t, args.gateway[gw].as_str()));
             async move {
                 let t = Instant::now();
-                let r = tokio::time::timeout(timeout, open(src, target, login, &password)).await;
+                let r = tokio::time::timeout(timeout, open(src, target, tls, login, &password)).await;
                 (gw, t.elapsed(), r)
             }
         })
@@ -101,19 +110,36 @@ fn kind_of(error: &anyhow::Error) -> String {
     }
 }
 
-/// Connects from `src`, shakes hands and logs in as `login` (if given).
+/// Connects from `src` (over TLS to the gateway named `addr`, with `tls`),
+/// shakes hands and logs in as `login` (if given).
 async fn open(
     src: Ipv4Addr,
     target: SocketAddr,
+    tls: Option<(&ClientTls, &str)>,
     login: Option<String>,
     password: &str,
-) -> anyhow::Result<TcpStream> {
-    let mut s = wire::connect(Some(src), target).await?;
-    wire::hello(&mut s).await?;
-    if let Some(name) = login {
-        wire::login(&mut s, &name, password, "idle").await?;
+) -> anyhow::Result<Socket> {
+    let s = wire::connect(Some(src), target).await?;
+    match tls {
+        None => {
+            let mut s = s;
+            greet(&mut s, login, password).await?;
+            Ok(Socket::Plain(s))
+        }
+        Some((tls, addr)) => {
+            let mut s: wire::Stream = Box::new(tls.connect(addr, s).await?);
+            greet(&mut s, login, password).await?;
+            Ok(Socket::Tls(s))
+        }
     }
-    Ok(s)
+}
+
+async fn greet<S: wire::Io>(s: &mut S, login: Option<String>, password: &str) -> anyhow::Result<()> {
+    wire::hello(s).await?;
+    if let Some(name) = login {
+        wire::login(s, &name, password, "idle").await?;
+    }
+    Ok(())
 }
 
 pub(super) async fn sweep_forever(held: Held, gateways: usize) {
@@ -129,25 +155,46 @@ pub(super) fn sweep(held: &Held, gateways: usize) -> Vec<usize> {
     let ping = wire::encode(u64::MAX, Body::Ping(pb::Ping {}));
     let mut scratch = [0u8; 512];
     let mut alive = vec![0; gateways];
-    for (gw, s) in lock(held).iter() {
-        let mut open = true;
-        loop {
-            match s.try_read(&mut scratch) {
-                Ok(0) => {
-                    open = false;
-                    break;
-                }
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    open = false;
-                    break;
-                }
-            }
-        }
-        if open && s.try_write(&ping).is_ok() {
+    for (gw, s) in lock(held).iter_mut() {
+        let open = match s {
+            Socket::Plain(s) => sweep_plain(s, &mut scratch, &ping),
+            Socket::Tls(s) => sweep_tls(s, &mut scratch, &ping),
+        };
+        if open {
             alive[*gw] += 1;
         }
     }
     alive
+}
+
+/// Drains a plain socket without waiting and pings it; false once closed.
+fn sweep_plain(s: &TcpStream, scratch: &mut [u8], ping: &[u8]) -> bool {
+    loop {
+        match s.try_read(scratch) {
+            Ok(0) => return false,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(_) => return false,
+        }
+    }
+    s.try_write(ping).is_ok()
+}
+
+/// As [`sweep_plain`] through TLS: each read or write is polled once (a
+/// pending one is dropped, which loses nothing: nothing was taken yet, and
+/// a ping rustls took is sent by a later flush).
+fn sweep_tls(s: &mut wire::Stream, scratch: &mut [u8], ping: &[u8]) -> bool {
+    loop {
+        match s.read(scratch).now_or_never() {
+            Some(Ok(0)) | Some(Err(_)) => return false,
+            Some(Ok(_)) => continue,
+            None => break,
+        }
+    }
+    match s.write_all(ping).now_or_never() {
+        Some(Ok(())) => !matches!(s.flush().now_or_never(), Some(Err(_))),
+        Some(Err(_)) => false,
+        // The socket takes nothing now: still open, pinged next time.
+        None => true,
+    }
 }

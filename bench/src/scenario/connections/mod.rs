@@ -92,6 +92,7 @@ pub async fn run(args: &ConnectionsArgs) -> anyhow::Result<Summary> {
             ("gateways".to_owned(), json!(args.gateway)),
             ("per_source".to_owned(), json!(args.per_source)),
             ("processes".to_owned(), json!(processes)),
+            ("tls".to_owned(), json!(checked.tls.is_some())),
         ]),
         args.concurrency * processes,
         &rec,

@@ -74,6 +74,12 @@ pub(super) async fn with_workers(
             .args(["--per-source", &args.per_source.to_string()])
             .args(["--concurrency", &args.concurrency.to_string()])
             .args(["--timeout", &args.timeout.to_string()])
+            .args(
+                args.tls_ca
+                    .iter()
+                    .flat_map(|ca| [std::ffi::OsStr::new("--tls-ca"), ca.as_os_str()]),
+            )
+            .args(args.tls.then_some("--tls"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

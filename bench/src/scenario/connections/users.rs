@@ -31,9 +31,10 @@ pub(super) async fn register_share(
             args.password.clone(),
         );
         let first = share.first;
+        let tls = checked.tls.clone();
         let mut r = Recorder::new(&[(REGISTER, false)])?;
         set.spawn(async move {
-            let client = confab_client::Client::connect(&gateway).await?;
+            let client = confab_client::Client::connect_with(&gateway, tls.as_ref()).await?;
             for k in (w..n).step_by(workers) {
                 let i = first + k;
                 let t = Instant::now();

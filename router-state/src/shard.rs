@@ -48,8 +48,90 @@ pub enum ShardCommand {
     },
     /// Several logins/logouts proposed together as one log entry (the node
     /// coalesces concurrent writes of a shard); applied in order, one reply
-    /// each. Never nested.
-    Batch(Vec<ShardCommand>),
+    /// each. Never nested: a batch inside a batch is refused when applied,
+    /// and one nested deeper is not decoded at all (each level would be a
+    /// frame of the decoder's stack).
+    Batch(#[serde(deserialize_with = "batch")] Vec<ShardCommand>),
+}
+
+/// Decodes a batch's commands: single commands, or a batch of single
+/// commands (which applying refuses), and nothing deeper.
+fn batch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ShardCommand>, D::Error> {
+    let cmds = Vec::<InBatch>::deserialize(d)?;
+    Ok(cmds.into_iter().map(ShardCommand::from).collect())
+}
+
+/// A command inside a batch, decoded: the variants of [`ShardCommand`] in
+/// its order, a batch holding only [`Single`] commands.
+#[derive(Deserialize)]
+#[serde(rename = "ShardCommand")]
+enum InBatch {
+    Login {
+        uid: u64,
+        session: SessionRecord,
+        policy: DevicePolicy,
+    },
+    Logout {
+        uid: u64,
+        session_id: u64,
+    },
+    PurgeGateway {
+        gateway_id: u64,
+        incarnation: u64,
+    },
+    Batch(Vec<Single>),
+}
+
+/// A command inside a nested batch: no batch any more.
+#[derive(Deserialize)]
+#[serde(rename = "ShardCommand")]
+enum Single {
+    Login {
+        uid: u64,
+        session: SessionRecord,
+        policy: DevicePolicy,
+    },
+    Logout {
+        uid: u64,
+        session_id: u64,
+    },
+    PurgeGateway {
+        gateway_id: u64,
+        incarnation: u64,
+    },
+}
+
+impl From<Single> for ShardCommand {
+    fn from(c: Single) -> Self {
+        match c {
+            Single::Login { uid, session, policy } => ShardCommand::Login { uid, session, policy },
+            Single::Logout { uid, session_id } => ShardCommand::Logout { uid, session_id },
+            Single::PurgeGateway {
+                gateway_id,
+                incarnation,
+            } => ShardCommand::PurgeGateway {
+                gateway_id,
+                incarnation,
+            },
+        }
+    }
+}
+
+impl From<InBatch> for ShardCommand {
+    fn from(c: InBatch) -> Self {
+        match c {
+            InBatch::Login { uid, session, policy } => ShardCommand::Login { uid, session, policy },
+            InBatch::Logout { uid, session_id } => ShardCommand::Logout { uid, session_id },
+            InBatch::PurgeGateway {
+                gateway_id,
+                incarnation,
+            } => ShardCommand::PurgeGateway {
+                gateway_id,
+                incarnation,
+            },
+            InBatch::Batch(cmds) => ShardCommand::Batch(cmds.into_iter().map(ShardCommand::from).collect()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

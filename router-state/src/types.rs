@@ -11,10 +11,10 @@ use std::io::Cursor;
 use serde::Deserialize;
 use serde::Serialize;
 
-use crate::sm::meta::MetaCommand;
-use crate::sm::meta::MetaReply;
-use crate::sm::shard::ShardCommand;
-use crate::sm::shard::ShardReply;
+use crate::meta::MetaCommand;
+use crate::meta::MetaReply;
+use crate::shard::ShardCommand;
+use crate::shard::ShardReply;
 
 pub use crate::ids::GroupId;
 pub use crate::ids::META_GROUP;
