@@ -36,13 +36,17 @@ impl Processes {
     }
 
     /// Starts `cmd` as process `name`, its stderr in `NAME.log` (a new log
-    /// each start), `RUST_LOG=warn`. `CONFAB_BIN_DIR` is removed: services
+    /// each start), `RUST_LOG=warn` (or the test run's `CONFAB_TEST_LOG`,
+    /// to see more of one run). `CONFAB_BIN_DIR` is removed: services
     /// read `CONFAB_*` as their configuration, and that one is not theirs.
     pub fn spawn(&mut self, name: &str, mut cmd: Command) {
         let log = std::fs::File::create(self.log_path(name)).expect("log file");
         let child = cmd
             .env_remove("CONFAB_BIN_DIR")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("CONFAB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -55,7 +55,7 @@ pub(super) async fn open_share(
             let tls = checked.tls.as_ref().map(|t| (t, args.gateway[gw].as_str()));
             async move {
                 let t = Instant::now();
-                let r = tokio::time::timeout(timeout, open(src, target, tls, login, &password)).await;
+                let r = open(src, target, tls, login, &password, t + timeout).await;
                 (gw, t.elapsed(), r)
             }
         })
@@ -64,21 +64,17 @@ pub(super) async fn open_share(
     let mut hist = crate::stats::histogram()?;
     while let Some((gw, took, r)) = opens.next().await {
         match r {
-            Ok(Ok(stream)) => {
+            Ok(stream) => {
                 out.opened += 1;
                 hist.saturating_record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1));
                 lock(held).push((gw, stream));
             }
-            Ok(Err(error)) => {
+            Err(error) => {
                 out.failed += 1;
                 if out.failed <= 5 {
                     eprintln!("warning: a connection failed: {error:#}");
                 }
                 *out.errors.entry(kind_of(&error)).or_default() += 1;
-            }
-            Err(_) => {
-                out.failed += 1;
-                *out.errors.entry("timeout".into()).or_default() += 1;
             }
         }
     }
@@ -103,41 +99,69 @@ pub(super) fn raise_open_files(want: u64) -> u64 {
     rlimit::getrlimit(Resource::NOFILE).map_or(0, |(soft, _)| soft)
 }
 
+/// An open that missed its deadline, with the step it was in.
+#[derive(Debug, thiserror::Error)]
+#[error("timed out in the {0} step")]
+struct StepTimeout(&'static str);
+
 fn kind_of(error: &anyhow::Error) -> String {
+    if let Some(StepTimeout(step)) = error.downcast_ref::<StepTimeout>() {
+        return format!("timeout_{step}");
+    }
     match error.downcast_ref::<std::io::Error>() {
         Some(e) => format!("io_{:?}", e.kind()),
         None => "protocol".into(),
     }
 }
 
+/// `step` if it ends by `deadline`; else a [`StepTimeout`] naming it.
+async fn by<T>(
+    deadline: Instant,
+    step: &'static str,
+    f: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout_at(deadline, f).await {
+        Ok(r) => r,
+        Err(_) => Err(StepTimeout(step).into()),
+    }
+}
+
 /// Connects from `src` (over TLS to the gateway named `addr`, with `tls`),
-/// shakes hands and logs in as `login` (if given).
+/// shakes hands and logs in as `login` (if given), all by `deadline`; a
+/// timeout names the step that was under way.
 async fn open(
     src: Ipv4Addr,
     target: SocketAddr,
     tls: Option<(&ClientTls, &str)>,
     login: Option<String>,
     password: &str,
+    deadline: Instant,
 ) -> anyhow::Result<Socket> {
-    let s = wire::connect(Some(src), target).await?;
+    let s = by(deadline, "connect", async { wire::connect(Some(src), target).await }).await?;
     match tls {
         None => {
             let mut s = s;
-            greet(&mut s, login, password).await?;
+            greet(&mut s, login, password, deadline).await?;
             Ok(Socket::Plain(s))
         }
         Some((tls, addr)) => {
-            let mut s: wire::Stream = Box::new(tls.connect(addr, s).await?);
-            greet(&mut s, login, password).await?;
+            let s = by(deadline, "tls", async { Ok(tls.connect(addr, s).await?) }).await?;
+            let mut s: wire::Stream = Box::new(s);
+            greet(&mut s, login, password, deadline).await?;
             Ok(Socket::Tls(s))
         }
     }
 }
 
-async fn greet<S: wire::Io>(s: &mut S, login: Option<String>, password: &str) -> anyhow::Result<()> {
-    wire::hello(s).await?;
+async fn greet<S: wire::Io>(
+    s: &mut S,
+    login: Option<String>,
+    password: &str,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    by(deadline, "hello", wire::hello(s)).await?;
     if let Some(name) = login {
-        wire::login(s, &name, password, "idle").await?;
+        by(deadline, "login", wire::login(s, &name, password, "idle")).await?;
     }
     Ok(())
 }
