@@ -137,7 +137,10 @@ async fn open(
     password: &str,
     deadline: Instant,
 ) -> anyhow::Result<Socket> {
-    let s = by(deadline, "connect", async { wire::connect(Some(src), target).await }).await?;
+    let s = by(deadline, "connect", async {
+        wire::connect(Some(src), target).await
+    })
+    .await?;
     match tls {
         None => {
             let mut s = s;
