@@ -261,6 +261,10 @@ impl Connection {
                 message: e.message,
                 retry_after: std::time::Duration::from_millis(u64::from(e.retry_after_ms)),
             }),
+            Body::Error(e) if e.code == ErrorCode::Busy as i32 => Err(Error::Busy {
+                message: e.message,
+                retry_after: std::time::Duration::from_millis(u64::from(e.retry_after_ms)),
+            }),
             Body::Error(e) => Err(Error::Server {
                 code: ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Unspecified),
                 message: e.message,

@@ -29,6 +29,13 @@ pub enum Error {
         message: String,
         retry_after: std::time::Duration,
     },
+    /// The gateway or a service behind it is at capacity (BUSY): nothing
+    /// of the request was done; retry after `retry_after`.
+    #[error("busy: {message} (retry after {retry_after:?})")]
+    Busy {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     #[error("protocol violation: {0}")]
     Protocol(String),
     #[error("the connection is closed")]
@@ -43,6 +50,7 @@ impl Error {
         match self {
             Error::Server { code, .. } => Some(*code),
             Error::RateLimited { .. } => Some(ErrorCode::RateLimited),
+            Error::Busy { .. } => Some(ErrorCode::Busy),
             _ => None,
         }
     }
@@ -50,7 +58,7 @@ impl Error {
     /// How long to wait before retrying, when the gateway said.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            Error::RateLimited { retry_after, .. } | Error::Busy { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }

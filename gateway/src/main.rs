@@ -9,12 +9,14 @@ use confab_common::listener::bind;
 use confab_gateway::config::{ClientTlsConfig, DEFAULT_HANDSHAKE_TIMEOUT_MS};
 use confab_gateway::{GatewayConfig, Listeners};
 use confab_tls::TlsArgs;
-use mimalloc::MiMalloc;
 
 // The services' allocator: glibc malloc was a twentieth of the machine's
-// CPU under chat load (the router has used mimalloc from the start).
+// CPU under chat load (the router has used mimalloc from the start). The
+// `system-allocator` feature leaves it out, for heap profilers that hook
+// malloc (heaptrack).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A Confab gateway: client connections (TCP and WebSocket), login, 1:1 chat.
 #[derive(Parser, Debug)]

@@ -298,38 +298,42 @@ async fn accept_loop(
         let admitted = connection::admit(shared, peer);
         let shared = shared.clone();
         let tls = tls.clone();
+        // What a connection's task holds for its whole life is its serve
+        // future: the handshake and the refusals are boxed, so that they
+        // do not size the task of every connection.
         connections.spawn(async move {
             let _ = stream.set_nodelay(true);
-            match tls {
-                None => match admitted {
+            let Some(tls) = tls else {
+                match admitted {
                     Ok(held) => {
                         serve_tcp(shared, stream, peer).await;
                         drop(held);
                     }
-                    Err(e) => connection::refuse_tcp(stream, &e).await,
+                    Err(e) => Box::pin(connection::refuse_tcp(stream, &e)).await,
+                }
+                return;
+            };
+            let handshake = tls.tcp.handshake(stream, TCP_LISTENER, tls.handshake_timeout);
+            match Box::pin(handshake).await {
+                Ok(s) => match admitted {
+                    Ok(held) => {
+                        serve_tls(shared, s, peer).await;
+                        drop(held);
+                    }
+                    // A refused TLS client still got its handshake, so that
+                    // it can read why it is refused.
+                    Err(e) => Box::pin(connection::refuse_tcp(s, &e)).await,
                 },
-                // A refused TLS client still gets its handshake, so that it
-                // can read why it is refused.
-                Some(tls) => match tls
-                    .tcp
-                    .handshake(stream, TCP_LISTENER, tls.handshake_timeout)
-                    .await
-                {
-                    Ok(s) => match admitted {
-                        Ok(held) => {
-                            serve_tls(shared, s, peer).await;
-                            drop(held);
-                        }
-                        Err(e) => connection::refuse_tcp(s, &e).await,
-                    },
-                    Err(error) => tracing::debug!(%error, %peer, "client TLS handshake failed"),
-                },
+                Err(error) => tracing::debug!(%error, %peer, "client TLS handshake failed"),
             }
         });
     }
 }
 
-async fn serve_tcp(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+// The two below split their stream before the future is made, so that
+// the future does not keep room for the stream it no longer has.
+
+fn serve_tcp(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) -> impl Future<Output = ()> + Send {
     let limit = shared.config.limits.max_frame_bytes;
     let (read, write) = stream.into_split();
     serve_frames(
@@ -338,18 +342,17 @@ async fn serve_tcp(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         stream::FrameReader::new(read, limit),
         stream::FrameWriter::new(write),
     )
-    .await;
 }
 
-async fn serve_tls(
+fn serve_tls(
     shared: Arc<Shared>,
     stream: tokio_rustls::server::TlsStream<TcpStream>,
     peer: SocketAddr,
-) {
+) -> impl Future<Output = ()> + Send {
     let limit = shared.config.limits.max_frame_bytes;
     let (read, write) = tokio::io::split(stream);
-    let reader = stream::FrameReader::new(stream::Reading(read), limit);
-    serve_frames(shared, peer, reader, stream::FrameWriter::new(write)).await;
+    let reader = stream::FrameReader::new(read, limit);
+    serve_frames(shared, peer, reader, stream::FrameWriter::new(write))
 }
 
 async fn serve_frames<R, W>(
@@ -358,7 +361,7 @@ async fn serve_frames<R, W>(
     reader: stream::FrameReader<R>,
     writer: stream::FrameWriter<W>,
 ) where
-    R: stream::Source + 'static,
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let input = Box::pin(futures::stream::unfold(reader, |mut r| async move {

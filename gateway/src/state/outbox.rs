@@ -11,12 +11,18 @@
 //! no request is read while the queue is at `limit`, so they add at most
 //! one answer per request in flight. What one connection holds queued
 //! stays under `2 * limit` plus its requests in flight's answers.
+//!
+//! The queue is a deque under a lock in the one allocation both sides
+//! share, not a channel: a channel's first block of slots is allocated
+//! with it and kept (about 1.5 KiB), and a gateway holds tens of thousands
+//! of mostly idle connections.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::metrics;
 
@@ -24,19 +30,30 @@ use crate::metrics;
 struct Queued {
     bytes: AtomicUsize,
     limit: usize,
+    /// The writer took bytes.
     taken: Notify,
+    frames: Mutex<VecDeque<Bytes>>,
+    /// A frame arrived, or the last sender went.
+    arrived: Notify,
+    senders: AtomicUsize,
+    /// The writer is gone: nothing is queued any more.
+    closed: AtomicBool,
+}
+
+impl Queued {
+    fn frames(&self) -> MutexGuard<'_, VecDeque<Bytes>> {
+        self.frames.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The sending side (cloned into the registry's handle).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<Bytes>,
     queued: Arc<Queued>,
 }
 
 /// The writer's side.
 pub struct Inbox {
-    rx: mpsc::UnboundedReceiver<Bytes>,
     queued: Arc<Queued>,
 }
 
@@ -52,19 +69,39 @@ pub enum Pushed {
 
 /// A queue of at most `limit` bytes before the connection's reads stop.
 pub fn outbox(limit: usize) -> (Outbox, Inbox) {
-    let (tx, rx) = mpsc::unbounded_channel();
     let queued = Arc::new(Queued {
         bytes: AtomicUsize::new(0),
         limit,
         taken: Notify::new(),
+        frames: Mutex::new(VecDeque::new()),
+        arrived: Notify::new(),
+        senders: AtomicUsize::new(1),
+        closed: AtomicBool::new(false),
     });
     (
         Outbox {
-            tx,
             queued: queued.clone(),
         },
-        Inbox { rx, queued },
+        Inbox { queued },
     )
+}
+
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.queued.senders.fetch_add(1, Ordering::SeqCst);
+        Outbox {
+            queued: self.queued.clone(),
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        if self.queued.senders.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // The writer ends once it took what is left.
+            self.queued.arrived.notify_one();
+        }
+    }
 }
 
 impl Outbox {
@@ -76,24 +113,33 @@ impl Outbox {
             self.queued.bytes.fetch_sub(n, Ordering::SeqCst);
             return Pushed::Full;
         }
-        if self.tx.send(frame).is_err() {
-            self.queued.bytes.fetch_sub(n, Ordering::SeqCst);
-            return Pushed::Closed;
-        }
-        metrics::SEND_QUEUE_BYTES.add(n as i64);
-        Pushed::Queued
+        self.enqueue(frame)
     }
 
     /// Queues the answer to one of the connection's own requests (bounded
     /// by the requests in flight, see above).
     pub fn answer(&self, frame: Bytes) -> Pushed {
+        self.queued.bytes.fetch_add(frame.len(), Ordering::SeqCst);
+        self.enqueue(frame)
+    }
+
+    /// Appends `frame` (its bytes already counted) unless the writer is
+    /// gone.
+    fn enqueue(&self, frame: Bytes) -> Pushed {
         let n = frame.len();
-        self.queued.bytes.fetch_add(n, Ordering::SeqCst);
-        if self.tx.send(frame).is_err() {
-            self.queued.bytes.fetch_sub(n, Ordering::SeqCst);
-            return Pushed::Closed;
+        {
+            let mut frames = self.queued.frames();
+            // Checked under the lock the writer's drop takes: a frame is
+            // either taken by the writer or refused here, never left.
+            if self.queued.closed.load(Ordering::SeqCst) {
+                drop(frames);
+                self.queued.bytes.fetch_sub(n, Ordering::SeqCst);
+                return Pushed::Closed;
+            }
+            frames.push_back(frame);
         }
         metrics::SEND_QUEUE_BYTES.add(n as i64);
+        self.queued.arrived.notify_one();
         Pushed::Queued
     }
 
@@ -122,12 +168,31 @@ impl Outbox {
 }
 
 impl Inbox {
+    /// The next frame, waiting for one; `None` once every sender is gone
+    /// and the queue is empty.
     pub async fn recv(&mut self) -> Option<Bytes> {
-        self.rx.recv().await
+        loop {
+            if let Some(f) = self.try_recv() {
+                return Some(f);
+            }
+            if self.queued.senders.load(Ordering::SeqCst) == 0 {
+                // A frame queued before the last sender went is taken first.
+                return self.try_recv();
+            }
+            // A notification sent since the check is kept as a permit.
+            self.queued.arrived.notified().await;
+        }
     }
 
+    /// The next frame if one is queued.
     pub fn try_recv(&mut self) -> Option<Bytes> {
-        self.rx.try_recv().ok()
+        let mut frames = self.queued.frames();
+        let f = frames.pop_front();
+        // A drained queue keeps no room: most connections are idle.
+        if frames.is_empty() && frames.capacity() > 0 {
+            *frames = VecDeque::new();
+        }
+        f
     }
 
     /// The writer wrote `n` bytes of what it took: they leave the queue.
@@ -141,11 +206,13 @@ impl Inbox {
 impl Drop for Inbox {
     fn drop(&mut self) {
         // What was never written leaves the queue with it.
-        self.rx.close();
-        let mut left = 0;
-        while let Ok(f) = self.rx.try_recv() {
-            left += f.len();
-        }
+        let left: usize = {
+            let mut frames = self.queued.frames();
+            self.queued.closed.store(true, Ordering::SeqCst);
+            let left = frames.iter().map(Bytes::len).sum();
+            *frames = VecDeque::new();
+            left
+        };
         if left > 0 {
             self.written(left);
         }
@@ -191,5 +258,38 @@ mod tests {
         drop(inbox);
         assert_eq!(out.queued(), 0, "what was left leaves with the writer");
         assert_eq!(out.push(Bytes::from_static(b"x")), Pushed::Closed);
+    }
+
+    #[tokio::test]
+    async fn the_writer_takes_every_frame_in_order_then_ends_with_the_last_sender() {
+        let (out, mut inbox) = outbox(1 << 20);
+        let other = out.clone();
+        let waiter = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(f) = inbox.recv().await {
+                inbox.written(f.len());
+                got.push(f);
+            }
+            got
+        });
+        for i in 0..100u8 {
+            let to = if i % 2 == 0 { &out } else { &other };
+            assert_eq!(to.push(Bytes::from(vec![i])), Pushed::Queued);
+            if i % 10 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(out);
+        assert_eq!(other.answer(Bytes::from_static(b"last")), Pushed::Queued);
+        drop(other);
+        let got = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the writer ends once the senders are gone")
+            .expect("writer");
+        assert_eq!(got.len(), 101, "nothing lost");
+        for (i, f) in got.iter().take(100).enumerate() {
+            assert_eq!(f[..], [i as u8], "in order");
+        }
+        assert_eq!(&got[100][..], b"last");
     }
 }

@@ -1,6 +1,6 @@
 //! The TCP side of the client protocol: every frame behind a 4-byte
 //! big-endian length ([`FrameReader`], [`FrameWriter`]), over plain TCP or
-//! over TLS ([`Source`]: how bytes are read from either).
+//! over TLS.
 //!
 //! No buffer is kept while a connection is idle: the reader allocates when
 //! bytes arrive and lets go once every frame in them is taken; the writer
@@ -9,9 +9,11 @@
 //! gateway's memory per connection.
 
 use std::io;
+use std::pin::Pin;
+use std::task::Poll;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::error::Error;
@@ -26,48 +28,38 @@ const PREFIX: usize = 4;
 /// The least a read asks the socket for: a few small frames at once.
 const READ_CHUNK: usize = 2048;
 
-/// Where a [`FrameReader`] reads from.
-pub trait Source: Send {
-    /// Appends what arrives to `buf`, at least `want` bytes of room made
-    /// (the caller's guess at what is coming); returns the count, 0 at the
-    /// end of the stream.
-    fn fill(&mut self, buf: &mut BytesMut, want: usize) -> impl Future<Output = io::Result<usize>> + Send;
-}
-
-/// Plain TCP: waits for bytes without a buffer and allocates only once
-/// they are there.
-impl Source for OwnedReadHalf {
-    async fn fill(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
-        loop {
-            self.readable().await?;
-            buf.reserve(want);
-            match self.try_read_buf(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return r,
-            }
-        }
-    }
-}
-
-/// Any other byte stream (TLS): a read into room made first.
-pub struct Reading<R>(pub R);
-
-impl<R: AsyncRead + Unpin + Send> Source for Reading<R> {
-    async fn fill(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
+/// Appends what `r` sends next to `buf` and returns the count (0 at the
+/// end of the stream). While `buf` is empty (an idle connection, the usual
+/// case) nothing is allocated until bytes are there: each poll reads into a
+/// scratch array that lives only for that poll (a pending read took no
+/// bytes), and what arrived is copied out. Inside a frame the room for
+/// `want` more bytes is made first and read into directly.
+async fn fill<R: AsyncRead + Unpin>(r: &mut R, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
+    if !buf.is_empty() {
         buf.reserve(want);
-        self.0.read_buf(buf).await
+        return r.read_buf(buf).await;
     }
+    std::future::poll_fn(|cx| {
+        let mut scratch = [0u8; READ_CHUNK];
+        let mut read = ReadBuf::new(&mut scratch);
+        std::task::ready!(Pin::new(&mut *r).poll_read(cx, &mut read))?;
+        let got = read.filled();
+        buf.extend_from_slice(got);
+        Poll::Ready(Ok(got.len()))
+    })
+    .await
 }
 
-/// Reads length-prefixed frames from a TCP stream, holding memory only
-/// while bytes are in hand (on plain TCP; TLS keeps its own buffers).
+/// Reads length-prefixed frames from a byte stream (TCP, or TLS over it),
+/// holding memory only while bytes are in hand (TLS keeps its own buffers
+/// besides).
 pub struct FrameReader<R = OwnedReadHalf> {
     read: R,
     buf: BytesMut,
     limit: u32,
 }
 
-impl<R: Source> FrameReader<R> {
+impl<R: AsyncRead + Unpin + Send> FrameReader<R> {
     /// Frames longer than `limit` are refused with FRAME_TOO_LARGE.
     pub fn new(read: R, limit: u32) -> Self {
         Self {
@@ -86,7 +78,7 @@ impl<R: Source> FrameReader<R> {
                 Err(e) => return Some(Err(e)),
             }
             let want = self.missing().max(READ_CHUNK);
-            match self.read.fill(&mut self.buf, want).await {
+            match fill(&mut self.read, &mut self.buf, want).await {
                 Ok(0) if self.buf.is_empty() => return None,
                 Ok(0) => {
                     return Some(Err(Error::Io(io::Error::new(
@@ -232,6 +224,42 @@ mod tests {
         let client = task.await.expect("writer");
         drop(client);
         assert!(r.next_frame().await.is_none(), "clean end between frames");
+    }
+
+    /// Polls `r` for its next frame once: it is waiting (nothing was sent).
+    fn waits<R: AsyncRead + Unpin + Send>(r: &mut FrameReader<R>) {
+        use futures::FutureExt;
+        assert!(r.next_frame().now_or_never().is_none(), "nothing to read yet");
+    }
+
+    #[tokio::test]
+    async fn a_reader_waiting_for_its_next_frame_holds_no_buffer_on_tcp_or_any_stream() {
+        let (mut client, server) = pair().await;
+        let mut r = FrameReader::new(server.into_split().0, 1 << 20);
+        client.write_all(&prefixed(b"hello")).await.expect("write");
+        assert_eq!(r.next_frame().await.expect("frame").expect("ok"), &b"hello"[..]);
+        // The socket was readable last; the next read finds nothing.
+        waits(&mut r);
+        assert!(!r.holds_buffer(), "TCP: waiting holds no allocation");
+
+        // Any other stream (TLS goes this way): the same.
+        let (mut a, b) = tokio::io::duplex(64 << 10);
+        let mut r = FrameReader::new(b, 1 << 20);
+        a.write_all(&prefixed(b"hello")).await.expect("write");
+        assert_eq!(r.next_frame().await.expect("frame").expect("ok"), &b"hello"[..]);
+        waits(&mut r);
+        assert!(!r.holds_buffer(), "stream: waiting holds no allocation");
+        // Inside a frame the room for the rest is kept, and the rest arrives.
+        let whole = prefixed(&[9u8; 5000]);
+        a.write_all(&whole[..100]).await.expect("write");
+        waits(&mut r);
+        assert!(r.holds_buffer(), "half a frame in hand");
+        a.write_all(&whole[100..]).await.expect("write");
+        assert_eq!(
+            r.next_frame().await.expect("frame").expect("ok"),
+            &[9u8; 5000][..]
+        );
+        assert!(!r.holds_buffer());
     }
 
     #[tokio::test]

@@ -8,6 +8,9 @@ use tokio::time::Instant;
 use super::args::{Checked, ConnectionsArgs, REGISTER, Share};
 use crate::stats::Recorder;
 
+/// How often one registration told to come back later is tried again.
+const MAX_RETRIES: u32 = 20;
+
 /// Registers the users of `share` that log in (PREFIX-i for its global
 /// indexes i, each through the gateway its connection will use); a name
 /// already taken is reused.
@@ -38,13 +41,23 @@ pub(super) async fn register_share(
             for k in (w..n).step_by(workers) {
                 let i = first + k;
                 let t = Instant::now();
-                match client.register(&format!("{prefix}-{i}"), &password).await {
-                    Ok(_) => r.success(REGISTER, t.elapsed(), 1),
-                    Err(e) if e.code() == Some(ErrorCode::NameTaken) => {}
-                    Err(e) => {
-                        r.failure(REGISTER, e.code().map_or("io".into(), |c| format!("{c:?}")));
-                        anyhow::bail!("registering {prefix}-{i}: {e}");
+                let mut tries = 0;
+                loop {
+                    match client.register(&format!("{prefix}-{i}"), &password).await {
+                        Ok(_) => r.success(REGISTER, t.elapsed(), 1),
+                        Err(e) if e.code() == Some(ErrorCode::NameTaken) => {}
+                        // At capacity (hashing, rate): told when to come back.
+                        Err(e) if tries < MAX_RETRIES && e.retry_after().is_some() => {
+                            tries += 1;
+                            tokio::time::sleep(e.retry_after().unwrap_or_default()).await;
+                            continue;
+                        }
+                        Err(e) => {
+                            r.failure(REGISTER, e.code().map_or("io".into(), |c| format!("{c:?}")));
+                            anyhow::bail!("registering {prefix}-{i}: {e}");
+                        }
                     }
+                    break;
                 }
             }
             anyhow::Ok(r)
