@@ -61,7 +61,7 @@ chaos: deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO_TARGET_DIR)/release/confab-chaos
 
-# Coverage-guided fuzzing (cargo-fuzz, libFuzzer): `cargo install cargo-fuzz`.
+# Coverage-guided fuzzing (cargo-fuzz, libFuzzer), installed on first use.
 # The machine has the stable toolchain only: RUSTC_BOOTSTRAP=1 lets it take
 # the nightly flags cargo-fuzz passes. No sanitizer (the code forbids
 # unsafe), debug assertions on (overflows fail). The seeds in fuzz/corpus/
@@ -73,6 +73,7 @@ FUZZ_TARGETS := client_frame queue_replay raft_decode conversation_id
 FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
 
 fuzz: deps
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
 	$(FUZZ) build -s none -a --target-dir $(FUZZ_DIR)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/artifacts/$$t; \

@@ -14,6 +14,7 @@
 //!   the [`history`];
 //! - [`checker`]: per-uid Wing-Gong/Lowe linearizability search against the
 //!   session-set model, and the lost-write check of the final reads;
+//! - [`apply`]: the faults and membership changes applied at their times;
 //! - [`run`]: one run end to end (cluster, load, faults and membership
 //!   changes, heal, final reads, check); the `confab-chaos` binary and the tests call it.
 //!
@@ -21,6 +22,7 @@
 //! judges what its clients observed. What does not: router code (the harness
 //! drives the router only as processes and through `confab-router-client`).
 
+pub mod apply;
 pub mod checker;
 pub mod cluster;
 pub mod error;

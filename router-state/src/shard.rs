@@ -57,15 +57,15 @@ pub enum ShardCommand {
 /// Decodes a batch's commands: single commands, or a batch of single
 /// commands (which applying refuses), and nothing deeper.
 fn batch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ShardCommand>, D::Error> {
-    let cmds = Vec::<InBatch>::deserialize(d)?;
+    let cmds = Vec::<Level<Vec<Level<Deeper>>>>::deserialize(d)?;
     Ok(cmds.into_iter().map(ShardCommand::from).collect())
 }
 
-/// A command inside a batch, decoded: the variants of [`ShardCommand`] in
-/// its order, a batch holding only [`Single`] commands.
+/// One level of a batch, decoded: the variants of [`ShardCommand`] in its
+/// order, where a batch holds `B`.
 #[derive(Deserialize)]
 #[serde(rename = "ShardCommand")]
-enum InBatch {
+enum Level<B> {
     Login {
         uid: u64,
         session: SessionRecord,
@@ -79,57 +79,44 @@ enum InBatch {
         gateway_id: u64,
         incarnation: u64,
     },
-    Batch(Vec<Single>),
+    Batch(B),
 }
 
-/// A command inside a nested batch: no batch any more.
+/// What a batch two levels down holds: nothing decodes as it, so the
+/// decoder never goes deeper.
 #[derive(Deserialize)]
-#[serde(rename = "ShardCommand")]
-enum Single {
-    Login {
-        uid: u64,
-        session: SessionRecord,
-        policy: DevicePolicy,
-    },
-    Logout {
-        uid: u64,
-        session_id: u64,
-    },
-    PurgeGateway {
-        gateway_id: u64,
-        incarnation: u64,
-    },
+enum Deeper {}
+
+/// The commands a decoded batch holds.
+trait Commands {
+    fn commands(self) -> Vec<ShardCommand>;
 }
 
-impl From<Single> for ShardCommand {
-    fn from(c: Single) -> Self {
-        match c {
-            Single::Login { uid, session, policy } => ShardCommand::Login { uid, session, policy },
-            Single::Logout { uid, session_id } => ShardCommand::Logout { uid, session_id },
-            Single::PurgeGateway {
-                gateway_id,
-                incarnation,
-            } => ShardCommand::PurgeGateway {
-                gateway_id,
-                incarnation,
-            },
-        }
+impl Commands for Deeper {
+    fn commands(self) -> Vec<ShardCommand> {
+        match self {}
     }
 }
 
-impl From<InBatch> for ShardCommand {
-    fn from(c: InBatch) -> Self {
+impl<B: Commands> Commands for Vec<Level<B>> {
+    fn commands(self) -> Vec<ShardCommand> {
+        self.into_iter().map(ShardCommand::from).collect()
+    }
+}
+
+impl<B: Commands> From<Level<B>> for ShardCommand {
+    fn from(c: Level<B>) -> Self {
         match c {
-            InBatch::Login { uid, session, policy } => ShardCommand::Login { uid, session, policy },
-            InBatch::Logout { uid, session_id } => ShardCommand::Logout { uid, session_id },
-            InBatch::PurgeGateway {
+            Level::Login { uid, session, policy } => ShardCommand::Login { uid, session, policy },
+            Level::Logout { uid, session_id } => ShardCommand::Logout { uid, session_id },
+            Level::PurgeGateway {
                 gateway_id,
                 incarnation,
             } => ShardCommand::PurgeGateway {
                 gateway_id,
                 incarnation,
             },
-            InBatch::Batch(cmds) => ShardCommand::Batch(cmds.into_iter().map(ShardCommand::from).collect()),
+            Level::Batch(b) => ShardCommand::Batch(b.commands()),
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod friends;
 pub mod groups;
 pub mod history;
+pub mod invites;
 mod messages;
 pub mod tls;
 pub mod users;

@@ -3,8 +3,9 @@
 use confab_proto::persist as pb;
 
 use crate::db::friends::FriendRequest;
-use crate::db::groups::{Group, Invite, InviteAnswer, Invited, JoinRequest, Member};
+use crate::db::groups::{Group, JoinRequest, Member};
 use crate::db::history::{ConversationState, StoredMessage};
+use crate::db::invites::{Invite, InviteAnswer, Invited};
 use crate::db::users::{Session, User};
 
 pub fn user(u: User) -> pb::User {

@@ -116,7 +116,7 @@ async fn group_rules_follow_roles(db: &Db) {
     );
     assert!(matches!(
         db.invite_member(g, x, o).await.expect("invite x"),
-        confab_persist::db::groups::Invited::Joined(ref j) if j.user == x
+        confab_persist::db::invites::Invited::Joined(ref j) if j.user == x
     ));
     assert!(db.list_join_requests(g, o).await.expect("requests").is_empty());
     assert!(db.list_invites(x).await.expect("invites").is_empty());

@@ -6,8 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use confab_persist::config::QueueBackend;
-use confab_testkit::TlsRabbit;
-use confab_tls::Ca;
+use confab_testkit::{ServerCerts, TlsRabbit, other_ca, server_certs};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{missing, unique};
@@ -16,19 +15,12 @@ use crate::service::{exercise, test_config};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persist_over_amqps_and_a_broker_that_does_not_verify() {
     let dir = tempfile::tempdir().expect("dir");
-    let ca = Ca::new("confab test broker CA", 1).expect("CA");
-    let ca_path = ca.pem().write(dir.path(), "ca").expect("CA file").0;
-    let (cert, key) = ca
-        .issue(None, &["localhost".into()], 1)
-        .expect("server certificate")
-        .write(dir.path(), "broker")
-        .expect("server files");
-    let other = Ca::new("some other CA", 1)
-        .expect("CA")
-        .pem()
-        .write(dir.path(), "other-ca")
-        .expect("CA file")
-        .0;
+    let ServerCerts {
+        ca: ca_path,
+        cert,
+        key,
+    } = server_certs(dir.path(), "confab test broker CA");
+    let other = other_ca(dir.path());
     let node = match TlsRabbit::start(&cert, &key, &ca_path).await {
         Ok(node) => node,
         Err(why) => {

@@ -8,7 +8,7 @@
 use confab_persist::Error;
 use confab_persist::config::LimitsConfig;
 use confab_persist::db::Db;
-use confab_persist::db::groups::Invited;
+use confab_persist::db::invites::Invited;
 use futures::future::join_all;
 
 use crate::both_backends;

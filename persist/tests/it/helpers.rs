@@ -3,7 +3,6 @@
 //! checks (skip loudly, or fail when CI=true).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use confab_persist::config::DatabaseConfig;
@@ -15,29 +14,7 @@ use sqlx::Connection;
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-/// A name no other test (or test run) uses.
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}_{}_{}_{:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        nanos
-    )
-}
-
-/// Service missing: fail under CI, otherwise skip with a loud message.
-pub fn missing(service: &str, why: &str) -> bool {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{service} is required under CI=true but unavailable: {why}");
-    }
-    eprintln!("\n!!!! SKIPPING: {service} unavailable ({why}) !!!!\n");
-    true
-}
+pub use confab_testkit::{missing, unique};
 
 pub fn db_config() -> DatabaseConfig {
     DatabaseConfig {

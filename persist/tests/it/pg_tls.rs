@@ -14,6 +14,8 @@ use confab_persist::{Config, Error};
 use confab_tls::Ca;
 use tokio_util::sync::CancellationToken;
 
+use confab_testkit::other_ca;
+
 use crate::helpers::{db_config, missing};
 use crate::service::{exercise, test_config};
 
@@ -222,16 +224,6 @@ impl Drop for TlsPostgres {
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
-}
-
-/// A CA that issued nothing the servers use.
-fn other_ca(dir: &Path) -> PathBuf {
-    Ca::new("some other CA", 1)
-        .expect("CA")
-        .pem()
-        .write(dir, "other-ca")
-        .expect("CA file")
-        .0
 }
 
 async fn ssl_in_use(db: &Db) -> bool {

@@ -3,57 +3,16 @@
 //! with only a TLS listener, certificates from a test CA), and a plain TLS
 //! listener in the test for what needs no broker.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use confab_queue::amqp::{AmqpConsumer, AmqpProducer, AmqpSettings, check_trust, delete_queues};
 use confab_queue::{Consumer, Producer, QueueError};
-use confab_testkit::TlsRabbit;
-use confab_tls::{Ca, ServerTls};
+use confab_testkit::{ServerCerts, TlsRabbit, missing, other_ca, server_certs, unique};
+use confab_tls::ServerTls;
 use tokio::io::AsyncWriteExt;
 
 use crate::helpers::{qmsg, take};
-
-/// Service missing: fail under CI, otherwise skip with a loud message.
-fn missing(service: &str, why: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{service} is required under CI=true but unavailable: {why}");
-    }
-    eprintln!("\n!!!! SKIPPING: {service} unavailable ({why}) !!!!\n");
-}
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A test CA and a server certificate from it for `localhost` and
-/// 127.0.0.1, written to `dir`; returns (CA, certificate, key) paths.
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let ca = Ca::new("confab test broker CA", 1).expect("CA");
-    let ca_path = ca.pem().write(dir, "ca").expect("CA file").0;
-    let (cert, key) = ca
-        .issue(None, &["localhost".into(), "127.0.0.1".into()], 1)
-        .expect("server certificate")
-        .write(dir, "server")
-        .expect("server files");
-    (ca_path, cert, key)
-}
-
-/// A CA that issued nothing the servers use.
-fn other_ca(dir: &Path) -> PathBuf {
-    Ca::new("some other CA", 1)
-        .expect("CA")
-        .pem()
-        .write(dir, "other-ca")
-        .expect("CA file")
-        .0
-}
 
 /// A RabbitMQ node of this test's own (see `confab_testkit::TlsRabbit`)
 /// presenting a certificate from a test CA.
@@ -68,7 +27,7 @@ impl TlsBroker {
     /// `None` when RabbitMQ is not installed (a failure under CI).
     async fn start() -> Option<Self> {
         let certs = tempfile::tempdir().expect("temp dir");
-        let (ca, cert, key) = certificates(certs.path());
+        let ServerCerts { ca, cert, key } = server_certs(certs.path(), "confab test broker CA");
         match TlsRabbit::start(&cert, &key, &ca).await {
             Ok(node) => Some(TlsBroker {
                 node,
@@ -186,7 +145,7 @@ async fn a_local_tls_listener_with_another_ca_is_refused_clearly() {
     // No broker needed to see the client refuse a certificate: a TLS
     // listener that would speak AMQP after the handshake.
     let dir = tempfile::tempdir().expect("dir");
-    let (ca, cert, key) = certificates(dir.path());
+    let ServerCerts { ca, cert, key } = server_certs(dir.path(), "confab test broker CA");
     let tls = ServerTls::public(cert, key, Vec::new()).expect("server TLS");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
