@@ -162,8 +162,8 @@ impl ServerTls {
     /// The TLS handshake of one accepted connection with the current
     /// configuration, within `deadline`. A failure (not TLS, a protocol
     /// error, the deadline missed) is counted in
-    /// `confab_tls_handshake_failures_total` under `listener` and returned;
-    /// the caller drops the connection.
+    /// `confab_tls_handshake_failures_total` under `listener` before the
+    /// connection is dropped, and returned.
     pub async fn handshake<IO>(
         &self,
         stream: IO,
@@ -173,10 +173,15 @@ impl ServerTls {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        match tokio::time::timeout(deadline, self.acceptor().accept(stream)).await {
+        // The connection is dropped only after the failure is counted, so
+        // a peer that sees it closed also sees it counted.
+        let accept = self.acceptor().accept(stream).into_fallible();
+        tokio::pin!(accept);
+        match tokio::time::timeout(deadline, &mut accept).await {
             Ok(Ok(s)) => Ok(s),
-            Ok(Err(error)) => {
+            Ok(Err((error, stream))) => {
                 HANDSHAKE_FAILURES.with_label_values(&[listener, "error"]).inc();
+                drop(stream);
                 Err(error)
             }
             Err(_) => {
