@@ -117,6 +117,10 @@ pub async fn request<S: AsyncRead + AsyncWrite + Unpin>(
     body: Body,
 ) -> anyhow::Result<Body> {
     s.write_all(&encode(request_id, body)).await?;
+    // Over TLS a write may leave its record in the session's buffer (the
+    // socket said "not now", e.g. the task's cooperative budget ran out);
+    // only a flush is sure to send it before we wait for the answer.
+    s.flush().await?;
     let mut len = [0u8; 4];
     loop {
         s.read_exact(&mut len).await?;
@@ -212,5 +216,27 @@ mod tests {
         assert!(matches!(second.body, Some(Body::MessagePush(_))));
         writer.await.expect("writer");
         assert!(frames.next(&mut b).await.expect("read").is_none());
+    }
+
+    /// A write may leave its bytes in the stream's own buffer (a TLS
+    /// session does when the socket is not ready for them): a request is
+    /// flushed before its answer is waited for, or it is never sent.
+    #[tokio::test]
+    async fn a_request_is_flushed_before_its_answer_is_awaited() {
+        let (a, mut gateway) = tokio::io::duplex(4096);
+        let mut client = tokio::io::BufWriter::new(a);
+        let answers = tokio::spawn(async move {
+            let mut frames = Frames::default();
+            let f = frames.next(&mut gateway).await.expect("read").expect("a request");
+            let ok = encode(f.request_id, Body::HelloOk(pb::HelloOk::default()));
+            gateway.write_all(&ok).await.expect("answer");
+        });
+        let ping = Body::Ping(pb::Ping {});
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), request(&mut client, 1, ping))
+            .await
+            .expect("answered, not left in a buffer")
+            .expect("request");
+        assert!(matches!(answer, Body::HelloOk(_)), "{answer:?}");
+        answers.await.expect("gateway");
     }
 }

@@ -80,6 +80,7 @@ pub(super) async fn receive(
             _ = stop.cancelled() => break,
             _ = keepalive.tick() => {
                 write.write_all(&ping).await.context("pinging")?;
+                write.flush().await.context("pinging")?;
                 continue;
             }
             f = frames.next(&mut read) => f,

@@ -70,6 +70,8 @@ pub(super) async fn send(s: wire::Stream, pair: usize, to: u64, plan: Arc<Plan>)
         }
         if !batch.is_empty() {
             write.write_all(&batch).await.context("sending")?;
+            // Over TLS, what the write left in the session goes now.
+            write.flush().await.context("sending")?;
             batch.clear();
         }
         let due = next.filter(|_| open && outstanding.len() < plan.in_flight);
