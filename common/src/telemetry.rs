@@ -1,4 +1,8 @@
-//! Tracing set-up: `RUST_LOG`-style filter (default `info`), to stderr.
+//! Tracing set-up: `RUST_LOG`-style filter (default `info`), to stderr,
+//! coloured only when stderr is a terminal (a log file or a collector gets
+//! plain text) and `NO_COLOR` is not set.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -12,5 +16,6 @@ pub fn init_with_default(level: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .try_init();
 }

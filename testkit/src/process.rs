@@ -37,16 +37,18 @@ impl Processes {
 
     /// Starts `cmd` as process `name`, its stderr in `NAME.log` (a new log
     /// each start), `RUST_LOG=warn` (or the test run's `CONFAB_TEST_LOG`,
-    /// to see more of one run). `CONFAB_BIN_DIR` is removed: services
+    /// to see more of one run) unless `cmd` sets its own. `CONFAB_BIN_DIR` is removed: services
     /// read `CONFAB_*` as their configuration, and that one is not theirs.
     pub fn spawn(&mut self, name: &str, mut cmd: Command) {
         let log = std::fs::File::create(self.log_path(name)).expect("log file");
-        let child = cmd
-            .env_remove("CONFAB_BIN_DIR")
-            .env(
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env(
                 "RUST_LOG",
                 std::env::var("CONFAB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            );
+        }
+        let child = cmd
+            .env_remove("CONFAB_BIN_DIR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

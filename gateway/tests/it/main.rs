@@ -12,6 +12,7 @@ mod friends;
 mod groups;
 mod harness;
 mod limits;
+mod logs;
 mod mtls;
 mod pages;
 mod persist_crash;
