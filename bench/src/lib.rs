@@ -36,11 +36,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
         Scenario::Group(args) => scenario::group::run(args).await?,
         Scenario::Presence(args) => scenario::presence::run(args).await?,
     };
-    if cli.json {
+    let out = if cli.json {
         let mut doc = serde_json::to_string_pretty(&summary)?;
         doc.push('\n');
-        Ok(doc)
+        doc
     } else {
-        Ok(summary.render_text())
+        summary.render_text()
+    };
+    if let Some(failed) = summary.mostly_failed() {
+        // The summary still shows what failed and how.
+        print!("{out}");
+        let kinds: Vec<String> = summary.errors.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        anyhow::bail!(
+            "most operations failed: {failed} failed, {} succeeded ({})",
+            summary.ops,
+            kinds.join(" ")
+        );
     }
+    Ok(out)
 }

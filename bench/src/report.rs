@@ -103,6 +103,13 @@ impl Summary {
         })
     }
 
+    /// How many operations failed, when they are most of those tried: such
+    /// a run measured the failures, and `confab-bench` exits non-zero.
+    pub fn mostly_failed(&self) -> Option<u64> {
+        let failed: u64 = self.errors.values().sum();
+        (failed > self.ops).then_some(failed)
+    }
+
     /// The summary for humans.
     pub fn render_text(&self) -> String {
         let settings: Vec<String> = self
@@ -180,6 +187,14 @@ mod tests {
         rec.failure("login", "timeout".into());
         let settings = BTreeMap::from([("mix".to_owned(), serde_json::json!("both"))]);
         Summary::build("router", settings, 8, &rec, Duration::from_secs(2)).expect("summary")
+    }
+
+    #[test]
+    fn a_run_is_mostly_failed_only_when_failures_outnumber_successes() {
+        let mut s = sample();
+        assert_eq!(s.mostly_failed(), None, "1 failure, 9 successes");
+        s.errors.insert("Forbidden".into(), 9);
+        assert_eq!(s.mostly_failed(), Some(10));
     }
 
     #[test]

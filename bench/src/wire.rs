@@ -142,13 +142,31 @@ pub async fn request<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// An error frame as an error ("CODE: message").
+/// What an error frame said ("CODE: message"); callers find it in an
+/// `anyhow::Error` with `downcast_ref`.
+#[derive(Debug, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ServerError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// BUSY and RATE_LIMITED: when to try again.
+    pub retry_after: Option<std::time::Duration>,
+}
+
+/// An error frame as an error ([`ServerError`]).
 pub fn server_error(e: &pb::Error) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{:?}: {}",
-        ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Unspecified),
-        e.message
-    )
+    ServerError {
+        code: ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Unspecified),
+        message: e.message.clone(),
+        retry_after: (e.retry_after_ms > 0)
+            .then(|| std::time::Duration::from_millis(e.retry_after_ms.into())),
+    }
+    .into()
+}
+
+/// When `e` says to try again later: the wait it asks for.
+pub fn retry_after(e: &anyhow::Error) -> Option<std::time::Duration> {
+    e.downcast_ref::<ServerError>().and_then(|s| s.retry_after)
 }
 
 /// Shakes hands on `s`.

@@ -42,7 +42,7 @@ use plan::{Plan, Tally, secs};
 use receiver::{Received, check, receive};
 use sender::{Sent, send};
 use summary::summarize;
-use users::{login_all, register_all};
+use users::{befriend_pairs, login_all, register_all};
 
 pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
     let duration = secs("duration", args.duration, false)?;
@@ -73,9 +73,10 @@ pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let tls = args.users.client_tls()?;
     let uids = register_all(&args.users.gateway, &names, &args.users.password, tls.as_ref()).await?;
-    let clients = login_all(&args.users.gateway, &names, &args.users.password, tls.as_ref()).await?;
+    let mut clients = login_all(&args.users.gateway, &names, &args.users.password, tls.as_ref()).await?;
+    befriend_pairs(&mut clients, &uids).await?;
     eprintln!(
-        "{} users registered and logged in over {g} gateway(s) in {:.1}s",
+        "{} users registered, logged in and paired as friends over {g} gateway(s) in {:.1}s",
         names.len(),
         started.elapsed().as_secs_f64()
     );

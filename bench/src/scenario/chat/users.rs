@@ -3,13 +3,17 @@
 
 use std::net::SocketAddr;
 
-use anyhow::{Context, bail};
-use confab_client::proto::ErrorCode;
+use anyhow::{Context, bail, ensure};
+use confab_client::proto::frame::Body;
+use confab_client::proto::{self as pb, ErrorCode};
 use confab_client::{Client, ClientTls};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinSet;
 
 use crate::wire;
+
+/// How often one register or login is asked again when the gateway is busy.
+const MAX_RETRIES: u32 = 20;
 
 /// Registers every name through its gateway (32 at a time); returns the uids
 /// in the order of `names`.
@@ -35,10 +39,20 @@ pub(super) async fn register_all(
                 .with_context(|| format!("connecting to {gateway}"))?;
             let mut out = Vec::with_capacity(mine.len());
             for (i, name) in mine {
-                let id = match c.register(&name, &pw).await {
-                    Ok(ok) => ok.user_id,
-                    Err(e) if e.code() == Some(ErrorCode::NameTaken) => c.lookup_user(&name).await?.user_id,
-                    Err(e) => bail!("registering {name}: {e}"),
+                let mut tries = 0;
+                let id = loop {
+                    match c.register(&name, &pw).await {
+                        Ok(ok) => break ok.user_id,
+                        Err(e) if e.code() == Some(ErrorCode::NameTaken) => {
+                            break c.lookup_user(&name).await?.user_id;
+                        }
+                        // A busy gateway says when to try again.
+                        Err(e) if tries < MAX_RETRIES && e.retry_after().is_some() => {
+                            tokio::time::sleep(e.retry_after().unwrap_or_default()).await;
+                            tries += 1;
+                        }
+                        Err(e) => bail!("registering {name}: {e}"),
+                    }
                 };
                 out.push((i, id));
             }
@@ -80,7 +94,16 @@ pub(super) async fn login_all(
                     .await
                     .with_context(|| format!("connecting to {target}"))?;
                 wire::hello(&mut s).await?;
-                wire::login(&mut s, &name, pw, "bench").await?;
+                // A busy gateway (password checks at their bound) says when
+                // to try again.
+                let mut tries = 0;
+                while let Err(e) = wire::login(&mut s, &name, pw, "bench").await {
+                    match wire::retry_after(&e) {
+                        Some(wait) if tries < MAX_RETRIES => tokio::time::sleep(wait).await,
+                        _ => return Err(e),
+                    }
+                    tries += 1;
+                }
                 anyhow::Ok((i, s))
             }
         })
@@ -92,4 +115,55 @@ pub(super) async fn login_all(
         .collect::<Result<_, _>>()?;
     all.sort_by_key(|(i, _)| *i);
     Ok(all.into_iter().map(|(_, c)| c).collect())
+}
+
+/// Makes each pair of `clients` (sender, receiver, in the order of `uids`)
+/// friends: both ask, and the second ask makes them friends. A gateway
+/// refuses 1:1 messages between strangers unless `allow_strangers` is set,
+/// which it is not by default. Pairs already friends (names taken by an
+/// earlier run) stay so.
+pub(super) async fn befriend_pairs(clients: &mut [wire::Stream], uids: &[u64]) -> anyhow::Result<()> {
+    let asks = clients.chunks_mut(2).enumerate().map(|(pair, c)| {
+        let (from, to) = (uids[2 * pair], uids[2 * pair + 1]);
+        async move {
+            let [s, r] = c else {
+                bail!("pair {pair} has no receiver");
+            };
+            ask_friend(s, to)
+                .await
+                .with_context(|| format!("pair {pair}: the sender asks"))?;
+            let friends = ask_friend(r, from)
+                .await
+                .with_context(|| format!("pair {pair}: the receiver asks"))?;
+            ensure!(friends, "pair {pair}: not friends after both asked");
+            Ok(())
+        }
+    });
+    futures::stream::iter(asks)
+        .buffer_unordered(64)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// Asks `user` to be a friend; true when they are friends now.
+async fn ask_friend(s: &mut wire::Stream, user: u64) -> anyhow::Result<bool> {
+    let ask = Body::AddFriend(pb::AddFriendRequest {
+        user: Some(pb::UserRef {
+            user_id: user,
+            name: String::new(),
+        }),
+        note: String::new(),
+    });
+    match wire::request(s, 3, ask).await {
+        Ok(Body::AddFriendOk(r)) => Ok(r.became_friends),
+        Ok(other) => bail!("expected AddFriendOk, got {other:?}"),
+        Err(e)
+            if e.downcast_ref::<wire::ServerError>()
+                .is_some_and(|s| s.code == ErrorCode::AlreadyExists) =>
+        {
+            Ok(true)
+        }
+        Err(e) => Err(e),
+    }
 }
