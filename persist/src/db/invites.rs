@@ -2,7 +2,7 @@
 //! invitation is never a way into a group (or around
 //! `allow_strangers = false`) without the invitee's consent.
 
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 use super::friends::{ACCEPTED, PENDING};
 use super::groups::{ADMIN, Group, MEMBER, Member, group_from_row};
@@ -55,19 +55,7 @@ impl Db {
             async {
                 let mut tx = self.begin_write().await?;
                 Db::lock_row(&mut tx, "users", by_user as i64).await?;
-                let approved = sqlx::query(
-                    "UPDATE group_join_requests SET state = $1, decided_at = $2, decided_by = $3 \
-                     WHERE group_id = $4 AND user_id = $5 AND state = $6",
-                )
-                .bind(ACCEPTED)
-                .bind(now)
-                .bind(by_user as i64)
-                .bind(group as i64)
-                .bind(user as i64)
-                .bind(PENDING)
-                .execute(&mut *tx)
-                .await?;
-                if approved.rows_affected() == 1 {
+                if accept_join_request(&mut tx, group, user, by_user, now).await? {
                     self.add_member(&mut tx, group, user, MEMBER, now).await?;
                     sqlx::query("DELETE FROM group_invites WHERE group_id = $1 AND user_id = $2")
                         .bind(group as i64)
@@ -178,18 +166,7 @@ impl Db {
                 let now = now_ms();
                 let member = if accept {
                     self.add_member(&mut tx, group, user, MEMBER, now).await?;
-                    sqlx::query(
-                        "UPDATE group_join_requests SET state = $1, decided_at = $2, decided_by = $3 \
-                         WHERE group_id = $4 AND user_id = $5 AND state = $6",
-                    )
-                    .bind(ACCEPTED)
-                    .bind(now)
-                    .bind(invited_by as i64)
-                    .bind(group as i64)
-                    .bind(user as i64)
-                    .bind(PENDING)
-                    .execute(&mut *tx)
-                    .await?;
+                    accept_join_request(&mut tx, group, user, invited_by, now).await?;
                     Some(now)
                 } else {
                     None
@@ -235,4 +212,28 @@ impl Db {
             })
             .collect()
     }
+}
+
+/// Marks `user`'s pending request to join `group` accepted by `by` at
+/// `now` (an invitation answers it); true when there was one.
+async fn accept_join_request(
+    tx: &mut Transaction<'static, Any>,
+    group: u64,
+    user: u64,
+    by: u64,
+    now: i64,
+) -> Result<bool> {
+    let approved = sqlx::query(
+        "UPDATE group_join_requests SET state = $1, decided_at = $2, decided_by = $3 \
+         WHERE group_id = $4 AND user_id = $5 AND state = $6",
+    )
+    .bind(ACCEPTED)
+    .bind(now)
+    .bind(by as i64)
+    .bind(group as i64)
+    .bind(user as i64)
+    .bind(PENDING)
+    .execute(&mut **tx)
+    .await?;
+    Ok(approved.rows_affected() == 1)
 }
