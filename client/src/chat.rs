@@ -10,6 +10,7 @@ use confab_proto::client::{self as pb, DeviceKind};
 
 use crate::connection::{Connection, Push};
 use crate::error::{Error, Result};
+use crate::outbox::{Outbox, Unacked, answer_lost};
 use crate::state::SyncState;
 
 /// What the application receives.
@@ -42,8 +43,22 @@ pub struct Client {
     pub conn: Connection,
     pub state: SyncState,
     pub me: Option<pb::LoginOk>,
+    /// Sends awaiting their ack (sent again by [`Client::reconnect`]).
+    pub outbox: Outbox,
+    /// The device of the login, for resuming on a new connection.
+    device: Option<(String, DeviceKind)>,
     ready: VecDeque<Event>,
     notices: VecDeque<Update>,
+}
+
+/// What [`Client::reconnect`] caught up with.
+#[derive(Debug, Default)]
+pub struct Reconnected {
+    /// The acks of the sends that were waiting (the original's when the
+    /// first attempt had been stored).
+    pub acks: Vec<pb::SendAck>,
+    /// Messages missed while away, in order, new ones only.
+    pub messages: Vec<pb::Message>,
 }
 
 fn unexpected(what: &str, body: &Body) -> Error {
@@ -65,6 +80,8 @@ impl Client {
             conn,
             state: SyncState::default(),
             me: None,
+            outbox: Outbox::default(),
+            device: None,
             ready: VecDeque::new(),
             notices: VecDeque::new(),
         }
@@ -98,6 +115,7 @@ impl Client {
             device_id: device_id.into(),
             device_kind: kind as i32,
         });
+        self.device = Some((device_id.to_owned(), kind));
         self.finish_login(body).await
     }
 
@@ -107,7 +125,46 @@ impl Client {
             device_id: device_id.into(),
             device_kind: kind as i32,
         });
+        self.device = Some((device_id.to_owned(), kind));
         self.finish_login(body).await
+    }
+
+    /// Carries on over a new connection (the old one broke, or its gateway
+    /// went away): resumes the session with its token, sends again every
+    /// send still awaiting its ack (as resends: the gateway stores none
+    /// twice and answers with the first attempt's ack), then syncs.
+    /// Sends the gateway refuses now are dropped from the outbox and
+    /// reported as the error, after the others went out.
+    pub async fn reconnect(&mut self, conn: Connection) -> Result<Reconnected> {
+        let (token, (device_id, kind)) = match (&self.me, &self.device) {
+            (Some(me), Some(device)) => (me.token.clone(), device.clone()),
+            _ => return Err(Error::Protocol("reconnect before any login".into())),
+        };
+        self.conn = conn;
+        self.resume(&token, &device_id, kind).await?;
+        let mut out = Reconnected::default();
+        let mut refused = None;
+        let pending: Vec<Unacked> = self.outbox.pending().cloned().collect();
+        for send in pending {
+            match self.conn.request(send.resend()).await {
+                Ok(Body::SendAck(ack)) => {
+                    self.outbox.done(send.client_msg_id());
+                    self.acked(&ack);
+                    out.acks.push(ack);
+                }
+                Ok(other) => return Err(unexpected("SendAck", &other)),
+                Err(e) if answer_lost(&e) => return Err(e),
+                Err(e) => {
+                    self.outbox.done(send.client_msg_id());
+                    refused.get_or_insert(e);
+                }
+            }
+        }
+        out.messages = self.sync().await?;
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     async fn finish_login(&mut self, body: Body) -> Result<pb::LoginOk> {
@@ -148,6 +205,7 @@ impl Client {
             to_name: to.into(),
             body: text.into(),
             client_msg_id: client_msg_id.into(),
+            resend: false,
         })
         .await
     }
@@ -159,43 +217,69 @@ impl Client {
             to_name: String::new(),
             body: text.into(),
             client_msg_id: client_msg_id.into(),
+            resend: false,
         })
         .await
     }
 
-    pub async fn send(&mut self, req: pb::SendRequest) -> Result<pb::SendAck> {
-        match self.conn.request(Body::Send(req)).await? {
+    /// Sends; Ok once the message is durable. Without a client message id
+    /// the request gets one. Until its ack arrives the send stays in the
+    /// outbox: a send whose answer was lost (the connection broke, no
+    /// answer in time) is sent again by [`Client::reconnect`].
+    pub async fn send(&mut self, mut req: pb::SendRequest) -> Result<pb::SendAck> {
+        if req.client_msg_id.is_empty() {
+            req.client_msg_id = self.outbox.new_id();
+        }
+        let body = Body::Send(req.clone());
+        self.send_tracked(Unacked::Direct(req), body).await
+    }
+
+    /// Sends a request of the outbox's kind and keeps it there until its
+    /// answer is final.
+    pub(crate) async fn send_tracked(&mut self, send: Unacked, body: Body) -> Result<pb::SendAck> {
+        let id = send.client_msg_id().to_owned();
+        self.outbox.add(send);
+        let answer = self.conn.request(body).await;
+        if !matches!(&answer, Err(e) if answer_lost(e)) {
+            self.outbox.done(&id);
+        }
+        match answer? {
             Body::SendAck(ack) => {
-                // Our own message: its commit notice must not look like a gap,
-                // and a read of the conversation must include it.
-                self.state.first_sight(ack.message_id);
-                self.state.saw(&ack.conversation_id, ack.message_id);
+                self.acked(&ack);
                 Ok(ack)
             }
             other => Err(unexpected("SendAck", &other)),
         }
     }
 
+    /// Our own message: its commit notice must not look like a gap, and a
+    /// read of the conversation must include it.
+    fn acked(&mut self, ack: &pb::SendAck) {
+        self.state.first_sight(ack.message_id);
+        self.state.saw(&ack.conversation_id, ack.message_id);
+    }
+
     /// Pulls everything missed since the last sync: the conversations that
     /// moved, then the messages after the last sequence of each, in order,
     /// without duplicates.
     pub async fn sync(&mut self) -> Result<Vec<pb::Message>> {
-        let since = (self.state.since_ms - 5_000).max(0);
+        let since = self.state.cursor;
         let mut out = Vec::new();
         let mut page = crate::page::first_page();
-        // The first page's time: what moved while the later pages were
+        // The first page's cursor: what moved while the later pages were
         // read is found by the next sync.
-        let mut server_time = None;
+        let mut cursor = None;
         loop {
             let request = Body::Sync(pb::SyncRequest {
-                since_ms: since,
+                since,
                 page: Some(page),
+                ..Default::default()
             });
             let reply = match self.conn.request(request).await? {
                 Body::SyncReply(r) => r,
                 other => return Err(unexpected("SyncReply", &other)),
             };
-            server_time.get_or_insert(reply.server_time_ms);
+            cursor.get_or_insert(reply.cursor);
             for c in reply.conversations {
                 if c.seq > self.state.last(&c.conversation_id) {
                     out.extend(self.fetch_after(&c.conversation_id).await?);
@@ -206,7 +290,7 @@ impl Client {
                 None => break,
             }
         }
-        self.state.since_ms = server_time.unwrap_or(since);
+        self.state.cursor = cursor.unwrap_or(since).max(since);
         Ok(out)
     }
 

@@ -10,6 +10,9 @@
 //! - [`Client`]: login, resume, send, and the receive side with sync:
 //!   per-conversation last sequences ([`SyncState`]), gaps pulled with
 //!   Fetch, duplicates dropped by message id.
+//! - [`Outbox`]: sends awaiting their ack, each with a client message id
+//!   (the gateway's idempotency key), sent again as resends by
+//!   [`Client::reconnect`].
 //! - `social`: friends (search, requests, the list with presence) and
 //!   groups (life cycle, membership, group messages); their pushes come
 //!   from [`Client::next_update`], messages keep coming from
@@ -21,15 +24,17 @@
 mod chat;
 mod connection;
 mod error;
+mod outbox;
 mod page;
 mod social;
 mod state;
 mod tls;
 
-pub use chat::{Client, Event, Update};
+pub use chat::{Client, Event, Reconnected, Update};
 pub use confab_proto::client as proto;
 pub use confab_proto::client::{DeviceKind, ErrorCode};
 pub use connection::{Connection, Push};
 pub use error::{Error, Result};
+pub use outbox::{Outbox, Unacked, answer_lost};
 pub use state::SyncState;
 pub use tls::{ClientTls, server_name};

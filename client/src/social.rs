@@ -7,6 +7,7 @@ use confab_proto::client::{self as pb};
 
 use crate::chat::Client;
 use crate::error::{Error, Result};
+use crate::outbox::Unacked;
 use crate::page::{first_page, next};
 
 fn unexpected(what: &str, body: &Body) -> Error {
@@ -298,18 +299,19 @@ impl Client {
         text: &str,
         client_msg_id: &str,
     ) -> Result<pb::SendAck> {
-        let body = Body::GroupSend(pb::GroupSendRequest {
+        let client_msg_id = if client_msg_id.is_empty() {
+            self.outbox.new_id()
+        } else {
+            client_msg_id.to_owned()
+        };
+        let req = pb::GroupSendRequest {
             group_id,
             body: text.into(),
-            client_msg_id: client_msg_id.into(),
-        });
-        match self.conn.request(body).await? {
-            Body::SendAck(ack) => {
-                self.state.first_sight(ack.message_id);
-                Ok(ack)
-            }
-            other => Err(unexpected("SendAck", &other)),
-        }
+            client_msg_id,
+            resend: false,
+        };
+        let body = Body::GroupSend(req.clone());
+        self.send_tracked(Unacked::Group(req), body).await
     }
 
     /// A page of the group's history, newest first.

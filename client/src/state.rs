@@ -1,7 +1,7 @@
 //! What a client remembers to sync: the last sequence it has of every
 //! conversation, the message ids it has seen (bounded), the last message it
 //! saw in each conversation (reads ask the server to include it), and the
-//! server time of its last sync.
+//! server's commit-order cursor of its last sync.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -13,7 +13,8 @@ pub struct SyncState {
     pub last_seq: HashMap<String, u64>,
     /// The message last seen per conversation (acknowledged send or push).
     pub last_seen: HashMap<String, u64>,
-    pub since_ms: i64,
+    /// The `cursor` of the last sync (0: none yet).
+    pub cursor: u64,
     seen: HashSet<u64>,
     order: VecDeque<u64>,
 }

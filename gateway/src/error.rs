@@ -74,6 +74,15 @@ pub enum Error {
     Router(#[from] confab_router_client::Error),
 }
 
+impl From<confab_common::ids::IdsExhausted> for Error {
+    fn from(e: confab_common::ids::IdsExhausted) -> Self {
+        Error::Unavailable {
+            what: "message ids",
+            detail: e.to_string(),
+        }
+    }
+}
+
 impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {

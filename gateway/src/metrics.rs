@@ -247,8 +247,22 @@ pub static READ_WAITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Resends (a send repeated after a lost ack) by outcome: `stored` (the
+/// first attempt was found stored, its ack returned) or `queued` (queued
+/// again; the writer keeps whichever copy came first).
+pub static RESENDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "confab_gateway_resends_total",
+        "Sends repeated by clients after a lost ack, by outcome",
+        &["outcome"],
+    )
+});
+
 /// Touches every metric so that `/metrics` lists them from the start.
 pub fn init() {
+    for outcome in ["stored", "queued"] {
+        RESENDS.with_label_values(&[outcome]);
+    }
     for result in ["ok", "failed"] {
         TLS_RELOADS.with_label_values(&[result]);
     }

@@ -58,13 +58,17 @@ pub struct Running {
     pub metrics_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
     pub shared: Arc<Shared>,
-    task: JoinHandle<()>,
+    task: JoinHandle<Result<()>>,
 }
 
 impl Running {
-    /// Waits until the gateway has shut down (after the token fired).
-    pub async fn wait(self) {
-        let _ = self.task.await;
+    /// Waits until the gateway has shut down (after the token fired, or
+    /// because it could not register).
+    pub async fn wait(self) -> Result<()> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Internal(format!("the gateway's main task failed: {e}"))),
+        }
     }
 
     pub fn is_ready(&self) -> bool {
@@ -86,8 +90,7 @@ pub fn raise_open_files() -> u64 {
 
 /// Runs until `shutdown` fires.
 pub async fn run(config: GatewayConfig, listeners: Listeners, shutdown: CancellationToken) -> Result<()> {
-    start(config, listeners, shutdown).await?.wait().await;
-    Ok(())
+    start(config, listeners, shutdown).await?.wait().await
 }
 
 /// Starts everything and returns at once; client connections are accepted
@@ -157,7 +160,7 @@ pub async fn start(
     };
     let rpc_timeout = Duration::from_millis(config.limits.rpc_timeout_ms);
     let shared = Arc::new_cyclic(|weak| Shared {
-        ids: IdGen::new(config.id),
+        ids: IdGen::reserved(config.id),
         router,
         data: DataServiceClient::new(data_channel),
         producer,
@@ -206,7 +209,7 @@ async fn main_task(
     listeners: Listeners,
     grpc_tls: Option<Arc<ServerTls>>,
     client_tls: Option<Arc<ClientPorts>>,
-) {
+) -> Result<()> {
     let shutdown = shared.shutdown.clone();
     let tracker = TaskTracker::new();
     tracker.spawn(http::serve_public(
@@ -251,10 +254,14 @@ async fn main_task(
     }
     let lease_len = match lease::register(&shared).await {
         Ok(l) => l,
-        Err(_) => {
+        Err(e) => {
+            shared.shutdown.cancel();
             tracker.close();
             tracker.wait().await;
-            return;
+            return match e {
+                Error::GoingAway(_) => Ok(()),
+                other => Err(other),
+            };
         }
     };
     shared.ready.store(true, Ordering::SeqCst);
@@ -272,6 +279,7 @@ async fn main_task(
     lease::deregister(&shared).await;
     tracker.close();
     tracker.wait().await;
+    Ok(())
 }
 
 /// Accepts client connections; each one's TLS handshake (with

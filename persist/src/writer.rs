@@ -7,7 +7,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use confab_queue::{Consumer, ConversationId, Delivery, backoff, decode_payload};
+use confab_queue::{
+    Consumer, ConversationId, Delivery, QueuedBatch, QueuedMessage, backoff, decode_payload, encode_batch,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{QueueConfig, WriterConfig};
@@ -110,27 +112,50 @@ async fn process<C: Consumer>(
         None => return false,
         Some(Err(error)) => {
             // Something in the batch is refused by the database for good:
-            // write delivery by delivery, set aside only what fails alone.
+            // write message by message, set aside only what fails alone.
             tracing::warn!(%error, n = msgs.len(), "batch refused, writing one by one");
             let mut total = BatchOutcome::default();
             let mut keep = Vec::with_capacity(items.len());
             for (m, d) in items {
-                match write_retrying(db, &m, settings, cancel).await {
-                    None => return false,
-                    Some(Ok(o)) => {
-                        total.written.extend(o.written);
-                        total.duplicates += o.duplicates;
-                        keep.push((m, d));
-                    }
-                    Some(Err(error)) => {
-                        let message_id = m.first().map(|m| m.message_id);
-                        tracing::warn!(%error, ?message_id, "message refused, to the dead-letter queue");
-                        if !dead_letter(consumer, d, &error.to_string(), settings, cancel).await {
-                            return false;
+                let mut refused = Vec::new();
+                for one in &m {
+                    match write_retrying(db, std::slice::from_ref(one), settings, cancel).await {
+                        None => return false,
+                        Some(Ok(o)) => {
+                            total.written.extend(o.written);
+                            total.duplicates += o.duplicates;
+                            total.change = total.change.max(o.change);
                         }
-                        metrics.writer_dead_letters.inc();
+                        Some(Err(error)) => {
+                            tracing::warn!(%error, message_id = one.message_id, "message refused, to the dead-letter queue");
+                            refused.push((one, error.to_string()));
+                        }
                     }
                 }
+                if refused.is_empty() {
+                    keep.push((m, d));
+                    continue;
+                }
+                let reason = refused
+                    .iter()
+                    .map(|(one, why)| format!("message {}: {why}", one.message_id))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let n = refused.len() as u64;
+                let set_aside = if refused.len() == m.len() {
+                    dead_letter(consumer, d, &reason, settings, cancel).await
+                } else {
+                    // Only the refused messages go aside; the delivery's
+                    // others are committed, so it is acknowledged with them.
+                    let part = QueuedBatch {
+                        messages: refused.iter().map(|(one, _)| queued(one)).collect(),
+                    };
+                    dead_letter_part(consumer, d, part, &reason, settings, cancel).await
+                };
+                if !set_aside {
+                    return false;
+                }
+                metrics.writer_dead_letters.inc_by(n);
             }
             items = keep;
             total
@@ -237,6 +262,40 @@ async fn write_retrying(
                 }
             }
             r => return Some(r),
+        }
+    }
+}
+
+/// The queued form of a message (to set it aside on its own).
+fn queued(m: &NewMessage) -> QueuedMessage {
+    QueuedMessage {
+        message_id: m.message_id,
+        conversation_id: m.conversation.to_string(),
+        sender: m.sender,
+        body: m.body.clone(),
+        client_msg_id: m.client_msg_id.clone(),
+        server_time_ms: m.server_time_ms,
+    }
+}
+
+async fn dead_letter_part<C: Consumer>(
+    consumer: &mut C,
+    d: Delivery<C::Token>,
+    part: QueuedBatch,
+    reason: &str,
+    settings: &WriterSettings,
+    cancel: &CancellationToken,
+) -> bool {
+    match consumer.dead_letter_part(d, encode_batch(&part), reason).await {
+        Ok(()) => true,
+        Err(error) => {
+            // Not acked: the delivery comes back, its committed messages are
+            // duplicates then and the refused one is tried again.
+            tracing::warn!(%error, "setting a part aside failed; the delivery will be redelivered");
+            tokio::select! {
+                _ = cancel.cancelled() => false,
+                _ = tokio::time::sleep(settings.max_backoff.min(Duration::from_millis(200))) => true,
+            }
         }
     }
 }

@@ -37,6 +37,19 @@ pub trait Consumer: Send {
         reason: &str,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 
+    /// Sets aside part of a delivery: `part` (an encoded [`QueuedBatch`] of
+    /// the messages refused) goes to the dead-letter queue with `reason`,
+    /// then the delivery is acknowledged (the caller committed the rest).
+    /// Never acknowledges before the part is durable among the dead letters.
+    ///
+    /// [`QueuedBatch`]: crate::QueuedBatch
+    fn dead_letter_part(
+        &mut self,
+        delivery: Delivery<Self::Token>,
+        part: Vec<u8>,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+
     /// A short name for logs and metrics.
     fn backend(&self) -> &'static str;
 }

@@ -38,6 +38,12 @@ pub fn encode(msg: &QueuedMessage) -> Vec<u8> {
     msg.encode_to_vec()
 }
 
+/// The bytes of an envelope (what RabbitMQ carries, and what a writer sets
+/// aside when only part of a delivery is refused).
+pub fn encode_batch(batch: &QueuedBatch) -> Vec<u8> {
+    batch.encode_to_vec()
+}
+
 /// Checks a message as both producer and writer do.
 pub fn validate(m: &QueuedMessage, max_body_bytes: usize) -> Result<ConversationId, QueueError> {
     let bad = |why: String| Err(QueueError::Invalid(format!("message {}: {why}", m.message_id)));

@@ -46,7 +46,7 @@ pub use any_producer::AnyProducer;
 pub use consumer::{Consumer, Delivery};
 pub use conversation::ConversationId;
 pub use envelope::{
-    Encoding, NewMessage, QueuedBatch, QueuedMessage, decode, decode_payload, encode, validate,
+    Encoding, NewMessage, QueuedBatch, QueuedMessage, decode, decode_payload, encode, encode_batch, validate,
 };
 pub use error::QueueError;
 pub use producer::Producer;

@@ -3,8 +3,8 @@
 use confab_proto::router::{
     ClusterMap, DeregisterGatewayRequest, DrainNodeRequest, GatewayInfo, JoinRequest, ListGatewaysRequest,
     MoveReplicaRequest, NodeInfo, NodeStatusRequest, NodeStatusResponse, PlannedMove, RebalanceRequest,
-    RegisterGatewayRequest, RegisterGatewayResponse, RemoveNodeRequest, RenewLeaseRequest, ShardDescriptor,
-    TransferLeaderRequest,
+    RegisterGatewayRequest, RegisterGatewayResponse, RemoveNodeRequest, RenewLeaseRequest,
+    RenewLeaseResponse, ShardDescriptor, TransferLeaderRequest,
 };
 use futures::future::join_all;
 use tokio::time::Instant;
@@ -53,18 +53,32 @@ impl RouterClient {
 
     /// Renews the lease of a gateway incarnation; returns the lease in ms.
     pub async fn renew_lease(&self, gateway_id: u64, incarnation: u64) -> Result<u64> {
+        Ok(self
+            .renew_lease_reserving(gateway_id, incarnation, 0)
+            .await?
+            .lease_ms)
+    }
+
+    /// Renews the lease and has the id times up to `ids_until_ms` (Unix ms;
+    /// 0: no change) reserved for this incarnation; the answer carries the
+    /// lease and the reservation in force.
+    pub async fn renew_lease_reserving(
+        &self,
+        gateway_id: u64,
+        incarnation: u64,
+        ids_until_ms: u64,
+    ) -> Result<RenewLeaseResponse> {
         let request = RenewLeaseRequest {
             gateway_id,
             incarnation,
+            ids_until_ms,
         };
-        let response = self
-            .drive(
-                "renew_lease",
-                |r, rot| Ok((route_group(r, META_GROUP, rot)?, request)),
-                |stub, req| async move { stub.data().renew_lease(req).await },
-            )
-            .await?;
-        Ok(response.lease_ms)
+        self.drive(
+            "renew_lease",
+            |r, rot| Ok((route_group(r, META_GROUP, rot)?, request)),
+            |stub, req| async move { stub.data().renew_lease(req).await },
+        )
+        .await
     }
 
     /// Deregisters a gateway incarnation (a clean shutdown purges at once).

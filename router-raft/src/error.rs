@@ -29,6 +29,9 @@ pub enum RouterError {
     InvalidArgument(String),
     #[error("gateway {gateway_id} incarnation {incarnation} is not registered")]
     UnknownGateway { gateway_id: u64, incarnation: u64 },
+    /// A live gateway at another address holds the id a gateway registers.
+    #[error("gateway id {gateway_id} is held by a live gateway at {addr}: give each gateway its own id")]
+    GatewayIdTaken { gateway_id: u64, addr: String },
     /// A Raft message meant for node `meant` reached node `this` (a stale
     /// or wrong peer address).
     #[error("this is node {this}, not node {meant}: the sender's address for node {meant} is wrong")]
@@ -58,6 +61,7 @@ impl RouterError {
             RouterError::ShardNotFound(_) => "shard_not_found",
             RouterError::InvalidArgument(_) => "invalid_argument",
             RouterError::UnknownGateway { .. } => "unknown_gateway",
+            RouterError::GatewayIdTaken { .. } => "gateway_id_taken",
             RouterError::WrongNode { .. } => "wrong_node",
             RouterError::WrongCluster { .. } => "wrong_cluster",
             RouterError::GroupNotHosted(_) => "group_not_hosted",

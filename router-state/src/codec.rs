@@ -129,6 +129,13 @@ mod tests {
             (1..8u64).prop_map(|id| MetaCommand::RemoveNode { id }),
             (1..8u32, proptest::collection::vec(1..8u64, 0..4))
                 .prop_map(|(shard_id, replicas)| MetaCommand::SetReplicas { shard_id, replicas }),
+            (1..8u64, 0..4u64, any::<u64>()).prop_map(|(gateway_id, incarnation, until_ms)| {
+                MetaCommand::ReserveIds {
+                    gateway_id,
+                    incarnation,
+                    until_ms,
+                }
+            }),
         ]
     }
 

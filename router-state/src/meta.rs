@@ -98,6 +98,14 @@ pub enum MetaCommand {
         shard_id: u32,
         replicas: Vec<NodeId>,
     },
+    /// The live incarnation of a gateway may make ids with times up to
+    /// `until_ms` (Unix ms). Reservations only grow and outlive the
+    /// gateway: the next incarnation under the same id starts above them.
+    ReserveIds {
+        gateway_id: u64,
+        incarnation: u64,
+        until_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +115,17 @@ pub enum MetaReply {
     AlreadyBootstrapped,
     Registered {
         incarnation: u64,
+        /// The highest id time (Unix ms) any earlier incarnation under this
+        /// id may have used: the new one makes its ids above it.
+        ids_from_ms: u64,
+    },
+    /// A live gateway at another address holds this id.
+    GatewayIdTaken {
+        addr: String,
+    },
+    /// The reservation now in force (Unix ms).
+    Reserved {
+        until_ms: u64,
     },
     /// The gateway incarnation named is not the live one.
     UnknownGateway,
@@ -129,6 +148,36 @@ pub struct MetaState {
     pub next_incarnation: u64,
     /// Grows on every change of nodes or shards.
     pub version: u64,
+    /// Per gateway id: the id times (Unix ms) reserved so far.
+    pub id_reservations: BTreeMap<u64, u64>,
+}
+
+/// The meta state as builds before id reservations stored it (snapshots
+/// written by them still decode; see `group.rs`).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaStateV1 {
+    pub slots: u32,
+    pub nodes: BTreeMap<NodeId, NodeRecord>,
+    pub shards: BTreeMap<u32, ShardRecord>,
+    pub gateways: BTreeMap<u64, GatewayRecord>,
+    pub pending_purges: BTreeMap<u64, u64>,
+    pub next_incarnation: u64,
+    pub version: u64,
+}
+
+impl From<MetaStateV1> for MetaState {
+    fn from(v: MetaStateV1) -> Self {
+        MetaState {
+            slots: v.slots,
+            nodes: v.nodes,
+            shards: v.shards,
+            gateways: v.gateways,
+            pending_purges: v.pending_purges,
+            next_incarnation: v.next_incarnation,
+            version: v.version,
+            id_reservations: BTreeMap::new(),
+        }
+    }
 }
 
 impl MetaState {
@@ -157,6 +206,16 @@ impl MetaState {
                 MetaReply::Ok
             }
             MetaCommand::RegisterGateway { gateway_id, addr } => {
+                // One live gateway per id: another address under a live id
+                // is a second process configured with the same id (ids it
+                // made would collide). The same address is a restart.
+                if let Some(live) = self.gateways.get(gateway_id)
+                    && live.addr != *addr
+                {
+                    return MetaReply::GatewayIdTaken {
+                        addr: live.addr.clone(),
+                    };
+                }
                 self.next_incarnation += 1;
                 let incarnation = self.next_incarnation;
                 let old = self.gateways.insert(
@@ -170,8 +229,23 @@ impl MetaState {
                 if let Some(old) = old {
                     self.schedule_purge(old.gateway_id, old.incarnation);
                 }
-                MetaReply::Registered { incarnation }
+                MetaReply::Registered {
+                    incarnation,
+                    ids_from_ms: self.id_reservations.get(gateway_id).copied().unwrap_or(0),
+                }
             }
+            MetaCommand::ReserveIds {
+                gateway_id,
+                incarnation,
+                until_ms,
+            } => match self.gateways.get(gateway_id) {
+                Some(g) if g.incarnation == *incarnation => {
+                    let held = self.id_reservations.entry(*gateway_id).or_insert(0);
+                    *held = (*held).max(*until_ms);
+                    MetaReply::Reserved { until_ms: *held }
+                }
+                _ => MetaReply::UnknownGateway,
+            },
             MetaCommand::ExpireGateway {
                 gateway_id,
                 incarnation,
@@ -319,13 +393,88 @@ mod tests {
     }
 
     #[test]
+    fn a_live_gateway_id_is_refused_to_another_address() {
+        let mut st = MetaState::default();
+        let register = |addr: &str| MetaCommand::RegisterGateway {
+            gateway_id: 3,
+            addr: addr.into(),
+        };
+        let MetaReply::Registered { incarnation, .. } = st.apply(&register("a:1")) else {
+            panic!("first registration refused");
+        };
+        assert_eq!(
+            st.apply(&register("b:2")),
+            MetaReply::GatewayIdTaken { addr: "a:1".into() }
+        );
+        assert_eq!(
+            st.gateways[&3].incarnation, incarnation,
+            "the live one is untouched"
+        );
+        // The same address again is a restart of the same gateway.
+        assert!(matches!(st.apply(&register("a:1")), MetaReply::Registered { .. }));
+        // Once expired, the id is free for any address.
+        let live = st.gateways[&3].incarnation;
+        st.apply(&MetaCommand::ExpireGateway {
+            gateway_id: 3,
+            incarnation: live,
+        });
+        assert!(matches!(st.apply(&register("b:2")), MetaReply::Registered { .. }));
+    }
+
+    #[test]
+    fn id_reservations_grow_and_outlive_the_incarnation() {
+        let mut st = MetaState::default();
+        let register = MetaCommand::RegisterGateway {
+            gateway_id: 4,
+            addr: "a".into(),
+        };
+        let MetaReply::Registered {
+            incarnation,
+            ids_from_ms,
+        } = st.apply(&register)
+        else {
+            panic!("refused");
+        };
+        assert_eq!(ids_from_ms, 0, "a new id starts anywhere");
+        let reserve = |incarnation, until_ms| MetaCommand::ReserveIds {
+            gateway_id: 4,
+            incarnation,
+            until_ms,
+        };
+        assert_eq!(
+            st.apply(&reserve(incarnation, 5_000)),
+            MetaReply::Reserved { until_ms: 5_000 }
+        );
+        // Never shrinks (a clock that stepped back asks for less).
+        assert_eq!(
+            st.apply(&reserve(incarnation, 4_000)),
+            MetaReply::Reserved { until_ms: 5_000 }
+        );
+        assert_eq!(
+            st.apply(&reserve(incarnation + 9, 9_000)),
+            MetaReply::UnknownGateway
+        );
+        st.apply(&MetaCommand::ExpireGateway {
+            gateway_id: 4,
+            incarnation,
+        });
+        let MetaReply::Registered { ids_from_ms, .. } = st.apply(&register) else {
+            panic!("refused");
+        };
+        assert_eq!(
+            ids_from_ms, 5_000,
+            "the next incarnation starts above the last reservation"
+        );
+    }
+
+    #[test]
     fn gateway_lifecycle_schedules_purges() {
         let mut st = MetaState::default();
         let reg = |st: &mut MetaState| match st.apply(&MetaCommand::RegisterGateway {
             gateway_id: 5,
             addr: "a".into(),
         }) {
-            MetaReply::Registered { incarnation } => incarnation,
+            MetaReply::Registered { incarnation, .. } => incarnation,
             other => panic!("{other:?}"),
         };
         let first = reg(&mut st);

@@ -92,7 +92,7 @@ async fn establish(conn: &mut Conn, s: db::Session, device_id: String, kind: i32
     let shared = conn.shared.clone();
     shared.users.remember(user.id, &user.name);
     let kind = DeviceKind::try_from(kind).unwrap_or(DeviceKind::Unspecified);
-    let session_id = shared.ids.next();
+    let session_id = shared.ids.next()?;
     // Registered here first, so a delivery racing the router login finds it.
     shared
         .registry

@@ -11,7 +11,9 @@ use confab_proto::client::{self as pb};
 use confab_queue::{ConversationId, Producer, QueuedMessage};
 
 use super::conn::Conn;
-use super::message::{check_group_id, check_message, take_message_token};
+use super::message::{
+    check_group_id, check_message, check_resend, find_sent, settle_resend, stored_ack, take_message_token,
+};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::service::calls::timed;
@@ -24,10 +26,17 @@ pub async fn group_send(conn: &mut Conn, r: pb::GroupSendRequest) -> Result<Body
     let shared = conn.shared.clone();
     take_message_token(&shared, me.uid)?;
     check_message(&shared.config.limits, &r.body, &r.client_msg_id)?;
+    check_resend(r.resend, &r.client_msg_id)?;
     check_group_id(r.group_id)?;
     // Members only; a group that does not exist answers the same.
     let group = social::group(&shared, r.group_id, me.uid).await?;
-    let message_id = shared.ids.next();
+    if r.resend
+        && let Some(m) = find_sent(&shared, me.uid, &r.client_msg_id, 0).await?
+    {
+        metrics::RESENDS.with_label_values(&["stored"]).inc();
+        return Ok(Body::SendAck(stored_ack(m, 0)));
+    }
+    let message_id = shared.ids.next()?;
     let conversation_id = ConversationId::group(group.id).to_string();
     let server_time_ms = now_ms() as i64;
     let queued = QueuedMessage {
@@ -54,6 +63,11 @@ pub async fn group_send(conn: &mut Conn, r: pb::GroupSendRequest) -> Result<Body
     };
     let (enqueued, (online, looked_up)) = tokio::join!(enqueue, lookup);
     enqueued?;
+    if r.resend {
+        metrics::RESENDS.with_label_values(&["queued"]).inc();
+        let ack = settle_resend(&shared, me.uid, &queued.client_msg_id, message_id, 0).await?;
+        return Ok(Body::SendAck(ack));
+    }
     let durable = started.elapsed();
     // Durable from here on: a failed lookup or delivery only delays the
     // members (they sync).

@@ -30,7 +30,89 @@ pub fn check_message(limits: &LimitsConfig, body: &str, client_msg_id: &str) -> 
             "client_msg_id longer than {MAX_CLIENT_MSG_ID} bytes"
         )));
     }
+    check_text("message body", body)?;
+    check_text("client_msg_id", client_msg_id)
+}
+
+/// Text that every SQL backend stores as it is: no control character but
+/// tab, line feed and carriage return (PostgreSQL refuses NUL in text; the
+/// others are no chat text either). Refused here, a message never reaches
+/// the queue to be refused by the database after its sender's ack.
+fn check_text(what: &str, text: &str) -> Result<()> {
+    match text
+        .char_indices()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        None => Ok(()),
+        Some((at, c)) => Err(Error::Invalid(format!(
+            "{what} holds control character U+{:04X} at byte {at}",
+            c as u32
+        ))),
+    }
+}
+
+/// A resend (`resend` set) names the message it repeats by its client id.
+pub fn check_resend(resend: bool, client_msg_id: &str) -> Result<()> {
+    if resend && client_msg_id.is_empty() {
+        return Err(Error::Invalid(
+            "a resend needs the client_msg_id of the first attempt".into(),
+        ));
+    }
     Ok(())
+}
+
+/// The message `uid` stored under `client_msg_id`, if any; with
+/// `wait_for` (the id a resend was queued under) persist waits a little
+/// for the writer to store it.
+pub async fn find_sent(
+    shared: &Shared,
+    uid: u64,
+    client_msg_id: &str,
+    wait_for: u64,
+) -> Result<Option<confab_proto::persist::StoredMessage>> {
+    let request = confab_proto::persist::FindSentRequest {
+        sender: uid,
+        client_msg_id: client_msg_id.to_owned(),
+        wait_for,
+    };
+    let reply = crate::service::calls::persist(
+        shared,
+        |mut d| async move { d.find_sent(request).await },
+        |s| Error::from_persist(s, || Error::NotFound("sent message".into())),
+    )
+    .await?;
+    Ok(reply.message)
+}
+
+/// The ack of a stored message (the answer to a resend).
+pub fn stored_ack(m: confab_proto::persist::StoredMessage, to_user: u64) -> confab_proto::client::SendAck {
+    confab_proto::client::SendAck {
+        message_id: m.message_id,
+        conversation_id: m.conversation_id,
+        server_time_ms: m.server_time_ms,
+        client_msg_id: m.client_msg_id,
+        to_user,
+    }
+}
+
+/// The end of a resend whose first attempt was not found stored: once the
+/// new copy is queued, the pair is stored by whichever copy the writer
+/// took first; answer with that one. Nothing is pushed for a resend: the
+/// commit notice tells every participant's devices, who fetch it.
+pub async fn settle_resend(
+    shared: &Shared,
+    uid: u64,
+    client_msg_id: &str,
+    queued_as: u64,
+    to_user: u64,
+) -> Result<confab_proto::client::SendAck> {
+    match find_sent(shared, uid, client_msg_id, queued_as).await? {
+        Some(m) => Ok(stored_ack(m, to_user)),
+        None => Err(Error::Unavailable {
+            what: "the message store",
+            detail: "the resend is queued but not yet written: resend it again".into(),
+        }),
+    }
 }
 
 /// Takes one of `uid`'s message tokens (`user_limits.messages_per_s`,

@@ -21,7 +21,7 @@ use confab_queue::{ConversationId, QueuedMessage};
 use tokio::sync::oneshot;
 
 use super::conn::Conn;
-use super::message::{check_message, take_message_token};
+use super::message::{check_message, check_resend, find_sent, settle_resend, stored_ack, take_message_token};
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::service::{deliver, social, users};
@@ -63,8 +63,15 @@ pub async fn begin(conn: &Conn, r: pb::SendRequest, order: &mut SendOrder) -> Re
     let (uid, session_id) = (me.uid, me.session_id);
     let shared = conn.shared.clone();
     check_message(&shared.config.limits, &r.body, &r.client_msg_id)?;
+    check_resend(r.resend, &r.client_msg_id)?;
     let to = resolve(&shared, r.to_user, &r.to_name).await?;
-    let message_id = shared.ids.next();
+    let resend = r.resend;
+    if resend && let Some(m) = find_sent(&shared, uid, &r.client_msg_id, 0).await? {
+        // The first attempt is stored: its ack, nothing new.
+        metrics::RESENDS.with_label_values(&["stored"]).inc();
+        return Ok(Box::pin(async move { Ok(Body::SendAck(stored_ack(m, to))) }));
+    }
+    let message_id = shared.ids.next()?;
     let conversation_id = ConversationId::direct(uid, to).to_string();
     let server_time_ms = now_ms() as i64;
     let message = pb::Message {
@@ -118,6 +125,12 @@ pub async fn begin(conn: &Conn, r: pb::SendRequest, order: &mut SendOrder) -> Re
             phase("order", waited);
         }
         confirmed?;
+        if resend {
+            drop(turn);
+            metrics::RESENDS.with_label_values(&["queued"]).inc();
+            let ack = settle_resend(&shared, uid, &message.client_msg_id, message_id, to).await?;
+            return Ok(Body::SendAck(ack));
+        }
         // Durable from here on: delivery failures only delay the recipient
         // (it syncs), they never fail the send.
         let targets: Vec<_> = online

@@ -1,4 +1,4 @@
-//! Catching up: which conversations moved since a time, the messages after
+//! Catching up: which conversations moved since a commit-order cursor, the messages after
 //! a sequence, history pages (newest first), and user lookup.
 
 use confab_proto::client::frame::Body;
@@ -25,7 +25,7 @@ pub async fn sync(conn: &mut Conn, r: pb::SyncRequest) -> Result<Body> {
     let shared = conn.shared.clone();
     let request = db::ChangedConversationsRequest {
         user: me,
-        since_ms: r.since_ms,
+        since: r.since,
     };
     let reply = persist(
         &shared,
@@ -50,6 +50,7 @@ pub async fn sync(conn: &mut Conn, r: pb::SyncRequest) -> Result<Body> {
         conversations,
         server_time_ms: reply.server_time_ms,
         page: Some(page),
+        cursor: reply.cursor,
     }))
 }
 

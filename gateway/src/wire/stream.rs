@@ -322,6 +322,7 @@ mod tests {
                         to_name,
                         body,
                         client_msg_id,
+                        ..Default::default()
                     })
                 }),
                 (any::<u64>(), s(), s()).prop_map(|(group_id, body, client_msg_id)| {
@@ -329,6 +330,7 @@ mod tests {
                         group_id,
                         body,
                         client_msg_id,
+                        ..Default::default()
                     })
                 }),
                 (s(), any::<u64>(), any::<u32>()).prop_map(|(conversation_id, before_seq, limit)| {
@@ -453,6 +455,7 @@ mod tests {
                         group_id: 4,
                         body: "hi".into(),
                         client_msg_id: "c2".into(),
+                        ..Default::default()
                     }),
                 ),
                 (

@@ -159,6 +159,7 @@ async fn chat_over_tls_on_the_tcp_port_and_over_wss() {
             body: "over WSS".into(),
             to_name: String::new(),
             client_msg_id: "w-1".into(),
+            ..Default::default()
         }),
     )
     .await;

@@ -233,27 +233,7 @@ impl Cluster {
                 metrics: free_addr(),
                 grpc: free_addr(),
             };
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab-gateway"));
-            if let Some(file) = &config {
-                cmd.arg("--config").arg(file);
-            }
-            cmd.args([
-                "--id",
-                &id.to_string(),
-                "--listen",
-                &gw.client,
-                "--http",
-                &gw.http,
-                "--metrics",
-                &gw.metrics,
-                "--grpc",
-                &gw.grpc,
-            ])
-            .args(["--router", &self.routers.join(","), "--persist", &self.persist])
-            .args(self.tls_args(&name))
-            .args(args)
-            .envs(UNLIMITED.iter().copied())
-            .envs(env.iter().copied());
+            let cmd = self.gateway_command(&name, id, &gw, config.as_deref(), args, env);
             self.procs.spawn(&name, cmd);
             // Ready on the internal port (the public one may speak TLS).
             if self.wait_up(&name, &gw.metrics).await {
@@ -266,6 +246,60 @@ impl Cluster {
             self.kill(&name);
         };
         self.gateways.insert(id, gw);
+    }
+
+    /// The command line of gateway `id` on the addresses of `gw`, under the
+    /// process name `name` (its certificate's).
+    fn gateway_command(
+        &self,
+        name: &str,
+        id: u64,
+        gw: &Gw,
+        config: Option<&std::path::Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab-gateway"));
+        if let Some(file) = config {
+            cmd.arg("--config").arg(file);
+        }
+        cmd.args([
+            "--id",
+            &id.to_string(),
+            "--listen",
+            &gw.client,
+            "--http",
+            &gw.http,
+            "--metrics",
+            &gw.metrics,
+            "--grpc",
+            &gw.grpc,
+        ])
+        .args(["--router", &self.routers.join(","), "--persist", &self.persist])
+        .args(self.tls_args(name))
+        .args(args)
+        .envs(UNLIMITED.iter().copied())
+        .envs(env.iter().copied());
+        cmd
+    }
+
+    /// Starts a second gateway process named `name` with the id of gateway
+    /// `id`, on fresh addresses, without waiting for it; returns them.
+    pub fn spawn_gateway_twin(&mut self, name: &str, id: u64) -> Gw {
+        let gw = Gw {
+            client: free_addr(),
+            http: free_addr(),
+            metrics: free_addr(),
+            grpc: free_addr(),
+        };
+        let cmd = self.gateway_command(&format!("gateway-{id}"), id, &gw, None, &[], &[]);
+        self.procs.spawn(name, cmd);
+        gw
+    }
+
+    /// Whether process `name` answers ready on `http` within `within`.
+    pub async fn ready_within(&mut self, name: &str, http: &str, within: Duration) -> bool {
+        self.procs.wait_ready(name, http, within).await
     }
 
     /// Until `name` answers ready on `http` (true), or has exited, or 30 s

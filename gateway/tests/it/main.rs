@@ -17,6 +17,7 @@ mod mtls;
 mod pages;
 mod persist_crash;
 mod pipeline;
+mod resend;
 mod user_limits;
 mod websocket;
 mod zone_http;

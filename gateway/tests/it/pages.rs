@@ -229,8 +229,9 @@ async fn sync_and_small_pages_are_followed_by_the_library() {
     let Body::SyncReply(first) = request(
         &bob,
         Body::Sync(pb::SyncRequest {
-            since_ms: 0,
+            since: 0,
             page: None,
+            ..Default::default()
         }),
     )
     .await

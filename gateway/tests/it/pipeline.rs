@@ -31,6 +31,7 @@ async fn sends_in_flight_together_keep_their_order() {
             to_name: String::new(),
             body: format!("m{i}"),
             client_msg_id: i.to_string(),
+            ..Default::default()
         }))
     });
     let lookup = alice.conn.request(Body::LookupUser(pb::LookupUserRequest {

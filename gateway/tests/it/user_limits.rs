@@ -57,6 +57,7 @@ async fn message_rate_is_limited_per_user_and_accepted_messages_all_arrive() {
             to_name: String::new(),
             body: format!("m{i}"),
             client_msg_id: i.to_string(),
+            ..Default::default()
         }))
     }))
     .await;

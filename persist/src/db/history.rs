@@ -143,31 +143,43 @@ impl Db {
         t.finish(rows)?.iter().map(message_from_row).collect()
     }
 
-    /// The conversations of `user` (direct and of its groups) written after
-    /// `since_ms`, oldest change first, with the user's read marks; and the
-    /// server time to pass next time.
+    /// The conversations of `user` (direct and of its groups) moved by a
+    /// commit after the cursor `since` (0: all), in commit order, with the
+    /// user's read marks; and the cursor to pass next time.
+    ///
+    /// The cursor is the commit-order counter's committed value, read
+    /// first: writers take the counter last and hold its row until they
+    /// commit, so every commit stamped at or below it is visible to the
+    /// query that follows, and nothing committed later is stamped at or
+    /// below it. No clock is involved.
     pub async fn changed_conversations(
         &self,
         user: u64,
-        since_ms: i64,
-    ) -> Result<(Vec<ConversationState>, i64)> {
+        since: u64,
+    ) -> Result<(Vec<ConversationState>, u64)> {
         self.require_users(&[user]).await?;
-        let now = now_ms();
         let t = self.metrics.time("changed_conversations");
-        let rows = sqlx::query(
-            "SELECT c.id, c.seq, c.last_message_id, c.updated_at, COALESCE(r.seq, 0) AS read_seq \
-             FROM conversations c \
-             LEFT JOIN read_marks r ON r.user_id = $1 AND r.conversation_id = c.id \
-             WHERE c.updated_at > $2 AND (c.user_lo = $1 OR c.user_hi = $1 OR c.group_id IN \
-             (SELECT group_id FROM group_members WHERE user_id = $1)) \
-             ORDER BY c.updated_at, c.id",
-        )
-        .bind(user as i64)
-        .bind(since_ms)
-        .fetch_all(&self.pool)
-        .await;
-        let list = t
-            .finish(rows)?
+        let read = async {
+            let (next,): (i64,) = sqlx::query_as("SELECT next_id FROM id_counters WHERE name = 'change'")
+                .fetch_one(&self.pool)
+                .await?;
+            let rows = sqlx::query(
+                "SELECT c.id, c.seq, c.last_message_id, c.updated_at, COALESCE(r.seq, 0) AS read_seq \
+                 FROM conversations c \
+                 LEFT JOIN read_marks r ON r.user_id = $1 AND r.conversation_id = c.id \
+                 WHERE c.change_seq > $2 AND (c.user_lo = $1 OR c.user_hi = $1 OR c.group_id IN \
+                 (SELECT group_id FROM group_members WHERE user_id = $1)) \
+                 ORDER BY c.change_seq, c.id",
+            )
+            .bind(user as i64)
+            // Rows older than the counter carry 0: "all" includes them.
+            .bind(if since == 0 { -1 } else { seq_arg(since) })
+            .fetch_all(&self.pool)
+            .await?;
+            Ok::<_, sqlx::Error>((rows, (next - 1).max(0) as u64))
+        };
+        let (rows, cursor) = t.finish(read.await)?;
+        let list = rows
             .iter()
             .map(|r| {
                 Ok(ConversationState {
@@ -179,7 +191,25 @@ impl Db {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok((list, now))
+        Ok((list, cursor.max(since)))
+    }
+
+    /// The message `sender` stored with `client_msg_id` (a resend finds the
+    /// original), if any.
+    pub async fn find_sent(&self, sender: u64, client_msg_id: &str) -> Result<Option<StoredMessage>> {
+        let sender = sql_id("user", sender)?;
+        if client_msg_id.is_empty() {
+            return Err(Error::Invalid("a client_msg_id is required".into()));
+        }
+        let t = self.metrics.time("find_sent");
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = $1 AND client_msg_id = $2"
+        )))
+        .bind(sender)
+        .bind(client_msg_id.to_owned())
+        .fetch_optional(&self.pool)
+        .await;
+        t.finish(row)?.as_ref().map(message_from_row).transpose()
     }
 
     /// Records that `user` read `conversation` up to `seq` (never goes back).

@@ -1,6 +1,8 @@
 //! The writer's batch insert: idempotent (a message id already stored is
-//! skipped), sequences assigned per conversation in batch order, one
-//! transaction per batch.
+//! skipped, and so is a message whose sender already stored one with the
+//! same non-empty `client_msg_id`: a resend), sequences assigned per
+//! conversation in batch order, one transaction per batch, stamped with the
+//! next value of the commit-order counter (what sync reads).
 
 use std::collections::{HashMap, HashSet};
 
@@ -26,8 +28,12 @@ pub struct WrittenMessage {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
     pub written: Vec<WrittenMessage>,
-    /// Messages already stored (redeliveries), or repeated within the batch.
+    /// Messages already stored (redeliveries and resends), or repeated
+    /// within the batch.
     pub duplicates: usize,
+    /// The commit-order stamp of the conversations this batch moved (0 when
+    /// it wrote nothing).
+    pub change: i64,
 }
 
 struct ConvPlan {
@@ -59,27 +65,35 @@ impl Db {
 
     async fn try_write_batch(&self, msgs: &[NewMessage]) -> Result<Option<BatchOutcome>> {
         let mut seen = HashSet::with_capacity(msgs.len());
-        let unique: Vec<&NewMessage> = msgs.iter().filter(|m| seen.insert(m.message_id)).collect();
-        let mut duplicates = msgs.len() - unique.len();
-        if unique.is_empty() {
-            return Ok(Some(BatchOutcome {
-                written: vec![],
+        let mut keys = HashSet::new();
+        let unique: Vec<&NewMessage> = msgs
+            .iter()
+            .filter(|m| seen.insert(m.message_id))
+            .filter(|m| m.client_msg_id.is_empty() || keys.insert((m.sender, m.client_msg_id.as_str())))
+            .collect();
+        let nothing = |duplicates| {
+            Ok(Some(BatchOutcome {
                 duplicates,
-            }));
+                ..BatchOutcome::default()
+            }))
+        };
+        if unique.is_empty() {
+            return nothing(msgs.len());
         }
         let mut tx = self.begin_write().await?;
         let existing = existing_ids(&mut tx, self.backend, &unique).await?;
+        let resent = existing_keys(&mut tx, self.backend, &unique).await?;
         let fresh: Vec<&NewMessage> = unique
             .into_iter()
             .filter(|m| !existing.contains(&(m.message_id as i64)))
+            .filter(|m| {
+                m.client_msg_id.is_empty() || !resent.contains(&(m.sender as i64, m.client_msg_id.as_str()))
+            })
             .collect();
-        duplicates += existing.len();
+        let duplicates = msgs.len() - fresh.len();
         if fresh.is_empty() {
             tx.commit().await?;
-            return Ok(Some(BatchOutcome {
-                written: vec![],
-                duplicates,
-            }));
+            return nothing(duplicates);
         }
 
         // Conversations of the batch, in id order (one lock order for all
@@ -130,14 +144,90 @@ impl Db {
         }
         let inserted = insert_messages(&mut tx, backend, &fresh, &seqs).await?;
         if inserted != fresh.len() as u64 {
-            // Another writer stored some of these ids after our check: start
-            // over, they will count as duplicates.
+            // Another writer stored some of these ids (or client ids) after
+            // our check: start over, they will count as duplicates.
             tx.rollback().await?;
             return Ok(None);
         }
+        // Last, so the counter's row lock is held only for the commit.
+        let change = Db::next_id(&mut tx, "change").await?;
+        stamp_change(&mut tx, backend, &plans, change).await?;
         tx.commit().await?;
-        Ok(Some(BatchOutcome { written, duplicates }))
+        Ok(Some(BatchOutcome {
+            written,
+            duplicates,
+            change,
+        }))
     }
+}
+
+/// The (sender, client_msg_id) pairs of `msgs` already stored (resends of
+/// a message written before).
+async fn existing_keys<'m>(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    msgs: &[&'m NewMessage],
+) -> Result<HashSet<(i64, &'m str)>> {
+    let keyed: Vec<&NewMessage> = msgs
+        .iter()
+        .copied()
+        .filter(|m| !m.client_msg_id.is_empty())
+        .collect();
+    let mut found = HashSet::new();
+    for chunk in keyed.chunks(CHUNK / 2) {
+        let mut sql = String::from("SELECT sender_id, client_msg_id FROM messages WHERE ");
+        let mut params = Params::new(backend);
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(" OR ");
+            }
+            sql.push_str("(sender_id = ");
+            params.push(&mut sql);
+            sql.push_str(" AND client_msg_id = ");
+            params.push(&mut sql);
+            sql.push(')');
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for m in chunk {
+            q = q.bind(m.sender as i64).bind(m.client_msg_id.clone());
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            let sender: i64 = row.try_get(0)?;
+            let key: String = row.try_get(1)?;
+            if let Some(m) = chunk
+                .iter()
+                .find(|m| m.sender as i64 == sender && m.client_msg_id == key)
+            {
+                found.insert((sender, m.client_msg_id.as_str()));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Stamps the batch's conversations with its commit-order value.
+async fn stamp_change(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    plans: &[ConvPlan],
+    change: i64,
+) -> Result<()> {
+    for chunk in plans.chunks(CHUNK) {
+        let mut params = Params::new(backend);
+        let mut sql = String::from("UPDATE conversations SET change_seq = ");
+        params.push(&mut sql);
+        sql.push_str(" WHERE id IN (");
+        params.list(&mut sql, chunk.len());
+        sql.push(')');
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
+            .bind(change);
+        for p in chunk {
+            q = q.bind(p.id.clone());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 async fn existing_ids(
@@ -260,7 +350,8 @@ async fn insert_messages(
             }
             params.tuple(&mut sql, 7);
         }
-        sql.push_str(" ON CONFLICT (message_id) DO NOTHING");
+        // Any unique key: the id, or the sender's client id of a resend.
+        sql.push_str(" ON CONFLICT DO NOTHING");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for (m, seq) in chunk.iter().zip(seq_chunk) {
             q = q

@@ -56,6 +56,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "group invites",
         include_str!("../../migrations/0002_group_invites.sql"),
     ),
+    (
+        3,
+        "commit order and client ids",
+        include_str!("../../migrations/0003_commit_order_and_client_ids.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

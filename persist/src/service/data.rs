@@ -335,13 +335,25 @@ impl DataService for PersistService {
         let r = r.into_inner();
         let out = self
             .db
-            .changed_conversations(r.user, r.since_ms)
+            .changed_conversations(r.user, r.since)
             .await
-            .map(|(c, now)| pb::ChangedConversationsReply {
+            .map(|(c, cursor)| pb::ChangedConversationsReply {
                 conversations: c.into_iter().map(convert::conversation).collect(),
-                server_time_ms: now,
+                server_time_ms: crate::db::now_ms(),
+                cursor,
             });
         self.reply("changed_conversations", out)
+    }
+
+    async fn find_sent(&self, r: Request<pb::FindSentRequest>) -> R<pb::FindSentReply> {
+        let r = r.into_inner();
+        let out = self
+            .find_sent(r.sender, &r.client_msg_id, r.wait_for)
+            .await
+            .map(|m| pb::FindSentReply {
+                message: m.map(convert::message),
+            });
+        self.reply("find_sent", out)
     }
 
     async fn mark_read(&self, r: Request<pb::MarkReadRequest>) -> R<pb::Empty> {

@@ -22,12 +22,12 @@ use crate::helpers::{AMQP_URL, TestDb, db_config, eventually, missing, unique};
 use crate::proxy::Proxy;
 
 /// Unique queues for one test, deleted at the end.
-struct Queues {
-    settings: AmqpSettings,
+pub struct Queues {
+    pub settings: AmqpSettings,
 }
 
 impl Queues {
-    async fn new(partitions: u32) -> Option<Self> {
+    pub async fn new(partitions: u32) -> Option<Self> {
         let conn = tokio::time::timeout(
             Duration::from_secs(5),
             Connection::connect(AMQP_URL, ConnectionProperties::default()),
@@ -61,12 +61,12 @@ impl Queues {
         })
     }
 
-    fn consumer(&self) -> AmqpConsumer {
+    pub fn consumer(&self) -> AmqpConsumer {
         AmqpConsumer::start(self.settings.clone(), (0..self.settings.partitions).collect())
     }
 
     /// Messages ready in a queue.
-    async fn ready(&self, queue: &str) -> u32 {
+    pub async fn ready(&self, queue: &str) -> u32 {
         let conn = Connection::connect(AMQP_URL, ConnectionProperties::default())
             .await
             .expect("conn");
@@ -139,7 +139,7 @@ pub fn delete_queues(prefix: &str, partitions: u32) {
     }
 }
 
-fn start(consumer: AmqpConsumer, db: &Db, cancel: &CancellationToken) {
+pub fn start(consumer: AmqpConsumer, db: &Db, cancel: &CancellationToken) {
     tokio::spawn(run_writer(
         consumer,
         db.clone(),

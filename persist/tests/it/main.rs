@@ -9,6 +9,7 @@ mod caps;
 mod db;
 mod embedded;
 mod helpers;
+mod integrity;
 mod pg_tls;
 mod proxy;
 mod read_wait;

@@ -62,7 +62,7 @@ async fn reads_wait_for_a_named_recent_message() {
 
     // Queued (acknowledged) but not yet written: a plain read lacks it, a
     // read naming it waits for the writer.
-    let first = ids.next();
+    let first = ids.next().expect("id");
     producer
         .enqueue(&[qmsg(first, &conv, alice, "one")])
         .await
@@ -74,7 +74,7 @@ async fn reads_wait_for_a_named_recent_message() {
     );
     assert_eq!(history(&mut data, &conv, bob, first).await, [first]);
 
-    let second = ids.next();
+    let second = ids.next().expect("id");
     producer
         .enqueue(&[qmsg(second, &conv, bob, "two")])
         .await
@@ -95,7 +95,7 @@ async fn reads_wait_for_a_named_recent_message() {
 
     // A recent id nobody sent: the read waits its bound, then answers with
     // what is stored (no error).
-    let never = ids.next();
+    let never = ids.next().expect("id");
     let t = Instant::now();
     assert_eq!(history(&mut data, &conv, bob, never).await, [second, first]);
     assert!(

@@ -232,7 +232,7 @@ pub(crate) async fn exercise(config: Config) {
     let changed = data
         .changed_conversations(pb::ChangedConversationsRequest {
             user: bob.id,
-            since_ms: 0,
+            since: 0,
         })
         .await
         .expect("changed")

@@ -5,8 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
-use lapin::types::FieldTable;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -21,11 +25,15 @@ use crate::error::QueueError;
 pub struct AmqpToken {
     acker: lapin::Acker,
     epoch: u64,
+    /// The delivery's channel (in confirm mode): a part set aside is
+    /// published on it before the delivery is acknowledged.
+    channel: Channel,
 }
 
 /// Consumes some partitions through a self-healing connection.
 pub struct AmqpConsumer {
     rx: mpsc::Receiver<Delivery<AmqpToken>>,
+    dead_letters: String,
     epoch: Arc<AtomicU64>,
     cancel: CancellationToken,
 }
@@ -34,6 +42,7 @@ impl AmqpConsumer {
     /// Starts consuming `partitions` in the background.
     pub fn start(settings: AmqpSettings, partitions: Vec<u32>) -> Self {
         let (tx, rx) = mpsc::channel(usize::from(settings.prefetch).max(16));
+        let dead_letters = settings.dead_letter_queue();
         let epoch = Arc::new(AtomicU64::new(0));
         let cancel = CancellationToken::new();
         tokio::spawn(consume_loop(
@@ -43,7 +52,12 @@ impl AmqpConsumer {
             epoch.clone(),
             cancel.clone(),
         ));
-        Self { rx, epoch, cancel }
+        Self {
+            rx,
+            dead_letters,
+            epoch,
+            cancel,
+        }
     }
 
     /// How many times the connection was (re)established.
@@ -98,6 +112,7 @@ async fn consume_once(
 ) -> Result<bool, QueueError> {
     let conn = connect(s, "writer").await?;
     let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
     declare_topology(&ch, s).await?;
     ch.basic_qos(s.prefetch, BasicQosOptions::default()).await?;
     let mut streams = Vec::new();
@@ -136,6 +151,7 @@ async fn consume_once(
                     token: AmqpToken {
                         acker: d.acker,
                         epoch: my_epoch,
+                        channel: ch.clone(),
                     },
                 };
                 if tx.send(item).await.is_err() {
@@ -200,6 +216,46 @@ impl Consumer for AmqpConsumer {
             .acker
             .reject(BasicRejectOptions { requeue: false })
             .await?;
+        Ok(())
+    }
+
+    async fn dead_letter_part(
+        &mut self,
+        d: Delivery<AmqpToken>,
+        part: Vec<u8>,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        tracing::warn!(
+            reason,
+            partition = d.partition,
+            "part of a delivery to the dead-letter queue"
+        );
+        let mut headers = FieldTable::default();
+        let reason = &reason[..reason.floor_char_boundary(4096)];
+        headers.insert("x-confab-reason".into(), AMQPValue::LongString(reason.into()));
+        let confirm = d
+            .token
+            .channel
+            .basic_publish(
+                "".into(),
+                self.dead_letters.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &part,
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_headers(headers),
+            )
+            .await?
+            .await?;
+        if !confirm.is_ack() || confirm.take_message().is_some() {
+            return Err(QueueError::Invalid(
+                "the dead-letter queue did not take the part set aside".into(),
+            ));
+        }
+        d.token.acker.ack(BasicAckOptions::default()).await?;
         Ok(())
     }
 

@@ -189,6 +189,16 @@ impl Consumer for EmbeddedConsumer {
         self.queue.ack_keys(vec![(d.token.partition, d.token.key)]).await
     }
 
+    async fn dead_letter_part(
+        &mut self,
+        d: Delivery<EmbeddedToken>,
+        part: Vec<u8>,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        self.queue.set_aside(&part, reason).await?;
+        self.queue.ack_keys(vec![(d.token.partition, d.token.key)]).await
+    }
+
     fn backend(&self) -> &'static str {
         "embedded"
     }

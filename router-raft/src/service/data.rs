@@ -330,13 +330,21 @@ impl RouterData for DataServer {
                 addr: r.addr,
             };
             match cluster::meta_command(&self.node, cmd).await? {
-                MetaReply::Registered { incarnation } => {
+                MetaReply::Registered {
+                    incarnation,
+                    ids_from_ms,
+                } => {
                     self.node.leases.renew(r.gateway_id, incarnation);
                     Ok(pb::RegisterGatewayResponse {
                         incarnation,
                         lease_ms: self.node.leases.lease().as_millis() as u64,
+                        ids_from_ms,
                     })
                 }
+                MetaReply::GatewayIdTaken { addr } => Err(RouterError::GatewayIdTaken {
+                    gateway_id: r.gateway_id,
+                    addr,
+                }),
                 other => Err(RouterError::Internal(format!("register answered {other:?}"))),
             }
         }
@@ -349,25 +357,46 @@ impl RouterData for DataServer {
         req: Request<pb::RenewLeaseRequest>,
     ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
         speaks_for(&req, req.get_ref().gateway_id)?;
-        let res = (|| {
+        let res = async {
             let r = req.into_inner();
             cluster::meta_leader(&self.node)?;
-            let meta = self.node.meta_state()?;
-            let live = meta
-                .gateways
-                .get(&r.gateway_id)
-                .is_some_and(|g| g.incarnation == r.incarnation);
+            let (live, held) = self.node.with_meta(|meta| {
+                let live = meta
+                    .gateways
+                    .get(&r.gateway_id)
+                    .is_some_and(|g| g.incarnation == r.incarnation);
+                (
+                    live,
+                    meta.id_reservations.get(&r.gateway_id).copied().unwrap_or(0),
+                )
+            })?;
+            let unknown = || RouterError::UnknownGateway {
+                gateway_id: r.gateway_id,
+                incarnation: r.incarnation,
+            };
             if !live {
-                return Err(RouterError::UnknownGateway {
+                return Err(unknown());
+            }
+            let mut ids_until_ms = held;
+            if r.ids_until_ms > held {
+                let cmd = MetaCommand::ReserveIds {
                     gateway_id: r.gateway_id,
                     incarnation: r.incarnation,
-                });
+                    until_ms: r.ids_until_ms,
+                };
+                ids_until_ms = match cluster::meta_command(&self.node, cmd).await? {
+                    MetaReply::Reserved { until_ms } => until_ms,
+                    MetaReply::UnknownGateway => return Err(unknown()),
+                    other => return Err(RouterError::Internal(format!("reserve answered {other:?}"))),
+                };
             }
             self.node.leases.renew(r.gateway_id, r.incarnation);
             Ok(pb::RenewLeaseResponse {
                 lease_ms: self.node.leases.lease().as_millis() as u64,
+                ids_until_ms,
             })
-        })();
+        }
+        .await;
         finish("renew_lease", res)
     }
 

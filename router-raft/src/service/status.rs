@@ -33,6 +33,7 @@ impl From<RouterError> for Status {
             RouterError::WrongNode { .. } | RouterError::WrongCluster { .. } => {
                 Status::failed_precondition(e.to_string())
             }
+            RouterError::GatewayIdTaken { .. } => Status::already_exists(e.to_string()),
             RouterError::NotReady(m) => Status::unavailable(m),
             RouterError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");

@@ -63,6 +63,7 @@ pub(super) async fn send(s: wire::Stream, pair: usize, to: u64, plan: Arc<Plan>)
                 to_name: String::new(),
                 body: body(seq, plan.now_us(), plan.body_bytes),
                 client_msg_id: String::new(),
+                ..Default::default()
             };
             wire::encode_into(&mut batch, seq, Body::Send(req));
             outstanding.insert(seq, Instant::now());

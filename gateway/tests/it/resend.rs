@@ -1,0 +1,165 @@
+//! A send is idempotent by its client message id: a resend after a lost
+//! ack gets the first attempt's ack and stores nothing new, and the client
+//! library sends again, on a new connection, what was never acknowledged.
+//! Text the SQL backends refuse is refused at the door. A second gateway
+//! with a live gateway's id is refused at registration.
+
+use std::time::Duration;
+
+use confab_client::proto::frame::Body;
+use confab_client::proto::{self as pb};
+use confab_client::{Connection, DeviceKind, ErrorCode, Unacked};
+
+use crate::harness::{Cluster, login, receive, register};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn send(to_user: u64, body: &str, key: &str, resend: bool) -> pb::SendRequest {
+    pb::SendRequest {
+        to_user,
+        body: body.into(),
+        client_msg_id: key.into(),
+        resend,
+        ..Default::default()
+    }
+}
+
+async fn ack_of(c: &confab_client::Client, req: pb::SendRequest) -> pb::SendAck {
+    match c.conn.request(Body::Send(req)).await.expect("send") {
+        Body::SendAck(a) => a,
+        other => panic!("expected SendAck, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_gets_the_first_ack_and_the_library_resends_after_a_reconnect() {
+    let cluster = Cluster::start(1).await;
+    let g = cluster.gw(1).to_owned();
+    register(&g, "rosa").await;
+    let sam = register(&g, "sam").await;
+    cluster.befriend("rosa", "sam").await;
+    let mut rosa = login(&g, "rosa", "rosa-phone", DeviceKind::Mobile).await;
+    let mut sam_c = login(&g, "sam", "sam-phone", DeviceKind::Mobile).await;
+
+    // The same send twice: the second is marked a resend.
+    let first = ack_of(&rosa, send(sam, "hello", "k-1", false)).await;
+    let again = ack_of(&rosa, send(sam, "hello", "k-1", true)).await;
+    assert_eq!(
+        again.message_id, first.message_id,
+        "the resend's ack is the original's"
+    );
+    assert_eq!(again.conversation_id, first.conversation_id);
+    let got = receive(&mut sam_c, 1, WAIT).await;
+    assert_eq!(
+        got.iter().map(|m| m.message_id).collect::<Vec<_>>(),
+        vec![first.message_id]
+    );
+
+    // A resend must name the message it repeats.
+    let e = rosa
+        .conn
+        .request(Body::Send(send(sam, "x", "", true)))
+        .await
+        .expect_err("no key");
+    assert_eq!(e.code(), Some(ErrorCode::InvalidArgument), "{e}");
+
+    // Two sends whose answers were lost (say the connection broke): one
+    // reached the gateway and is stored, the other never left.
+    let reached = send(sam, "reached", "k-2", false);
+    let stored = ack_of(&rosa, reached.clone()).await;
+    let never_left = send(sam, "never left", "k-3", false);
+    rosa.outbox.add(Unacked::Direct(reached));
+    rosa.outbox.add(Unacked::Direct(never_left));
+    let back = rosa
+        .reconnect(Connection::connect(&g).await.expect("connect"))
+        .await
+        .expect("reconnect");
+    assert!(rosa.outbox.is_empty(), "every send is acknowledged now");
+    assert_eq!(back.acks.len(), 2);
+    assert_eq!(
+        back.acks[0].message_id, stored.message_id,
+        "the stored one keeps its id"
+    );
+    assert_eq!(back.acks[1].client_msg_id, "k-3");
+
+    // Sam gets "reached" once (live) and "never left" once (its commit
+    // notice: a resend is not pushed, it is fetched).
+    let got = receive(&mut sam_c, 2, WAIT).await;
+    let mut bodies: Vec<String> = got.iter().map(|m| m.body.clone()).collect();
+    bodies.sort();
+    assert_eq!(bodies, vec!["never left", "reached"]);
+    crate::harness::assert_quiet(&mut sam_c, Duration::from_millis(500)).await;
+
+    // Stored once each, in the order of the first attempts.
+    let history = rosa
+        .history(&first.conversation_id, 0, 50)
+        .await
+        .expect("history");
+    let keys: Vec<&str> = history.iter().rev().map(|m| m.client_msg_id.as_str()).collect();
+    assert_eq!(keys, vec!["k-1", "k-2", "k-3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_are_refused_before_the_queue() {
+    let cluster = Cluster::start(1).await;
+    let g = cluster.gw(1).to_owned();
+    register(&g, "nul").await;
+    let to = register(&g, "lun").await;
+    cluster.befriend("nul", "lun").await;
+    let c = login(&g, "nul", "d", DeviceKind::Desktop).await;
+    for (body, key) in [("a\0b", "k"), ("bell\u{7}", "k2"), ("ok", "key\u{1b}")] {
+        let e = c
+            .conn
+            .request(Body::Send(send(to, body, key, false)))
+            .await
+            .expect_err("refused");
+        assert_eq!(e.code(), Some(ErrorCode::InvalidArgument), "{e}");
+        assert!(e.to_string().contains("control character"), "{e}");
+    }
+    let e = c
+        .conn
+        .request(Body::GroupSend(pb::GroupSendRequest {
+            group_id: 1,
+            body: "x\0".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect_err("refused");
+    assert_eq!(e.code(), Some(ErrorCode::InvalidArgument), "{e}");
+    // Tabs and line breaks are text.
+    ack_of(&c, send(to, "two\tcolumns\r\nand lines", "k4", false)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_with_a_live_gateways_id_is_refused() {
+    let mut cluster = Cluster::start(1).await;
+    let twin = cluster.spawn_gateway_twin("gateway-1-twin", 1);
+    assert!(
+        !cluster
+            .ready_within("gateway-1-twin", &twin.metrics, Duration::from_secs(4))
+            .await,
+        "the twin must not serve under a live gateway's id"
+    );
+    let log = cluster.log("gateway-1-twin");
+    assert!(
+        log.contains("held by a live gateway"),
+        "the twin says why:\n{log}"
+    );
+    // The live one is untouched: it still serves.
+    let g = cluster.gw(1).to_owned();
+    register(&g, "still").await;
+    // Once the live one is gone and its lease ran out, the id is free: the
+    // twin (retrying meanwhile) takes over.
+    cluster.kill("gateway-1");
+    assert!(
+        cluster
+            .ready_within("gateway-1-twin", &twin.metrics, Duration::from_secs(25))
+            .await,
+        "the twin registers once the id is free:\n{}",
+        cluster.log("gateway-1-twin")
+    );
+    let c = confab_client::Client::connect(&twin.client)
+        .await
+        .expect("connect");
+    c.register("after", "pw").await.expect("the twin serves");
+}
