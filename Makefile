@@ -3,7 +3,10 @@
 #   make cluster-up       start a local cluster (3 routers) under .cluster/
 #   make cluster-status   show it;  make cluster-down  stop it
 #   make test             format check, crate layers and import circles,
-#                         clippy -D warnings, every test
+#                         clippy -D warnings, deploy/ checks, every test
+#   make check-deploy     deploy/ offline: compose and Kubernetes manifests
+#                         (schemas, flags and keys against the sources),
+#                         Prometheus rules (promtool test rules), dashboards
 #   make build            release build of every binary
 #   make bench            benchmarks against a local release cluster
 #   make bench-tls        the same plain and with TLS on, and the ratios
@@ -18,7 +21,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/confab/target
 PROFILE ?= release
 CARGO ?= cargo
 
-.PHONY: deps build test lint fmt unit bench bench-tls chaos fuzz fuzz-seeds cluster-up cluster-down cluster-status cluster-add-router clean-cluster
+.PHONY: deps build test lint check-deploy fmt unit bench bench-tls chaos fuzz fuzz-seeds cluster-up cluster-down cluster-status cluster-add-router clean-cluster
 
 # System prerequisites a fresh machine lacks: libclang for RocksDB's bindgen.
 # (protoc is vendored by the proto crate.)
@@ -28,10 +31,16 @@ deps:
 build: deps
 	$(CARGO) build --release --workspace --bins
 
-lint: deps
+lint: deps check-deploy
 	$(CARGO) fmt --all -- --check
 	scripts/check-structure.py
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# What deploy/ holds, checked offline (installs promtool, a compose loader
+# and the Kubernetes schemas where missing; starts nothing).
+check-deploy:
+	scripts/check-manifests.sh
+	scripts/check-observability.sh
 
 fmt:
 	$(CARGO) fmt --all
