@@ -128,9 +128,7 @@ def err(msg):
 
 # Metrics the alerts read that the processes do not export yet (each is
 # described in deploy/OBSERVABILITY.md). Dashboards may not use them.
-PENDING = {
-    "confab_persist_queue_oldest_unwritten_age_seconds",
-}
+PENDING = set()
 # Series Prometheus makes itself.
 BUILTIN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 

@@ -12,4 +12,6 @@ fi
 start_router "$id"
 wait_ready "http://$(router_http "$id")/healthz" 60
 cluster_ctl --router "$(router_grpc 1)" node add --id "$id" --addr "$(router_grpc "$id")"
+# A member now: `make cluster-up` starts it again after `make cluster-down`.
+touch "$CLUSTER_DIR/router-$id.member"
 echo "router-$id added: gRPC $(router_grpc "$id"), metrics $(router_http "$id")"

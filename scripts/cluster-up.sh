@@ -4,22 +4,24 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 build_pkgs confab-router confab-persist confab-gateway confab-chat confabctl confab-bench
-for i in $(seq 1 "$ROUTERS"); do start_router "$i"; done
+# Every router the local cluster has: the initial ones and those
+# `make cluster-add-router` added (each leaves a router-N.member marker).
+for i in $(cluster_routers); do start_router "$i"; done
+routers=""
+for i in $(seq 1 "$ROUTERS"); do routers+="${routers:+,}$(router_grpc "$i")"; done
 # One persist process on the embedded defaults (SQLite + the embedded queue log);
 # DATABASE_URL / AMQP_URL in the environment switch it to PostgreSQL / RabbitMQ.
 ensure_cert persist persist
 # shellcheck disable=SC2046 # tls_flags is a list of words
 start persist "$BIN/confab-persist" --listen 127.0.0.1:7301 --http 127.0.0.1:9301 \
-  --data-dir "$CLUSTER_DIR/persist" $(tls_flags persist)
-for i in $(seq 1 "$ROUTERS"); do
+  --data-dir "$CLUSTER_DIR/persist" --router "$routers" $(tls_flags persist)
+for i in $(cluster_routers); do
   if ! wait_ready "http://$(router_http "$i")/readyz" 60; then
     echo "router-$i is not ready; its log: $CLUSTER_DIR/router-$i.log" >&2
     tail -n 20 "$CLUSTER_DIR/router-$i.log" >&2 || true
     exit 1
   fi
 done
-routers=""
-for i in $(seq 1 "$ROUTERS"); do routers+="${routers:+,}$(router_grpc "$i")"; done
 # Every local client (chat, bench) comes from 127.0.0.1: the per-address
 # connection cap and login/register rate limits are lifted here, and the
 # login deadline (the bench's idle connections say Hello and never log in).

@@ -82,6 +82,18 @@ start_router() {
     $(tls_flags "router-$1")
 }
 
+# cluster_routers: the ids of the local cluster's routers, the initial
+# 1..ROUTERS and every one `make cluster-add-router` added.
+cluster_routers() {
+  local f
+  seq 1 "$ROUTERS"
+  for f in "$CLUSTER_DIR"/router-*.member; do
+    [ -e "$f" ] || continue
+    f="${f##*/router-}"
+    echo "${f%.member}"
+  done | sort -n
+}
+
 # alive PID: the process runs (a zombie awaiting its reaper does not count).
 alive() {
   kill -0 "$1" 2>/dev/null && [[ "$(ps -o stat= -p "$1" 2>/dev/null)" != Z* ]]

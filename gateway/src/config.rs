@@ -43,6 +43,9 @@ pub struct GatewayConfig {
     pub persist: Vec<String>,
     /// 1:1 messages between users who are not friends (false: refused).
     pub allow_strangers: bool,
+    /// Log lines as "text" or "json" (CONFAB_LOG_FORMAT and --log-format
+    /// override it).
+    pub log_format: confab_common::telemetry::LogFormat,
     pub queue: QueueConfig,
     pub limits: LimitsConfig,
     pub session: SessionConfig,
@@ -255,6 +258,7 @@ impl Default for GatewayConfig {
             ],
             persist: vec!["127.0.0.1:7301".into()],
             allow_strangers: false,
+            log_format: Default::default(),
             queue: QueueConfig::default(),
             limits: LimitsConfig::default(),
             session: SessionConfig::default(),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use confab_common::config::set_from_flag;
 use confab_common::listener::bind;
+use confab_common::telemetry::{LogFormat, Service};
 use confab_gateway::config::{ClientTlsConfig, DEFAULT_HANDSHAKE_TIMEOUT_MS};
 use confab_gateway::{GatewayConfig, Listeners};
 use confab_tls::TlsArgs;
@@ -57,6 +58,9 @@ struct Cli {
     persist: Vec<String>,
     #[command(flatten)]
     tls: TlsArgs,
+    /// Log lines as text or json (overrides log_format and CONFAB_LOG_FORMAT).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 impl Cli {
@@ -85,6 +89,7 @@ impl Cli {
             c.persist = self.persist;
         }
         self.tls.apply(&mut c.tls)?;
+        c.log_format = LogFormat::choose(self.log_format, c.log_format).map_err(anyhow::Error::msg)?;
         c.validate()?;
         Ok((c, self.check_config))
     }
@@ -96,7 +101,11 @@ async fn main() -> anyhow::Result<()> {
     if check {
         return Ok(confab_common::config::print(&config)?);
     }
-    confab_common::telemetry::init();
+    let service = Service {
+        name: "gateway",
+        id: Some(config.id),
+    };
+    confab_common::telemetry::init_service(service, config.log_format, "info");
     let open_files = confab_gateway::server::raise_open_files();
     tracing::info!(open_files, "open-file limit");
     let listeners = Listeners {

@@ -191,6 +191,7 @@ pub async fn start(
     let task = tokio::spawn(main_task(
         shared.clone(),
         listeners,
+        metrics_addr,
         ClusterTls::server(tls.as_ref()),
         client_tls,
     ));
@@ -207,6 +208,7 @@ pub async fn start(
 async fn main_task(
     shared: Arc<Shared>,
     listeners: Listeners,
+    metrics_addr: SocketAddr,
     grpc_tls: Option<Arc<ServerTls>>,
     client_tls: Option<Arc<ClientPorts>>,
 ) -> Result<()> {
@@ -267,6 +269,12 @@ async fn main_task(
     shared.ready.store(true, Ordering::SeqCst);
     tracker.spawn(lease::keep(shared.clone(), lease_len));
     tracker.spawn(presence::watch(shared.clone()));
+    tracker.spawn(confab_router_client::discovery::announce_forever(
+        shared.config.routers.clone(),
+        ChannelConfig::connect_within(shared.rpc_timeout()).with_tls(shared.cluster_tls.clone()),
+        discovery_target(&shared, metrics_addr),
+        shutdown.clone(),
+    ));
     let connections = TaskTracker::new();
     accept_loop(&shared, listeners.client, client_tls, &connections).await;
     connections.close();
@@ -280,6 +288,25 @@ async fn main_task(
     tracker.close();
     tracker.wait().await;
     Ok(())
+}
+
+/// What this gateway announces to the routers for `/sd`: its internal
+/// metrics port, and the zones that list it (comma-separated).
+fn discovery_target(shared: &Shared, metrics_addr: SocketAddr) -> confab_proto::router::Target {
+    let id = shared.gateway_id();
+    let zones: Vec<&str> = shared
+        .config
+        .zones
+        .iter()
+        .filter(|z| z.gateways.contains(&id))
+        .map(|z| z.name.as_str())
+        .collect();
+    confab_proto::router::Target {
+        role: "gateway".into(),
+        id,
+        metrics_addr: confab_router_client::discovery::reachable(metrics_addr, &shared.grpc_addr),
+        zone: zones.join(","),
+    }
 }
 
 /// Accepts client connections; each one's TLS handshake (with

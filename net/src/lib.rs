@@ -17,6 +17,7 @@
 
 pub mod backoff;
 pub mod channel;
+pub mod discovery;
 mod error;
 pub mod pool;
 

@@ -38,6 +38,19 @@ pub struct ServerConfig {
     /// Read your writes: how long a History or MessagesAfter that names a
     /// recent `min_message_id` may wait for the writer to store it.
     pub read_wait_ms: u64,
+    /// This process's id among the persist processes (its `node` label in
+    /// service discovery).
+    pub id: u64,
+    /// Routers to announce this process's metrics address to (any of the
+    /// cluster's; the rest are found in its map): `GET /sd` on a router
+    /// lists it for Prometheus. Empty: not announced.
+    pub routers: Vec<String>,
+    /// The network zone this process runs in (a discovery label); empty
+    /// for none.
+    pub zone: String,
+    /// Log lines as "text" or "json" (CONFAB_LOG_FORMAT and --log-format
+    /// override it).
+    pub log_format: confab_common::telemetry::LogFormat,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -142,6 +155,10 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("data/persist"),
             shutdown_grace_ms: 5000,
             read_wait_ms: 2000,
+            id: 1,
+            routers: Vec::new(),
+            zone: String::new(),
+            log_format: Default::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use confab_common::config::set_from_flag;
+use confab_common::telemetry::{LogFormat, Service};
 use confab_persist::Config;
 use confab_tls::TlsArgs;
 use mimalloc::MiMalloc;
@@ -35,8 +36,16 @@ struct Cli {
     /// Data directory: SQLite file and embedded queue (overrides server.data_dir).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Routers to announce this process to for service discovery,
+    /// comma-separated (overrides server.routers).
+    #[arg(long, value_name = "ADDRS", value_delimiter = ',')]
+    router: Vec<String>,
     #[command(flatten)]
     tls: TlsArgs,
+    /// Log lines as text or json (overrides server.log_format and
+    /// CONFAB_LOG_FORMAT).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 #[tokio::main]
@@ -46,12 +55,21 @@ async fn main() -> anyhow::Result<()> {
     set_from_flag(&mut config.server.listen, cli.listen);
     set_from_flag(&mut config.server.http, cli.http);
     set_from_flag(&mut config.server.data_dir, cli.data_dir);
+    if !cli.router.is_empty() {
+        config.server.routers = cli.router;
+    }
     cli.tls.apply(&mut config.tls)?;
+    config.server.log_format =
+        LogFormat::choose(cli.log_format, config.server.log_format).map_err(anyhow::Error::msg)?;
     config.validate().context("checking configuration")?;
     if cli.check_config {
         return Ok(confab_common::config::print(&config)?);
     }
-    confab_common::telemetry::init_with_default("info,sqlx=warn,lapin=warn");
+    let service = Service {
+        name: "persist",
+        id: Some(config.server.id),
+    };
+    confab_common::telemetry::init_service(service, config.server.log_format, "info,sqlx=warn,lapin=warn");
     let shutdown = confab_common::shutdown::on_signal();
     let running = confab_persist::start(config, shutdown.clone()).await?;
     shutdown.cancelled().await;

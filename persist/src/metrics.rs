@@ -38,6 +38,10 @@ pub struct Metrics {
     pub queue_waiting: IntGauge,
     /// Embedded queue: segment files of the log.
     pub queue_segments: IntGauge,
+    /// Seconds since the oldest message a writer took from the queue and
+    /// has not written yet was accepted by its gateway (0 when idle); grows
+    /// while the database refuses the batch.
+    pub queue_oldest_age: Gauge,
     /// Embedded queue: seconds of one group commit (write + fdatasync).
     pub queue_commit_seconds: Histogram,
     /// Password hashes (argon2) running or waiting for a place.
@@ -139,6 +143,10 @@ impl Metrics {
                 "queue_log_segments",
                 "Embedded queue: segment files of the log",
             )),
+            queue_oldest_age: must(Gauge::new(
+                "queue_oldest_unwritten_age_seconds",
+                "Seconds since the oldest message a writer holds and has not written was accepted (0: none)",
+            )),
             queue_commit_seconds: must(Histogram::with_opts(
                 HistogramOpts::new(
                     "queue_log_commit_seconds",
@@ -183,6 +191,7 @@ impl Metrics {
         must(r.register(Box::new(m.token_revocations.clone())));
         must(r.register(Box::new(m.up.clone())));
         must(r.register(Box::new(m.queue_waiting.clone())));
+        must(r.register(Box::new(m.queue_oldest_age.clone())));
         must(r.register(Box::new(m.queue_segments.clone())));
         must(r.register(Box::new(m.queue_commit_seconds.clone())));
         must(r.register(Box::new(m.password_hashes.clone())));

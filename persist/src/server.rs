@@ -192,6 +192,22 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         })
     };
     metrics.up.set(1.0);
+    if !config.server.routers.is_empty() {
+        let channels = confab_net::ChannelConfig::connect_within(Duration::from_secs(2))
+            .with_tls(ClusterTls::client(tls.as_ref()));
+        let target = confab_proto::router::Target {
+            role: "persist".into(),
+            id: config.server.id,
+            metrics_addr: confab_net::discovery::reachable(http_addr, &grpc_addr.to_string()),
+            zone: config.server.zone.clone(),
+        };
+        tracker.spawn(confab_router_client::discovery::announce_forever(
+            config.server.routers.clone(),
+            channels,
+            target,
+            shutdown.clone(),
+        ));
+    }
     tracing::info!(%grpc_addr, %http_addr, backend = ?config.queue.backend, "persist started");
 
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);

@@ -107,6 +107,8 @@ async fn process<C: Consumer>(
         return false;
     }
     let msgs: Vec<NewMessage> = items.iter().flat_map(|(m, _)| m.iter().cloned()).collect();
+    let oldest = Oldest::of(&msgs);
+    oldest.observe(db);
     let outcome = match write_retrying(db, &msgs, settings, cancel).await {
         Some(Ok(o)) => o,
         None => return false,
@@ -174,7 +176,31 @@ async fn process<C: Consumer>(
         .with_label_values(&[consumer.backend()])
         .observe(started.elapsed().as_secs_f64());
     hub.publish(&outcome.written);
+    metrics.queue_oldest_age.set(0.0);
     true
+}
+
+/// When the oldest message of a batch was accepted (Unix ms): its gateway's
+/// stamp, or the time inside its id.
+#[derive(Clone, Copy)]
+struct Oldest(u64);
+
+impl Oldest {
+    fn of(msgs: &[NewMessage]) -> Self {
+        let accepted = |m: &NewMessage| match m.server_time_ms {
+            t if t > 0 => t as u64,
+            _ => confab_common::ids::time_ms(m.message_id),
+        };
+        Oldest(msgs.iter().map(accepted).min().unwrap_or(0))
+    }
+
+    /// Sets the age gauge to now minus this time.
+    fn observe(self, db: &Db) {
+        if self.0 > 0 {
+            let age = confab_common::ids::now_ms().saturating_sub(self.0);
+            db.metrics().queue_oldest_age.set(age as f64 / 1000.0);
+        }
+    }
 }
 
 /// The second line of the participant rule (the gateway checks first):
@@ -252,6 +278,7 @@ async fn write_retrying(
         match db.write_batch(msgs).await {
             Err(error) if error.is_transient() => {
                 db.metrics().writer_retries.inc();
+                Oldest::of(msgs).observe(db);
                 if attempt % 10 == 0 {
                     tracing::warn!(%error, attempt, "database unavailable, batch waits");
                 }

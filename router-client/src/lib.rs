@@ -20,6 +20,7 @@ mod admin;
 mod client;
 mod coalesce;
 mod config;
+pub mod discovery;
 mod driver;
 mod error;
 pub mod plan;

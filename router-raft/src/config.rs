@@ -47,6 +47,9 @@ pub struct RouterConfig {
     /// they get `ShardNotFound` and re-read the map. 0 keeps none.
     pub tombstone_ms: u64,
     pub read: ReadMode,
+    /// Log lines as "text" or "json" (CONFAB_LOG_FORMAT and --log-format
+    /// override it).
+    pub log_format: confab_common::telemetry::LogFormat,
     pub cluster: ClusterConfig,
     pub raft: RaftConfig,
     /// Mutual TLS on the gRPC port and to every other router: the cluster
@@ -121,6 +124,7 @@ impl Default for RouterConfig {
             handoff_ms: 3000,
             tombstone_ms: 600_000,
             read: ReadMode::Lease,
+            log_format: Default::default(),
             cluster: ClusterConfig::default(),
             raft: RaftConfig::default(),
             tls: None,

@@ -1,6 +1,7 @@
 //! The router's HTTP endpoint: `/metrics` (Prometheus text), `/healthz`
-//! (the process answers) and `/readyz` (the map is bootstrapped and every
-//! hosted group knows a leader).
+//! (the process answers), `/readyz` (the map is bootstrapped and every
+//! hosted group knows a leader) and `/sd` (Prometheus http_sd: every Confab
+//! process that announced itself to this router lately).
 
 use std::sync::Arc;
 
@@ -16,7 +17,13 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/sd", get(sd))
         .with_state(node)
+}
+
+/// Prometheus http_sd: every process that announced itself lately.
+async fn sd(State(node): State<Arc<Node>>) -> axum::Json<Vec<crate::targets::SdGroup>> {
+    axum::Json(node.targets.http_sd())
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> (StatusCode, String) {

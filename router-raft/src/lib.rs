@@ -39,6 +39,7 @@ pub mod service;
 pub mod sm;
 pub mod status;
 pub mod store;
+pub mod targets;
 pub mod tombstone;
 pub mod wire;
 pub mod write_batch;
@@ -128,6 +129,11 @@ pub async fn start(
         tokio::spawn(async move { join_cluster(node, seed, stop).await });
     }
     tokio::spawn(purge::run(node.clone(), shutdown.clone()));
+    tokio::spawn(announce(
+        node.clone(),
+        confab_net::discovery::reachable(http_addr, &node.addr),
+        shutdown.clone(),
+    ));
 
     let task_node = node.clone();
     let task = tokio::spawn(async move {
@@ -174,6 +180,45 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     start(config, grpc, http, shutdown).await?.task.await?
+}
+
+/// Tells this router and every other router of the map where this node's
+/// metrics are, every round of discovery, until `shutdown`.
+async fn announce(node: Arc<Node>, metrics_addr: String, shutdown: CancellationToken) {
+    use confab_net::discovery::{EVERY, TTL};
+    let target = pb::Target {
+        role: "router".into(),
+        id: node.id,
+        metrics_addr,
+        zone: String::new(),
+    };
+    loop {
+        node.targets.announce(target.clone(), TTL);
+        let peers: Vec<String> = service::discovery::routers(&node)
+            .into_iter()
+            .filter(|a| *a != node.addr)
+            .collect();
+        let calls = peers.into_iter().map(|addr| {
+            let request = pb::AnnounceRequest {
+                target: Some(target.clone()),
+                ttl_ms: TTL.as_millis() as u64,
+            };
+            let node = node.clone();
+            async move {
+                let Ok(mut stub) = node.remotes.discovery(&addr) else {
+                    return;
+                };
+                if let Err(status) = remote::within(EVERY, stub.announce(request)).await {
+                    tracing::debug!(%addr, %status, "discovery: announce to a peer failed");
+                }
+            }
+        });
+        futures::future::join_all(calls).await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(EVERY) => {}
+        }
+    }
 }
 
 /// Asks the cluster behind `seed` to take this node in, until it does.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use confab_common::config::set_from_flag;
 use confab_common::listener::bind;
+use confab_common::telemetry::{LogFormat, Service};
 use confab_router::RouterConfig;
 use confab_router::config::parse_peers;
 use confab_tls::TlsArgs;
@@ -43,6 +44,9 @@ struct Cli {
     join: Option<String>,
     #[command(flatten)]
     tls: TlsArgs,
+    /// Log lines as text or json (overrides log_format and CONFAB_LOG_FORMAT).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
     /// Print the effective configuration and exit (non-zero when invalid).
     #[arg(long)]
     check_config: bool,
@@ -65,6 +69,7 @@ impl Cli {
             c.join = self.join;
         }
         self.tls.apply(&mut c.tls)?;
+        c.log_format = LogFormat::choose(self.log_format, c.log_format).map_err(anyhow::Error::msg)?;
         c.validate()?;
         Ok((c, self.check_config))
     }
@@ -76,7 +81,11 @@ async fn main() -> anyhow::Result<()> {
     if check {
         return Ok(confab_common::config::print(&config)?);
     }
-    confab_common::telemetry::init();
+    let service = Service {
+        name: "router",
+        id: Some(config.id),
+    };
+    confab_common::telemetry::init_service(service, config.log_format, "info");
     let grpc = bind(&config.listen, "gRPC").await?;
     let http = bind(&config.http, "HTTP").await?;
     let shutdown = confab_common::shutdown::on_signal();

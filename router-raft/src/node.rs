@@ -89,6 +89,8 @@ pub struct Node {
     pub tombstones: Tombstones,
     /// Channels to the other routers' replica plane.
     pub remotes: Remotes,
+    /// The processes that announced their metrics address (`/sd`).
+    pub targets: crate::targets::Targets,
 }
 
 /// The id of a cluster bootstrapped from `peers` under `name`: the same on
@@ -131,6 +133,7 @@ impl Node {
             fresh: hosted.is_empty(),
             tombstones,
             remotes: Remotes::new(tls),
+            targets: Default::default(),
         });
         node.peers.set_addr(node.id, &node.addr);
         if let Some(id) = node.db.cluster_id()? {

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use confab_net::{Channel, ChannelConfig, ChannelPool, ClientTls};
+use confab_proto::router::router_discovery_client::RouterDiscoveryClient;
 use confab_proto::router::router_replica_client::RouterReplicaClient;
 use tonic::Status;
 
@@ -30,6 +31,15 @@ impl Remotes {
         Remotes {
             pool: ChannelPool::new(ChannelConfig::connect_within(CONNECT_TIMEOUT).with_tls(tls)),
         }
+    }
+
+    /// The discovery service of the router at `addr`.
+    pub fn discovery(&self, addr: &str) -> Result<RouterDiscoveryClient<Channel>> {
+        let channel = self
+            .pool
+            .get(addr)
+            .map_err(|e| RouterError::Internal(format!("bad node address {addr}: {e}")))?;
+        Ok(RouterDiscoveryClient::new(channel))
     }
 
     /// The replica plane of the router at `addr`.

@@ -45,7 +45,11 @@ pub fn refresh_gauges(groups: &[Group]) {
     use crate::metrics::GROUP_GAUGE;
     use crate::metrics::REPLICA_LAG;
     use crate::metrics::SHARD_SESSIONS;
+    // Groups this node no longer hosts (moved away) drop out: a stale
+    // `is_leader` would hide a group without a leader.
     REPLICA_LAG.reset();
+    GROUP_GAUGE.reset();
+    SHARD_SESSIONS.reset();
     for g in groups {
         let s = group_status(g);
         let id = g.id.to_string();

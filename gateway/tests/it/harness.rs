@@ -22,6 +22,8 @@ pub struct Gw {
 pub struct Cluster {
     procs: Processes,
     pub routers: Vec<String>,
+    /// The routers' HTTP addresses (/metrics, /readyz, /sd), by index.
+    pub router_http: Vec<String>,
     pub persist: String,
     pub persist_http: String,
     pub gateways: BTreeMap<u64, Gw>,
@@ -64,6 +66,7 @@ impl Cluster {
         let mut c = Cluster {
             procs: Processes::new(),
             routers: Vec::new(),
+            router_http: Vec::new(),
             persist: free_addr(),
             persist_http: free_addr(),
             gateways: BTreeMap::new(),
@@ -141,6 +144,7 @@ impl Cluster {
                 }
             }
             let Some((id, http)) = not_ready else {
+                self.router_http = peers.iter().map(|(_, http)| http.clone()).collect();
                 self.routers = peers.into_iter().map(|(grpc, _)| grpc).collect();
                 return;
             };
@@ -157,6 +161,30 @@ impl Cluster {
         }
     }
 
+    /// Starts router `id` (above 3, without TLS) joining the cluster
+    /// through router 1 and waits until it is ready; returns its HTTP
+    /// address.
+    pub async fn add_router(&mut self, id: u64) -> String {
+        let (grpc, http) = (free_addr(), free_addr());
+        let toml = format!(
+            "id = {id}\nlisten = \"{grpc}\"\nhttp = \"{http}\"\ndata_dir = \"{}\"\njoin = \"{}\"\nlease_ms = {LEASE_MS}\n[peers]\n\"{id}\" = \"{grpc}\"\n[cluster]\nslots = 256\nshards = 4\n[raft]\nheartbeat_ms = 50\nelection_min_ms = 250\nelection_max_ms = 500\n",
+            self.procs.dir().join(format!("router-{id}")).display(),
+            self.routers[0]
+        );
+        let file = self.procs.dir().join(format!("router-{id}.toml"));
+        std::fs::write(&file, toml).expect("write router config");
+        let mut cmd = Command::new(workspace_bin("confab-router"));
+        cmd.arg("--config").arg(&file);
+        let name = format!("router-{id}");
+        self.procs.spawn(&name, cmd);
+        if !self.wait_up(&name, &http).await {
+            panic!("{name} not ready; its log:\n{}", self.log(&name));
+        }
+        self.routers.push(grpc);
+        self.router_http.push(http.clone());
+        http
+    }
+
     /// Persist on the cluster's addresses and data directory.
     fn spawn_persist(&mut self, bin: &std::path::Path, env: &[(&str, &str)]) {
         let mut cmd = Command::new(bin);
@@ -168,6 +196,7 @@ impl Cluster {
             "--data-dir",
         ])
         .arg(self.procs.dir().join("persist"))
+        .args(["--router", &self.routers.join(",")])
         .args(self.tls_args("persist"))
         .env("CONFAB_DATABASE__ARGON2_MEMORY_KIB", "64")
         .envs(env.iter().copied());

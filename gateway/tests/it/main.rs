@@ -7,6 +7,7 @@ mod chat;
 mod chat_cli;
 mod client_tls;
 mod console;
+mod discovery;
 mod failover;
 mod friends;
 mod groups;

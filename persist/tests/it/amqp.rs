@@ -315,13 +315,28 @@ async fn database_outage_messages_wait_in_the_queue() {
     })
     .await;
     proxy.cut();
-    let more: Vec<QueuedMessage> = (2..=200).map(|i| qmsg(i, "d:1:2", 2, &i.to_string())).collect();
+    let accepted = confab_common::ids::now_ms() as i64;
+    let more: Vec<QueuedMessage> = (2..=200)
+        .map(|i| QueuedMessage {
+            server_time_ms: accepted,
+            ..qmsg(i, "d:1:2", 2, &i.to_string())
+        })
+        .collect();
     producer
         .enqueue(&more)
         .await
         .expect("enqueue while the database is down");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(count_messages(&db).await, -1, "database unreachable");
+    // The messages the writer holds age while they wait.
+    let age = || db.metrics().queue_oldest_age.get();
+    eventually(
+        Duration::from_secs(10),
+        "the held messages' age grows",
+        || async { age() >= 1.0 },
+    )
+    .await;
+    assert!(age() < 60.0, "the age is the messages' own: {}", age());
     proxy.restore();
     eventually(Duration::from_secs(30), "all 200", || async {
         count_messages(&db).await == 200
@@ -329,6 +344,7 @@ async fn database_outage_messages_wait_in_the_queue() {
     .await;
     let want: Vec<String> = (1..=200u64).map(|i| i.to_string()).collect();
     assert_eq!(bodies_in_seq_order(&db, "d:1:2").await, want);
+    assert_eq!(age(), 0.0, "nothing held once written");
     for p in 0..2 {
         eventually(Duration::from_secs(5), "partition drained", || async {
             q.ready(&q.settings.partition_queue(p)).await == 0

@@ -4,7 +4,9 @@
 //! - [`data`]: RouterData, the data plane (gateways);
 //! - [`admin`]: RouterAdmin, the admin plane (operators);
 //! - [`replica`]: RouterReplica, the replica plane (other routers);
-//! - [`raft`]: RaftService, the Raft transport (other routers).
+//! - [`raft`]: RaftService, the Raft transport (other routers);
+//! - [`discovery`]: RouterDiscovery, where every process's metrics are
+//!   (every process, announcing itself).
 //!
 //! Shared parts: `cluster` (leader checks, meta proposals, the cluster map
 //! and the calls two planes serve) and `status` (the one conversion of the
@@ -14,6 +16,7 @@
 pub mod admin;
 mod cluster;
 pub mod data;
+pub mod discovery;
 pub mod raft;
 pub mod replica;
 mod status;
@@ -23,6 +26,7 @@ use std::sync::Arc;
 use confab_proto::router::raft_service_server::RaftServiceServer;
 use confab_proto::router::router_admin_server::RouterAdminServer;
 use confab_proto::router::router_data_server::RouterDataServer;
+use confab_proto::router::router_discovery_server::RouterDiscoveryServer;
 use confab_proto::router::router_replica_server::RouterReplicaServer;
 use confab_tls::{Authorize, Role};
 use tonic::service::interceptor::InterceptedService;
@@ -77,5 +81,9 @@ pub fn router(node: &Arc<Node>) -> Router {
         .add_service(InterceptedService::new(
             raft,
             Authorize::new(raft::SERVICE, ROUTER_ROLES),
+        ))
+        .add_service(InterceptedService::new(
+            RouterDiscoveryServer::new(discovery::DiscoveryServer::new(node.clone())),
+            Authorize::new(discovery::SERVICE, discovery::ROLES),
         ))
 }
