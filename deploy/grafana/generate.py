@@ -38,6 +38,12 @@ def rate(metric, extra="", by=None):
     return f"sum by ({by}) ({r})" if by else f"sum({r})"
 
 
+def or_zero(expr):
+    """An error rate whose series exist only once an error happened (labels
+    such as method and code are open-ended): 0 instead of "No data"."""
+    return f"{expr} or on() vector(0)"
+
+
 def quantile(q, metric, by=None, extra=""):
     """histogram_quantile over the rate of a histogram's buckets."""
     group = "le" if not by else f"{by}, le"
@@ -267,8 +273,8 @@ def overview():
                  [(rate("confab_router_rpc_total", by="method"), "{{method}}")], unit="ops")
     d.timeseries("Errors / s", [
         (rate("confab_gateway_errors_total", by="code"), "gateway {{code}}"),
-        (rate("confab_router_rpc_errors_total", by="kind"), "router {{kind}}"),
-        (rate("confab_persist_grpc_requests_total", 'code!="Ok"', by="code"), "persist {{code}}"),
+        (or_zero(rate("confab_router_rpc_errors_total", by="kind")), "router {{kind}}"),
+        (or_zero(rate("confab_persist_grpc_requests_total", 'code!="Ok"', by="code")), "persist {{code}}"),
     ], unit="ops")
     d.row("State")
     d.timeseries("Connections by transport",
@@ -289,7 +295,7 @@ def routers():
     d.row("Requests")
     d.timeseries("RPCs / s by method", [(rate("confab_router_rpc_total", by="method"), "{{method}}")], unit="ops")
     d.timeseries("RPC errors / s by method and kind",
-                 [(rate("confab_router_rpc_errors_total", by="method, kind"), "{{method}} {{kind}}")], unit="ops")
+                 [(or_zero(rate("confab_router_rpc_errors_total", by="method, kind")), "{{method}} {{kind}}")], unit="ops")
     d.timeseries("Redirects / s by kind", [(rate("confab_router_redirects_total", by="kind"), "{{kind}}")],
                  unit="ops", description="Requests answered with a routing redirect (not_leader, epoch_not_match, tombstone, shard_not_found).")
     d.timeseries("Proposals / s by command",
@@ -490,12 +496,12 @@ def persist():
     d.timeseries("gRPC requests / s by method",
                  [(rate("confab_persist_grpc_requests_total", by="method"), "{{method}}")], unit="ops")
     d.timeseries("gRPC failures / s by method and code", [(
-        rate("confab_persist_grpc_requests_total", 'code!="Ok"', by="method, code"), "{{method}} {{code}}")],
+        or_zero(rate("confab_persist_grpc_requests_total", 'code!="Ok"', by="method, code")), "{{method}} {{code}}")],
         unit="ops")
     d.timeseries("Query latency p99 by operation",
                  [(quantile(0.99, "confab_persist_db_query_seconds", by="op"), "{{op}}")], unit="s")
     d.timeseries("Query errors / s by operation",
-                 [(rate("confab_persist_db_query_errors_total", by="op"), "{{op}}")], unit="ops")
+                 [(or_zero(rate("confab_persist_db_query_errors_total", by="op")), "{{op}}")], unit="ops")
     d.timeseries("Connection pool", [
         (f"sum by (instance) (confab_persist_db_pool_connections{sel()})", "{{instance}} open"),
         (f"sum by (instance) (confab_persist_db_pool_idle{sel()})", "{{instance}} idle"),

@@ -263,6 +263,20 @@ pub fn init() {
     for outcome in ["stored", "queued"] {
         RESENDS.with_label_values(&[outcome]);
     }
+    for reason in ["max", "per_ip"] {
+        CONNECTIONS_REFUSED.with_label_values(&[reason]);
+    }
+    for bucket in ["message", "login_ip", "login_account", "register_ip"] {
+        RATE_LIMITED.with_label_values(&[bucket]);
+    }
+    for (path, outcome) in [
+        ("local", "ok"),
+        ("local", "missing"),
+        ("remote", "ok"),
+        ("remote", "failed"),
+    ] {
+        DELIVERIES.with_label_values(&[path, outcome]);
+    }
     for result in ["ok", "failed"] {
         TLS_RELOADS.with_label_values(&[result]);
     }

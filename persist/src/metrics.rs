@@ -196,6 +196,14 @@ impl Metrics {
         must(r.register(Box::new(m.queue_commit_seconds.clone())));
         must(r.register(Box::new(m.password_hashes.clone())));
         must(r.register(Box::new(m.password_hashes_refused.clone())));
+        // The caps' series exist from the start (a panel shows 0, not nothing).
+        for limit in [
+            "group_members",
+            "pending_friend_requests",
+            "pending_group_invites",
+        ] {
+            m.limit_refusals.with_label_values(&[limit]);
+        }
         m
     }
 

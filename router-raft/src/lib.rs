@@ -80,6 +80,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
     config.validate()?;
+    metrics::init();
     let grpc_addr = grpc.local_addr()?;
     let http_addr = http.local_addr()?;
     let advertised = config

@@ -36,6 +36,85 @@ async fn sd(http: &str) -> BTreeSet<(String, String, String)> {
         .collect()
 }
 
+/// The repository's `rel` (the tests run in the gateway crate's directory).
+fn repo_path(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
+}
+
+/// Every expression deploy/ evaluates: (where, PromQL).
+fn deploy_expressions() -> Vec<(String, String)> {
+    let out = Command::new("python3")
+        .arg(repo_path("scripts/observability-exprs.py"))
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    list.iter()
+        .map(|v| {
+            (
+                v["source"].as_str().unwrap_or_default().to_owned(),
+                v["expr"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// How many series `expr` returns at Prometheus `addr` now.
+async fn query(addr: &str, expr: &str) -> usize {
+    let encoded: String = expr
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let Some(body) = get_1_0(addr, &format!("/api/v1/query?query={encoded}")).await else {
+        return 0;
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["data"]["result"].as_array().map_or(0, Vec::len)
+}
+
+/// The body of `GET path` over HTTP/1.0 (never chunked).
+async fn get_1_0(addr: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.ok()?;
+    answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+}
+
+/// 1:1 and group messages, a bad request and a refused send, through
+/// both gateways: every kind of series the dashboards show gets samples.
+async fn chat_load(cluster: &Cluster) {
+    use crate::harness::{login, register};
+    use confab_client::DeviceKind;
+    let (g1, g2) = (cluster.gw(1).to_owned(), cluster.gw(2).to_owned());
+    register(&g1, "load-a").await;
+    let b = register(&g2, "load-b").await;
+    let stranger = register(&g2, "load-c").await;
+    cluster.befriend("load-a", "load-b").await;
+    let mut a = login(&g1, "load-a", "a1", DeviceKind::Desktop).await;
+    let mut bc = login(&g2, "load-b", "b1", DeviceKind::Mobile).await;
+    let group = a.create_group("load").await.expect("group").group_id;
+    // Within the per-user message rate (20/s by default).
+    for i in 0..20 {
+        a.send_to(b, &format!("m{i}"), "").await.expect("send");
+        a.group_send(group, &format!("g{i}"), "")
+            .await
+            .expect("group send");
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    let _ = a.send_to(stranger, "not a friend", "").await;
+    let _ = bc.sync().await;
+    let _ = a.history(&format!("g:{group}"), 0, 10).await;
+}
+
 /// (job-less) `up` samples Prometheus at `addr` has: (role, node) -> value.
 async fn up(addr: &str) -> BTreeSet<(String, String, String)> {
     let Some((200, answer)) = http_get(addr, "/api/v1/query?query=up").await else {
@@ -62,7 +141,8 @@ async fn up(addr: &str) -> BTreeSet<(String, String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_finds_every_process_through_the_routers() {
-    let mut cluster = Cluster::start(2).await;
+    // Mutual TLS inside, as `make cluster-up` runs it.
+    let mut cluster = Cluster::start_tls(2).await;
     let mut want: BTreeSet<(String, String, String)> = BTreeSet::new();
     for (i, http) in cluster.router_http.iter().enumerate() {
         want.insert(("router".into(), (i + 1).to_string(), http.clone()));
@@ -91,8 +171,11 @@ async fn prometheus_finds_every_process_through_the_routers() {
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: confab\n    \
-             http_sd_configs:\n      - url: http://{}/sd\n        refresh_interval: 1s\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}/*.yml\n\
+             scrape_configs:\n  - job_name: confab\n    http_sd_configs:\n      - url: http://{}/sd\n        \
+             refresh_interval: 1s\n    relabel_configs:\n      - source_labels: [role]\n        target_label: job\n        \
+             replacement: confab-$1\n",
+            repo_path("deploy/prometheus/rules").display(),
             cluster.router_http[0]
         ),
     )
@@ -126,6 +209,26 @@ async fn prometheus_finds_every_process_through_the_routers() {
         roles,
         vec!["gateway", "gateway", "persist", "router", "router", "router"],
         "{got:?}"
+    );
+
+    // Under a short chat load, every expression the dashboards and the
+    // alert rules use returns data (no panel left empty by a typo or a
+    // renamed metric).
+    chat_load(&cluster).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let exprs = deploy_expressions();
+    assert!(exprs.len() > 50, "the dashboards and rules hold expressions");
+    let mut empty = Vec::new();
+    for (source, expr) in &exprs {
+        if query(&web, expr).await == 0 {
+            empty.push(format!("{source}: {expr}"));
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "{} expressions return no data:\n{}",
+        empty.len(),
+        empty.join("\n")
     );
 
     // A router added later is scraped without touching the configuration.

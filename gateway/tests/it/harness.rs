@@ -161,16 +161,25 @@ impl Cluster {
         }
     }
 
-    /// Starts router `id` (above 3, without TLS) joining the cluster
-    /// through router 1 and waits until it is ready; returns its HTTP
-    /// address.
+    /// Starts router `id` (4 or 5; with the cluster's TLS if any) joining
+    /// the cluster through router 1 and waits until it is ready; returns its
+    /// HTTP address.
     pub async fn add_router(&mut self, id: u64) -> String {
         let (grpc, http) = (free_addr(), free_addr());
-        let toml = format!(
+        let mut toml = format!(
             "id = {id}\nlisten = \"{grpc}\"\nhttp = \"{http}\"\ndata_dir = \"{}\"\njoin = \"{}\"\nlease_ms = {LEASE_MS}\n[peers]\n\"{id}\" = \"{grpc}\"\n[cluster]\nslots = 256\nshards = 4\n[raft]\nheartbeat_ms = 50\nelection_min_ms = 250\nelection_max_ms = 500\n",
             self.procs.dir().join(format!("router-{id}")).display(),
             self.routers[0]
         );
+        if let Some(dir) = &self.tls {
+            let files = confab_tls::TlsFiles::in_dir(dir, &format!("router-{id}"));
+            toml.push_str(&format!(
+                "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                files.ca.display(),
+                files.cert.display(),
+                files.key.display()
+            ));
+        }
         let file = self.procs.dir().join(format!("router-{id}.toml"));
         std::fs::write(&file, toml).expect("write router config");
         let mut cmd = Command::new(workspace_bin("confab-router"));
@@ -413,7 +422,7 @@ fn issue_certificates(dir: &std::path::Path) -> std::path::PathBuf {
         (Identity::persist(), "persist".to_owned()),
         (Identity::admin(), "admin".to_owned()),
     ];
-    all.extend((1..=3).map(|id| (Identity::router(id), format!("router-{id}"))));
+    all.extend((1..=5).map(|id| (Identity::router(id), format!("router-{id}"))));
     all.extend((1..=9).map(|id| (Identity::gateway(id), format!("gateway-{id}"))));
     for (identity, name) in all {
         ca.issue(Some(identity), &hosts, 1)
