@@ -18,7 +18,8 @@ pub struct Cli {
     /// Print one JSON document on stdout instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Overall deadline of each router operation, in seconds.
+    /// Overall deadline of each router operation (with `top`: of each HTTP
+    /// request), in seconds.
     #[arg(long, global = true, default_value_t = 5.0)]
     pub timeout: f64,
     #[command(flatten)]
@@ -94,11 +95,27 @@ pub enum Command {
         #[command(subcommand)]
         command: ShardCommand,
     },
+    /// A live view of every process the routers know: leaderships,
+    /// request rates and latencies, connections, the write queue. Read from
+    /// a router's /sd and each process's /metrics (plain HTTP).
+    Top(TopArgs),
     /// The cluster CA and the certificates of its processes.
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// A router's HTTP address (host:port): its /sd lists every process
+    /// and where its metrics are.
+    #[arg(long, default_value = "127.0.0.1:9101", value_name = "ADDR")]
+    pub http: String,
+    /// Seconds between two samples; rates are over this interval. With
+    /// --json, one sample is taken (two scrapes this far apart).
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    pub interval: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,6 +272,20 @@ mod tests {
         };
         assert_eq!((args.shard, args.from, args.to), (3, 1, 4));
         assert!(Cli::try_parse_from(["confabctl", "shard", "move", "--shard", "3", "--to", "4"]).is_err());
+    }
+
+    #[test]
+    fn parses_top() {
+        let cli = Cli::try_parse_from(["confabctl", "top", "--json", "--interval", "0.5"]).expect("parse");
+        assert!(cli.json);
+        let Command::Top(args) = cli.command else {
+            panic!("not top");
+        };
+        assert_eq!((args.http.as_str(), args.interval), ("127.0.0.1:9101", 0.5));
+        let cli = Cli::try_parse_from(["confabctl", "top", "--http", "10.0.0.5:9101"]).expect("parse");
+        assert!(
+            matches!(cli.command, Command::Top(TopArgs { http, interval }) if http == "10.0.0.5:9101" && interval == 2.0)
+        );
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! confabctl: the admin command line of a Confab router cluster.
 //!
 //! Each subcommand is one module (`status`, `whereis`, `leader`, `gateways`,
-//! `shard`, `certs`) with three parts: `run` talks to the cluster through
+//! `shard`, `certs`, `top`) with three parts: `run` talks to the cluster through
 //! `confab_router_client::RouterClient`, `build` turns the answers into a
 //! serde report struct (JSON output), `render_text` turns the report into
 //! tables for humans. `build` and `render_text` are pure and unit-tested on
-//! sample data. What does not belong here: routing logic (router-client) and
-//! serde derives on wire types (reports are our own structs).
+//! sample data. `top` is the exception in what it talks to: its `sample`
+//! (`--json`) and `watch` read the processes' HTTP ports (a router's `/sd`,
+//! every process's `/metrics`), not the gRPC API. What does not belong
+//! here: routing logic (router-client) and serde derives on wire types
+//! (reports are our own structs).
 
 pub mod certs;
 pub mod cli;
@@ -16,6 +19,7 @@ pub mod report;
 pub mod shard;
 pub mod status;
 pub mod table;
+pub mod top;
 pub mod whereis;
 
 use std::time::Duration;
@@ -31,11 +35,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
     if let Command::Certs { command } = &cli.command {
         return output(cli.json, &certs::run(command)?, certs::render);
     }
-    let tls = certs::admin_tls(&cli.tls)?;
     let timeout = Duration::try_from_secs_f64(cli.timeout)
         .ok()
         .filter(|d| !d.is_zero())
         .context("--timeout must be a positive number of seconds")?;
+    if let Command::Top(args) = &cli.command {
+        return if cli.json {
+            output(true, &top::sample(args, timeout).await?, top::render_text)
+        } else {
+            top::watch(args, timeout).await
+        };
+    }
+    let tls = certs::admin_tls(&cli.tls)?;
     let config = ClientConfig {
         deadline: timeout,
         tls: tls.clone(),
@@ -77,7 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
             };
             output(json, &report, shard::render_plan)
         }
-        Command::Certs { .. } => unreachable!("answered above"),
+        Command::Certs { .. } | Command::Top(_) => unreachable!("answered above"),
     }
 }
 
