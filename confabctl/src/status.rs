@@ -76,7 +76,7 @@ pub async fn run(client: &RouterClient) -> anyhow::Result<StatusReport> {
         .all_node_status()
         .await?
         .into_iter()
-        .map(|(node, status)| (node, status.map_err(|e| e.to_string())))
+        .map(|(node, status)| (node, status.map_err(|e| e.short_reason())))
         .collect::<Vec<_>>();
     Ok(build(&map, &statuses))
 }

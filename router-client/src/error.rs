@@ -69,4 +69,71 @@ impl Error {
             _ => None,
         }
     }
+
+    /// Why a node gave no answer, in a few words for a status table:
+    /// "connection refused", "timed out", "unreachable", or the server's own
+    /// message (its first line) when it answered with an error.
+    pub fn short_reason(&self) -> String {
+        match self {
+            Error::Timeout { .. } => "timed out".into(),
+            Error::NoReachableNode { .. } => "unreachable".into(),
+            Error::Rpc { status, .. } => {
+                if let Some(io) = io_cause(status.as_ref()) {
+                    return io_reason(io);
+                }
+                match status.code() {
+                    tonic::Code::DeadlineExceeded => "timed out".into(),
+                    tonic::Code::Unavailable if status.message().contains("connect") => "unreachable".into(),
+                    _ => {
+                        let line = status.message().lines().next().unwrap_or_default();
+                        let short: String = line.chars().take(80).collect();
+                        if short.is_empty() {
+                            format!("{:?}", status.code())
+                        } else {
+                            short
+                        }
+                    }
+                }
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The I/O error at the bottom of a failed call, if that is what it was.
+fn io_cause(status: &tonic::Status) -> Option<&std::io::Error> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cause = e.source();
+    }
+    None
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => "connection refused".into(),
+        TimedOut => "timed out".into(),
+        ConnectionReset | ConnectionAborted | BrokenPipe => "connection reset".into(),
+        HostUnreachable | NetworkUnreachable | AddrNotAvailable => "unreachable".into(),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ClientConfig, RouterClient};
+
+    #[tokio::test]
+    async fn a_closed_port_reads_as_connection_refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        drop(listener);
+        let client = RouterClient::new(vec![addr.clone()], ClientConfig::default()).expect("client");
+        let e = client.node_status(&addr).await.expect_err("nobody listens");
+        assert_eq!(e.short_reason(), "connection refused", "{e}");
+    }
 }
