@@ -667,3 +667,90 @@ async fn a_silent_connection_misses_the_handshake_deadline_and_holds_up_no_one()
         "each one counted"
     );
 }
+
+/// The README's tour, its `confab-chat` one-shot lines as written, on a
+/// cluster like `make cluster-up`'s (two gateways with TLS client ports,
+/// strangers refused): only the addresses and the CA file are this
+/// cluster's. `listen` and the interactive console wait for input and are
+/// left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_tour_runs_as_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_ca, cert, key) = issue(dir.path(), "confab test CA");
+    let mut cluster = Cluster::start(0).await;
+    let tls = [
+        "--client-tls-cert",
+        cert.to_str().expect("utf-8"),
+        "--client-tls-key",
+        key.to_str().expect("utf-8"),
+    ];
+    for id in [1, 2] {
+        cluster.start_gateway_with_args(id, &tls, &[]).await;
+    }
+    let ca = dir.path().join("ca.pem");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
+    let tour = readme
+        .split("## Tools")
+        .nth(1)
+        .and_then(|s| s.split("```sh").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("the README's Tools block");
+    let lines: Vec<&str> = tour
+        .lines()
+        .filter(|l| l.starts_with("confab-chat "))
+        .filter(|l| !l.contains(" listen") && !l.contains("interactive"))
+        .collect();
+    assert!(lines.len() >= 6, "the tour's chat lines: {lines:?}");
+    let mut history = String::new();
+    for line in lines {
+        let line = line.split("  #").next().unwrap_or(line).trim();
+        let line = line
+            .replace("127.0.0.1:7201", cluster.gw(1))
+            .replace("127.0.0.1:7202", cluster.gw(2))
+            .replace(".cluster/tls/ca.pem", ca.to_str().expect("utf-8"));
+        let args = shell_words(&line);
+        let out = Command::new(crate::harness::workspace_bin("confab-chat"))
+            .args(&args[1..])
+            .output()
+            .expect("run confab-chat");
+        let said = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        assert!(
+            out.status.success(),
+            "{line}\nexit {:?}\nstdout: {}\nstderr: {}",
+            out.status,
+            said(&out.stdout),
+            said(&out.stderr)
+        );
+        if line.contains(" history ") {
+            history = said(&out.stdout);
+        }
+    }
+    assert!(
+        history.contains("hi"),
+        "bob's history shows alice's message: {history}"
+    );
+}
+
+/// Splits a README command line as a shell would (plain words and double
+/// quotes: what the tour uses).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
