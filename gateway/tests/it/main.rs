@@ -3,6 +3,7 @@
 
 mod authz;
 mod bad_input;
+mod bench_faults;
 mod chat;
 mod chat_cli;
 mod client_tls;

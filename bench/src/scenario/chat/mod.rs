@@ -13,6 +13,12 @@
 //! check), lost (acknowledged, never delivered), duplicated (a send shown
 //! twice), stored; send -> ack and send -> delivery latencies.
 //!
+//! A connection that drops (the gateway closed it, or died) is counted and
+//! replaced by a new login to the same gateway or the next that answers,
+//! as the client library does; the final check reads what a receiver
+//! missed meanwhile, as a sync would, so lost and duplicated stay true
+//! under faults.
+//!
 //! The load side speaks the protocol directly ([`crate::wire`]): one task
 //! per connection and no client state, so the bench takes as little of the
 //! machine's CPU as it can.
@@ -39,10 +45,10 @@ use crate::wire;
 use crate::workers::Window;
 pub use plan::ChatArgs;
 use plan::{Plan, Tally, secs};
-use receiver::{Received, check, receive};
+use receiver::{Received, Who, check, receive};
 use sender::{Sent, send};
 use summary::summarize;
-use users::{befriend_pairs, login_all, register_all};
+use users::{Relogin, befriend_pairs, login_all, register_all};
 
 pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
     let duration = secs("duration", args.duration, false)?;
@@ -74,6 +80,12 @@ pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
     let tls = args.users.client_tls()?;
     let uids = register_all(&args.users.gateway, &names, &args.users.password, tls.as_ref()).await?;
     let mut clients = login_all(&args.users.gateway, &names, &args.users.password, tls.as_ref()).await?;
+    let relogin = Arc::new(Relogin::new(&args.users.gateway, tls.clone(), &args.users.password).await?);
+    let who = |i: usize| Who {
+        name: names[i].0.clone(),
+        gateway: names[i].1,
+        relogin: relogin.clone(),
+    };
     befriend_pairs(&mut clients, &uids).await?;
     eprintln!(
         "{} users registered, logged in and paired as friends over {g} gateway(s) in {:.1}s",
@@ -99,8 +111,15 @@ pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
             bail!("fewer clients than users");
         };
         let (from, to) = (uids[2 * pair], uids[2 * pair + 1]);
-        receivers.spawn(receive(r, pair, from, plan.clone(), stop.clone()));
-        senders.spawn(send(s, pair, to, plan.clone()));
+        receivers.spawn(receive(
+            r,
+            pair,
+            from,
+            who(2 * pair + 1),
+            plan.clone(),
+            stop.clone(),
+        ));
+        senders.spawn(send(s, pair, to, who(2 * pair), plan.clone()));
     }
     let mut sent = Vec::with_capacity(args.pairs);
     while let Some(j) = senders.join_next().await {
@@ -120,7 +139,7 @@ pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
     while let Some(j) = receivers.join_next().await {
         ended.push(j.context("a receiver panicked")??);
     }
-    ended.sort_by_key(|(r, _): &(Received, wire::Stream)| r.pair);
+    ended.sort_by_key(|(r, _): &(Received, Option<wire::Stream>)| r.pair);
     // What real time missed, and what persist stored (it may still be
     // writing: wait for it as long as the drain period allows).
     let check_deadline = Instant::now() + drain;
@@ -129,7 +148,8 @@ pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
         let acked = sent[pair].acked.len() as u64;
         let (from, me) = (uids[2 * pair], uids[2 * pair + 1]);
         let plan = plan.clone();
-        async move { check(s, r, me, from, acked, &plan, check_deadline).await }
+        let who = who(2 * pair + 1);
+        async move { check(s, &who, r, me, from, acked, &plan, check_deadline).await }
     });
     let received: Vec<Received> = futures::stream::iter(checks).buffer_unordered(64).collect().await;
     let stored_wait = send_end.elapsed().saturating_sub(drained);

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::Context;
 use confab_client::proto::{self as pb, frame::Body};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
@@ -15,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::body::parse_body;
 use super::plan::{E2E, Plan, error_kind};
+use super::users::Relogin;
 use crate::stats::Recorder;
 use crate::wire;
 
@@ -38,6 +38,16 @@ pub(super) struct Received {
     pub(super) rec: Recorder,
     /// Measured deliveries by the second (of the run) they were sent in.
     pub(super) timeline: BTreeMap<u64, Second>,
+    /// Times the connection dropped (closed by the gateway, or the gateway
+    /// gone) and the receiver logged in again.
+    pub(super) reconnects: u64,
+}
+
+/// Who a connection belongs to, to log in again when it drops.
+pub(super) struct Who {
+    pub(super) name: String,
+    pub(super) gateway: usize,
+    pub(super) relogin: Arc<Relogin>,
 }
 
 /// One second of the measured run: a p99 over the run hides whether its
@@ -54,14 +64,18 @@ pub(super) struct Second {
 const SLOW: Duration = Duration::from_millis(50);
 
 /// One receiver: records every message push from its sender until `stop`,
-/// then hands its connection back for the final check.
+/// then hands its connection back for the final check. A connection that
+/// drops (the gateway closed it, say for a full send queue, or died) is
+/// counted and replaced by a new login, as the client library would: what
+/// the gap missed is read back by the final check, like a sync.
 pub(super) async fn receive(
     s: wire::Stream,
     pair: usize,
     from: u64,
+    who: Who,
     plan: Arc<Plan>,
     stop: CancellationToken,
-) -> anyhow::Result<(Received, wire::Stream)> {
+) -> anyhow::Result<(Received, Option<wire::Stream>)> {
     let mut out = Received {
         pair,
         seen: HashMap::new(),
@@ -70,17 +84,51 @@ pub(super) async fn receive(
         stored: 0,
         rec: Recorder::new(&[(E2E, false)])?,
         timeline: BTreeMap::new(),
+        reconnects: 0,
     };
+    let mut conn = s;
+    loop {
+        let (s, dropped) = listen(conn, &mut out, &plan, from, &stop).await;
+        let Some(why) = dropped else {
+            return Ok((out, Some(s)));
+        };
+        out.rec.failure(E2E, format!("receiver_disconnected: {why}"));
+        if stop.is_cancelled() {
+            return Ok((out, None));
+        }
+        match who.relogin.login(&who.name, who.gateway).await {
+            Ok(s) => {
+                out.reconnects += 1;
+                conn = s;
+            }
+            Err(e) => {
+                out.rec.failure(E2E, format!("relogin: {e:#}"));
+                return Ok((out, None));
+            }
+        }
+    }
+}
+
+/// Records pushes on `s` until `stop` (None) or until the connection drops
+/// (why); hands the stream back.
+async fn listen(
+    s: wire::Stream,
+    out: &mut Received,
+    plan: &Plan,
+    from: u64,
+    stop: &CancellationToken,
+) -> (wire::Stream, Option<String>) {
     let (mut read, mut write) = tokio::io::split(s);
     let mut frames = wire::Frames::default();
     let ping = wire::encode(u64::MAX, Body::Ping(pb::Ping {}));
     let mut keepalive = tokio::time::interval(KEEPALIVE);
-    loop {
+    let why = loop {
         let frame = tokio::select! {
-            _ = stop.cancelled() => break,
+            _ = stop.cancelled() => break None,
             _ = keepalive.tick() => {
-                write.write_all(&ping).await.context("pinging")?;
-                write.flush().await.context("pinging")?;
+                if let Err(e) = async { write.write_all(&ping).await?; write.flush().await }.await {
+                    break Some(format!("ping: {}", e.kind()));
+                }
                 continue;
             }
             f = frames.next(&mut read) => f,
@@ -89,26 +137,19 @@ pub(super) async fn receive(
             Ok(Some(f)) => match f.body {
                 Some(Body::MessagePush(p)) => {
                     if let Some(m) = p.message {
-                        record(&mut out, &plan, from, &m, false);
+                        record(out, plan, from, &m, false);
                     }
                 }
-                Some(Body::Error(e)) if f.request_id == 0 => {
-                    out.rec
-                        .failure(E2E, format!("receiver_closed: {}", error_kind(&e)));
-                    break;
-                }
+                Some(Body::Error(e)) if f.request_id == 0 => break Some(error_kind(&e)),
                 // Commit notices, pongs: the final check reads what was stored.
                 _ => {}
             },
-            Ok(None) | Err(_) => {
-                out.rec.failure(E2E, "receiver_closed".into());
-                break;
-            }
+            Ok(None) => break Some("closed".into()),
+            Err(e) => break Some(format!("{e:#}")),
         }
-    }
+    };
     // The two halves of the one stream split above.
-    let s = read.unsplit(write);
-    Ok((out, s))
+    (read.unsplit(write), why)
 }
 
 /// Counts message `m` for its receiver (`late`: found only by the final
@@ -141,7 +182,8 @@ fn record(out: &mut Received, plan: &Plan, from: u64, m: &pb::Message, late: boo
 /// acknowledged message of the pair, reads what real time missed from it,
 /// and notes the newest stored sequence.
 pub(super) async fn check(
-    mut s: wire::Stream,
+    s: Option<wire::Stream>,
+    who: &Who,
     mut out: Received,
     me: u64,
     from: u64,
@@ -149,6 +191,17 @@ pub(super) async fn check(
     plan: &Plan,
     deadline: Instant,
 ) -> Received {
+    // A receiver whose connection dropped at the end logs in once more.
+    let mut s = match s {
+        Some(s) => s,
+        None => match who.relogin.login(&who.name, who.gateway).await {
+            Ok(s) => s,
+            Err(e) => {
+                out.rec.failure(E2E, format!("relogin: {e:#}"));
+                return out;
+            }
+        },
+    };
     let conversation = format!("d:{}:{}", me.min(from), me.max(from));
     let mut id = 1u64 << 32;
     loop {

@@ -27,6 +27,7 @@ pub(super) fn summarize(
     let mut rec = Recorder::new(&[(SEND, false), (E2E, false)])?;
     let (mut n_sent, mut acked, mut delivered, mut lost, mut dup) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut by_sync, mut stray, mut stored, mut unacked_delivered) = (0u64, 0u64, 0u64, 0u64);
+    let (mut sender_reconnects, mut receiver_reconnects) = (0u64, 0u64);
     let mut timeline: BTreeMap<u64, Second> = BTreeMap::new();
     for (s, r) in sent.into_iter().zip(received) {
         for (at, theirs) in &r.timeline {
@@ -47,6 +48,8 @@ pub(super) fn summarize(
         let acked_set: std::collections::HashSet<u64> = s.acked.iter().copied().collect();
         unacked_delivered += r.seen.keys().filter(|q| !acked_set.contains(q)).count() as u64;
         by_sync += r.by_sync;
+        sender_reconnects += s.reconnects;
+        receiver_reconnects += r.reconnects;
         stray += r.stray;
         stored += r.stored;
         rec.merge(s.rec)?;
@@ -81,6 +84,8 @@ pub(super) fn summarize(
     r.insert("duplicated".into(), json!(dup));
     r.insert("stray".into(), json!(stray));
     r.insert("stored".into(), json!(stored));
+    r.insert("sender_reconnects".into(), json!(sender_reconnects));
+    r.insert("receiver_reconnects".into(), json!(receiver_reconnects));
     r.insert("drain_s".into(), json!(drained.as_secs_f64()));
     r.insert("check_s".into(), json!(stored_wait.as_secs_f64()));
     let by_second: Vec<_> = timeline

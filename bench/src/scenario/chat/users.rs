@@ -89,23 +89,7 @@ pub(super) async fn login_all(
         .map(|(i, (name, gw))| {
             let target = targets[gw];
             let addr = &gateways[gw];
-            async move {
-                let mut s = wire::connect_stream(addr, target, tls)
-                    .await
-                    .with_context(|| format!("connecting to {target}"))?;
-                wire::hello(&mut s).await?;
-                // A busy gateway (password checks at their bound) says when
-                // to try again.
-                let mut tries = 0;
-                while let Err(e) = wire::login(&mut s, &name, pw, "bench").await {
-                    match wire::retry_after(&e) {
-                        Some(wait) if tries < MAX_RETRIES => tokio::time::sleep(wait).await,
-                        _ => return Err(e),
-                    }
-                    tries += 1;
-                }
-                anyhow::Ok((i, s))
-            }
+            async move { anyhow::Ok((i, login_one(addr, target, &name, pw, tls).await?)) }
         })
         .buffer_unordered(64);
     let mut all: Vec<(usize, wire::Stream)> = logins
@@ -115,6 +99,86 @@ pub(super) async fn login_all(
         .collect::<Result<_, _>>()?;
     all.sort_by_key(|(i, _)| *i);
     Ok(all.into_iter().map(|(_, c)| c).collect())
+}
+
+/// Connects to gateway `addr` (resolved to `target`) and logs `name` in.
+async fn login_one(
+    addr: &str,
+    target: SocketAddr,
+    name: &str,
+    pw: &str,
+    tls: Option<&ClientTls>,
+) -> anyhow::Result<wire::Stream> {
+    let mut s = wire::connect_stream(addr, target, tls)
+        .await
+        .with_context(|| format!("connecting to {target}"))?;
+    wire::hello(&mut s).await?;
+    // A busy gateway (password checks at their bound) says when to try again.
+    let mut tries = 0;
+    while let Err(e) = wire::login(&mut s, name, pw, "bench").await {
+        match wire::retry_after(&e) {
+            Some(wait) if tries < MAX_RETRIES => tokio::time::sleep(wait).await,
+            _ => return Err(e),
+        }
+        tries += 1;
+    }
+    Ok(s)
+}
+
+/// How a user whose connection dropped (its gateway closed it, or died)
+/// comes back, as the client library does: a new connection, to its own
+/// gateway or else the next one that answers, and a new login.
+pub(super) struct Relogin {
+    gateways: Vec<(String, SocketAddr)>,
+    tls: Option<ClientTls>,
+    password: String,
+}
+
+/// How long a user keeps trying to come back.
+const RELOGIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl Relogin {
+    pub(super) async fn new(
+        gateways: &[String],
+        tls: Option<ClientTls>,
+        password: &str,
+    ) -> anyhow::Result<Self> {
+        let mut resolved = Vec::with_capacity(gateways.len());
+        for g in gateways {
+            let addr = tokio::net::lookup_host(g)
+                .await
+                .with_context(|| format!("resolving {g}"))?
+                .next()
+                .with_context(|| format!("{g} resolves to nothing"))?;
+            resolved.push((g.clone(), addr));
+        }
+        Ok(Self {
+            gateways: resolved,
+            tls,
+            password: password.to_owned(),
+        })
+    }
+
+    /// `name` logged in again: at gateway `first` or, when it does not
+    /// answer, the next ones in turn, for up to [`RELOGIN_WITHIN`].
+    pub(super) async fn login(&self, name: &str, first: usize) -> anyhow::Result<wire::Stream> {
+        let deadline = tokio::time::Instant::now() + RELOGIN_WITHIN;
+        let mut last = None;
+        for attempt in 0.. {
+            let (addr, target) = &self.gateways[(first + attempt) % self.gateways.len()];
+            match login_one(addr, *target, name, &self.password, self.tls.as_ref()).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        Err(last
+            .unwrap_or_else(|| anyhow::anyhow!("no gateway"))
+            .context(format!("logging {name} in again")))
+    }
 }
 
 /// Makes each pair of `clients` (sender, receiver, in the order of `uids`)
