@@ -65,10 +65,11 @@ bench-tls: deps
 # The long chaos run: 4 release routers behind fault-injecting proxies, a
 # seeded schedule of faults, replica moves, a node added and one drained
 # and removed (CONFAB_CHAOS_SECS, default 300 s), then a linearizability
-# check. CONFAB_CHAOS_SEED=N replays a printed seed.
+# check; CONFAB_CHAOS_RUNS runs (default 3), each with the next seed.
+# CONFAB_CHAOS_SEED=N replays a printed seed.
 chaos: deps
 	$(CARGO) build --release --workspace --bins
-	$(CARGO_TARGET_DIR)/release/confab-chaos
+	CONFAB_CHAOS_RUNS=$${CONFAB_CHAOS_RUNS:-3} $(CARGO_TARGET_DIR)/release/confab-chaos
 
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer), installed on first use.
 # The machine has the stable toolchain only: RUSTC_BOOTSTRAP=1 lets it take

@@ -59,6 +59,8 @@ pub struct ClusterSpec {
     /// The routers' `RUST_LOG`.
     pub log_filter: String,
     pub binary: PathBuf,
+    /// More environment for the routers (a test planting a bug).
+    pub env: Vec<(String, String)>,
 }
 
 impl ClusterSpec {
@@ -77,6 +79,7 @@ impl ClusterSpec {
             read: "lease",
             log_filter: "warn".into(),
             binary: workspace_bin("confab-router")?,
+            env: Vec::new(),
         })
     }
 
@@ -279,6 +282,7 @@ impl Cluster {
         }
         let child = command
             .env("RUST_LOG", &self.spec.log_filter)
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

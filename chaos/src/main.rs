@@ -2,9 +2,11 @@
 //! and replica moves during them; from 120 s on also a node added and one
 //! drained and removed).
 //!
-//! `confab-chaos --secs 300 [--seed N]`; the router binary is taken from
-//! `CONFAB_BIN_DIR` or beside this binary. Exits non-zero when the history
-//! is not linearizable or an acknowledged write was lost.
+//! `confab-chaos --secs 300 [--seed N] [--runs K]`; the router binary is
+//! taken from `CONFAB_BIN_DIR` or beside this binary. K runs with seeds N,
+//! N+1, ... (N random when absent), each on a fresh cluster. Exits non-zero
+//! when a history is not linearizable, an acknowledged write was lost or
+//! fewer than half the operations completed, naming the seed.
 
 use clap::Parser;
 use confab_chaos::run::ChaosOptions;
@@ -22,21 +24,30 @@ struct Cli {
     /// Concurrent client tasks.
     #[arg(long, default_value_t = 20)]
     workers: u32,
+    /// Runs, each with the next seed.
+    #[arg(long, env = "CONFAB_CHAOS_RUNS", default_value_t = 1)]
+    runs: u64,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let seed = cli.seed.unwrap_or_else(random_seed);
-    let mut options = ChaosOptions::new(seed, cli.secs)?;
-    options.workload.workers = cli.workers;
-    let report = confab_chaos::run::run(options).await?;
-    for line in &report.timeline {
-        println!("{line}");
+    let first = cli.seed.unwrap_or_else(random_seed);
+    let mut failed = Vec::new();
+    for seed in (0..cli.runs.max(1)).map(|i| first.wrapping_add(i)) {
+        let mut options = ChaosOptions::new(seed, cli.secs)?;
+        options.workload.workers = cli.workers;
+        let report = confab_chaos::run::run(options).await?;
+        for line in &report.timeline {
+            println!("{line}");
+        }
+        print!("{}", report.summary());
+        if !report.passed() {
+            failed.push(seed);
+        }
     }
-    print!("{}", report.summary());
-    if !report.passed() {
-        anyhow::bail!("chaos seed {seed} failed: rerun with --seed {seed}");
+    if !failed.is_empty() {
+        anyhow::bail!("chaos seeds {failed:?} failed: rerun one with --seed N");
     }
     Ok(())
 }

@@ -153,6 +153,27 @@ impl Schedule {
     /// Faults over about `secs` seconds on nodes `1..=nodes`: first one of
     /// each kind in a seeded order, then seeded picks. Quiet gaps of 0.5-1.5 s
     /// separate the faults. No membership changes.
+    /// Each of nodes `1..=nodes` cut off from the others in turn for
+    /// `hold_ms` (clients still reach it), a second apart: every leader is
+    /// isolated once, while the others elect a new one.
+    pub fn isolations(seed: u64, nodes: u64, hold_ms: u64) -> Schedule {
+        let steps = (1..=nodes)
+            .map(|node| Step {
+                at: Duration::from_millis((node - 1) * (hold_ms + 1000)),
+                fault: Fault::Isolate {
+                    node,
+                    cut: Cut::Drop,
+                    hold_ms,
+                },
+            })
+            .collect();
+        Schedule {
+            seed,
+            steps,
+            admin: Vec::new(),
+        }
+    }
+
     pub fn generate(seed: u64, nodes: u64, secs: u64) -> Schedule {
         let members: Vec<u64> = (1..=nodes.max(1)).collect();
         Self::faults(seed, secs, |_| members.clone())

@@ -38,10 +38,30 @@ pub trait Target: Send + Sync + 'static {
     fn lookup(&self, uids: &[u64]) -> impl Future<Output = Result<HashMap<u64, Vec<u64>>, String>> + Send;
 }
 
-/// The router cluster through [`RouterClient`].
-#[derive(Debug, Clone)]
+/// The router cluster through several [`RouterClient`]s, as many gateways
+/// reach it: each with its own map and leader cache, so one may still talk
+/// to a deposed leader while another has moved on. Operations take the
+/// clients in turn.
+#[derive(Debug)]
 pub struct RouterTarget {
-    pub client: RouterClient,
+    clients: Vec<RouterClient>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl RouterTarget {
+    /// Over `clients` (at least one).
+    pub fn new(clients: Vec<RouterClient>) -> Self {
+        assert!(!clients.is_empty(), "a target needs a client");
+        Self {
+            clients,
+            next: Default::default(),
+        }
+    }
+
+    fn client(&self) -> &RouterClient {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.clients[i % self.clients.len()]
+    }
 }
 
 /// The gateway id the workload's sessions claim (never registered, so
@@ -58,7 +78,7 @@ impl Target for RouterTarget {
             device_id: format!("d{sid}"),
             login_at_ms: 1,
         };
-        self.client
+        self.client()
             .login(uid, session, MultiDevicePolicy::AllowAll)
             .await
             .map(|_| ())
@@ -66,11 +86,11 @@ impl Target for RouterTarget {
     }
 
     async fn logout(&self, uid: u64, sid: u64) -> Result<bool, String> {
-        self.client.logout(uid, sid).await.map_err(|e| e.to_string())
+        self.client().logout(uid, sid).await.map_err(|e| e.to_string())
     }
 
     async fn lookup(&self, uids: &[u64]) -> Result<HashMap<u64, Vec<u64>>, String> {
-        let found = self.client.lookup(uids).await.map_err(|e| e.to_string())?;
+        let found = self.client().lookup(uids).await.map_err(|e| e.to_string())?;
         Ok(found
             .into_iter()
             .map(|(uid, sessions)| (uid, sessions.iter().map(|s| s.session_id).collect()))

@@ -82,6 +82,28 @@ async fn chaos_short_is_linearizable() {
     chaos(24).await;
 }
 
+/// The harness checks the real read path: with the routers' leadership
+/// check on reads taken out (a test build's planted bug), cutting each node
+/// off in turn lets a deposed leader answer lookups from its old state, and
+/// the checker must say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_planted_stale_read_is_caught() {
+    let seed = env_u64("CONFAB_CHAOS_SEED").unwrap_or(20_261_206);
+    let mut options = ChaosOptions::new(seed, 24).expect("router binary");
+    options.schedule = confab_chaos::schedule::Schedule::isolations(seed, options.cluster.nodes, 3000);
+    options
+        .cluster
+        .env
+        .push(("CONFAB_TEST_SKIP_READ_CHECK".into(), "1".into()));
+    let report = run::run(options).await.expect("chaos run");
+    let summary = report.summary();
+    eprintln!("{summary}");
+    assert!(
+        !report.check.is_linearizable() || !report.lost.is_empty() || !report.resurrected.is_empty(),
+        "stale reads from a deposed leader went unnoticed:\n{summary}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "minutes long: `make chaos`"]
 async fn chaos_long() {

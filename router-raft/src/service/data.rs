@@ -147,7 +147,9 @@ impl DataServer {
     async fn lookup_part_inner(&self, part: pb::ShardLookup) -> Result<Vec<pb::UserSessions>> {
         let group = self.route(part.shard_id, part.epoch, &part.uids)?;
         let group = cluster::leader_group(&self.node, group)?;
-        self.node.linearize_batched(&group).await?;
+        if !*PLANTED_STALE_READS {
+            self.node.linearize_batched(&group).await?;
+        }
         let st = group.sm.read();
         let GroupData::Shard(shard) = &st.data else {
             return Err(RouterError::Internal("shard group holds meta data".into()));
@@ -242,6 +244,21 @@ impl DataServer {
         }
     }
 }
+
+/// A bug planted on purpose, in test builds only (`debug_assertions`) and
+/// only with `CONFAB_TEST_SKIP_READ_CHECK` set: lookups are served by a node
+/// that believes it leads, without confirming it. The chaos checker must
+/// catch the stale reads this gives once a leader is cut off (proof that it
+/// checks the real path).
+static PLANTED_STALE_READS: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+    let planted = cfg!(debug_assertions) && std::env::var_os("CONFAB_TEST_SKIP_READ_CHECK").is_some();
+    if planted {
+        tracing::warn!(
+            "CONFAB_TEST_SKIP_READ_CHECK: serving reads without the leadership check (a planted bug)"
+        );
+    }
+    planted
+});
 
 /// A gateway speaks only for itself: a request that names a gateway id
 /// (its registration, its lease, its sessions) must come from that gateway,
