@@ -33,7 +33,7 @@ for i in 1 2 3; do wait_ready "http://$(router_http "$i")/readyz" 60; done
 routers="$(router_grpc 1),$(router_grpc 2),$(router_grpc 3)"
 
 echo "== router: grow 3 -> 5 nodes under load (logins, logouts, lookups)"
-"$BIN/confab-bench" router --router "$routers" $(tool_tls_flags) --mix both --duration "$GROW_SECS" \
+"$BIN/confab-bench" router --router "$routers" $(tool_tls_flags) --mix both --sessions 0 --duration "$GROW_SECS" \
   --concurrency 64 --json >"$OUT/grow-load.json" &
 load=$!
 sleep 3

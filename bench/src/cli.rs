@@ -77,9 +77,17 @@ mod tests {
         };
         assert_eq!(args.routers.router, vec!["a:1", "b:2", "c:3"]);
         assert_eq!(args.mix, Mix::Both);
+        // A realistic online table by default: a million sessions on a
+        // million users.
         assert_eq!(
-            (args.duration, args.concurrency, args.users, args.batch),
-            (2.0, 64, 100_000, 100)
+            (
+                args.duration,
+                args.concurrency,
+                args.users,
+                args.sessions,
+                args.batch
+            ),
+            (2.0, 64, 1_000_000, 1_000_000, 100)
         );
     }
 

@@ -1,7 +1,16 @@
 //! `confab-bench router`: load on the online-state table through
 //! `RouterClient`: login+logout pairs of fresh sessions, batch lookups, or both.
+//!
+//! The table is populated first, as a real online table is: `--sessions`
+//! sessions (default 1,000,000) on uids 1..=sessions, kept alive by the
+//! bench gateway's lease for the whole run. Lookups ask random uids of
+//! 1..=`--users` and the summary reports the hit ratio (sessions found /
+//! uids asked); login+logout pairs keep the table at its size.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, ensure};
@@ -38,9 +47,13 @@ pub struct RouterArgs {
     /// Concurrent workers, each with one operation in flight.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
-    /// Size of the uid space (uids 1..=N).
-    #[arg(long, default_value_t = 100_000)]
+    /// Size of the uid space lookups and logins draw from (uids 1..=N).
+    #[arg(long, default_value_t = 1_000_000)]
     pub users: u64,
+    /// Sessions logged in before the run (one on each of uids
+    /// 1..=N) and kept for its length: the table lookups read. 0: none.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub sessions: u64,
     #[arg(long, value_enum, default_value_t = Mix::Both)]
     pub mix: Mix,
     /// Uids per lookup.
@@ -91,6 +104,8 @@ struct Plan {
     seed: Option<u64>,
     gateway: Option<(u64, u64)>,
     window: Window,
+    /// Measured lookups: uids asked and uids found with a session.
+    hits: Arc<(AtomicU64, AtomicU64)>,
 }
 
 pub async fn run(args: &RouterArgs) -> anyhow::Result<Summary> {
@@ -102,6 +117,10 @@ pub async fn run(args: &RouterArgs) -> anyhow::Result<Summary> {
         "--concurrency must be in 1..=100000"
     );
     ensure!(args.users >= 1, "--users must be at least 1");
+    ensure!(
+        args.sessions <= args.users && args.sessions <= 10_000_000,
+        "--sessions must be at most --users and 10,000,000"
+    );
     ensure!(
         (1..=100_000).contains(&args.batch),
         "--batch must be in 1..=100000"
@@ -118,7 +137,9 @@ pub async fn run(args: &RouterArgs) -> anyhow::Result<Summary> {
         config.batch_in_flight = n;
     }
     let client = args.routers.connect(config).await?;
-    let gateway = if args.mix == Mix::Lookups {
+    // The bench gateway: its lease keeps the sessions (the populated ones
+    // and those of the writes) in the table.
+    let gateway = if args.mix == Mix::Lookups && args.sessions == 0 {
         None
     } else {
         let registered = client
@@ -130,6 +151,11 @@ pub async fn run(args: &RouterArgs) -> anyhow::Result<Summary> {
     let renew = gateway.map(|(id, incarnation, lease_ms)| {
         tokio::spawn(keep_lease(client.clone(), id, incarnation, lease_ms))
     });
+    if let Some((id, incarnation, _)) = gateway
+        && args.sessions > 0
+    {
+        populate(&client, (id, incarnation), args.sessions, args.concurrency).await?;
+    }
     let plan = Plan {
         client: client.clone(),
         mix: args.mix,
@@ -138,6 +164,7 @@ pub async fn run(args: &RouterArgs) -> anyhow::Result<Summary> {
         seed: args.seed,
         gateway: gateway.map(|(id, incarnation, _)| (id, incarnation)),
         window: Window::starting_now(warmup, duration),
+        hits: Arc::default(),
     };
     let ops: &[(&'static str, bool)] = match args.mix {
         Mix::Writes => &[(LOGIN, false), (LOGOUT, false)],
@@ -165,11 +192,62 @@ pub async fn run(args: &RouterArgs) -> anyhow::Result<Summary> {
     let settings = BTreeMap::from([
         ("mix".to_owned(), json!(format!("{:?}", args.mix).to_lowercase())),
         ("users".to_owned(), json!(args.users)),
+        ("sessions".to_owned(), json!(args.sessions)),
         ("batch".to_owned(), json!(args.batch)),
         ("warmup_s".to_owned(), json!(args.warmup)),
         ("routers".to_owned(), json!(args.routers.router)),
     ]);
-    Summary::build("router", settings, args.concurrency, &recorder, elapsed)
+    let mut summary = Summary::build("router", settings, args.concurrency, &recorder, elapsed)?;
+    let (asked, found) = (plan.hits.0.load(Relaxed), plan.hits.1.load(Relaxed));
+    if asked > 0 {
+        let ratio = found as f64 / asked as f64;
+        summary.results.insert("hit_ratio".into(), json!(ratio));
+        summary.results.insert("uids_asked".into(), json!(asked));
+        summary.results.insert("uids_found".into(), json!(found));
+    }
+    Ok(summary)
+}
+
+/// Logs in one session on each of uids 1..=`n` (`concurrency` at a time),
+/// under the bench gateway; fails when a login fails for good.
+async fn populate(
+    client: &RouterClient,
+    (gateway_id, gateway_incarnation): (u64, u64),
+    n: u64,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let started = Instant::now();
+    let logins = futures::stream::iter(1..=n).map(|uid| {
+        let session = Session {
+            session_id: uid,
+            gateway_id,
+            gateway_incarnation,
+            device_kind: DeviceKind::Bot as i32,
+            device_id: "bench-table".into(),
+            login_at_ms: 1,
+        };
+        async move {
+            client
+                .login(uid, session, MultiDevicePolicy::AllowAll)
+                .await
+                .with_context(|| format!("populating the table: login of uid {uid}"))
+        }
+    });
+    let mut done = logins.buffer_unordered(concurrency.clamp(64, 4096));
+    let mut count = 0u64;
+    while let Some(r) = done.next().await {
+        r?;
+        count += 1;
+        if count.is_multiple_of(200_000) {
+            eprintln!("table: {count} of {n} sessions logged in");
+        }
+    }
+    eprintln!(
+        "table: {n} sessions logged in in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Renews the bench gateway's lease until aborted.
@@ -257,7 +335,15 @@ async fn lookup(plan: &Plan, rng: &mut StdRng, rec: &mut Recorder) {
     let result = plan.client.lookup(&uids).await;
     if plan.window.measured(started) {
         match result {
-            Ok(_) => rec.success(LOOKUP, started.elapsed(), uids.len() as u64),
+            Ok(found) => {
+                rec.success(LOOKUP, started.elapsed(), uids.len() as u64);
+                let hits = uids
+                    .iter()
+                    .filter(|u| found.get(u).is_some_and(|s| !s.is_empty()))
+                    .count() as u64;
+                plan.hits.0.fetch_add(uids.len() as u64, Relaxed);
+                plan.hits.1.fetch_add(hits, Relaxed);
+            }
             Err(error) => rec.failure(LOOKUP, router_error_kind(&error)),
         }
     }

@@ -4,6 +4,7 @@
 mod authz;
 mod bad_input;
 mod bench_faults;
+mod bench_router;
 mod chat;
 mod chat_cli;
 mod client_tls;

@@ -149,7 +149,7 @@ pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
         let (from, me) = (uids[2 * pair], uids[2 * pair + 1]);
         let plan = plan.clone();
         let who = who(2 * pair + 1);
-        async move { check(s, &who, r, me, from, acked, &plan, check_deadline).await }
+        async move { check(s, &who, r, (me, from), acked, &plan, check_deadline).await }
     });
     let received: Vec<Received> = futures::stream::iter(checks).buffer_unordered(64).collect().await;
     let stored_wait = send_end.elapsed().saturating_sub(drained);

@@ -1,0 +1,28 @@
+//! `confab-bench router` reads a populated table: it logs in `--sessions`
+//! sessions first and reports the share of the uids asked that had one.
+
+use crate::harness::{Cluster, workspace_bin};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_lookups_read_a_populated_table_and_report_the_hit_ratio() {
+    let cluster = Cluster::start(0).await;
+    let routers = cluster.routers.join(",");
+    let out = tokio::process::Command::new(workspace_bin("confab-bench"))
+        .args(["--json", "router", "--router", &routers, "--mix", "lookups"])
+        .args(["--sessions", "2000", "--users", "4000", "--batch", "50"])
+        .args(["--concurrency", "8", "--duration", "1", "--seed", "7"])
+        .output()
+        .await
+        .expect("run confab-bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("2000 sessions logged in"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let ratio = summary["results"]["hit_ratio"].as_f64().expect("hit_ratio");
+    // Half of uids 1..=4000 have a session: the ratio is about one half.
+    assert!((0.4..0.6).contains(&ratio), "hit ratio {ratio}: {summary}");
+    assert!(
+        summary["results"]["uids_asked"].as_u64().unwrap_or(0) > 1000,
+        "{summary}"
+    );
+}
