@@ -206,9 +206,15 @@ impl RouterClient {
     /// The status of the node at `addr` (its own groups). One attempt, bounded
     /// by the deadline; no retry on another node.
     pub async fn node_status(&self, addr: &str) -> Result<NodeStatusResponse> {
+        self.node_status_of(addr, false).await
+    }
+
+    /// [`RouterClient::node_status`], with each group's checksum of its
+    /// records when `with_checksum` (compare replicas).
+    pub async fn node_status_of(&self, addr: &str, with_checksum: bool) -> Result<NodeStatusResponse> {
         let started = Instant::now();
         let mut stub = self.stub(addr)?.admin();
-        let call = stub.node_status(NodeStatusRequest {});
+        let call = stub.node_status(NodeStatusRequest { with_checksum });
         match tokio::time::timeout(self.config().deadline, call).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(Error::Rpc {

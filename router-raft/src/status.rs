@@ -37,6 +37,25 @@ pub fn group_status(g: &Group) -> pb::GroupStatus {
         role: format!("{:?}", m.state),
         voters,
         learners,
+        checksum: 0,
+    }
+}
+
+/// The order-free checksum of a group's records (see `GroupStatus`).
+pub fn checksum(g: &Group) -> u64 {
+    match &g.sm.read().data {
+        GroupData::Shard(s) => s.checksum(),
+        GroupData::Meta(meta) => meta
+            .gateways
+            .values()
+            .map(|r| {
+                crate::sm::shard::fnv1a(&[
+                    &r.gateway_id.to_le_bytes(),
+                    r.addr.as_bytes(),
+                    &r.incarnation.to_le_bytes(),
+                ])
+            })
+            .fold(0, u64::wrapping_add),
     }
 }
 

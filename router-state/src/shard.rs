@@ -299,6 +299,43 @@ impl ShardState {
     pub fn iter(&self) -> impl Iterator<Item = (&u64, &Vec<SessionRecord>)> {
         self.users.iter()
     }
+
+    /// A checksum of every session record, independent of any order (the
+    /// sum of each record's hash): replicas that applied the same entries
+    /// agree on it; a missing, extra or different record changes it.
+    pub fn checksum(&self) -> u64 {
+        self.users
+            .iter()
+            .flat_map(|(uid, sessions)| sessions.iter().map(move |s| (uid, s)))
+            .map(|(uid, s)| {
+                fnv1a(&[
+                    &uid.to_le_bytes(),
+                    &s.session_id.to_le_bytes(),
+                    &s.gateway_id.to_le_bytes(),
+                    &s.gateway_incarnation.to_le_bytes(),
+                    &s.device_kind.to_le_bytes(),
+                    s.device_id.as_bytes(),
+                    &s.login_at_ms.to_le_bytes(),
+                ])
+            })
+            .fold(0, u64::wrapping_add)
+    }
+}
+
+/// FNV-1a (64 bits) over `parts`, each followed by its length: stable
+/// across builds and processes (unlike std's hasher), so checksums compare
+/// between nodes.
+pub fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    };
+    for part in parts {
+        part.iter().copied().for_each(&mut eat);
+        (part.len() as u64).to_le_bytes().into_iter().for_each(&mut eat);
+    }
+    h
 }
 
 #[cfg(test)]
@@ -325,6 +362,41 @@ mod tests {
             ShardReply::LoggedIn { kicked } => kicked.iter().map(|s| s.session_id).collect(),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_checksum_ignores_order_and_sees_any_difference() {
+        let (mut a, mut b) = (ShardState::default(), ShardState::default());
+        for (uid, id) in [(1, 10), (2, 20), (1, 11)] {
+            login(
+                &mut a,
+                uid,
+                sess(id, 1, 1, &format!("d{id}")),
+                DevicePolicy::AllowAll,
+            );
+        }
+        for (uid, id) in [(1, 11), (1, 10), (2, 20)] {
+            login(
+                &mut b,
+                uid,
+                sess(id, 1, 1, &format!("d{id}")),
+                DevicePolicy::AllowAll,
+            );
+        }
+        assert_eq!(a.checksum(), b.checksum(), "the same records in another order");
+        assert_ne!(a.checksum(), 0);
+        login(&mut b, 3, sess(30, 1, 1, "d30"), DevicePolicy::AllowAll);
+        assert_ne!(a.checksum(), b.checksum(), "one more session");
+        let mut c = ShardState::default();
+        for (uid, id) in [(1, 10), (2, 20), (1, 11)] {
+            let dev = if id == 20 {
+                "other".to_owned()
+            } else {
+                format!("d{id}")
+            };
+            login(&mut c, uid, sess(id, 1, 1, &dev), DevicePolicy::AllowAll);
+        }
+        assert_ne!(a.checksum(), c.checksum(), "one field differs");
     }
 
     #[test]

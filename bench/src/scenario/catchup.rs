@@ -1,6 +1,8 @@
 //! `confab-bench catchup`: fills one shard with N sessions, then moves one of
 //! its replicas to another node and times the move, which is dominated by
-//! the new replica catching up as a learner (snapshot + log).
+//! the new replica catching up as a learner (snapshot + log). Then it reads
+//! every replica's state back (`NodeStatus` with checksums): the new
+//! replica's session count and checksum must equal the leader's.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -155,11 +157,17 @@ pub async fn run(args: &CatchupArgs) -> anyhow::Result<Summary> {
         Ok(_) => recorder.success(MOVE, move_elapsed, 1),
         Err(error) => recorder.failure(MOVE, router_error_kind(error)),
     }
+    // The new replica read back, while the lease still holds the sessions.
+    let verified = match &moved {
+        Ok(desc) => Some(verify(&client, args.shard, &desc.replicas, to).await),
+        Err(_) => None,
+    };
     renew.abort();
     if let Err(error) = client.deregister_gateway(args.gateway_id, incarnation).await {
         eprintln!("warning: deregistering the bench gateway: {error}");
     }
     let moved = moved.context("moving the replica")?;
+    let verified = verified.context("no replica to read back")??;
     let settings = BTreeMap::from([
         ("shard".to_owned(), json!(args.shard)),
         ("sessions".to_owned(), json!(args.sessions)),
@@ -179,5 +187,84 @@ pub async fn run(args: &CatchupArgs) -> anyhow::Result<Summary> {
     summary
         .results
         .insert("replicas_after".into(), json!(moved.replicas));
+    summary
+        .results
+        .insert("replica_sessions".into(), json!(verified.replica_sessions));
+    summary
+        .results
+        .insert("leader_sessions".into(), json!(verified.leader_sessions));
+    summary
+        .results
+        .insert("checksum".into(), json!(format!("{:016x}", verified.checksum)));
     Ok(summary)
+}
+
+/// What the new replica holds, next to its leader.
+struct Verified {
+    replica_sessions: u64,
+    leader_sessions: u64,
+    checksum: u64,
+}
+
+/// Reads shard `shard`'s state on every replica (with checksums) until the
+/// new replica `to` has applied what the leader had committed when asked,
+/// then compares the two: the same session count and checksum, or an
+/// error saying how they differ.
+async fn verify(
+    client: &confab_router_client::RouterClient,
+    shard: u32,
+    replicas: &[u64],
+    to: u64,
+) -> anyhow::Result<Verified> {
+    let map = client.refresh_map().await?;
+    let addr_of = |id: u64| {
+        map.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map(|n| n.addr.clone())
+            .with_context(|| format!("node {id} not in the map"))
+    };
+    let status_of = |id: u64| async move {
+        let addr = addr_of(id)?;
+        let status = client.node_status_of(&addr, true).await?;
+        status
+            .groups
+            .into_iter()
+            .find(|g| g.group_id == shard)
+            .with_context(|| format!("node {id} holds no replica of shard {shard}"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut leader = None;
+        for &id in replicas {
+            let s = status_of(id).await?;
+            if s.leader == id {
+                leader = Some(s);
+            }
+        }
+        let leader = leader.context("no replica of the shard says it leads")?;
+        let replica = status_of(to).await?;
+        if replica.applied_index >= leader.commit_index {
+            anyhow::ensure!(
+                (replica.entries, replica.checksum) == (leader.entries, leader.checksum),
+                "the new replica differs from its leader: {} sessions (checksum {:016x}) against {} ({:016x})",
+                replica.entries,
+                replica.checksum,
+                leader.entries,
+                leader.checksum
+            );
+            return Ok(Verified {
+                replica_sessions: replica.entries,
+                leader_sessions: leader.entries,
+                checksum: replica.checksum,
+            });
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the new replica applied {} of the leader's {} entries within 30 s",
+            replica.applied_index,
+            leader.commit_index
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -25,6 +25,7 @@ fn group(group_id: u32, leader: u64, matched: &[(u64, u64)]) -> GroupStatus {
         role: String::new(),
         voters: vec![1, 2, 3],
         learners: vec![],
+        checksum: 0,
     }
 }
 

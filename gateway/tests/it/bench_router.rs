@@ -1,5 +1,7 @@
-//! `confab-bench router` reads a populated table: it logs in `--sessions`
-//! sessions first and reports the share of the uids asked that had one.
+//! The router benchmarks measure what they say: `confab-bench router` reads
+//! a populated table (it logs in `--sessions` sessions first and reports the
+//! share of the uids asked that had one); `confab-bench catchup` reads the
+//! moved replica back and compares it with its leader.
 
 use crate::harness::{Cluster, workspace_bin};
 
@@ -24,5 +26,45 @@ async fn router_lookups_read_a_populated_table_and_report_the_hit_ratio() {
     assert!(
         summary["results"]["uids_asked"].as_u64().unwrap_or(0) > 1000,
         "{summary}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catchup_bench_reads_the_new_replica_back() {
+    let mut cluster = Cluster::start(0).await;
+    cluster.add_router(4).await;
+    let routers = cluster.routers.join(",");
+    let out = tokio::process::Command::new(workspace_bin("confab-bench"))
+        .args(["--json", "catchup", "--router", &routers])
+        .args([
+            "--shard",
+            "1",
+            "--sessions",
+            "3000",
+            "--to",
+            "4",
+            "--concurrency",
+            "64",
+        ])
+        .output()
+        .await
+        .expect("run confab-bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let r = &summary["results"];
+    assert_eq!(r["replica_sessions"], r["leader_sessions"], "{r}");
+    // The fill writes at least --sessions (a few more in flight at the end).
+    assert_eq!(r["replica_sessions"], r["sessions_in_shard"], "{r}");
+    assert!(r["replica_sessions"].as_u64().unwrap_or(0) >= 3000, "{r}");
+    assert!(
+        r["checksum"].as_str().is_some_and(|c| c != "0000000000000000"),
+        "{r}"
+    );
+    assert!(
+        r["replicas_after"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|n| n == 4)),
+        "{r}"
     );
 }

@@ -94,9 +94,12 @@ async fn leader_view(
         })?;
         let asked = nodes.iter().map(|(id, addr)| async move {
             let status = match node.remotes.replica(addr) {
-                Ok(mut s) => within(Duration::from_secs(2), s.node_status(pb::NodeStatusRequest {}))
-                    .await
-                    .ok(),
+                Ok(mut s) => within(
+                    Duration::from_secs(2),
+                    s.node_status(pb::NodeStatusRequest::default()),
+                )
+                .await
+                .ok(),
                 Err(_) => None,
             };
             (*id, status)
@@ -147,7 +150,7 @@ async fn transfer_and_wait(
     let until = deadline.min(tokio::time::Instant::now() + TRANSFER_WAIT);
     let mut target = node.remotes.replica(&node.node_addr(t.to))?;
     while tokio::time::Instant::now() < until {
-        if let Ok(status) = within(STEP_TIMEOUT, target.node_status(pb::NodeStatusRequest {})).await {
+        if let Ok(status) = within(STEP_TIMEOUT, target.node_status(pb::NodeStatusRequest::default())).await {
             let leads = status
                 .groups
                 .iter()

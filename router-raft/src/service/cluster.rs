@@ -79,8 +79,18 @@ pub(super) fn cluster_map(node: &Node) -> Result<pb::ClusterMap> {
 }
 
 /// This node's groups, as Raft sees them.
-pub(super) fn node_status(node: &Node) -> pb::NodeStatusResponse {
-    let groups = node.groups().iter().map(crate::status::group_status).collect();
+pub(super) fn node_status(node: &Node, with_checksum: bool) -> pb::NodeStatusResponse {
+    let groups = node
+        .groups()
+        .iter()
+        .map(|g| {
+            let mut s = crate::status::group_status(g);
+            if with_checksum {
+                s.checksum = crate::status::checksum(g);
+            }
+            s
+        })
+        .collect();
     pb::NodeStatusResponse {
         node_id: node.id,
         addr: node.addr.clone(),

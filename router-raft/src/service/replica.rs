@@ -33,9 +33,10 @@ impl ReplicaServer {
 impl RouterReplica for ReplicaServer {
     async fn node_status(
         &self,
-        _req: Request<pb::NodeStatusRequest>,
+        req: Request<pb::NodeStatusRequest>,
     ) -> Result<Response<pb::NodeStatusResponse>, Status> {
-        finish("node_status", Ok(cluster::node_status(&self.node)))
+        let with_checksum = req.get_ref().with_checksum;
+        finish("node_status", Ok(cluster::node_status(&self.node, with_checksum)))
     }
 
     async fn transfer_leader(

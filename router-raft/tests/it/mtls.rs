@@ -79,7 +79,7 @@ async fn replicas(addr: &str, tls: &ClientTls) -> Vec<(u32, Vec<u64>, Option<pb:
 /// The highest Raft term of any group on the node at `addr`.
 async fn highest_term(addr: &str, tls: &ClientTls) -> u64 {
     let status = RouterAdminClient::new(channel(addr, tls))
-        .node_status(pb::NodeStatusRequest {})
+        .node_status(pb::NodeStatusRequest::default())
         .await
         .expect("the admin reads node status")
         .into_inner();
@@ -143,7 +143,7 @@ async fn every_plane_refuses_callers_its_certificates_do_not_allow() {
         .expect("uri")
         .connect_lazy();
     let err = RouterAdminClient::new(plain)
-        .node_status(pb::NodeStatusRequest {})
+        .node_status(pb::NodeStatusRequest::default())
         .await
         .expect_err("plain gRPC to a TLS port");
     assert_ne!(err.code(), Code::Ok);
