@@ -195,6 +195,13 @@ gateway_bench() {
     "$BIN/confab-bench" group $(client_ca) --gateway "$(gw_client 1),$(gw_client 2)" --members "${GROUP_MEMBERS:-5000}" \
       --messages "${GROUP_MESSAGES:-50}" --json | tee "$OUT/gateway-group.json"
 
+    echo "== gateway: fan-out capacity, ${GROUP_COUNT:-4} groups of ${GROUP_MEMBERS:-5000} members, their owners sending unpaced"
+    uptime
+    # shellcheck disable=SC2046
+    "$BIN/confab-bench" group $(client_ca) --gateway "$(gw_client 1),$(gw_client 2)" --members "${GROUP_MEMBERS:-5000}" \
+      --groups "${GROUP_COUNT:-4}" --interval-ms 0 --messages "${GROUP_MESSAGES:-50}" --json \
+      | tee "$OUT/gateway-group-capacity.json"
+
     echo "== gateway: friend lists of 100 friends with presence, 64 listers"
     uptime
     # shellcheck disable=SC2046

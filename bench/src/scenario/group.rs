@@ -1,12 +1,15 @@
 //! `confab-bench group`: fan-out of group messages.
 //!
-//! M members of one group, all online, spread over the gateways in turn;
-//! one sender (the group's owner) posts N messages, one every
-//! `--interval-ms` (each after the previous one's ack). Every member
-//! records when each message reached it (the real-time push). Reported:
-//! send -> ack latency, the time until the LAST member has each message
-//! (p50/p99/max), deliveries/s (first send to last delivery), and
-//! delivered / lost / duplicated counts.
+//! M members, all online, spread over the gateways in turn, in each of G
+//! groups (`--groups`, default 1); each group's owner posts N messages, one
+//! every `--interval-ms` after the previous one's ack (0: closed loop, as
+//! fast as the acks come), the G owners at once. Every member records when
+//! each message reached it (the real-time push). Reported: send -> ack
+//! latency, the time until the LAST member has each message (p50/p99/max),
+//! deliveries/s (first send to last delivery), and delivered / lost /
+//! duplicated counts. With one group and a pause it measures the latency
+//! of a lone message; with several groups and no pause, the deliveries/s
+//! the cluster sustains and the last-member latency at that rate.
 //!
 //! Setup (fresh users, the group, join requests and the invitations that
 //! approve them, logins) is not measured; it is reported as `setup_s`.
@@ -37,9 +40,12 @@ pub struct GroupArgs {
     /// Members of the group besides the sender, all online.
     #[arg(long, default_value_t = 5000)]
     pub members: usize,
-    /// Messages the sender posts.
+    /// Messages each group's sender posts.
     #[arg(long, default_value_t = 50)]
     pub messages: usize,
+    /// Groups, each with every member and its own sender, sending at once.
+    #[arg(long, default_value_t = 1)]
+    pub groups: usize,
     /// Pause between one message's ack and the next send, milliseconds.
     #[arg(long, default_value_t = 100)]
     pub interval_ms: u64,
@@ -55,8 +61,12 @@ const SEND: &str = "send";
 const LAST_MEMBER: &str = "last_member";
 const DELIVERY: &str = "delivery";
 
-/// One real-time delivery: member index, message index, when.
-type Arrival = (usize, usize, Instant);
+/// One sender's run: when each message was sent, and its send's outcome
+/// (the ack's latency, or the error's kind).
+type SenderRun = (Vec<Instant>, Vec<Result<Duration, String>>);
+
+/// One real-time delivery: member index, (group index, message index), when.
+type Arrival = (usize, (usize, usize), Instant);
 
 pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
     args.users.check()?;
@@ -68,6 +78,7 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
         (1..=100_000).contains(&args.messages),
         "--messages must be in 1..=100000"
     );
+    ensure!((1..=64).contains(&args.groups), "--groups must be in 1..=64");
     ensure!(
         args.drain.is_finite() && (0.0..=3600.0).contains(&args.drain),
         "--drain must be seconds in 0..=3600"
@@ -79,15 +90,174 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
     raise_open_files(args.members as u64 * 2 + 1024);
     let setup_started = Instant::now();
     let prefix = args.users.prefix("gb");
-    let owner = format!("{prefix}owner");
+    let owners: Vec<String> = (0..args.groups).map(|g| format!("{prefix}owner{g}")).collect();
     let names: Vec<String> = (0..args.members).map(|i| format!("{prefix}m{i}")).collect();
-    let all: Vec<String> = std::iter::once(owner.clone())
-        .chain(names.iter().cloned())
-        .collect();
+    let all: Vec<String> = owners.iter().chain(names.iter()).cloned().collect();
     register_all(args, &all).await?;
+    let mut gids = Vec::with_capacity(args.groups);
+    for owner in &owners {
+        gids.push(make_group(args, owner, &names, &prefix).await?);
+    }
 
-    // The owner creates the group and invites everyone, over a few sessions
-    // (one per device kind) in parallel.
+    // Every member online, each reading its pushes in its own task.
+    let (tx, mut rx) = mpsc::unbounded_channel::<Arrival>();
+    let members = login_all(args, &names).await?;
+    let mut readers = Vec::with_capacity(members.len());
+    for (i, mut c) in members.into_iter().enumerate() {
+        let tx = tx.clone();
+        readers.push(tokio::spawn(async move {
+            while let Some(p) = c.conn.next_push().await {
+                if let Push::Frame(Body::MessagePush(pb::MessagePush { message: Some(m) })) = p
+                    && let Some(key) = parse_body(&m.body)
+                    && tx.send((i, key, Instant::now())).is_err()
+                {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let mut senders = Vec::with_capacity(args.groups);
+    for owner in &owners {
+        senders.push(
+            login(
+                &args.users.gateway[0],
+                args.users.client_tls()?.as_ref(),
+                owner,
+                &args.users.password,
+                "sender",
+                DeviceKind::Mobile,
+            )
+            .await?,
+        );
+    }
+    // Let the logins' presence and sync traffic settle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let setup_s = setup_started.elapsed().as_secs_f64();
+
+    let mut rec = Recorder::new(&[(SEND, false), (LAST_MEMBER, false), (DELIVERY, true)])?;
+    let started = Instant::now();
+    // The G senders at once; each one's messages in turn.
+    let sends = senders
+        .into_iter()
+        .zip(&gids)
+        .enumerate()
+        .map(|(g, (mut sender, &gid))| {
+            let interval = Duration::from_millis(args.interval_ms);
+            let messages = args.messages;
+            async move {
+                let mut sent_at = Vec::with_capacity(messages);
+                let mut outcomes = Vec::with_capacity(messages);
+                for i in 0..messages {
+                    let t = Instant::now();
+                    sent_at.push(t);
+                    let r = sender.group_send(gid, &format!("g{g}b{i}"), "").await;
+                    outcomes.push(
+                        r.map(|_| t.elapsed())
+                            .map_err(|e| e.code().map_or_else(|| "client".to_owned(), |c| format!("{c:?}"))),
+                    );
+                    if !interval.is_zero() {
+                        tokio::time::sleep(interval).await;
+                    }
+                }
+                (sent_at, outcomes)
+            }
+        });
+    let per_group: Vec<SenderRun> = futures::future::join_all(sends).await;
+    let mut send_errors = 0u64;
+    for (_, outcomes) in &per_group {
+        for o in outcomes {
+            match o {
+                Ok(d) => rec.success(SEND, *d, 1),
+                Err(kind) => {
+                    send_errors += 1;
+                    rec.failure(SEND, kind.clone());
+                }
+            }
+        }
+    }
+    let sent_at: Vec<Vec<Instant>> = per_group.into_iter().map(|(s, _)| s).collect();
+
+    // Collect until every member has every message, or the drain ends.
+    let expected = ((args.groups * args.messages) as u64 - send_errors) * args.members as u64;
+    let drain_end = Instant::now() + Duration::from_secs_f64(args.drain);
+    let mut seen: HashSet<(usize, (usize, usize))> = HashSet::with_capacity(expected as usize);
+    let mut last: HashMap<(usize, usize), Instant> = HashMap::new();
+    let mut per_message: HashMap<(usize, usize), u64> = HashMap::new();
+    let (mut delivered, mut duplicated) = (0u64, 0u64);
+    let mut last_delivery = started;
+    while delivered < expected {
+        let next = tokio::time::timeout_at(drain_end, rx.recv()).await;
+        let Ok(Some((member, idx, at))) = next else { break };
+        let Some(&sent) = sent_at.get(idx.0).and_then(|g| g.get(idx.1)) else {
+            continue;
+        };
+        if !seen.insert((member, idx)) {
+            duplicated += 1;
+            continue;
+        }
+        delivered += 1;
+        *per_message.entry(idx).or_default() += 1;
+        rec.success(DELIVERY, at.saturating_duration_since(sent), 1);
+        let l = last.entry(idx).or_insert(at);
+        if at > *l {
+            *l = at;
+        }
+        last_delivery = last_delivery.max(at);
+    }
+    for (idx, at) in &last {
+        if per_message.get(idx).copied() == Some(args.members as u64) {
+            rec.success(
+                LAST_MEMBER,
+                at.saturating_duration_since(sent_at[idx.0][idx.1]),
+                1,
+            );
+        }
+    }
+    let complete = rec.ops[LAST_MEMBER].latency.len();
+    for r in readers {
+        r.abort();
+    }
+    let elapsed = last_delivery.saturating_duration_since(started);
+    let settings = BTreeMap::from([
+        ("members".to_owned(), json!(args.members)),
+        ("messages".to_owned(), json!(args.messages)),
+        ("groups".to_owned(), json!(args.groups)),
+        ("interval_ms".to_owned(), json!(args.interval_ms)),
+        ("gateways".to_owned(), json!(args.users.gateway)),
+    ]);
+    let mut summary = Summary::build("group", settings, 1, &rec, elapsed)?;
+    let fanout = &summary.operations[LAST_MEMBER];
+    summary.p50_us = fanout.p50_us;
+    summary.p99_us = fanout.p99_us;
+    summary.max_us = fanout.max_us;
+    let deliveries_per_s = summary.operations[DELIVERY].ops_per_s;
+    summary.ops = delivered;
+    summary.ops_per_s = deliveries_per_s;
+    let r = &mut summary.results;
+    r.insert(
+        "sent".into(),
+        json!((args.groups * args.messages) as u64 - send_errors),
+    );
+    r.insert("expected_deliveries".into(), json!(expected));
+    r.insert("delivered".into(), json!(delivered));
+    r.insert("lost".into(), json!(expected - delivered));
+    r.insert("duplicated".into(), json!(duplicated));
+    r.insert("messages_complete".into(), json!(complete));
+    r.insert("deliveries_per_s".into(), json!(deliveries_per_s));
+    r.insert("setup_s".into(), json!(setup_s));
+    Ok(summary)
+}
+
+/// (group index, message index) from a message body `g{G}b{I}`.
+fn parse_body(body: &str) -> Option<(usize, usize)> {
+    let (g, i) = body.strip_prefix('g')?.split_once('b')?;
+    Some((g.parse().ok()?, i.parse().ok()?))
+}
+
+/// `owner` creates a group and every one of `names` joins it: each asks,
+/// the owner's invitations (over a few sessions at once) approve.
+async fn make_group(args: &GroupArgs, owner: &str, names: &[String], prefix: &str) -> anyhow::Result<u64> {
     let kinds = [
         DeviceKind::Desktop,
         DeviceKind::Web,
@@ -100,7 +270,7 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
             login(
                 &args.users.gateway[0],
                 args.users.client_tls()?.as_ref(),
-                &owner,
+                owner,
                 &args.users.password,
                 &format!("inviter-{i}"),
                 *kind,
@@ -116,7 +286,7 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
     // Members join as an operator fills a large group: each asks to join,
     // then the owner's invitations approve the requests (an invitation of
     // someone who has not asked would wait for an answer).
-    ask_to_join(args, &names, gid).await?;
+    ask_to_join(args, names, gid).await?;
     let chunk = names.len().div_ceil(inviters.len());
     let invites = inviters
         .iter()
@@ -130,123 +300,7 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
     for r in futures::future::join_all(invites).await {
         r?;
     }
-    drop(inviters);
-
-    // Every member online, each reading its pushes in its own task.
-    let (tx, mut rx) = mpsc::unbounded_channel::<Arrival>();
-    let members = login_all(args, &names).await?;
-    let mut readers = Vec::with_capacity(members.len());
-    for (i, mut c) in members.into_iter().enumerate() {
-        let tx = tx.clone();
-        readers.push(tokio::spawn(async move {
-            while let Some(p) = c.conn.next_push().await {
-                if let Push::Frame(Body::MessagePush(pb::MessagePush { message: Some(m) })) = p
-                    && let Some(idx) = m.body.strip_prefix('b').and_then(|s| s.parse::<usize>().ok())
-                    && tx.send((i, idx, Instant::now())).is_err()
-                {
-                    return;
-                }
-            }
-        }));
-    }
-    drop(tx);
-    let mut sender = login(
-        &args.users.gateway[0],
-        args.users.client_tls()?.as_ref(),
-        &owner,
-        &args.users.password,
-        "sender",
-        DeviceKind::Mobile,
-    )
-    .await?;
-    // Let the logins' presence and sync traffic settle.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let setup_s = setup_started.elapsed().as_secs_f64();
-
-    let mut rec = Recorder::new(&[(SEND, false), (LAST_MEMBER, false), (DELIVERY, true)])?;
-    let mut sent_at: Vec<Instant> = Vec::with_capacity(args.messages);
-    let mut send_errors = 0u64;
-    let started = Instant::now();
-    for i in 0..args.messages {
-        let t = Instant::now();
-        sent_at.push(t);
-        match sender.group_send(gid, &format!("b{i}"), "").await {
-            Ok(_) => rec.success(SEND, t.elapsed(), 1),
-            Err(error) => {
-                send_errors += 1;
-                rec.failure(
-                    SEND,
-                    error
-                        .code()
-                        .map_or_else(|| "client".to_owned(), |c| format!("{c:?}")),
-                );
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
-    }
-
-    // Collect until every member has every message, or the drain ends.
-    let expected = (args.messages as u64 - send_errors) * args.members as u64;
-    let drain_end = Instant::now() + Duration::from_secs_f64(args.drain);
-    let mut seen: HashSet<(usize, usize)> = HashSet::with_capacity(expected as usize);
-    let mut last: HashMap<usize, Instant> = HashMap::new();
-    let mut per_message: HashMap<usize, u64> = HashMap::new();
-    let (mut delivered, mut duplicated) = (0u64, 0u64);
-    let mut last_delivery = started;
-    while delivered < expected {
-        let next = tokio::time::timeout_at(drain_end, rx.recv()).await;
-        let Ok(Some((member, idx, at))) = next else { break };
-        if idx >= sent_at.len() {
-            continue;
-        }
-        if !seen.insert((member, idx)) {
-            duplicated += 1;
-            continue;
-        }
-        delivered += 1;
-        *per_message.entry(idx).or_default() += 1;
-        rec.success(DELIVERY, at.saturating_duration_since(sent_at[idx]), 1);
-        let l = last.entry(idx).or_insert(at);
-        if at > *l {
-            *l = at;
-        }
-        last_delivery = last_delivery.max(at);
-    }
-    for (idx, at) in &last {
-        if per_message.get(idx).copied() == Some(args.members as u64) {
-            rec.success(LAST_MEMBER, at.saturating_duration_since(sent_at[*idx]), 1);
-        }
-    }
-    let complete = rec.ops[LAST_MEMBER].latency.len();
-    for r in readers {
-        r.abort();
-    }
-    let elapsed = last_delivery.saturating_duration_since(started);
-    let settings = BTreeMap::from([
-        ("members".to_owned(), json!(args.members)),
-        ("messages".to_owned(), json!(args.messages)),
-        ("interval_ms".to_owned(), json!(args.interval_ms)),
-        ("gateways".to_owned(), json!(args.users.gateway)),
-    ]);
-    let mut summary = Summary::build("group", settings, 1, &rec, elapsed)?;
-    let fanout = &summary.operations[LAST_MEMBER];
-    summary.p50_us = fanout.p50_us;
-    summary.p99_us = fanout.p99_us;
-    summary.max_us = fanout.max_us;
-    let deliveries_per_s = summary.operations[DELIVERY].ops_per_s;
-    summary.ops = delivered;
-    summary.ops_per_s = deliveries_per_s;
-    let r = &mut summary.results;
-    r.insert("sent".into(), json!(args.messages as u64 - send_errors));
-    r.insert("expected_deliveries".into(), json!(expected));
-    r.insert("delivered".into(), json!(delivered));
-    r.insert("lost".into(), json!(expected - delivered));
-    r.insert("duplicated".into(), json!(duplicated));
-    r.insert("messages_complete".into(), json!(complete));
-    r.insert("deliveries_per_s".into(), json!(deliveries_per_s));
-    r.insert("setup_s".into(), json!(setup_s));
-    drop(sender);
-    Ok(summary)
+    Ok(gid)
 }
 
 fn raise_open_files(want: u64) {

@@ -68,3 +68,40 @@ async fn the_catchup_bench_reads_the_new_replica_back() {
         "{r}"
     );
 }
+
+/// `confab-bench group` with several groups whose owners send at once,
+/// unpaced: every member gets every group's every message, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_bench_runs_several_groups_at_once() {
+    let cluster = Cluster::start(2).await;
+    let gateways = format!("{},{}", cluster.gw(1), cluster.gw(2));
+    let out = tokio::process::Command::new(workspace_bin("confab-bench"))
+        .args(["--json", "group", "--gateway", &gateways])
+        .args([
+            "--groups",
+            "3",
+            "--members",
+            "20",
+            "--messages",
+            "10",
+            "--interval-ms",
+            "0",
+        ])
+        .env_remove("CONFAB_GATEWAY")
+        .output()
+        .await
+        .expect("run confab-bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let r = &doc["results"];
+    assert_eq!(r["sent"], 30, "{doc}");
+    assert_eq!(r["delivered"], 600, "3 groups x 10 messages x 20 members: {doc}");
+    assert_eq!(
+        (r["lost"].as_u64(), r["duplicated"].as_u64()),
+        (Some(0), Some(0)),
+        "{doc}"
+    );
+    assert_eq!(r["messages_complete"], 30, "{doc}");
+    assert!(r["deliveries_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{doc}");
+}
