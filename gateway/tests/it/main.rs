@@ -3,6 +3,7 @@
 
 mod authz;
 mod bad_input;
+mod bench_chat;
 mod bench_faults;
 mod bench_router;
 mod chat;

@@ -28,6 +28,7 @@ mod plan;
 mod receiver;
 mod sender;
 mod summary;
+pub mod sweep;
 mod users;
 
 use std::sync::Arc;
@@ -43,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use crate::report::Summary;
 use crate::wire;
 use crate::workers::Window;
-pub use plan::ChatArgs;
+pub use plan::{ChatArgs, SweepArgs};
 use plan::{Plan, Tally, secs};
 use receiver::{Received, Who, check, receive};
 use sender::{Sent, send};
@@ -51,6 +52,12 @@ use summary::summarize;
 use users::{Relogin, befriend_pairs, login_all, register_all};
 
 pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
+    if args.sweep.sweep {
+        if let Some(svg) = &args.sweep.svg {
+            ensure!(sweep::writable(svg), "--svg {}: no such directory", svg.display());
+        }
+        return Box::pin(sweep::run(args)).await;
+    }
     let duration = secs("duration", args.duration, false)?;
     let warmup = secs("warmup", args.warmup, true)?;
     let drain = secs("drain", args.drain, true)?;

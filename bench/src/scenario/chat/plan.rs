@@ -37,6 +37,32 @@ pub struct ChatArgs {
     /// Message body size in bytes.
     #[arg(long, default_value_t = 64)]
     pub body_bytes: usize,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+}
+
+/// `--sweep`: the run again at rising offered rates (see `sweep.rs`).
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// Step the offered rate until p99 passes the target or a message is
+    /// lost or refused; report the curve and its knee.
+    #[arg(long)]
+    pub sweep: bool,
+    /// First offered rate of the sweep, messages/s.
+    #[arg(long, default_value_t = 2000.0)]
+    pub sweep_from: f64,
+    /// Added to the offered rate at each step, messages/s.
+    #[arg(long, default_value_t = 2000.0)]
+    pub sweep_step: f64,
+    /// Highest offered rate of the sweep, messages/s.
+    #[arg(long, default_value_t = 60000.0)]
+    pub sweep_to: f64,
+    /// The e2e p99 a step must stay under, milliseconds.
+    #[arg(long, default_value_t = 50.0)]
+    pub p99_target_ms: f64,
+    /// Draw the curve into this SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
 }
 
 pub(super) const SEND: &str = "send";
