@@ -32,6 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
             return Ok(String::new());
         }
         Scenario::Connections(args) => scenario::connections::run(args).await?,
+        Scenario::Chat(args) if args.sweep.sweep => scenario::chat::sweep::run(args).await?,
         Scenario::Chat(args) => scenario::chat::run(args).await?,
         Scenario::Group(args) => scenario::group::run(args).await?,
         Scenario::Presence(args) => scenario::presence::run(args).await?,

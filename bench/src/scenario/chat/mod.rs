@@ -51,13 +51,8 @@ use sender::{Sent, send};
 use summary::summarize;
 use users::{Relogin, befriend_pairs, login_all, register_all};
 
+/// One run at `args.rate` (the sweep is [`sweep::run`]).
 pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
-    if args.sweep.sweep {
-        if let Some(svg) = &args.sweep.svg {
-            ensure!(sweep::writable(svg), "--svg {}: no such directory", svg.display());
-        }
-        return Box::pin(sweep::run(args)).await;
-    }
     let duration = secs("duration", args.duration, false)?;
     let warmup = secs("warmup", args.warmup, true)?;
     let drain = secs("drain", args.drain, true)?;

@@ -59,6 +59,9 @@ pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
         "--sweep-from, --sweep-step must be > 0 and --sweep-to >= --sweep-from"
     );
     ensure!(s.p99_target_ms > 0.0, "--p99-target-ms must be > 0");
+    if let Some(svg) = &s.svg {
+        ensure!(writable(svg), "--svg {}: no such directory", svg.display());
+    }
     let mut steps = Vec::new();
     let mut knee: Option<(f64, Summary)> = None;
     let mut last: Option<Summary> = None;
@@ -169,7 +172,7 @@ pub(super) fn svg(steps: &[Step], target_ms: f64) -> String {
 }
 
 /// Whether `path`'s directory exists (an SVG path given on the command line).
-pub(super) fn writable(path: &Path) -> bool {
+fn writable(path: &Path) -> bool {
     path.parent()
         .is_none_or(|d| d.as_os_str().is_empty() || d.is_dir())
 }
