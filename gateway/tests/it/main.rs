@@ -1,6 +1,7 @@
 //! End-to-end tests with real processes: 3 routers, 1 persist (SQLite +
 //! embedded queue) and gateways, on 127.0.0.1 free ports and temp dirs.
 
+mod amqp_pg;
 mod authz;
 mod bad_input;
 mod bench_chat;
