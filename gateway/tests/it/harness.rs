@@ -121,15 +121,7 @@ impl Cluster {
                     toml.push_str(&format!("\"{}\" = \"{g}\"\n", j + 1));
                 }
                 toml.push_str("[cluster]\nslots = 256\nshards = 4\n[raft]\nheartbeat_ms = 50\nelection_min_ms = 250\nelection_max_ms = 500\n");
-                if let Some(dir) = &self.tls {
-                    let files = confab_tls::TlsFiles::in_dir(dir, &format!("router-{id}"));
-                    toml.push_str(&format!(
-                        "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-                        files.ca.display(),
-                        files.cert.display(),
-                        files.key.display()
-                    ));
-                }
+                toml.push_str(&self.router_tls(id as u64));
                 let file = self.procs.dir().join(format!("router-{id}.toml"));
                 std::fs::write(&file, toml).expect("write router config");
                 let mut cmd = Command::new(bin);
@@ -161,6 +153,21 @@ impl Cluster {
         }
     }
 
+    /// The `[tls]` section of router `id`'s configuration, when the cluster
+    /// runs with TLS ("" otherwise).
+    fn router_tls(&self, id: u64) -> String {
+        let Some(dir) = &self.tls else {
+            return String::new();
+        };
+        let files = confab_tls::TlsFiles::in_dir(dir, &format!("router-{id}"));
+        format!(
+            "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            files.ca.display(),
+            files.cert.display(),
+            files.key.display()
+        )
+    }
+
     /// Starts router `id` (4 or 5; with the cluster's TLS if any) joining
     /// the cluster through router 1 and waits until it is ready; returns its
     /// HTTP address.
@@ -171,15 +178,7 @@ impl Cluster {
             self.procs.dir().join(format!("router-{id}")).display(),
             self.routers[0]
         );
-        if let Some(dir) = &self.tls {
-            let files = confab_tls::TlsFiles::in_dir(dir, &format!("router-{id}"));
-            toml.push_str(&format!(
-                "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-                files.ca.display(),
-                files.cert.display(),
-                files.key.display()
-            ));
-        }
+        toml.push_str(&self.router_tls(id));
         let file = self.procs.dir().join(format!("router-{id}.toml"));
         std::fs::write(&file, toml).expect("write router config");
         let mut cmd = Command::new(workspace_bin("confab-router"));
