@@ -10,6 +10,7 @@
 #   make build            release build of every binary
 #   make bench            benchmarks against a local release cluster
 #   make bench-tls        the same plain and with TLS on, and the ratios
+#   make bench-trace      chat plain and with traces (1 %) + JSON logs
 #   make fuzz             each fuzz target for FUZZ_SECS seconds (default
 #                         600), one after the other; fails on a crash
 #   make fuzz-seeds       regenerate the seed corpus under fuzz/corpus/
@@ -21,7 +22,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/confab/target
 PROFILE ?= release
 CARGO ?= cargo
 
-.PHONY: deps build test lint check-deploy fmt unit bench bench-tls chaos fuzz fuzz-seeds cluster-up cluster-down cluster-status cluster-add-router clean-cluster
+.PHONY: deps build test lint check-deploy fmt unit bench bench-tls bench-trace chaos fuzz fuzz-seeds cluster-up cluster-down cluster-status cluster-add-router clean-cluster
 
 # System prerequisites a fresh machine lacks: libclang for RocksDB's bindgen.
 # (protoc is vendored by the proto crate.)
@@ -61,6 +62,12 @@ bench: deps
 # then with TLS everywhere, in one series; prints both columns and ratios.
 bench-tls: deps
 	scripts/bench-tls.sh
+
+# What traces cost: the chat plain, then with every process exporting
+# traces at 1 % sampling (to confab-bench otlp-sink) and logging JSON, in
+# alternating rounds; fails when the traced figure is under 95 %.
+bench-trace: deps
+	scripts/bench-trace.sh
 
 # The long chaos run: 4 release routers behind fault-injecting proxies, a
 # seeded schedule of faults, replica moves, a node added and one drained

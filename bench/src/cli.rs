@@ -7,6 +7,7 @@ use crate::scenario::chat::ChatArgs;
 use crate::scenario::connections::ConnectionsArgs;
 use crate::scenario::failover::FailoverArgs;
 use crate::scenario::group::GroupArgs;
+use crate::scenario::otlp_sink::OtlpSinkArgs;
 use crate::scenario::presence::PresenceArgs;
 use crate::scenario::router::RouterArgs;
 
@@ -42,6 +43,9 @@ pub enum Scenario {
     /// Friend lists with presence (one batch router lookup each): lists/s
     /// and latency for users with F friends.
     Presence(PresenceArgs),
+    /// An OTLP trace receiver that counts spans (what tracing costs is
+    /// measured with the services exporting to it).
+    OtlpSink(OtlpSinkArgs),
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
         Scenario::Chat(args) => scenario::chat::run(args).await?,
         Scenario::Group(args) => scenario::group::run(args).await?,
         Scenario::Presence(args) => scenario::presence::run(args).await?,
+        // A receiver, not a load: it prints its own counts.
+        Scenario::OtlpSink(args) => return scenario::otlp_sink::run(args).await,
     };
     let out = if cli.json {
         let mut doc = serde_json::to_string_pretty(&summary)?;

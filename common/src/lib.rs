@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tool;
+pub mod trace;
 
 pub use error::Error;

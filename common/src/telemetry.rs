@@ -16,10 +16,15 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::trace::{Exporter, TraceConfig};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,20 +80,49 @@ pub fn init_with_default(level: &str) {
 }
 
 /// Logging for `service` in `format`, filtered by `RUST_LOG` (default
-/// `level`).
-pub fn init_service(service: Service, format: LogFormat, level: &str) {
-    match format {
-        LogFormat::Text => {
-            let _ = text(level).try_init();
-        }
-        LogFormat::Json => {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter(level))
-                .with_writer(std::io::stderr)
-                .event_format(JsonLines { service })
-                .try_init();
-        }
+/// `level`), and the trace exporter when `trace` names an OTLP endpoint
+/// (the returned [`Exporter`] flushes it at exit). Must run inside the
+/// Tokio runtime when tracing is on.
+pub fn init_service(
+    service: Service,
+    format: LogFormat,
+    level: &str,
+    trace: &TraceConfig,
+) -> Result<Option<Exporter>, String> {
+    let instance = match service.id {
+        Some(id) => format!("{}-{id}", service.name),
+        None => service.name.to_owned(),
+    };
+    let (otel, exporter) = match crate::trace::layer(service.name, &instance, trace)? {
+        Some((layer, exporter)) => (Some(layer), Some(exporter)),
+        None => (None, None),
+    };
+    let logs = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(colour())
+            .with_filter(filter(level))
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .event_format(JsonLines { service })
+            .with_filter(filter(level))
+            .boxed(),
+    };
+    let _ = tracing_subscriber::registry().with(logs).with(otel).try_init();
+    Ok(exporter)
+}
+
+/// Exports the spans still buffered (at exit, while the runtime runs).
+pub async fn flush(exporter: Option<Exporter>) {
+    if let Some(e) = exporter {
+        let _ = tokio::task::spawn_blocking(move || e.shutdown()).await;
     }
+}
+
+/// Colour only on a terminal, and not when `NO_COLOR` is set.
+fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 fn filter(level: &str) -> EnvFilter {
@@ -106,7 +140,7 @@ fn text(
     tracing_subscriber::fmt()
         .with_env_filter(filter(level))
         .with_writer(std::io::stderr as fn() -> std::io::Stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .with_ansi(colour())
 }
 
 /// One JSON object per event.
@@ -147,6 +181,11 @@ where
                     .extensions()
                     .get::<tracing_subscriber::fmt::FormattedFields<N>>()
                 {
+                    // A traced request's spans name its trace: promoted to
+                    // a field of its own, for a log search by trace.
+                    if let Some(id) = trace_id_of(&fields.fields) {
+                        line.insert("trace_id".into(), Value::String(id.to_owned()));
+                    }
                     line.insert(
                         format!("span.{}", span.name()),
                         Value::String(fields.fields.clone()),
@@ -157,6 +196,14 @@ where
         event.record(&mut Fields(&mut line));
         writeln!(writer, "{}", Value::Object(line))
     }
+}
+
+/// The `trace_id=` value in a span's formatted fields.
+fn trace_id_of(fields: &str) -> Option<&str> {
+    let at = fields.find("trace_id=")?;
+    let rest = &fields[at + "trace_id=".len()..];
+    let id = rest.split(|c: char| c.is_whitespace()).next()?;
+    (!id.is_empty()).then_some(id)
 }
 
 /// Collects an event's fields into the line.
@@ -239,6 +286,15 @@ mod tests {
         assert_eq!(line["conversation"], "d:1:42");
         assert_eq!(line["error"], "boom");
         assert!(line["timestamp"].as_str().is_some_and(|t| t.contains('T')));
+    }
+
+    #[test]
+    fn a_traced_spans_id_is_a_field_of_its_own() {
+        assert_eq!(
+            trace_id_of("trace_id=4bf92f3577b34da6 uid=7"),
+            Some("4bf92f3577b34da6")
+        );
+        assert_eq!(trace_id_of("uid=7"), None);
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct GatewayConfig {
     /// Log lines as "text" or "json" (CONFAB_LOG_FORMAT and --log-format
     /// override it).
     pub log_format: confab_common::telemetry::LogFormat,
+    /// Traces: an OTLP/gRPC endpoint (empty: off) and the sampling ratio.
+    pub tracing: confab_common::trace::TraceConfig,
     pub queue: QueueConfig,
     pub limits: LimitsConfig,
     pub session: SessionConfig,
@@ -259,6 +261,7 @@ impl Default for GatewayConfig {
             persist: vec!["127.0.0.1:7301".into()],
             allow_strangers: false,
             log_format: Default::default(),
+            tracing: Default::default(),
             queue: QueueConfig::default(),
             limits: LimitsConfig::default(),
             session: SessionConfig::default(),
@@ -354,6 +357,7 @@ impl GatewayConfig {
 
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
+        self.tracing.validate().map_err(Error::Config)?;
         if self.id == 0 || self.id > MAX_WORKER {
             return bad(format!("id must be in 1..={MAX_WORKER} (it is {})", self.id));
         }

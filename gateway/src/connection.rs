@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use confab_common::trace;
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb, ProtocolVersion};
 use futures::{Sink, SinkExt, Stream, StreamExt};
@@ -34,6 +35,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::LimitsConfig;
 use crate::error::Error;
@@ -293,26 +295,41 @@ where
                 }
             }
         }
+        // A sampled request is the root of a trace (nothing otherwise).
+        let span = trace::root(|| {
+            tracing::info_span!(
+                target: trace::TARGET,
+                "request",
+                otel.name = frame::kind(&body),
+                uid = conn.login.as_ref().map_or(0, |l| l.uid),
+                request_id = rid,
+                trace_id = tracing::field::Empty
+            )
+        });
         let result = match lane(&body) {
-            Lane::Here => Box::pin(handler::dispatch(&mut conn, body)).await,
+            Lane::Here => Box::pin(handler::dispatch(&mut conn, body).instrument(span)).await,
             Lane::Alone => {
                 Box::pin(in_flight.drain()).await;
                 // Boxed: the task of an idle connection is not sized for
                 // the largest handler's future.
-                Box::pin(handler::dispatch(&mut conn, body)).await
+                Box::pin(handler::dispatch(&mut conn, body).instrument(span)).await
             }
             Lane::Send => {
                 let Body::Send(r) = body else { continue };
-                match Box::pin(handler::begin_send(&conn, r, &mut send_order)).await {
+                let begun = handler::begin_send(&conn, r, &mut send_order).instrument(span.clone());
+                match Box::pin(begun).await {
                     Ok(finish) => {
                         let Some(permit) = Box::pin(in_flight.permit()).await else {
                             break;
                         };
                         let c = conn.clone();
-                        tokio::spawn(async move {
-                            answer(&c, rid, finish.await);
-                            drop(permit);
-                        });
+                        tokio::spawn(
+                            async move {
+                                answer(&c, rid, finish.await);
+                                drop(permit);
+                            }
+                            .instrument(span),
+                        );
                         continue;
                     }
                     Err(e) => Err(e),
@@ -323,11 +340,14 @@ where
                     break;
                 };
                 let mut c = conn.clone();
-                tokio::spawn(async move {
-                    let r = handler::dispatch(&mut c, body).await;
-                    answer(&c, rid, r);
-                    drop(permit);
-                });
+                tokio::spawn(
+                    async move {
+                        let r = handler::dispatch(&mut c, body).await;
+                        answer(&c, rid, r);
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
                 continue;
             }
         };

@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use confab_common::trace;
 use confab_proto::client::frame::Body;
 use confab_proto::gateway::gateway_service_server::GatewayService;
 use confab_proto::gateway::{DeliverReply, DeliverRequest, LoadReply, LoadRequest, Push, push};
@@ -28,6 +29,16 @@ pub struct Internal {
 #[tonic::async_trait]
 impl GatewayService for Internal {
     async fn deliver(&self, req: Request<DeliverRequest>) -> Result<Response<DeliverReply>, Status> {
+        let span = trace::continued(confab_net::trace::parent(&req), || {
+            tracing::info_span!(
+                target: trace::TARGET,
+                "gateway.deliver",
+                gateway = self.shared.gateway_id(),
+                pushes = req.get_ref().pushes.len(),
+                trace_id = tracing::field::Empty
+            )
+        });
+        let _traced = span.enter();
         let r = req.into_inner();
         let (social, messages): (Vec<Push>, Vec<Push>) = r.pushes.into_iter().partition(|p| {
             matches!(

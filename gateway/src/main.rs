@@ -105,7 +105,8 @@ async fn main() -> anyhow::Result<()> {
         name: "gateway",
         id: Some(config.id),
     };
-    confab_common::telemetry::init_service(service, config.log_format, "info");
+    let traces = confab_common::telemetry::init_service(service, config.log_format, "info", &config.tracing)
+        .map_err(anyhow::Error::msg)?;
     let open_files = confab_gateway::server::raise_open_files();
     tracing::info!(open_files, "open-file limit");
     let listeners = Listeners {
@@ -115,6 +116,8 @@ async fn main() -> anyhow::Result<()> {
         grpc: bind(&config.grpc, "gRPC").await?,
     };
     let shutdown = confab_common::shutdown::on_signal();
-    confab_gateway::run(config, listeners, shutdown).await?;
+    let ran = confab_gateway::run(config, listeners, shutdown).await;
+    confab_common::telemetry::flush(traces).await;
+    ran?;
     Ok(())
 }

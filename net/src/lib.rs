@@ -9,6 +9,7 @@
 //! - [`backoff`]: [`Backoff`], the one retry delay policy (exponential, capped,
 //!   optionally jittered), usable with `backon`'s `Retryable` or as a plain
 //!   iterator of delays.
+//! - [`trace`]: the trace context a call carries (W3C `traceparent`).
 //!
 //! What belongs here: transport concerns common to every caller. What does
 //! not: which errors are worth a retry (that depends on the service: the
@@ -20,6 +21,7 @@ pub mod channel;
 pub mod discovery;
 mod error;
 pub mod pool;
+pub mod trace;
 
 pub use backoff::{Backoff, Delays, Retryable};
 pub use channel::{ChannelConfig, channel, uri, validate};

@@ -17,6 +17,8 @@ pub struct Config {
     pub queue: QueueConfig,
     pub writer: WriterConfig,
     pub limits: LimitsConfig,
+    /// Traces: an OTLP/gRPC endpoint (empty: off) and the sampling ratio.
+    pub tracing: confab_common::trace::TraceConfig,
     /// Mutual TLS on the gRPC port: the cluster CA, this process'
     /// certificate (naming `confab://persist`) and key. Absent: plain and
     /// unauthenticated (a trusted network only).
@@ -235,6 +237,9 @@ impl Config {
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |m: &str| Err(Error::Invalid(format!("config: {m}")));
+        if let Err(m) = self.tracing.validate() {
+            return Err(Error::Invalid(format!("config: {m}")));
+        }
         let url = &self.database.url;
         if !(url.is_empty() || url.starts_with("sqlite:") || url.starts_with("postgres")) {
             return bad("database.url must be sqlite:... or postgres://...");

@@ -69,10 +69,17 @@ async fn main() -> anyhow::Result<()> {
         name: "persist",
         id: Some(config.server.id),
     };
-    confab_common::telemetry::init_service(service, config.server.log_format, "info,sqlx=warn,lapin=warn");
+    let traces = confab_common::telemetry::init_service(
+        service,
+        config.server.log_format,
+        "info,sqlx=warn,lapin=warn",
+        &config.tracing,
+    )
+    .map_err(anyhow::Error::msg)?;
     let shutdown = confab_common::shutdown::on_signal();
     let running = confab_persist::start(config, shutdown.clone()).await?;
     shutdown.cancelled().await;
     running.wait().await;
+    confab_common::telemetry::flush(traces).await;
     Ok(())
 }

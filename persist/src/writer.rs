@@ -7,10 +7,12 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use confab_common::trace::TARGET;
 use confab_queue::{
     Consumer, ConversationId, Delivery, QueuedBatch, QueuedMessage, backoff, decode_payload, encode_batch,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::{QueueConfig, WriterConfig};
 use crate::db::{BatchOutcome, Db, NewMessage};
@@ -109,7 +111,16 @@ async fn process<C: Consumer>(
     let msgs: Vec<NewMessage> = items.iter().flat_map(|(m, _)| m.iter().cloned()).collect();
     let oldest = Oldest::of(&msgs);
     oldest.observe(db);
-    let outcome = match write_retrying(db, &msgs, settings, cancel).await {
+    // A traced send's commit joins its trace (one span for the batch).
+    let traced = msgs
+        .iter()
+        .map(|m| m.traceparent.as_str())
+        .find(|t| !t.is_empty());
+    let span = confab_common::trace::continued(
+        traced,
+        || tracing::info_span!(target: TARGET, "persist.commit", messages = msgs.len(), trace_id = tracing::field::Empty),
+    );
+    let outcome = match write_retrying(db, &msgs, settings, cancel).instrument(span).await {
         Some(Ok(o)) => o,
         None => return false,
         Some(Err(error)) => {
@@ -302,6 +313,7 @@ fn queued(m: &NewMessage) -> QueuedMessage {
         body: m.body.clone(),
         client_msg_id: m.client_msg_id.clone(),
         server_time_ms: m.server_time_ms,
+        traceparent: m.traceparent.clone(),
     }
 }
 

@@ -31,6 +31,8 @@ pub struct NewMessage {
     pub body: String,
     pub client_msg_id: String,
     pub server_time_ms: i64,
+    /// The send's trace context when it is traced (not stored).
+    pub traceparent: String,
 }
 
 /// Encodes a message for the queue.
@@ -121,6 +123,7 @@ fn checked(m: QueuedMessage, max_body_bytes: usize) -> Result<NewMessage, QueueE
         } else {
             now_ms()
         },
+        traceparent: m.traceparent,
     })
 }
 
@@ -158,6 +161,7 @@ mod tests {
             body: "hi".into(),
             client_msg_id: "c".into(),
             server_time_ms: 5,
+            traceparent: String::new(),
         }
     }
 

@@ -30,9 +30,9 @@ impl Producer for RemoteProducer {
     async fn enqueue(&self, msgs: &[QueuedMessage]) -> Result<(), QueueError> {
         let mut client = self.client.clone();
         client
-            .enqueue(EnqueueRequest {
+            .enqueue(confab_net::trace::request(EnqueueRequest {
                 messages: msgs.to_vec(),
-            })
+            }))
             .await
             .map_err(|s| match s.code() {
                 tonic::Code::InvalidArgument => QueueError::Invalid(s.message().to_owned()),

@@ -167,9 +167,11 @@ impl RouterClient {
                     parts: batch.parts.clone(),
                 };
                 let result = match self.stub(&batch.addr) {
-                    Ok(stub) => tokio::time::timeout(timeout, stub.data().lookup(request))
-                        .await
-                        .map(|r| r.map(tonic::Response::into_inner)),
+                    Ok(stub) => {
+                        tokio::time::timeout(timeout, stub.data().lookup(confab_net::trace::request(request)))
+                            .await
+                            .map(|r| r.map(tonic::Response::into_inner))
+                    }
                     Err(error) => Ok(Err(tonic::Status::unavailable(error.to_string()))),
                 };
                 (batch, result)

@@ -50,6 +50,8 @@ pub struct RouterConfig {
     /// Log lines as "text" or "json" (CONFAB_LOG_FORMAT and --log-format
     /// override it).
     pub log_format: confab_common::telemetry::LogFormat,
+    /// Traces: an OTLP/gRPC endpoint (empty: off) and the sampling ratio.
+    pub tracing: confab_common::trace::TraceConfig,
     pub cluster: ClusterConfig,
     pub raft: RaftConfig,
     /// Mutual TLS on the gRPC port and to every other router: the cluster
@@ -125,6 +127,7 @@ impl Default for RouterConfig {
             tombstone_ms: 600_000,
             read: ReadMode::Lease,
             log_format: Default::default(),
+            tracing: Default::default(),
             cluster: ClusterConfig::default(),
             raft: RaftConfig::default(),
             tls: None,
@@ -193,6 +196,7 @@ impl RouterConfig {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.tracing.validate().map_err(anyhow::Error::msg)?;
         if self.id == 0 {
             bail!("id must be > 0 (0 means \"no node\" on the wire)");
         }

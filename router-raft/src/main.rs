@@ -85,9 +85,12 @@ async fn main() -> anyhow::Result<()> {
         name: "router",
         id: Some(config.id),
     };
-    confab_common::telemetry::init_service(service, config.log_format, "info");
+    let traces = confab_common::telemetry::init_service(service, config.log_format, "info", &config.tracing)
+        .map_err(anyhow::Error::msg)?;
     let grpc = bind(&config.listen, "gRPC").await?;
     let http = bind(&config.http, "HTTP").await?;
     let shutdown = confab_common::shutdown::on_signal();
-    confab_router::run(config, grpc, http, shutdown).await
+    let ran = confab_router::run(config, grpc, http, shutdown).await;
+    confab_common::telemetry::flush(traces).await;
+    ran
 }

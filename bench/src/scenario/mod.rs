@@ -11,6 +11,7 @@ pub mod chat;
 pub mod connections;
 pub mod failover;
 pub mod group;
+pub mod otlp_sink;
 pub mod presence;
 pub mod router;
 

@@ -46,6 +46,7 @@ pub async fn group_send(conn: &mut Conn, r: pb::GroupSendRequest) -> Result<Body
         body: r.body,
         client_msg_id: r.client_msg_id,
         server_time_ms,
+        traceparent: confab_common::trace::traceparent().unwrap_or_default(),
     };
     // The members' sessions are looked up while the enqueue waits for its
     // confirm; nothing is pushed before the message is durable.

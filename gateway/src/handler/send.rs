@@ -90,6 +90,7 @@ pub async fn begin(conn: &Conn, r: pb::SendRequest, order: &mut SendOrder) -> Re
         body: message.body.clone(),
         client_msg_id: message.client_msg_id.clone(),
         server_time_ms,
+        traceparent: confab_common::trace::traceparent().unwrap_or_default(),
     };
     // Batched with the other sends of the moment, in this order; acked
     // only once confirmed.

@@ -4,13 +4,20 @@
 //! request goes at once; under load, a batch is what arrived during one
 //! call, so the batch size follows the load and the added wait is at most
 //! one call. Each caller still waits for the outcome of its own item.
+//!
+//! A call that carries a traced request's item joins that request's trace
+//! as a span of its own (named by the batcher), so the calls it makes to
+//! other processes carry the trace context.
 
 use std::future::Future;
 use std::sync::Arc;
 
+use confab_common::trace;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::{Instrument, Span};
 
-type Waiter<I, O> = (I, oneshot::Sender<O>);
+/// An item, who waits for its output, and the traced span it came from.
+type Waiter<I, O> = (I, oneshot::Sender<O>, Option<Span>);
 
 /// One call in flight; what arrives meanwhile goes in the next call.
 pub struct Batcher<I, O> {
@@ -20,18 +27,19 @@ pub struct Batcher<I, O> {
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Starts the batcher's task: `call` gets up to `max` items and returns
     /// one output per item, in order. The task ends with the last handle.
-    pub fn spawn<F, Fut>(max: usize, call: F) -> Self
+    /// `name` names a traced call's span.
+    pub fn spawn<F, Fut>(name: &'static str, max: usize, call: F) -> Self
     where
         F: FnMut(Vec<I>) -> Fut + Send + 'static,
         Fut: Future<Output = Vec<O>> + Send + 'static,
     {
-        Self::spawn_parallel(max, 1, call)
+        Self::spawn_parallel(name, max, 1, call)
     }
 
     /// As [`Batcher::spawn`], with up to `in_flight` calls at once (for
     /// calls whose order does not matter): the next batch is taken when a
     /// call slot is free, so batches still grow with the load.
-    pub fn spawn_parallel<F, Fut>(max: usize, in_flight: usize, mut call: F) -> Self
+    pub fn spawn_parallel<F, Fut>(name: &'static str, max: usize, in_flight: usize, mut call: F) -> Self
     where
         F: FnMut(Vec<I>) -> Fut + Send + 'static,
         Fut: Future<Output = Vec<O>> + Send + 'static,
@@ -51,14 +59,35 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                         Err(_) => break,
                     }
                 }
-                let (inputs, waiters): (Vec<I>, Vec<oneshot::Sender<O>>) = items.into_iter().unzip();
+                let n = items.len();
+                let mut inputs = Vec::with_capacity(n);
+                let mut waiters = Vec::with_capacity(n);
+                let mut traced = None;
+                for (i, w, s) in items {
+                    inputs.push(i);
+                    waiters.push(w);
+                    traced = traced.or(s);
+                }
+                let span = match traced {
+                    Some(parent) => tracing::info_span!(
+                        target: trace::TARGET,
+                        parent: &parent,
+                        "batch",
+                        otel.name = name,
+                        items = n
+                    ),
+                    None => Span::none(),
+                };
                 let outputs = call(inputs);
-                tokio::spawn(async move {
-                    for (w, o) in waiters.into_iter().zip(outputs.await) {
-                        let _ = w.send(o);
+                tokio::spawn(
+                    async move {
+                        for (w, o) in waiters.into_iter().zip(outputs.await) {
+                            let _ = w.send(o);
+                        }
+                        drop(slot);
                     }
-                    drop(slot);
-                });
+                    .instrument(span),
+                );
             }
         });
         Self { tx }
@@ -74,7 +103,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// they were submitted); the receiver gets its output.
     pub fn submit(&self, item: I) -> Option<oneshot::Receiver<O>> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send((item, tx)).ok()?;
+        self.tx.send((item, tx, trace::current())).ok()?;
         Some(rx)
     }
 }
@@ -92,7 +121,7 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         let (release, gate) = tokio::sync::watch::channel(false);
         let c = calls.clone();
-        let b = Arc::new(Batcher::spawn(100, move |items: Vec<u32>| {
+        let b = Arc::new(Batcher::spawn("test", 100, move |items: Vec<u32>| {
             let c = c.clone();
             let mut gate = gate.clone();
             async move {
@@ -133,7 +162,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_lone_request_goes_at_once() {
-        let b = Batcher::spawn(10, |items: Vec<u8>| async move { vec![true; items.len()] });
+        let b = Batcher::spawn(
+            "test",
+            10,
+            |items: Vec<u8>| async move { vec![true; items.len()] },
+        );
         let r = tokio::time::timeout(Duration::from_secs(5), b.call(7)).await;
         assert_eq!(r.expect("no waiting for company"), Some(true));
     }

@@ -172,13 +172,13 @@ impl<B: Backend> Coalescers<B> {
         let enqueue = (0..ENQUEUE_LANES)
             .map(|_| {
                 let s = shared.clone();
-                Batcher::spawn(MAX_ENQUEUE, move |msgs| {
+                Batcher::spawn("gateway.enqueue", MAX_ENQUEUE, move |msgs| {
                     enqueue_batch(s.clone(), rpc_timeout, msgs)
                 })
             })
             .collect();
         let s = shared.clone();
-        let lookup = Batcher::spawn_parallel(MAX_LOOKUP, LOOKUPS_IN_FLIGHT, move |items| {
+        let lookup = Batcher::spawn_parallel("gateway.lookup", MAX_LOOKUP, LOOKUPS_IN_FLIGHT, move |items| {
             lookup_batch(s.clone(), rpc_timeout, items)
         });
         Self {
@@ -228,7 +228,7 @@ impl<B: Backend> Coalescers<B> {
             map.entry((gw, lane))
                 .or_insert_with(|| {
                     let s = self.shared.clone();
-                    Arc::new(Batcher::spawn(MAX_DELIVER, move |items| {
+                    Arc::new(Batcher::spawn("gateway.deliver_to", MAX_DELIVER, move |items| {
                         deliver_batch(s.clone(), gw, items)
                     }))
                 })

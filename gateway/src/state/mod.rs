@@ -124,7 +124,7 @@ impl Shared {
                     break;
                 }
             };
-            match client.deliver(request.clone()).await {
+            match client.deliver(confab_net::trace::request(request.clone())).await {
                 Ok(_) => {
                     metrics::DELIVERIES.with_label_values(&["remote", "ok"]).inc_by(n);
                     return true;

@@ -30,6 +30,9 @@ pub struct Cluster {
     /// With mutual TLS: the directory of the cluster CA and every
     /// process' certificate (`router-N`, `persist`, `gateway-N`, `admin`).
     pub tls: Option<std::path::PathBuf>,
+    /// Configuration every process of the cluster gets from its
+    /// environment (`CONFAB_<SECTION>__<KEY>`).
+    env: Vec<(String, String)>,
 }
 
 pub const LEASE_MS: u64 = 1500;
@@ -50,17 +53,22 @@ pub const UNLIMITED: &[(&str, &str)] = &[
 impl Cluster {
     /// 3 routers, 1 persist, `gateways` gateways; waits until all are ready.
     pub async fn start(gateways: u64) -> Self {
-        Self::start_with(gateways, false).await
+        Self::start_with(gateways, false, &[]).await
+    }
+
+    /// [`Cluster::start`] with `env` in every process' environment.
+    pub async fn start_with_env(gateways: u64, env: &[(&str, &str)]) -> Self {
+        Self::start_with(gateways, false, env).await
     }
 
     /// [`Cluster::start`] with mutual TLS between every process: a test CA
     /// and one certificate per process (gateways 1..=9) under the cluster's
     /// directory.
     pub async fn start_tls(gateways: u64) -> Self {
-        Self::start_with(gateways, true).await
+        Self::start_with(gateways, true, &[]).await
     }
 
-    async fn start_with(gateways: u64, tls: bool) -> Self {
+    async fn start_with(gateways: u64, tls: bool, env: &[(&str, &str)]) -> Self {
         let router_bin = workspace_bin("confab-router");
         let persist_bin = workspace_bin("confab-persist");
         let mut c = Cluster {
@@ -71,6 +79,7 @@ impl Cluster {
             persist_http: free_addr(),
             gateways: BTreeMap::new(),
             tls: None,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         if tls {
             c.tls = Some(issue_certificates(&c.procs.dir().join("tls")));
@@ -125,7 +134,7 @@ impl Cluster {
                 let file = self.procs.dir().join(format!("router-{id}.toml"));
                 std::fs::write(&file, toml).expect("write router config");
                 let mut cmd = Command::new(bin);
-                cmd.arg("--config").arg(&file);
+                cmd.arg("--config").arg(&file).envs(self.env.iter().cloned());
                 self.procs.spawn(&format!("router-{id}"), cmd);
             }
             let mut not_ready = None;
@@ -182,7 +191,7 @@ impl Cluster {
         let file = self.procs.dir().join(format!("router-{id}.toml"));
         std::fs::write(&file, toml).expect("write router config");
         let mut cmd = Command::new(workspace_bin("confab-router"));
-        cmd.arg("--config").arg(&file);
+        cmd.arg("--config").arg(&file).envs(self.env.iter().cloned());
         let name = format!("router-{id}");
         self.procs.spawn(&name, cmd);
         if !self.wait_up(&name, &http).await {
@@ -207,6 +216,7 @@ impl Cluster {
         .args(["--router", &self.routers.join(",")])
         .args(self.tls_args("persist"))
         .env("CONFAB_DATABASE__ARGON2_MEMORY_KIB", "64")
+        .envs(self.env.iter().cloned())
         .envs(env.iter().copied());
         self.procs.spawn("persist", cmd);
     }
@@ -316,6 +326,7 @@ impl Cluster {
         .args(self.tls_args(name))
         .args(args)
         .envs(UNLIMITED.iter().copied())
+        .envs(self.env.iter().cloned())
         .envs(env.iter().copied());
         cmd
     }

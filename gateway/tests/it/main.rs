@@ -23,6 +23,7 @@ mod pages;
 mod persist_crash;
 mod pipeline;
 mod resend;
+mod traces;
 mod user_limits;
 mod websocket;
 mod zone_http;

@@ -81,6 +81,7 @@ async fn internal_calls_need_the_right_certificate_and_chat_still_flows() {
             body: "forged enqueue".into(),
             client_msg_id: "f1".into(),
             server_time_ms: 0,
+            traceparent: String::new(),
         }],
     };
     let err = QueueServiceClient::new(channel(

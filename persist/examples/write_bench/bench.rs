@@ -82,6 +82,7 @@ fn message(i: u64, o: &BenchOptions, body: &str) -> QueuedMessage {
         body: body.to_owned(),
         client_msg_id: format!("b{i}"),
         server_time_ms: 1,
+        traceparent: String::new(),
     }
 }
 

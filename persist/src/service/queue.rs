@@ -3,12 +3,14 @@
 
 use std::pin::Pin;
 
+use confab_common::trace;
 use confab_proto::persist as pb;
 use confab_proto::persist::queue_service_server::QueueService;
 use confab_queue::{Producer, QueueError};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::PersistService;
 use crate::error::Error;
@@ -30,6 +32,10 @@ impl Drop for SubscriberGuard {
 #[tonic::async_trait]
 impl QueueService for PersistService {
     async fn enqueue(&self, r: Request<pb::EnqueueRequest>) -> Result<Response<pb::EnqueueReply>, Status> {
+        let span = trace::continued(
+            confab_net::trace::parent(&r),
+            || tracing::info_span!(target: trace::TARGET, "persist.enqueue", trace_id = tracing::field::Empty),
+        );
         let msgs = r.into_inner().messages;
         let out = async {
             if msgs.len() > MAX_ENQUEUE {
@@ -43,6 +49,7 @@ impl QueueService for PersistService {
                 accepted: msgs.len() as u32,
             })
         }
+        .instrument(span)
         .await;
         self.reply("enqueue", out)
     }

@@ -319,6 +319,7 @@ async fn database_outage_messages_wait_in_the_queue() {
     let more: Vec<QueuedMessage> = (2..=200)
         .map(|i| QueuedMessage {
             server_time_ms: accepted,
+            traceparent: String::new(),
             ..qmsg(i, "d:1:2", 2, &i.to_string())
         })
         .collect();

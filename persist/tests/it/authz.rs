@@ -27,6 +27,7 @@ fn msg(id: u64, conv: ConversationId, sender: u64) -> NewMessage {
         body: format!("secret {id}"),
         client_msg_id: String::new(),
         server_time_ms: 1,
+        traceparent: String::new(),
     }
 }
 

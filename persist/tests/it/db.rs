@@ -235,6 +235,7 @@ fn msg(id: u64, conv: ConversationId, sender: u64, body: &str) -> NewMessage {
         body: body.into(),
         client_msg_id: format!("c{id}"),
         server_time_ms: 1_000 + id as i64,
+        traceparent: String::new(),
     }
 }
 

@@ -25,6 +25,7 @@ fn keyed(id: u64, conv: ConversationId, sender: u64, key: &str) -> NewMessage {
         body: format!("m{id}"),
         client_msg_id: key.into(),
         server_time_ms: 1_000,
+        traceparent: String::new(),
     }
 }
 

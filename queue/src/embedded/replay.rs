@@ -273,6 +273,7 @@ mod tests {
                 body: "hi".into(),
                 client_msg_id: "c1".into(),
                 server_time_ms: 1,
+                traceparent: String::new(),
             }],
         });
         let mut seg = vec![3u8]; // 4 partitions

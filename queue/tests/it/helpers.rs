@@ -13,6 +13,7 @@ pub fn qmsg(id: u64, conv: &str, sender: u64, body: &str) -> QueuedMessage {
         body: body.into(),
         client_msg_id: format!("c{id}"),
         server_time_ms: 0,
+        traceparent: String::new(),
     }
 }
 

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use confab_common::trace;
 use confab_proto::router as pb;
 use confab_proto::router::router_data_server::RouterData;
 pub use confab_proto::router::router_data_server::SERVICE_NAME as SERVICE;
@@ -14,6 +15,7 @@ use confab_tls::Role;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
+use tracing::Instrument;
 
 use super::cluster;
 use super::status::counted;
@@ -282,6 +284,10 @@ impl RouterData for DataServer {
     }
 
     async fn lookup(&self, req: Request<pb::LookupRequest>) -> Result<Response<pb::LookupResponse>, Status> {
+        let span = trace::continued(
+            confab_net::trace::parent(&req),
+            || tracing::info_span!(target: trace::TARGET, "router.lookup", node = self.node.id, trace_id = tracing::field::Empty),
+        );
         let res = async {
             let r = req.into_inner();
             let total: usize = r.parts.iter().map(|p| p.uids.len()).sum();
@@ -293,6 +299,7 @@ impl RouterData for DataServer {
             let parts = futures::future::join_all(r.parts.into_iter().map(|p| self.lookup_part(p))).await;
             Ok(pb::LookupResponse { parts })
         }
+        .instrument(span)
         .await;
         finish("lookup", res)
     }
