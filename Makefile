@@ -3,10 +3,12 @@
 #   make cluster-up       start a local cluster (3 routers) under .cluster/
 #   make cluster-status   show it;  make cluster-down  stop it
 #   make test             format check, crate layers and import circles,
-#                         clippy -D warnings, deploy/ checks, every test
+#                         clippy -D warnings, deploy/ checks, web/dist
+#                         up to date, every test (the browser one too)
 #   make check-deploy     deploy/ offline: compose and Kubernetes manifests
 #                         (schemas, flags and keys against the sources),
 #                         Prometheus rules (promtool test rules), dashboards
+#   make web-screenshots  the browser test, saving docs/screenshots/
 #   make build            release build of every binary
 #   make bench            benchmarks against a local release cluster
 #   make bench-tls        the same plain and with TLS on, and the ratios
@@ -22,18 +24,24 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/confab/target
 PROFILE ?= release
 CARGO ?= cargo
 
-.PHONY: deps build test lint check-deploy fmt unit bench bench-tls bench-trace chaos fuzz fuzz-seeds cluster-up cluster-down cluster-status cluster-add-router clean-cluster
+.PHONY: deps web web-screenshots build test lint check-deploy fmt unit bench bench-tls bench-trace chaos fuzz fuzz-seeds cluster-up cluster-down cluster-status cluster-add-router clean-cluster
 
 # System prerequisites a fresh machine lacks: libclang for RocksDB's bindgen.
 # (protoc is vendored by the proto crate.)
 deps:
 	@scripts/ensure-deps.sh
 
+# The web client's toolchain: Node.js, Debian's chromium for the browser
+# tests, web/node_modules (npm ci).
+web:
+	@scripts/ensure-web.sh
+
 build: deps
 	$(CARGO) build --release --workspace --bins
 
-lint: deps check-deploy
+lint: deps web check-deploy
 	$(CARGO) fmt --all -- --check
+	cd web && npm run --silent check-dist
 	scripts/check-structure.py
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
@@ -48,11 +56,17 @@ fmt:
 
 # End-to-end tests start the other services' binaries from the same target
 # directory: build every binary first (same profile, so no extra compile).
-unit: deps
+unit: deps web
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 
 test: lint unit
+
+# The README's screenshots, taken by the browser test against a cluster of
+# its own (gateway test it::web).
+web-screenshots: deps web
+	$(CARGO) build --workspace --bins
+	CONFAB_SCREENSHOTS=$(CURDIR)/docs/screenshots $(CARGO) test -p confab-gateway --test it web:: -- --nocapture
 
 bench: deps
 	scripts/bench.sh

@@ -73,3 +73,9 @@ else
 fi
 echo "  status:  make cluster-status   (or $BIN/confabctl --router $(router_grpc 1) status)"
 echo "  stop:    make cluster-down"
+if [ "$TLS" = 1 ]; then
+  echo "web client: https://127.0.0.1:8201/   (a second browser profile or private window is a second user)"
+  echo "            the browser must trust $(tls_dir)/ca.pem, or accept the dev certificate once"
+else
+  echo "web client: http://127.0.0.1:8201/   (a second browser profile or private window is a second user)"
+fi

@@ -22,7 +22,8 @@ pub struct GatewayConfig {
     pub id: u64,
     /// Client protocol over TCP.
     pub listen: String,
-    /// HTTP, public: /healthz, /readyz, /ws (WebSocket), /v1/gateway; HTTPS
+    /// HTTP, public: the web client at /, /healthz, /readyz, /ws
+    /// (WebSocket), /v1/gateway; HTTPS
     /// and WSS with `[client_tls]`.
     pub http: String,
     /// HTTP, internal (never TLS, keep it off public networks): /metrics,
@@ -43,6 +44,9 @@ pub struct GatewayConfig {
     pub persist: Vec<String>,
     /// 1:1 messages between users who are not friends (false: refused).
     pub allow_strangers: bool,
+    /// The web client at `/` on the public HTTP port (false: only the
+    /// protocol endpoints are served there).
+    pub web_client: bool,
     /// Log lines as "text" or "json" (CONFAB_LOG_FORMAT and --log-format
     /// override it).
     pub log_format: confab_common::telemetry::LogFormat,
@@ -260,6 +264,7 @@ impl Default for GatewayConfig {
             ],
             persist: vec!["127.0.0.1:7301".into()],
             allow_strangers: false,
+            web_client: true,
             log_format: Default::default(),
             tracing: Default::default(),
             queue: QueueConfig::default(),

@@ -2,7 +2,8 @@
 //! [`serve_public`]): `/healthz`, `/readyz`, `/ws` (the client protocol
 //! over WebSocket, one binary message per frame, into the same connection
 //! handler as TCP) and `GET /v1/gateway` (the least-loaded live gateway of
-//! the caller's network zone); HTTPS and WSS with `[client_tls]`, a
+//! the caller's network zone), and the web client at `/` (see [`web`]);
+//! HTTPS and WSS with `[client_tls]`, a
 //! header-read deadline and a connection limit. The internal port
 //! ([`internal`]): `/metrics`, `/healthz`, `/readyz`.
 
@@ -36,15 +37,21 @@ use crate::error::Error;
 use crate::metrics;
 use crate::service::zone::{NoPick, choose};
 use crate::state::Shared;
+use crate::web;
 
 /// The public port's routes (no `/metrics`: that is on the internal port).
 pub fn public(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let mut routes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/ws", get(ws))
-        .route("/v1/gateway", get(pick_gateway))
-        .with_state(shared)
+        .route("/v1/gateway", get(pick_gateway));
+    if shared.config.web_client {
+        routes = routes
+            .route("/", get(web::serve))
+            .route("/assets/{*file}", get(web::serve));
+    }
+    routes.with_state(shared)
 }
 
 /// The internal port's routes: Prometheus and health.

@@ -24,8 +24,8 @@
 //! 5. [`handler`]: one handler per client request kind, on [`handler::Conn`].
 //! 6. The edges: [`connection`] (one client connection whatever the
 //!    transport: handshake, lanes, idle timeout, the bounded send queue),
-//!    [`http`] (the public port: health, `/ws`, `/v1/gateway`; the
-//!    internal one: metrics, health), [`client_tls`] (TLS on the client
+//!    [`http`] (the public port: health, `/ws`, `/v1/gateway`, the web
+//!    client from [`web`]; the internal one: metrics, health), [`client_tls`] (TLS on the client
 //!    ports, reloaded on SIGHUP), [`internal`] (the
 //!    gRPC service other gateways call: Deliver, Load) and [`server`]
 //!    ([`start`]/[`run`] wire it all; `main` and the tests both use it).
@@ -49,6 +49,7 @@ pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod state;
+pub mod web;
 pub mod wire;
 
 pub use config::GatewayConfig;

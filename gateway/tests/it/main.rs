@@ -25,5 +25,6 @@ mod pipeline;
 mod resend;
 mod traces;
 mod user_limits;
+mod web;
 mod websocket;
 mod zone_http;
