@@ -13,6 +13,7 @@
 #   make bench            benchmarks against a local release cluster
 #   make bench-tls        the same plain and with TLS on, and the ratios
 #   make bench-trace      chat plain and with traces (1 %) + JSON logs
+#   make bench-compare BEFORE=DIR  chat: this build against an older one's binaries
 #   make fuzz             each fuzz target for FUZZ_SECS seconds (default
 #                         600), one after the other; fails on a crash
 #   make fuzz-seeds       regenerate the seed corpus under fuzz/corpus/
@@ -24,7 +25,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/confab/target
 PROFILE ?= release
 CARGO ?= cargo
 
-.PHONY: deps web web-screenshots build test lint check-deploy fmt unit bench bench-tls bench-trace chaos fuzz fuzz-seeds cluster-up cluster-down cluster-status cluster-add-router clean-cluster
+.PHONY: deps web web-screenshots build test lint check-deploy fmt unit bench bench-tls bench-trace bench-compare chaos fuzz fuzz-seeds cluster-up cluster-down cluster-status cluster-add-router clean-cluster
 
 # System prerequisites a fresh machine lacks: libclang for RocksDB's bindgen.
 # (protoc is vendored by the proto crate.)
@@ -82,6 +83,11 @@ bench-tls: deps
 # alternating rounds; fails when the traced figure is under 95 %.
 bench-trace: deps
 	scripts/bench-trace.sh
+
+# This build's chat against an older build's release binaries (BEFORE=DIR),
+# in alternating rounds; fails under MIN_RATIO (0.95) of the older figure.
+bench-compare: deps
+	scripts/bench-compare.sh
 
 # The long chaos run: 4 release routers behind fault-injecting proxies, a
 # seeded schedule of faults, replica moves, a node added and one drained

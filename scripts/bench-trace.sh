@@ -19,7 +19,8 @@ export BENCH_ONLY=gateway BENCH_GROUP=0 BENCH_CONNECTIONS=0
 export CHAT_RATES="${CHAT_RATES:-0}"
 rm -rf "$OUT"
 mkdir -p "$OUT"
-skip=""
+# SKIP_BUILD=... (as in bench.sh) takes those binaries as they are.
+skip="${SKIP_BUILD:-}"
 sink_pid=""
 stop_sink() { [ -n "$sink_pid" ] && kill "$sink_pid" 2>/dev/null; wait "$sink_pid" 2>/dev/null || true; sink_pid=""; }
 trap stop_sink EXIT
