@@ -1,7 +1,8 @@
-//! Friend, group, read-receipt, typing and recall pushes to users wherever they are: one batch router
-//! lookup for all of them (split per shard by the router client), then the
-//! sessions here get the frame from their queues and every other hosting
-//! gateway gets one `Deliver` call with all of its sessions.
+//! Friend, group, read-receipt, typing and recall pushes to users wherever
+//! they are: one batch router lookup for all of them (split per shard by
+//! the router client), then the sessions here get the frame from their
+//! queues and every other hosting gateway gets one `Deliver` call with all
+//! of its sessions.
 
 use bytes::Bytes;
 use confab_proto::client::frame::Body;
