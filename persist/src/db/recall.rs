@@ -57,8 +57,23 @@ impl Db {
                     message: message_id,
                 });
             }
-            let conv: ConversationId = conversation.parse()?;
-            self.check_participant(user, &conv).await?;
+            // Still a participant (a member who left a group recalls
+            // nothing there). Asked inside the transaction: a pool of one
+            // connection must not wait for a second.
+            let participant = match conversation.parse::<ConversationId>()? {
+                ConversationId::Direct { lo, hi } => lo == user || hi == user,
+                ConversationId::Group(g) => {
+                    sqlx::query("SELECT 1 FROM group_members WHERE group_id = $1 AND user_id = $2")
+                        .bind(g as i64)
+                        .bind(u)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some()
+                }
+            };
+            if !participant {
+                return Err(Error::NotParticipant { user, conversation });
+            }
             let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages WHERE recall_of = $1"
             )))
