@@ -84,6 +84,36 @@ mod tests {
             matches!(cli.command, Some(Command::GroupSend { group: 3, ref text }) if text == "hello all")
         );
     }
+
+    #[test]
+    fn read_recall_and_typing_parse() {
+        let cli = Cli::try_parse_from(["confab-chat", "read", "bob", "--seq", "4"]).expect("parse");
+        assert!(
+            matches!(cli.command, Some(Command::Read { ref with, group: None, seq: 4 }) if with.as_deref() == Some("bob"))
+        );
+        let cli = Cli::try_parse_from(["confab-chat", "read", "--group", "7"]).expect("parse");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Read {
+                with: None,
+                group: Some(7),
+                seq: 0
+            })
+        ));
+        assert!(Cli::try_parse_from(["confab-chat", "read"]).is_err());
+        assert!(Cli::try_parse_from(["confab-chat", "read", "bob", "--group", "7"]).is_err());
+        let cli = Cli::try_parse_from(["confab-chat", "recall", "123"]).expect("parse");
+        assert!(matches!(cli.command, Some(Command::Recall { message_id: 123 })));
+        assert!(Cli::try_parse_from(["confab-chat", "recall", "x"]).is_err());
+        let cli = Cli::try_parse_from(["confab-chat", "typing", "--group", "2"]).expect("parse");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Typing {
+                with: None,
+                group: Some(2)
+            })
+        ));
+    }
 }
 
 impl Cli {
@@ -246,4 +276,30 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// Mark the conversation with USER (or of --group GROUP) read up to
+    /// --seq N (default: its newest message); prints the read mark stored.
+    Read {
+        #[arg(value_name = "USER", required_unless_present = "group")]
+        with: Option<String>,
+        #[arg(long, value_name = "GROUP", conflicts_with = "with")]
+        group: Option<u64>,
+        /// Up to this sequence (0: the newest).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        seq: u64,
+    },
+    /// Recall my message MESSAGE_ID (within the gateway's recall window).
+    Recall {
+        #[arg(value_name = "MESSAGE_ID")]
+        message_id: u64,
+    },
+    /// Tell USER (or the members of --group GROUP) that I am typing.
+    Typing {
+        #[arg(value_name = "USER", required_unless_present = "group")]
+        with: Option<String>,
+        #[arg(long, value_name = "GROUP", conflicts_with = "with")]
+        group: Option<u64>,
+    },
+    /// My conversations: last sequence, my read mark, unread messages and
+    /// (1:1) the other user's read mark.
+    Sync,
 }

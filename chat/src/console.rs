@@ -8,7 +8,8 @@
 //!
 //! Commands are the rows of [`COMMANDS`] (name, arguments, help, handler):
 //! a new command is a new row and its handler. `@USER TEXT` sends once; a
-//! line without `/` or `@` goes to the user chosen with `/to`.
+//! line without `/` or `@` goes to the user chosen with `/to`. Read
+//! receipts, typing notices and recalls are printed as they arrive.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,7 +18,7 @@ use std::pin::Pin;
 
 use confab_client::proto::frame::Body;
 use confab_client::proto::{self as pb};
-use confab_client::{Client, Event};
+use confab_client::{Client, Event, Peer, Update};
 use rustyline::ExternalPrinter;
 use rustyline::error::ReadlineError;
 use serde_json::json;
@@ -73,6 +74,24 @@ pub const COMMANDS: &[Command] = &[
         args: "USER [N]",
         help: "the last N (20) messages with USER, oldest first",
         run: |c, rest| Box::pin(c.history(rest)),
+    },
+    Command {
+        name: "read",
+        args: "USER|#GROUP [SEQ]",
+        help: "mark the conversation read up to SEQ (default: the newest)",
+        run: |c, rest| Box::pin(c.read(rest)),
+    },
+    Command {
+        name: "typing",
+        args: "USER|#GROUP",
+        help: "tell USER (or the group's members) that I am typing",
+        run: |c, rest| Box::pin(c.typing(rest)),
+    },
+    Command {
+        name: "recall",
+        args: "MESSAGE_ID",
+        help: "recall my message (within the server's recall window)",
+        run: |c, rest| Box::pin(c.recall(rest)),
     },
     Command {
         name: "quit",
@@ -199,6 +218,73 @@ impl Console {
         Ok(Flow::Continue)
     }
 
+    async fn read(&mut self, rest: &str) -> Result<Flow> {
+        let (who, seq) = split_word(rest);
+        let (Some(peer), Ok(seq)) = (peer_of(who), if seq.is_empty() { Ok(0) } else { seq.parse() }) else {
+            self.warn("usage: /read USER|#GROUP [SEQ]");
+            return Ok(Flow::Continue);
+        };
+        match self.client.mark_read(&peer, seq).await {
+            Ok(r) => self.say(format!("read {who} up to {}", r.read_seq)),
+            Err(e) => self.warn(format!("error: {e}")),
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn typing(&mut self, rest: &str) -> Result<Flow> {
+        let Some(peer) = peer_of(rest.trim()) else {
+            self.warn("usage: /typing USER|#GROUP");
+            return Ok(Flow::Continue);
+        };
+        if let Err(e) = self.client.typing(&peer).await {
+            self.warn(format!("error: {e}"));
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn recall(&mut self, rest: &str) -> Result<Flow> {
+        let Ok(id) = rest.trim().parse::<u64>() else {
+            self.warn("usage: /recall MESSAGE_ID");
+            return Ok(Flow::Continue);
+        };
+        match self.client.recall(id).await {
+            Ok(r) => self.say(format!("recalled message {}", r.message_id)),
+            Err(e) => self.warn(format!("error: {e}")),
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Prints a push other than a message: receipts, typing, recalls.
+    async fn notice(&mut self, u: Update) {
+        let line = match u {
+            Update::Receipt(r) if r.reader == self.client.uid() => {
+                format!(
+                    "(read {} up to {} on another device)",
+                    r.conversation_id, r.read_seq
+                )
+            }
+            Update::Receipt(r) => {
+                let who = self.name_of(r.reader).await;
+                format!("{who} read up to {} in {}", r.read_seq, r.conversation_id)
+            }
+            Update::Typing(t) => {
+                let who = self.name_of(t.user_id).await;
+                format!("{who} is typing in {}", t.conversation_id)
+            }
+            Update::Event(Event::Recalled(r)) => {
+                let who = self.name_of(r.by).await;
+                format!("{who} recalled message {} in {}", r.message_id, r.conversation_id)
+            }
+            _ => return,
+        };
+        if self.cli.json {
+            let doc = json!({"notice": line});
+            self.say(doc.to_string());
+        } else {
+            self.say(line);
+        }
+    }
+
     /// Runs one input line.
     pub async fn line(&mut self, line: &str) -> Result<Flow> {
         let line = line.trim();
@@ -242,16 +328,24 @@ impl Console {
         name
     }
 
-    /// Prints a message: `alice: hi`, or `me -> bob: hi` for our own.
+    /// Prints a message: `alice: hi`, or `me -> bob: hi` for our own; a
+    /// recalled one as `(recalled)`, a recall entry as who recalled what.
     async fn show(&mut self, m: &pb::Message) {
         if self.cli.json {
             let doc = json!({
                 "message_id": m.message_id, "conversation_id": m.conversation_id, "seq": m.seq,
                 "sender": m.sender, "body": m.body, "server_time_ms": m.server_time_ms,
+                "recalled": m.recalled, "recall_of": m.recall_of,
             });
             self.say(doc.to_string());
             return;
         }
+        if m.recall_of != 0 {
+            let who = self.name_of(m.sender).await;
+            self.say(format!("{who} recalled message {}", m.recall_of));
+            return;
+        }
+        let body = if m.recalled { "(recalled)" } else { m.body.as_str() };
         let me = self.client.uid();
         if m.sender == me {
             let other = other_party(&m.conversation_id, me);
@@ -259,10 +353,10 @@ impl Console {
                 Some(o) => self.name_of(o).await,
                 None => m.conversation_id.clone(),
             };
-            self.say(format!("me -> {to}: {}", m.body));
+            self.say(format!("me -> {to}: {body}"));
         } else {
             let from = self.name_of(m.sender).await;
-            self.say(format!("{from}: {}", m.body));
+            self.say(format!("{from}: {body}"));
         }
     }
 }
@@ -273,6 +367,15 @@ fn split_word(s: &str) -> (&str, &str) {
     match s.split_once(char::is_whitespace) {
         Some((w, rest)) => (w, rest.trim()),
         None => (s, ""),
+    }
+}
+
+/// `USER` or `#GROUP`.
+fn peer_of(word: &str) -> Option<Peer> {
+    match word.strip_prefix('#') {
+        _ if word.is_empty() => None,
+        Some(g) => g.parse().ok().map(Peer::Group),
+        None => Some(Peer::Name(word.to_owned())),
     }
 }
 
@@ -362,10 +465,13 @@ pub async fn run(cli: &Cli) -> Result<()> {
                     break None;
                 }
             }
-            ev = console.client.next_event() => match ev {
-                Some(Event::Message(m)) => console.show(&m).await,
-                Some(Event::Kicked(k)) => break Some(format!(": kicked ({})", k.message)),
-                Some(Event::Closed(e)) => break Some(e.map(|e| format!(": {}", e.message)).unwrap_or_default()),
+            ev = console.client.next_update() => match ev {
+                Some(Update::Event(Event::Message(m))) => console.show(&m).await,
+                Some(Update::Event(Event::Kicked(k))) => break Some(format!(": kicked ({})", k.message)),
+                Some(Update::Event(Event::Closed(e))) => {
+                    break Some(e.map(|e| format!(": {}", e.message)).unwrap_or_default())
+                }
+                Some(other) => console.notice(other).await,
                 None => break Some(String::new()),
             },
         }
@@ -395,6 +501,10 @@ mod tests {
         assert_eq!(other_party("d:3:9", 3), Some(9));
         assert_eq!(other_party("d:3:9", 9), Some(3));
         assert_eq!(other_party("g:4", 3), None);
+        assert_eq!(peer_of("bob"), Some(Peer::Name("bob".into())));
+        assert_eq!(peer_of("#7"), Some(Peer::Group(7)));
+        assert_eq!(peer_of("#x"), None);
+        assert_eq!(peer_of(""), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! confab-chat: the console client. With no subcommand an interactive
 //! console ([`console`]); one-shot subcommands for scripts ([`oneshot`],
-//! friends and groups in [`social`]), each printing text or, with `--json`,
+//! friends and groups in [`social`], read marks, typing and recalls in
+//! [`reads`]), each printing text or, with `--json`,
 //! one JSON document per result ([`output`]); both log in through
 //! [`session`].
 //!
@@ -12,6 +13,7 @@ pub mod console;
 pub mod error;
 pub mod oneshot;
 pub mod output;
+pub mod reads;
 pub mod session;
 pub mod social;
 

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
-use crate::output::{print, show};
+use crate::output::{print, show, show_recall};
 use crate::session::login;
 
 pub async fn run(cli: &Cli, cmd: Command) -> Result<()> {
@@ -62,6 +62,10 @@ pub async fn run(cli: &Cli, cmd: Command) -> Result<()> {
                         show(cli, &c, &m);
                         n += 1;
                     }
+                    Some(Event::Recalled(r)) => {
+                        show_recall(cli, &r);
+                        n += 1;
+                    }
                     Some(Event::Kicked(k)) => return Err(Error::Closed(format!(": kicked ({})", k.message))),
                     Some(Event::Closed(e)) => {
                         return Err(Error::Closed(
@@ -88,6 +92,9 @@ pub async fn run(cli: &Cli, cmd: Command) -> Result<()> {
         Command::GroupHistory { group, limit } => {
             let c = login(cli).await?;
             history(cli, &c, &format!("g:{group}"), limit).await?;
+        }
+        cmd @ (Command::Read { .. } | Command::Recall { .. } | Command::Typing { .. } | Command::Sync) => {
+            crate::reads::run(cli, cmd).await?
         }
         other => crate::social::run(cli, other).await?,
     }

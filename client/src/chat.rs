@@ -17,6 +17,9 @@ use crate::state::SyncState;
 #[derive(Debug, Clone)]
 pub enum Event {
     Message(pb::Message),
+    /// A message of a conversation was recalled by its sender (pushed, or
+    /// found as a recall entry by a sync or a fetch).
+    Recalled(pb::Recalled),
     /// This session was replaced by another login; the connection closes.
     Kicked(pb::Kicked),
     /// The gateway closed the connection with this error.
@@ -31,6 +34,11 @@ pub enum Update {
     Friend(pb::FriendEvent),
     Presence(pb::PresenceChanged),
     Group(pb::GroupEvent),
+    /// Someone read a conversation up to a sequence (the other user of a
+    /// 1:1 conversation, or this user on another device).
+    Receipt(pb::ReadReceipt),
+    /// Someone is typing in a conversation.
+    Typing(pb::Typing),
 }
 
 /// Fetch page size.
@@ -252,6 +260,15 @@ impl Client {
         }
     }
 
+    /// A recall we were told of: its entry is not shown again when a fetch
+    /// finds it, and the sequence moves on when the entry is the next one.
+    pub(crate) fn recalled(&mut self, r: &pb::Recalled) {
+        self.state.first_sight(r.entry_id);
+        if r.seq == self.state.last(&r.conversation_id) + 1 {
+            self.state.advance(&r.conversation_id, r.seq);
+        }
+    }
+
     /// Our own message: its commit notice must not look like a gap, and a
     /// read of the conversation must include it.
     fn acked(&mut self, ack: &pb::SendAck) {
@@ -389,6 +406,12 @@ impl Client {
             Body::FriendEvent(e) => self.notice(Update::Friend(e)),
             Body::Presence(p) => self.notice(Update::Presence(p)),
             Body::GroupEvent(e) => self.notice(Update::Group(e)),
+            Body::ReadReceipt(r) => self.notice(Update::Receipt(r)),
+            Body::TypingPush(t) => self.notice(Update::Typing(t)),
+            Body::Recalled(r) if !self.state.seen(r.entry_id) => {
+                self.recalled(&r);
+                self.ready.push_back(Event::Recalled(r));
+            }
             Body::MessagePush(p) => {
                 if let Some(m) = p.message
                     && self.state.first_sight(m.message_id)
@@ -407,16 +430,32 @@ impl Client {
                     return;
                 }
                 match self.fetch_after(&m.conversation_id).await {
-                    Ok(msgs) => self.ready.extend(msgs.into_iter().map(Event::Message)),
+                    Ok(msgs) => self.ready.extend(msgs.into_iter().map(event_of)),
                     Err(error) => tracing::warn!(%error, "fetching a gap failed"),
                 }
             }
             Body::Resync(_) => match self.sync().await {
-                Ok(msgs) => self.ready.extend(msgs.into_iter().map(Event::Message)),
+                Ok(msgs) => self.ready.extend(msgs.into_iter().map(event_of)),
                 Err(error) => tracing::warn!(%error, "resync failed"),
             },
             Body::Kicked(k) => self.ready.push_back(Event::Kicked(k)),
             _ => {}
         }
     }
+}
+
+/// A fetched entry as an event: a recall entry (`recall_of` set) is a
+/// recall, anything else a message.
+pub fn event_of(m: pb::Message) -> Event {
+    if m.recall_of == 0 {
+        return Event::Message(m);
+    }
+    Event::Recalled(pb::Recalled {
+        conversation_id: m.conversation_id,
+        message_id: m.recall_of,
+        by: m.sender,
+        seq: m.seq,
+        entry_id: m.message_id,
+        recalled_at_ms: m.server_time_ms,
+    })
 }

@@ -17,6 +17,9 @@
 //!   groups (life cycle, membership, group messages); their pushes come
 //!   from [`Client::next_update`], messages keep coming from
 //!   [`Client::next_event`].
+//! - `reads`: read marks ([`Peer`] names a conversation), typing notices,
+//!   recalls, and the conversation list with unread counts; receipts and
+//!   typing come from [`Client::next_update`], recalls are events.
 //!
 //! What does not belong here: presentation (confab-chat), load generation
 //! (confab-bench), anything server-side.
@@ -26,15 +29,17 @@ mod connection;
 mod error;
 mod outbox;
 mod page;
+mod reads;
 mod social;
 mod state;
 mod tls;
 
-pub use chat::{Client, Event, Reconnected, Update};
+pub use chat::{Client, Event, Reconnected, Update, event_of};
 pub use confab_proto::client as proto;
 pub use confab_proto::client::{DeviceKind, ErrorCode};
 pub use connection::{Connection, Push};
 pub use error::{Error, Result};
 pub use outbox::{Outbox, Unacked, answer_lost};
+pub use reads::Peer;
 pub use state::SyncState;
 pub use tls::{ClientTls, server_name};

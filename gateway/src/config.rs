@@ -188,6 +188,12 @@ pub struct UserLimitsConfig {
     /// ids of messages the connection sent or was pushed lately); one more
     /// is BUSY.
     pub max_read_waits: u32,
+    /// A sender may recall its message this long after sending it (by the
+    /// message's server time); later is RECALL_WINDOW_PASSED.
+    pub recall_window_ms: u64,
+    /// One typing notice per connection and conversation is forwarded per
+    /// this interval; one sooner is RATE_LIMITED.
+    pub typing_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,6 +322,10 @@ impl Default for LimitsConfig {
     }
 }
 
+/// The longest recall window (7 days): a recall rewrites history for
+/// every participant, so it is meant for second thoughts, not archives.
+pub const MAX_RECALL_WINDOW_MS: u64 = 7 * 24 * 3600 * 1000;
+
 impl Default for UserLimitsConfig {
     fn default() -> Self {
         Self {
@@ -324,6 +334,8 @@ impl Default for UserLimitsConfig {
             page_size: 100,
             max_page_size: 1000,
             max_read_waits: 4,
+            recall_window_ms: 120_000,
+            typing_interval_ms: 2_000,
         }
     }
 }
@@ -423,6 +435,14 @@ impl GatewayConfig {
         if u.max_read_waits == 0 {
             return bad("user_limits.max_read_waits must be > 0".into());
         }
+        if u.recall_window_ms > MAX_RECALL_WINDOW_MS {
+            return bad(format!(
+                "user_limits.recall_window_ms must be at most {MAX_RECALL_WINDOW_MS} (7 days)"
+            ));
+        }
+        if u.typing_interval_ms == 0 || u.typing_interval_ms > 60_000 {
+            return bad("user_limits.typing_interval_ms must be in 1..=60000".into());
+        }
         let s = &self.social;
         if s.cache_ttl_ms == 0 || s.cache_max_entries == 0 || s.gateway_poll_ms == 0 {
             return bad("social.cache_ttl_ms, cache_max_entries and gateway_poll_ms must be > 0".into());
@@ -493,6 +513,14 @@ mod tests {
             cidrs: vec!["10.0.0.0/99".into()],
             gateways: vec![1],
         }];
+        assert!(c.validate().is_err());
+        let mut c = ok.clone();
+        c.user_limits.recall_window_ms = MAX_RECALL_WINDOW_MS + 1;
+        assert!(c.validate().is_err());
+        c.user_limits.recall_window_ms = 0;
+        c.validate().expect("no recalls at all is a choice");
+        let mut c = ok.clone();
+        c.user_limits.typing_interval_ms = 0;
         assert!(c.validate().is_err());
         assert!(toml::from_str::<GatewayConfig>("nonsense = 1").is_err());
     }

@@ -50,6 +50,9 @@ pub enum Error {
     FailedPrecondition(String),
     #[error("limit reached: {0}")]
     LimitReached(String),
+    /// A recall asked too long after the message was sent.
+    #[error("too late to recall: {0}")]
+    RecallWindowPassed(String),
     #[error("{what} unavailable: {detail}")]
     Unavailable { what: &'static str, detail: String },
     #[error("connection idle for {0} ms")]
@@ -103,6 +106,7 @@ impl Error {
             Error::AlreadyExists(_) => ErrorCode::AlreadyExists,
             Error::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             Error::LimitReached(_) => ErrorCode::LimitReached,
+            Error::RecallWindowPassed(_) => ErrorCode::RecallWindowPassed,
             Error::Unavailable { .. } | Error::Router(_) => ErrorCode::Unavailable,
             Error::IdleTimeout(_) => ErrorCode::IdleTimeout,
             Error::GoingAway(_) => ErrorCode::GoingAway,

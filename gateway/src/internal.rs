@@ -48,6 +48,9 @@ impl GatewayService for Internal {
                         | push::Body::GroupEvent(_)
                         | push::Body::Presence(_)
                         | push::Body::Invalidate(_)
+                        | push::Body::ReadReceipt(_)
+                        | push::Body::Typing(_)
+                        | push::Body::Recalled(_)
                 )
             )
         });
@@ -74,6 +77,15 @@ impl Internal {
             }
             Some(push::Body::GroupEvent(e)) => {
                 notify::local(shared, &p.session_ids, &frame::push(Body::GroupEvent(e)))
+            }
+            Some(push::Body::ReadReceipt(r)) => {
+                notify::local(shared, &p.session_ids, &frame::push(Body::ReadReceipt(r)))
+            }
+            Some(push::Body::Typing(t)) => {
+                notify::local(shared, &p.session_ids, &frame::push(Body::TypingPush(t)))
+            }
+            Some(push::Body::Recalled(r)) => {
+                notify::local(shared, &p.session_ids, &frame::push(Body::Recalled(r)))
             }
             Some(push::Body::Presence(presence)) => presence::receive(shared, &p.session_ids, &presence),
             Some(push::Body::Invalidate(i)) => {

@@ -28,6 +28,13 @@ pub enum Error {
     /// answer whether the conversation or group exists or not.
     #[error("user {user} is not a participant of conversation {conversation}")]
     NotParticipant { user: u64, conversation: String },
+    #[error("message {0} not found")]
+    MessageNotFound(u64),
+    /// Recalling a message someone else sent.
+    #[error("message {message} was not sent by user {user}")]
+    NotSender { user: u64, message: u64 },
+    #[error("message {message} is older than the recall window of {window_ms} ms")]
+    RecallWindowPassed { message: u64, window_ms: u64 },
     #[error("no pending {kind} request from {from} to {to}")]
     NoPendingRequest { kind: &'static str, from: u64, to: u64 },
     #[error("users {user} and {friend} are not friends")]
@@ -127,11 +134,16 @@ impl From<Error> for Status {
             Error::UserNotFound(_)
             | Error::UserNameNotFound(_)
             | Error::SessionNotFound
-            | Error::GroupNotFound(_) => Code::NotFound,
+            | Error::GroupNotFound(_)
+            | Error::MessageNotFound(_) => Code::NotFound,
             Error::NameTaken(_) | Error::AlreadyMember { .. } => Code::AlreadyExists,
             Error::BadCredentials => Code::Unauthenticated,
-            Error::NotPermitted { .. } | Error::NotParticipant { .. } => Code::PermissionDenied,
-            Error::NoPendingRequest { .. } | Error::NotFriends { .. } => Code::FailedPrecondition,
+            Error::NotPermitted { .. } | Error::NotParticipant { .. } | Error::NotSender { .. } => {
+                Code::PermissionDenied
+            }
+            Error::NoPendingRequest { .. } | Error::NotFriends { .. } | Error::RecallWindowPassed { .. } => {
+                Code::FailedPrecondition
+            }
             Error::AlreadyFriends { .. } => Code::AlreadyExists,
             Error::LimitReached { .. } => Code::ResourceExhausted,
             Error::Invalid(_)

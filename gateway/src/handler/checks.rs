@@ -37,6 +37,9 @@ pub fn precheck(body: &Body, limits: &LimitsConfig, uid: u64) -> Result<()> {
             .ok_or_else(|| Error::Invalid("user_id or name is required".into())),
         Body::AddFriend(r) => check_note(&r.note),
         Body::JoinGroup(r) => check_note(&r.note),
+        Body::Recall(r) if r.message_id == 0 || r.message_id > i64::MAX as u64 => {
+            Err(Error::Invalid(format!("bad message id {}", r.message_id)))
+        }
         _ => Ok(()),
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use confab_proto::client::frame::Body;
@@ -15,6 +16,7 @@ use crate::state::Shared;
 use crate::state::outbox::Outbox;
 use crate::state::reads::ReadWaits;
 use crate::state::registry::SessionHandle;
+use crate::state::typing::TypingGate;
 use crate::wire::frame;
 
 /// The login of a connection.
@@ -39,12 +41,18 @@ pub struct Conn {
     pub peer: IpAddr,
     /// The messages it was told of, and its reads waiting for them.
     pub reads: Arc<ReadWaits>,
+    /// When its last typing notice per conversation went out.
+    pub typing: Arc<TypingGate>,
 }
 
 impl Conn {
     pub fn new(shared: Arc<Shared>, tx: Outbox, kill: CancellationToken, peer: IpAddr) -> Self {
         let reads = Arc::new(ReadWaits::new(shared.config.user_limits.max_read_waits));
+        let typing = Arc::new(TypingGate::new(Duration::from_millis(
+            shared.config.user_limits.typing_interval_ms,
+        )));
         Self {
+            typing,
             shared,
             tx,
             kill,

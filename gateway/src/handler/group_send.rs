@@ -80,6 +80,7 @@ pub async fn group_send(conn: &mut Conn, r: pb::GroupSendRequest) -> Result<Body
         body: queued.body,
         client_msg_id: queued.client_msg_id.clone(),
         server_time_ms,
+        ..Default::default()
     };
     match online {
         Ok(Ok(online)) => {

@@ -1,11 +1,15 @@
 //! What a request's own fields must be, checked before anything is done
 //! with them: a message's body (not empty, not over the configured limit)
-//! and client id (bounded), a device id, a note, a group id; and how often
-//! one user may send a message.
+//! and client id (bounded), a device id, a note, a group id; how often
+//! one user may send a message; who the other user of a 1:1 conversation
+//! is and whether one may message (or type to) them.
+
+use confab_proto::persist::get_user_request;
 
 use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
 use crate::metrics;
+use crate::service::{social, users};
 use crate::state::Shared;
 
 const MAX_CLIENT_MSG_ID: usize = 64;
@@ -153,4 +157,42 @@ pub fn check_group_id(group_id: u64) -> Result<()> {
         return Err(Error::Invalid(format!("bad group id {group_id}")));
     }
     Ok(())
+}
+
+/// A user named by id or (when 0) by name, checked to exist (cached).
+pub async fn resolve(shared: &Shared, to_user: u64, to_name: &str) -> Result<u64> {
+    let key = if to_user != 0 {
+        if shared.users.has_id(to_user) {
+            return Ok(to_user);
+        }
+        get_user_request::Key::Id(to_user)
+    } else if !to_name.is_empty() {
+        if let Some(id) = shared.users.id_of(to_name) {
+            return Ok(id);
+        }
+        get_user_request::Key::Name(to_name.to_owned())
+    } else {
+        return Err(Error::Invalid(
+            "a recipient (to_user or to_name) is required".into(),
+        ));
+    };
+    let shown = if to_user != 0 {
+        to_user.to_string()
+    } else {
+        to_name.to_owned()
+    };
+    let user = users::get_user(shared, key, shown).await?;
+    Ok(user.id)
+}
+
+/// Whether `me` may message (or send typing notices to) `to`: friends, or
+/// oneself, or any user when the gateway runs with `allow_strangers`.
+pub async fn may_message(shared: &Shared, me: u64, to: u64) -> Result<()> {
+    if shared.config.allow_strangers || to == me || social::are_friends(shared, me, to).await? {
+        Ok(())
+    } else {
+        Err(Error::NotPermitted(format!(
+            "user {me} and user {to} are not friends: send a friend request first"
+        )))
+    }
 }

@@ -10,23 +10,33 @@
 //!   presence;
 //! - `groups`: group life cycle and membership; `group_send`: a message to
 //!   every member;
-//! - `message`: what every message (1:1 or group) must be;
+//! - `read`: mark a conversation read, receipts to the other user and the
+//!   reader's other devices; `typing`: typing notices (never stored, gated
+//!   per connection); `recall`: take one's own message back within the
+//!   window, every participant's devices told;
+//! - `conversation`: the conversation a read or typing request names;
+//! - `message`: what every message (1:1 or group) must be, and who may
+//!   message whom;
 //! - `page`: how every list answer is cut into pages.
 //!
 //! Handlers use services, state and the wire codec below them, never each
 //! other: what two handlers need lives in a lower module (or in `conn`,
-//! `message` and `page` here, which use no handler).
+//! `conversation`, `message` and `page` here, which use no handler).
 
 mod auth;
 mod checks;
 pub mod conn;
+mod conversation;
 mod friends;
 mod group_send;
 mod groups;
 mod message;
 mod page;
+mod read;
+mod recall;
 mod send;
 mod sync;
+mod typing;
 
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
@@ -71,6 +81,9 @@ pub async fn dispatch(conn: &mut Conn, body: Body) -> Result<Body> {
         Body::Promote(r) => groups::promote(conn, r).await,
         Body::DeleteGroup(r) => groups::delete(conn, r).await,
         Body::ListMembers(r) => groups::list_members(conn, r).await,
+        Body::MarkRead(r) => read::mark_read(conn, r).await,
+        Body::Typing(r) => typing::typing(conn, r).await,
+        Body::Recall(r) => recall::recall(conn, r).await,
         other => Err(Error::UnknownRequest(frame::kind(&other))),
     }
 }

@@ -16,16 +16,17 @@ use std::time::Instant;
 
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb};
-use confab_proto::persist::get_user_request;
 use confab_queue::{ConversationId, QueuedMessage};
 use tokio::sync::oneshot;
 
 use super::conn::Conn;
-use super::message::{check_message, check_resend, find_sent, settle_resend, stored_ack, take_message_token};
-use crate::error::{Error, Result};
+use super::message::{
+    check_message, check_resend, find_sent, may_message, resolve, settle_resend, stored_ack,
+    take_message_token,
+};
+use crate::error::Result;
 use crate::metrics;
-use crate::service::{deliver, social, users};
-use crate::state::Shared;
+use crate::service::deliver;
 use confab_common::ids::now_ms;
 
 /// The rest of a send once its enqueue is handed over: its ack.
@@ -82,6 +83,7 @@ pub async fn begin(conn: &Conn, r: pb::SendRequest, order: &mut SendOrder) -> Re
         body: r.body,
         client_msg_id: r.client_msg_id,
         server_time_ms,
+        ..Default::default()
     };
     let queued = QueuedMessage {
         message_id,
@@ -155,32 +157,6 @@ pub async fn begin(conn: &Conn, r: pb::SendRequest, order: &mut SendOrder) -> Re
     }))
 }
 
-/// The recipient's id, checked to exist (cached).
-async fn resolve(shared: &Shared, to_user: u64, to_name: &str) -> Result<u64> {
-    let key = if to_user != 0 {
-        if shared.users.has_id(to_user) {
-            return Ok(to_user);
-        }
-        get_user_request::Key::Id(to_user)
-    } else if !to_name.is_empty() {
-        if let Some(id) = shared.users.id_of(to_name) {
-            return Ok(id);
-        }
-        get_user_request::Key::Name(to_name.to_owned())
-    } else {
-        return Err(Error::Invalid(
-            "a recipient (to_user or to_name) is required".into(),
-        ));
-    };
-    let shown = if to_user != 0 {
-        to_user.to_string()
-    } else {
-        to_name.to_owned()
-    };
-    let user = users::get_user(shared, key, shown).await?;
-    Ok(user.id)
-}
-
 /// 1:1 messages need friendship unless `allow_strangers` (a message to
 /// oneself is always fine). The recipient is resolved here as the send
 /// itself resolves it (cached), so an unknown user is USER_NOT_FOUND.
@@ -195,11 +171,5 @@ async fn check_may_message(conn: &Conn, r: &pb::SendRequest) -> Result<()> {
         return Ok(());
     }
     let to = resolve(shared, r.to_user, &r.to_name).await?;
-    if to == me || social::are_friends(shared, me, to).await? {
-        Ok(())
-    } else {
-        Err(Error::NotPermitted(format!(
-            "user {me} and user {to} are not friends: send a friend request first"
-        )))
-    }
+    may_message(shared, me, to).await
 }

@@ -42,6 +42,8 @@ pub async fn sync(conn: &mut Conn, r: pb::SyncRequest) -> Result<Body> {
             last_message_id: c.last_message_id,
             updated_at_ms: c.updated_at_ms,
             read_seq: c.read_seq,
+            unread_count: c.unread_count,
+            peer_read_seq: c.peer_read_seq,
         })
         .collect();
     let (conversations, page) =
@@ -202,6 +204,8 @@ pub fn message(m: db::StoredMessage) -> pb::Message {
         body: m.body,
         client_msg_id: m.client_msg_id,
         server_time_ms: m.server_time_ms,
+        recalled: m.recalled,
+        recall_of: m.recall_of,
     }
 }
 

@@ -1,7 +1,8 @@
-//! Friend and group pushes to users wherever they are: one batch router
-//! lookup for all of them (split per shard by the router client), then the
-//! sessions here get the frame from their queues and every other hosting
-//! gateway gets one `Deliver` call with all of its sessions.
+//! Friend, group, read-receipt, typing and recall pushes to users wherever
+//! they are: one batch router lookup for all of them (split per shard by
+//! the router client), then the sessions here get the frame from their
+//! queues and every other hosting gateway gets one `Deliver` call with all
+//! of its sessions.
 
 use bytes::Bytes;
 use confab_proto::client::frame::Body;
@@ -14,11 +15,15 @@ use crate::service::deliver;
 use crate::state::Shared;
 use crate::wire::frame;
 
-/// A push about friends or groups.
+/// A push about friends, groups or a conversation's reads, typing and
+/// recalls.
 #[derive(Clone, Debug)]
 pub enum Notice {
     Friend(pb::FriendEvent),
     Group(pb::GroupEvent),
+    Receipt(pb::ReadReceipt),
+    Typing(pb::Typing),
+    Recalled(pb::Recalled),
 }
 
 impl Notice {
@@ -26,6 +31,9 @@ impl Notice {
         match self {
             Notice::Friend(e) => frame::push(Body::FriendEvent(e.clone())),
             Notice::Group(e) => frame::push(Body::GroupEvent(e.clone())),
+            Notice::Receipt(r) => frame::push(Body::ReadReceipt(r.clone())),
+            Notice::Typing(t) => frame::push(Body::TypingPush(t.clone())),
+            Notice::Recalled(r) => frame::push(Body::Recalled(r.clone())),
         }
     }
 
@@ -33,6 +41,9 @@ impl Notice {
         match self {
             Notice::Friend(e) => push::Body::FriendEvent(e.clone()),
             Notice::Group(e) => push::Body::GroupEvent(e.clone()),
+            Notice::Receipt(r) => push::Body::ReadReceipt(r.clone()),
+            Notice::Typing(t) => push::Body::Typing(t.clone()),
+            Notice::Recalled(r) => push::Body::Recalled(r.clone()),
         }
     }
 }
@@ -61,6 +72,13 @@ pub async fn users(shared: &Shared, uids: &[u64], notice: Notice, skip_session: 
         .filter(|s| s.session_id != skip_session)
         .collect();
     sessions_of(shared, &sessions, &notice).await;
+}
+
+/// Pushes `notice` to every session of `uids` but those of `skip_user`
+/// (the user who caused it: typing goes to no device of the typist).
+pub async fn users_but(shared: &Shared, uids: &[u64], notice: Notice, skip_user: u64) {
+    let others: Vec<u64> = uids.iter().copied().filter(|u| *u != skip_user).collect();
+    users(shared, &others, notice, 0).await;
 }
 
 /// Pushes `notice` to `sessions`, wherever they are.

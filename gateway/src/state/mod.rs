@@ -14,7 +14,9 @@
 //! - [`outbox`]: a connection's send queue, bounded in bytes;
 //! - [`rates`]: per-user token buckets (the message rate);
 //! - [`reads`]: a connection's read-your-writes waits (its own sends only,
-//!   a few at a time).
+//!   a few at a time);
+//! - [`typing`]: a connection's typing gate (one notice per conversation
+//!   per interval).
 //!
 //! These modules hold and answer from memory, or batch calls they are
 //! handed; what reads persist or the routers to fill them, and who is told
@@ -30,6 +32,7 @@ pub mod rates;
 pub mod reads;
 pub mod registry;
 pub mod social;
+pub mod typing;
 pub mod users;
 
 use confab_net::ClientTls;

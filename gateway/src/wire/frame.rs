@@ -149,6 +149,12 @@ fn social_kind(body: &Body) -> &'static str {
         Body::RespondInvite(_) => "respond_invite",
         Body::ListInvites(_) => "list_invites",
         Body::Invites(_) => "invites",
+        Body::MarkRead(_) => "mark_read",
+        Body::ReadReceipt(_) => "read_receipt",
+        Body::Typing(_) => "typing",
+        Body::TypingPush(_) => "typing_push",
+        Body::Recall(_) => "recall",
+        Body::Recalled(_) => "recalled",
         _ => "other",
     }
 }

@@ -62,3 +62,103 @@ async fn one_shot_register_send_history_json() {
     assert!(ok, "history: {err}");
     assert_eq!(out.lines().count(), 3, "{out}");
 }
+
+fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shot_read_typing_recall_and_sync() {
+    use crate::harness::register;
+    let cluster = Cluster::start(1).await;
+    let g = cluster.gw(1).to_owned();
+    for name in ["hank", "ivy", "zed"] {
+        register(&g, name).await;
+    }
+    cluster.befriend("hank", "ivy").await;
+    let hank = ["--user", "hank", "--password", "pw", "--json"];
+    let ivy = ["--user", "ivy", "--password", "pw", "--json"];
+    let mut sent = Vec::new();
+    for text in ["first", "second"] {
+        let (ok, out, err) = chat(&g, &[&hank[..], &["send", "ivy", text]].concat());
+        assert!(ok, "send: {err}");
+        sent.push(json_lines(&out)[0]["message_id"].as_u64().expect("id"));
+    }
+    let conv = {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (ok, out, err) = chat(&g, &[&ivy[..], &["sync"]].concat());
+            assert!(ok, "sync: {err}");
+            let docs = json_lines(&out);
+            if let Some(d) = docs.iter().find(|d| d["seq"] == 2) {
+                assert_eq!(
+                    (d["unread_count"].as_u64(), d["read_seq"].as_u64()),
+                    (Some(2), Some(0))
+                );
+                break d["conversation_id"].as_str().expect("id").to_owned();
+            }
+            assert!(std::time::Instant::now() < deadline, "never synced: {out}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+
+    // read: a mark, in JSON and text; sync shows it on both sides.
+    let (ok, out, err) = chat(&g, &[&ivy[..], &["read", "hank", "--seq", "1"]].concat());
+    assert!(ok, "read: {err}");
+    let doc = &json_lines(&out)[0];
+    assert_eq!(
+        (doc["read_seq"].as_u64(), doc["conversation_id"].as_str()),
+        (Some(1), Some(conv.as_str()))
+    );
+    let (ok, out, _) = chat(&g, &[&ivy[..], &["sync"]].concat());
+    assert!(ok);
+    assert_eq!(json_lines(&out)[0]["unread_count"], 1);
+    let (ok, out, _) = chat(&g, &[&hank[..], &["sync"]].concat());
+    assert!(ok);
+    assert_eq!(json_lines(&out)[0]["peer_read_seq"], 1);
+    let (ok, out, err) = chat(&g, &["--user", "ivy", "--password", "pw", "read", "hank"]);
+    assert!(ok && out.contains("up to 2"), "{out}{err}");
+    let (ok, out, _) = chat(&g, &["--user", "ivy", "--password", "pw", "sync"]);
+    assert!(ok && out.contains("0 unread"), "{out}");
+    let (ok, _, err) = chat(&g, &[&ivy[..], &["read", "nobody"]].concat());
+    assert!(!ok && err.contains("UserNotFound"), "{err}");
+    let (ok, _, _) = chat(&g, &[&ivy[..], &["read"]].concat());
+    assert!(!ok, "read needs USER or --group");
+
+    // typing: to a friend, not from a stranger, not to a foreign group.
+    let (ok, out, err) = chat(&g, &[&hank[..], &["typing", "ivy"]].concat());
+    assert!(ok, "typing: {err}");
+    assert_eq!(json_lines(&out)[0]["typing"], true);
+    let (ok, _, err) = chat(&g, &["--user", "zed", "--password", "pw", "typing", "ivy"]);
+    assert!(!ok && err.contains("Forbidden"), "a stranger: {err}");
+    let (ok, _, err) = chat(&g, &[&hank[..], &["typing", "--group", "999"]].concat());
+    assert!(!ok && err.contains("Forbidden"), "{err}");
+
+    // recall: hank's second message; history shows it recalled and the
+    // entry; ivy cannot recall hank's; an unknown id is not found.
+    let second = sent[1].to_string();
+    let (ok, out, err) = chat(&g, &[&hank[..], &["recall", &second]].concat());
+    assert!(ok, "recall: {err}");
+    let doc = &json_lines(&out)[0];
+    assert_eq!(
+        (doc["message_id"].as_u64(), doc["seq"].as_u64()),
+        (Some(sent[1]), Some(3))
+    );
+    let (ok, out, err) = chat(&g, &[&ivy[..], &["history", "hank"]].concat());
+    assert!(ok, "history: {err}");
+    let docs = json_lines(&out);
+    let gone = docs.iter().find(|d| d["message_id"] == sent[1]).expect("listed");
+    assert_eq!(
+        (gone["recalled"].as_bool(), gone["body"].as_str()),
+        (Some(true), Some(""))
+    );
+    assert!(docs.iter().any(|d| d["recall_of"] == sent[1]), "{out}");
+    let (ok, out, _) = chat(&g, &["--user", "ivy", "--password", "pw", "history", "hank"]);
+    assert!(ok && out.contains("(recalled)") && out.contains("first"), "{out}");
+    let (ok, _, err) = chat(&g, &[&ivy[..], &["recall", &sent[0].to_string()]].concat());
+    assert!(!ok && err.contains("Forbidden"), "{err}");
+    let (ok, _, err) = chat(&g, &[&hank[..], &["recall", "12345"]].concat());
+    assert!(!ok && err.contains("NotFound"), "{err}");
+}

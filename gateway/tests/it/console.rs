@@ -133,3 +133,75 @@ async fn console_reports_bad_commands_on_stderr_and_ends_at_eof() {
     assert!(err.contains("/to USER"), "{err}");
     assert!(err.contains("UserNotFound"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_reads_types_recalls_and_shows_them_as_they_arrive() {
+    use confab_client::{Event, Peer, Update};
+
+    use crate::friends::wait_for;
+    let cluster = Cluster::start(1).await;
+    let g = cluster.gw(1).to_owned();
+    register(&g, "carol").await;
+    let dave_id = register(&g, "dave").await;
+    befriend(&g, "carol", "dave").await;
+    let mut dave = login(&g, "dave", "phone", DeviceKind::Mobile).await;
+    let mut child = Command::new(workspace_bin("confab-chat"))
+        .args(["--gateway", &g, "--user", "carol", "--password", "pw"])
+        .env_remove("CONFAB_BIN_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run confab-chat");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    until(&mut out, "connected to").await;
+
+    // Pushes from dave: a message, typing, its recall.
+    let ack = dave.send_to_name("carol", "hello carol", "").await.expect("send");
+    until(&mut out, "dave: hello carol").await;
+    dave.typing(&Peer::Name("carol".into())).await.expect("typing");
+    until(&mut out, "dave is typing").await;
+    dave.recall(ack.message_id).await.expect("recall");
+    until(&mut out, &format!("dave recalled message {}", ack.message_id)).await;
+
+    // Commands: carol writes, dave reads (carol sees the receipt), carol
+    // reads (dave gets hers), types, and recalls her message.
+    type_line(&mut child, "@dave back at you").await;
+    let got = receive(&mut dave, 1, WAIT).await;
+    let mine = got[0].message_id;
+    let r = dave
+        .mark_read(&Peer::Name("carol".into()), 0)
+        .await
+        .expect("dave reads");
+    until(&mut out, &format!("dave read up to {}", r.read_seq)).await;
+    type_line(&mut child, "/read dave").await;
+    until(&mut out, "read dave up to").await;
+    let receipt = wait_for(&mut dave, WAIT, "carol's receipt", |u| match u {
+        Update::Receipt(r) => Some(r),
+        _ => None,
+    })
+    .await;
+    assert_ne!(receipt.reader, dave_id);
+    type_line(&mut child, "/typing dave").await;
+    wait_for(&mut dave, WAIT, "carol typing", |u| match u {
+        Update::Typing(t) => Some(t),
+        _ => None,
+    })
+    .await;
+    type_line(&mut child, &format!("/recall {mine}")).await;
+    until(&mut out, &format!("recalled message {mine}")).await;
+    let recalled = wait_for(&mut dave, WAIT, "carol's recall", |u| match u {
+        Update::Event(Event::Recalled(r)) => Some(r),
+        _ => None,
+    })
+    .await;
+    assert_eq!(recalled.message_id, mine);
+
+    type_line(&mut child, "/quit").await;
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("the console quits")
+        .expect("wait");
+    assert!(status.success(), "exit status {status}");
+}

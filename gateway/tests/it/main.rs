@@ -22,6 +22,8 @@ mod mtls;
 mod pages;
 mod persist_crash;
 mod pipeline;
+mod read_receipts;
+mod recall;
 mod resend;
 mod traces;
 mod user_limits;

@@ -1,5 +1,6 @@
 //! Reads of the message history: pages, "after sequence N", which
-//! conversations moved since, and read marks.
+//! conversations moved since (with read marks and unread counts), and
+//! read marks.
 
 use confab_queue::ConversationId;
 use sqlx::Row;
@@ -21,6 +22,10 @@ pub struct StoredMessage {
     pub body: String,
     pub client_msg_id: String,
     pub server_time_ms: i64,
+    /// Recalled by its sender (the body is empty).
+    pub recalled: bool,
+    /// Not 0: this entry is the recall of that message.
+    pub recall_of: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,9 +35,19 @@ pub struct ConversationState {
     pub last_message_id: u64,
     pub updated_at_ms: i64,
     pub read_seq: u64,
+    /// Messages from others after `read_seq` (not recalled, no recall
+    /// entries), at most [`UNREAD_CAP`].
+    pub unread_count: u64,
+    /// A direct conversation: the other user's read mark (0 for a group).
+    pub peer_read_seq: u64,
 }
 
-fn message_from_row(r: &AnyRow) -> Result<StoredMessage> {
+/// Unread counts stop here (a client shows "10000+"): counting is a walk
+/// of the unread rows, bounded so that a sync of a long-unread
+/// conversation stays cheap.
+pub const UNREAD_CAP: u64 = 10_000;
+
+pub(crate) fn message_from_row(r: &AnyRow) -> Result<StoredMessage> {
     Ok(StoredMessage {
         message_id: r.try_get::<i64, _>("message_id")? as u64,
         conversation_id: r.try_get("conversation_id")?,
@@ -41,6 +56,8 @@ fn message_from_row(r: &AnyRow) -> Result<StoredMessage> {
         body: r.try_get("body")?,
         client_msg_id: r.try_get("client_msg_id")?,
         server_time_ms: r.try_get("server_time")?,
+        recalled: r.try_get::<i64, _>("recalled_at")? != 0,
+        recall_of: r.try_get::<i64, _>("recall_of")? as u64,
     })
 }
 
@@ -52,11 +69,12 @@ fn page(limit: u32) -> i64 {
     })
 }
 
-fn seq_arg(seq: u64) -> i64 {
+pub(crate) fn seq_arg(seq: u64) -> i64 {
     seq.min(i64::MAX as u64) as i64
 }
 
-const MESSAGE_COLUMNS: &str = "message_id, conversation_id, seq, sender_id, body, client_msg_id, server_time";
+pub(crate) const MESSAGE_COLUMNS: &str = "message_id, conversation_id, seq, sender_id, body, client_msg_id, \
+     server_time, COALESCE(recalled_at, 0) AS recalled_at, COALESCE(recall_of, 0) AS recall_of";
 
 impl Db {
     /// Fails with `NotParticipant` unless `user` is one of the two users of a
@@ -163,14 +181,21 @@ impl Db {
             let (next,): (i64,) = sqlx::query_as("SELECT next_id FROM id_counters WHERE name = 'change'")
                 .fetch_one(&self.pool)
                 .await?;
-            let rows = sqlx::query(
-                "SELECT c.id, c.seq, c.last_message_id, c.updated_at, COALESCE(r.seq, 0) AS read_seq \
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT c.id, c.seq, c.last_message_id, c.updated_at, COALESCE(r.seq, 0) AS read_seq, \
+                 COALESCE(p.seq, 0) AS peer_read_seq, \
+                 (SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.conversation_id = c.id \
+                  AND m.seq > COALESCE(r.seq, 0) AND m.sender_id <> $1 AND m.recalled_at IS NULL \
+                  AND m.recall_of IS NULL LIMIT {UNREAD_CAP}) unread) AS unread_count \
                  FROM conversations c \
                  LEFT JOIN read_marks r ON r.user_id = $1 AND r.conversation_id = c.id \
-                 WHERE c.change_seq > $2 AND (c.user_lo = $1 OR c.user_hi = $1 OR c.group_id IN \
+                 LEFT JOIN read_marks p ON c.kind = 1 AND p.conversation_id = c.id \
+                 AND p.user_id = CASE WHEN c.user_lo = $1 THEN c.user_hi ELSE c.user_lo END \
+                 WHERE (c.user_lo = $1 OR c.user_hi = $1 OR c.group_id IN \
                  (SELECT group_id FROM group_members WHERE user_id = $1)) \
-                 ORDER BY c.change_seq, c.id",
-            )
+                 AND (c.change_seq > $2 OR COALESCE(r.change_seq, 0) > $2 OR COALESCE(p.change_seq, 0) > $2) \
+                 ORDER BY c.change_seq, c.id"
+            )))
             .bind(user as i64)
             // Rows older than the counter carry 0: "all" includes them.
             .bind(if since == 0 { -1 } else { seq_arg(since) })
@@ -188,6 +213,8 @@ impl Db {
                     last_message_id: r.try_get::<i64, _>("last_message_id")? as u64,
                     updated_at_ms: r.try_get("updated_at")?,
                     read_seq: r.try_get::<i64, _>("read_seq")? as u64,
+                    unread_count: r.try_get::<i64, _>("unread_count")? as u64,
+                    peer_read_seq: r.try_get::<i64, _>("peer_read_seq")? as u64,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -212,27 +239,59 @@ impl Db {
         t.finish(row)?.as_ref().map(message_from_row).transpose()
     }
 
-    /// Records that `user` read `conversation` up to `seq` (never goes back).
-    pub async fn mark_read(&self, user: u64, conversation: &str, seq: u64) -> Result<()> {
+    /// Records that `user` read `conversation` up to `seq` (0: up to the
+    /// newest message; past the newest: the newest). The mark never goes
+    /// back. Returns the mark stored now and whether this call moved it; a
+    /// mark that moved takes the next commit-order value, so sync lists the
+    /// conversation again for the reader and (direct) the other user.
+    pub async fn mark_read(&self, user: u64, conversation: &str, seq: u64) -> Result<(u64, bool)> {
         let conv: ConversationId = conversation.parse()?;
         let u = sql_id("user", user).map_err(|_| Error::UserNotFound(user))?;
         self.require_users(&[user]).await?;
         self.check_participant(user, &conv).await?;
         let t = self.metrics.time("mark_read");
-        t.finish(
+        let id = conv.to_string();
+        let write = async {
+            let mut tx = self.begin_write().await?;
+            let newest: Option<(i64,)> = sqlx::query_as("SELECT seq FROM conversations WHERE id = $1")
+                .bind(id.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let newest = newest.map_or(0, |(s,)| s);
+            let old: Option<(i64,)> =
+                sqlx::query_as("SELECT seq FROM read_marks WHERE user_id = $1 AND conversation_id = $2")
+                    .bind(u)
+                    .bind(id.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let old = old.map_or(0, |(s,)| s);
+            let wanted = if seq == 0 {
+                newest
+            } else {
+                seq_arg(seq).min(newest)
+            };
+            if wanted <= old {
+                tx.commit().await?;
+                return Ok::<_, Error>((old as u64, false));
+            }
+            // The counter's row lock is held from here to the commit: one
+            // statement more.
+            let change = Db::next_id(&mut tx, "change").await?;
             sqlx::query(
-                "INSERT INTO read_marks (user_id, conversation_id, seq, updated_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, conversation_id) DO UPDATE \
-                 SET seq = CASE WHEN excluded.seq > read_marks.seq THEN excluded.seq \
-                 ELSE read_marks.seq END, updated_at = excluded.updated_at",
+                "INSERT INTO read_marks (user_id, conversation_id, seq, updated_at, change_seq) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, conversation_id) DO UPDATE \
+                 SET seq = excluded.seq, updated_at = excluded.updated_at, change_seq = excluded.change_seq",
             )
             .bind(u)
-            .bind(conv.to_string())
-            .bind(seq_arg(seq))
+            .bind(id.clone())
+            .bind(wanted)
             .bind(now_ms())
-            .execute(&self.pool)
-            .await,
-        )?;
-        Ok(())
+            .bind(change)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok((wanted as u64, true))
+        };
+        t.finish(write.await)
     }
 }

@@ -1,7 +1,7 @@
 //! The data-access layer: one pool (SQLite or PostgreSQL through sqlx's
 //! `Any` driver, runtime-checked queries), the schema migrations, and one
-//! module per area (users, friends, groups, history, the writer's batch
-//! insert). Fixed SQL uses `$n` placeholders, which SQLite and PostgreSQL
+//! module per area (users, friends, groups, history and read marks,
+//! recalls, the writer's batch insert). Fixed SQL uses `$n` placeholders, which SQLite and PostgreSQL
 //! share; long generated statements use [`Params`], which writes `?` for
 //! SQLite (sqlx binds `$n` in quadratic time there) and `$n` for PostgreSQL.
 //! TLS to PostgreSQL is what the URL asks for ([`tls`]).
@@ -11,6 +11,7 @@ pub mod groups;
 pub mod history;
 pub mod invites;
 mod messages;
+pub mod recall;
 pub mod tls;
 pub mod users;
 
@@ -60,6 +61,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "commit order and client ids",
         include_str!("../../migrations/0003_commit_order_and_client_ids.sql"),
+    ),
+    (
+        4,
+        "reads and recalls",
+        include_str!("../../migrations/0004_reads_and_recalls.sql"),
     ),
 ];
 

@@ -105,6 +105,8 @@ pub fn message(m: StoredMessage) -> pb::StoredMessage {
         body: m.body,
         client_msg_id: m.client_msg_id,
         server_time_ms: m.server_time_ms,
+        recalled: m.recalled,
+        recall_of: m.recall_of,
     }
 }
 
@@ -115,6 +117,8 @@ pub fn conversation(c: ConversationState) -> pb::ConversationState {
         last_message_id: c.last_message_id,
         updated_at_ms: c.updated_at_ms,
         read_seq: c.read_seq,
+        unread_count: c.unread_count,
+        peer_read_seq: c.peer_read_seq,
     }
 }
 

@@ -356,13 +356,31 @@ impl DataService for PersistService {
         self.reply("find_sent", out)
     }
 
-    async fn mark_read(&self, r: Request<pb::MarkReadRequest>) -> R<pb::Empty> {
+    async fn mark_read(&self, r: Request<pb::MarkReadRequest>) -> R<pb::MarkReadReply> {
         let r = r.into_inner();
         let out = self
             .db
             .mark_read(r.user, &r.conversation_id, r.seq)
             .await
-            .map(|_| pb::Empty {});
+            .map(|(read_seq, moved)| pb::MarkReadReply { read_seq, moved });
         self.reply("mark_read", out)
+    }
+
+    async fn recall(&self, r: Request<pb::RecallRequest>) -> R<pb::RecallReply> {
+        let r = r.into_inner();
+        let out = async {
+            if r.wait_written {
+                self.wait_written(r.message_id).await?;
+            }
+            self.db
+                .recall(r.user, r.message_id, r.entry_id, r.window_ms)
+                .await
+        }
+        .await
+        .map(|done| pb::RecallReply {
+            entry: Some(convert::message(done.entry)),
+            repeated: done.repeated,
+        });
+        self.reply("recall", out)
     }
 }

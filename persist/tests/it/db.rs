@@ -311,6 +311,10 @@ async fn history_and_sync(db: &Db) {
         Err(Error::UserNotFound(5555))
     ));
 
+    // b's read mark moved the conversation for a too (its peer's mark).
+    let (moved, t0) = db.changed_conversations(a, t0).await.expect("b's read");
+    assert_eq!((moved.len(), moved[0].peer_read_seq), (1, 7));
+
     // Nothing moved since t0 ... until a new message.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let (none, _) = db.changed_conversations(a, t0).await.expect("since");

@@ -13,6 +13,7 @@ mod integrity;
 mod pg_tls;
 mod proxy;
 mod read_wait;
+mod reads;
 mod service;
 
 /// Runs one async test body against SQLite and against PostgreSQL.
