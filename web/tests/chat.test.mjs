@@ -1,7 +1,9 @@
 // Browser test of the web client against a running Confab cluster: two
 // users in two browser contexts (two devices) register, befriend, see each
-// other's presence, chat both ways, one leaves and comes back (sync and
-// history scroll-back), then a group: create, ask to join, approve, chat.
+// other's presence, chat both ways, one leaves and comes back (sync with its
+// unread count, history scroll-back, read receipts), typing and recall, a
+// second device of the same user (unread counts follow reads on the other),
+// then a group: create, ask to join, approve, chat.
 //
 // Env:
 //   CONFAB_WEB_URL  the page (e.g. the gateway's `/`, or a static server of
@@ -94,6 +96,20 @@ async function expectVisible(locator, timeout = TIMEOUT) {
 async function expectMessage(page, text, timeout = TIMEOUT) {
   await expectVisible(page.locator('[data-testid="message-body"]', { hasText: text }), timeout);
 }
+
+/** Waits until `locator` matches nothing. */
+async function expectNone(locator, timeout = TIMEOUT) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const n = await locator.count();
+    if (n === 0) return;
+    if (Date.now() > deadline) assert.fail(`expected no ${locator} within ${timeout} ms; ${n} remain`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The message of the open chat that shows `text`. */
+const messageWith = (page, text) => page.locator('[data-testid="message"]', { hasText: text });
 
 async function expectNoMessage(page, text) {
   const n = await page.locator('[data-testid="message-body"]', { hasText: text }).count();
@@ -243,9 +259,15 @@ step("offline: presence goes, messages wait, sync and scroll-back on return", as
   const b = bob.page;
   await enter(b, BOB, false);
   await expectText(byTest(a, "friend", BOB).locator('[data-testid="presence"]'), "online");
-  // Sync brought the conversation: alice's row shows the last message.
+  // Sync brought the conversation: alice's row shows the last message and
+  // the three bob has not read (the server's count: this device never held them).
   await expectText(byTest(b, "friend", ALICE).locator('[data-testid="preview"]'), `while away 3 ${run}`);
+  await expectText(byTest(b, "friend", ALICE).locator('[data-testid="unread"]'), "3");
   await byTest(b, "friend", ALICE).click();
+  // Opening it reads it: the badge goes, alice sees "seen" under her last one.
+  await expectNone(byTest(b, "friend", ALICE).locator('[data-testid="unread"]'));
+  await expectVisible(messageWith(a, `while away 3 ${run}`).locator('[data-testid="seen"]'));
+  await shot(a, "receipts");
   for (const n of [1, 2, 3]) await expectMessage(b, `while away ${n} ${run}`);
   // The newest page holds PAGE messages; the older ones come on demand.
   await expectNoMessage(b, `hello bob ${run}`);
@@ -264,6 +286,42 @@ step("offline: presence goes, messages wait, sync and scroll-back on return", as
   await send(b, `back again ${run}`);
   await expectMessage(a, `back again ${run}`);
   await shot(b, "friends-chat");
+});
+
+step("typing shows on the other side; a recalled message is gone everywhere", async () => {
+  const a = alice.page;
+  const b = bob.page;
+  await byTest(b, "compose-input").fill("still typ");
+  await expectText(byTest(a, "typing"), `${BOB} is typing`);
+  await byTest(b, "compose-input").fill("");
+
+  await send(a, `oops ${run}`);
+  await expectMessage(b, `oops ${run}`);
+  await messageWith(a, `oops ${run}`).locator('[data-testid="recall-btn"]').click();
+  await expectText(byTest(a, "message-recalled"), "You recalled this message");
+  await expectText(byTest(b, "message-recalled"), "This message was recalled");
+  await expectNone(b.locator('[data-testid="message-body"]', { hasText: `oops ${run}` }));
+  await expectNone(a.locator('[data-testid="message-body"]', { hasText: `oops ${run}` }));
+  await shot(b, "recall");
+});
+
+step("a second device: unread counts follow what the other one read", async () => {
+  const a = alice.page;
+  const b = bob.page;
+  const tablet = await newDevice("bob-tablet");
+  const t = tablet.page;
+  await enter(t, BOB, false);
+  // Everything was read on the first device: nothing unread here.
+  await expectText(byTest(t, "friend", ALICE).locator('[data-testid="preview"]'), "(recalled)");
+  await expectNone(byTest(t, "friend", ALICE).locator('[data-testid="unread"]'));
+  // A new message, read on the first device (its chat is open): the
+  // tablet's badge goes with the receipt, and alice sees it seen.
+  await send(a, `are you there ${run}`);
+  await expectMessage(b, `are you there ${run}`);
+  await expectVisible(messageWith(a, `are you there ${run}`).locator('[data-testid="seen"]'));
+  await expectNone(byTest(t, "friend", ALICE).locator('[data-testid="unread"]'));
+  await tablet.context.close();
+  contexts.splice(contexts.indexOf(tablet.context), 1);
 });
 
 step("group: create, ask to join, approve, chat", async () => {

@@ -1,8 +1,10 @@
 //! The web client in a real browser against real processes: the gateway
 //! serves the page at `/`, and web/tests/chat.test.mjs (Playwright driving
-//! Debian's chromium) runs its two-device story against it: register,
-//! befriend, presence, chat both ways, sync after reopening, scroll-back,
-//! a group with a join request and approval.
+//! Debian's chromium) runs its story against it: register, befriend,
+//! presence, chat both ways, sync after reopening with the server's unread
+//! count, scroll-back, read receipts, typing, recall, a second device whose
+//! unread count follows the first one's reads, a group with a join request
+//! and approval.
 //!
 //! Needs Node.js, chromium and web/node_modules (`scripts/ensure-web.sh`,
 //! which `make test` runs first). CONFAB_SCREENSHOTS names where the
@@ -43,7 +45,9 @@ async fn the_page_served_by_the_gateway_chats_in_a_browser() {
         missing("the browser test's Node.js and chromium", &why);
         return;
     }
-    let cluster = Cluster::start(2).await;
+    // Two tabs of one user are two web devices: the default policy
+    // (one_per_kind) would sign the first out when the second logs in.
+    let cluster = Cluster::start_with_env(2, &[("CONFAB_SESSION__MULTI_DEVICE_POLICY", "allow_all")]).await;
     let page = format!("http://{}/", cluster.gateways[&1].http);
 
     // The page and its assets come from the gateway itself.

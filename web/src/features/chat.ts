@@ -1,14 +1,17 @@
 // Conversations: 1:1 and group messages, live pushes, sync on login (and
 // after every reconnect), gaps pulled with Fetch, history scroll-back, and
-// sends that survive a reconnect (sent again as resends).
+// sends that survive a reconnect (sent again as resends). Read marks (the
+// unread badges, "seen" under one's own messages), typing notices and
+// recalls.
 //
 // Sequencing follows the protocol: a MessagePush shows a message at once
 // (seq 0); a ConversationMoved push gives its sequence, or reveals a gap
 // that is fetched; every message is shown once, by message id.
 
-import type { ConversationMoved, ConversationState, Message, SendAck } from "../gen/client_pb";
+import type { ConversationMoved, ConversationState, Message, ReadReceipt, Recalled, SendAck, Typing } from "../gen/client_pb";
+import { ErrorCode } from "../gen/client_pb";
 import { historyPageSize } from "../config";
-import { answerLost, errorText } from "../protocol/errors";
+import { ServerError, answerLost, errorText } from "../protocol/errors";
 import { directConversation, groupConversation, parseConversation } from "../protocol/frames";
 import type { BodyInit, ConversationRef } from "../protocol/frames";
 import type { Feature, Session } from "../session";
@@ -18,6 +21,14 @@ import type { Users } from "./users";
 
 /** Fetch page size (gaps and catch-up). */
 const FETCH_PAGE = 200;
+/** At most one typing notice per conversation this often (the gateway's
+ * default `typing_interval_ms`; one sooner is refused there). */
+const TYPING_EVERY_MS = 2_000;
+/** How long "typing…" shows after a notice. */
+const TYPING_SHOWN_MS = 5_000;
+/** The recall button shows on one's own messages this young (the
+ * gateway's default `recall_window_ms`; the gateway decides). */
+const RECALL_WINDOW_MS = 120_000;
 
 export type MsgState = "sent" | "sending" | "failed";
 
@@ -32,6 +43,8 @@ export interface Msg {
   clientMsgId: string;
   state: MsgState;
   error?: string;
+  /** Its sender took it back (the body is gone). */
+  recalled: boolean;
   /** Arrival order, for messages without a sequence yet. */
   order: number;
 }
@@ -42,8 +55,16 @@ export class Conversation {
   lastSeq = 0n;
   /** The newest message id seen (reads ask the server to include it). */
   lastSeen = 0n;
-  /** The server's read mark, from Sync (read receipts build on it). */
+  /** This user's read mark (Sync, MarkRead answers, other devices' receipts). */
   readSeq = 0n;
+  /** The other user's read mark of a 1:1 conversation ("seen"). */
+  peerReadSeq = 0n;
+  /** The read mark last asked for (not yet answered). */
+  readAsked = 0n;
+  /** Recalls of messages not held yet, applied when they arrive. */
+  recalls = new Set<bigint>();
+  /** Who is typing here, until when (ms). */
+  typing = new Map<bigint, number>();
   historyLoaded = false;
   hasOlder = false;
   loadingOlder = false;
@@ -83,6 +104,18 @@ export class Conversation {
     const s = this.sorted();
     return s[s.length - 1];
   }
+
+  /** Marks message `id` recalled (now, or when it arrives). */
+  recall(id: bigint): boolean {
+    const m = this.get(id);
+    if (!m) {
+      this.recalls.add(id);
+      return false;
+    }
+    m.recalled = true;
+    m.body = "";
+    return true;
+  }
 }
 
 interface Unacked {
@@ -118,6 +151,13 @@ export class Chat implements Feature {
   private olderBtn = h("button", { testid: "load-older", class: "link", type: "button" }, "Load older messages");
   private panelEl = h("aside", { class: "side-panel", testid: "side-panel" });
   private input = h("input", { testid: "compose-input", placeholder: "Write a message…", autocomplete: "off", maxlength: "4000" });
+  private typingEl = h("span", { class: "typing", testid: "typing" });
+  /** When a typing notice last went out, per conversation. */
+  private typingSent = new Map<string, number>();
+  private typingTimer?: ReturnType<typeof setTimeout>;
+  /** A typing notice held back by the interval, sent when it ends if the
+   * user is still typing. */
+  private typingLater?: ReturnType<typeof setTimeout>;
 
   constructor(
     private readonly session: Session,
@@ -130,6 +170,13 @@ export class Chat implements Feature {
     });
     session.pushes.on("moved", (m) => this.onMoved(m));
     session.pushes.on("resync", () => this.serialSync());
+    session.pushes.on("readReceipt", (r) => this.onReceipt(r));
+    session.pushes.on("typingPush", (t) => this.onTyping(t));
+    session.pushes.on("recalled", (r) => this.onRecalled(r));
+    this.input.addEventListener("input", () => void this.typed());
+    document.addEventListener("visibilitychange", () => {
+      if (this.active) this.markRead(this.active);
+    });
     this.olderBtn.addEventListener("click", () => void this.loadOlder());
     this.listEl.addEventListener("scroll", () => {
       const c = this.active;
@@ -151,6 +198,7 @@ export class Chat implements Feature {
     this.conversations.clear();
     this.outbox.clear();
     this.queues.clear();
+    this.typingSent.clear();
     this.cursor = 0n;
     this.active = undefined;
     this.renderEmpty();
@@ -187,13 +235,13 @@ export class Chat implements Feature {
   async open(id: string): Promise<void> {
     const c = this.conversation(id);
     this.active = c;
-    c.unread = 0;
     this.renderPane(c);
     this.hooks.listsChanged();
     if (!c.historyLoaded) {
       await this.serial(c.id, () => this.loadLatest(c, false)).catch((e) => fail("Loading the conversation failed", e));
       this.renderActive(true);
     }
+    this.markRead(c);
   }
 
   /** Summary for the lists: unread count and the last message. */
@@ -201,7 +249,7 @@ export class Chat implements Feature {
     const c = this.conversations.get(id);
     if (!c) return { unread: 0, preview: "" };
     const last = c.last();
-    return { unread: c.unread, preview: last ? last.body : "" };
+    return { unread: c.unread, preview: last ? (last.recalled ? "(recalled)" : last.body) : "" };
   }
 
   /** Refreshes the open conversation's side panel (group changes). */
@@ -215,10 +263,44 @@ export class Chat implements Feature {
   private onPush(m: Message): void {
     const c = this.conversation(m.conversationId);
     if (m.messageId !== 0n && !c.has(m.messageId)) {
+      c.typing.delete(m.sender);
       this.add(c, m, true);
       c.lastSeen = m.messageId;
       this.changed(c);
     }
+  }
+
+  /** A read mark moved: this user's (another device) or the other user's. */
+  private onReceipt(r: ReadReceipt): void {
+    const c = this.conversation(r.conversationId);
+    if (r.reader === this.session.userId) this.readUpTo(c, r.readSeq);
+    else if (r.readSeq > c.peerReadSeq) c.peerReadSeq = r.readSeq;
+    this.changed(c);
+  }
+
+  /** This user's read mark is `seq`: the unread count follows. */
+  private readUpTo(c: Conversation, seq: bigint): void {
+    if (seq > c.readSeq) c.readSeq = seq;
+    let unread = 0;
+    for (const m of c.messages.values()) {
+      if (m.sender !== this.session.userId && !m.recalled && (m.seq === 0n || m.seq > c.readSeq)) unread++;
+    }
+    c.unread = Math.min(c.unread, unread);
+  }
+
+  private onTyping(t: Typing): void {
+    const c = this.conversation(t.conversationId);
+    c.typing.set(t.userId, Date.now() + TYPING_SHOWN_MS);
+    if (this.active === c) this.renderTyping(c);
+  }
+
+  private onRecalled(r: Recalled): void {
+    const c = this.conversation(r.conversationId);
+    const held = c.get(r.messageId);
+    const counted = held && !held.recalled && held.sender !== this.session.userId && (held.seq === 0n || held.seq > c.readSeq);
+    c.recall(r.messageId);
+    if (counted && c.unread > 0) c.unread--;
+    this.changed(c);
   }
 
   private onMoved(m: ConversationMoved): Promise<void> {
@@ -242,11 +324,18 @@ export class Chat implements Feature {
 
   /** Adds a message (new ones only); `live` counts it as unread when not open. */
   private add(c: Conversation, m: Message, live: boolean): boolean {
+    if (m.recallOf !== 0n) {
+      // Not a message: the recall of one (its own place in the sequence).
+      c.recall(m.recallOf);
+      return false;
+    }
     if (c.has(m.messageId)) {
       const known = c.get(m.messageId)!;
       if (known.seq === 0n && m.seq !== 0n) known.seq = m.seq;
+      if (m.recalled) c.recall(m.messageId);
       return false;
     }
+    const recalled = m.recalled || c.recalls.delete(m.messageId);
     // Our own message, sent from this tab and just acknowledged elsewhere.
     if (m.clientMsgId && m.sender === this.session.userId) {
       const pending = c.messages.get(`c:${m.clientMsgId}`);
@@ -260,9 +349,11 @@ export class Chat implements Feature {
       time: m.serverTimeMs,
       clientMsgId: m.clientMsgId,
       state: "sent",
+      recalled,
       order: arrival++,
     });
-    if (live && m.sender !== this.session.userId && this.active !== c) c.unread++;
+    if (recalled) c.messages.get(`m:${m.messageId}`)!.body = "";
+    if (live && !recalled && m.sender !== this.session.userId && !this.reading(c) && (m.seq === 0n || m.seq > c.readSeq)) c.unread++;
     return true;
   }
 
@@ -294,10 +385,10 @@ export class Chat implements Feature {
     );
     let unread = 0;
     for (const m of reply.messages) {
-      if (this.add(c, m, false) && m.sender !== this.session.userId && m.seq > c.readSeq) unread++;
+      if (this.add(c, m, false) && m.recallOf === 0n && !m.recalled && m.sender !== this.session.userId && m.seq > c.readSeq) unread++;
       if (m.seq > c.lastSeq) c.lastSeq = m.seq;
     }
-    if (live && this.active !== c) c.unread += unread;
+    if (live && !this.reading(c)) c.unread += unread;
     c.historyLoaded = true;
     c.hasOlder = reply.messages.length >= this.page && c.oldestSeq() > 1n;
   }
@@ -344,10 +435,14 @@ export class Chat implements Feature {
     }
     for (const s of moved) {
       const c = this.conversation(s.conversationId);
-      c.readSeq = s.readSeq;
       if (s.seq > c.lastSeq) {
-        await this.serial(c.id, () => this.catchUp(c, true));
+        await this.serial(c.id, () => this.catchUp(c, false));
       }
+      // The server's counts stand: they cover what this page never held.
+      if (s.readSeq > c.readSeq) c.readSeq = s.readSeq;
+      if (s.peerReadSeq > c.peerReadSeq) c.peerReadSeq = s.peerReadSeq;
+      c.unread = Number(s.unreadCount);
+      if (this.active === c) this.markRead(c);
     }
     this.cursor = cursor !== undefined && cursor > since ? cursor : since;
     this.hooks.listsChanged();
@@ -393,8 +488,10 @@ export class Chat implements Feature {
       time: BigInt(Date.now()),
       clientMsgId,
       state: "sending",
+      recalled: false,
       order: arrival++,
     });
+    this.typingSent.delete(c.id);
     this.changed(c);
     this.outbox.set(clientMsgId, { convId: c.id, body });
     await this.deliver(clientMsgId, body);
@@ -437,11 +534,87 @@ export class Chat implements Feature {
         time: ack.serverTimeMs,
         clientMsgId,
         state: "sent",
+        recalled: false,
         order: pending?.order ?? arrival++,
       });
     }
     c.lastSeen = ack.messageId;
     this.changed(c);
+  }
+
+  /** The conversation a request about `c` names: the other user or the group. */
+  private target(c: Conversation): { user?: { userId: bigint }; groupId?: bigint } | undefined {
+    if (c.ref.kind === "direct") return { user: { userId: c.ref.peer } };
+    if (c.ref.kind === "group") return { groupId: c.ref.groupId };
+    return undefined;
+  }
+
+  /** Whether `c` is being looked at (open, in a visible tab). */
+  private reading(c: Conversation): boolean {
+    return this.active === c && document.visibilityState === "visible";
+  }
+
+  /** Tells the server `c` is read up to its newest message, when it is open. */
+  markRead(c: Conversation): void {
+    const t = this.target(c);
+    if (!t || !this.reading(c) || c.lastSeq === 0n) return;
+    const upTo = c.lastSeq;
+    c.unread = 0;
+    this.hooks.listsChanged();
+    if (upTo <= c.readSeq || upTo <= c.readAsked) return;
+    c.readAsked = upTo;
+    this.session
+      .request({ case: "markRead", value: { ...t, seq: upTo } }, "readReceipt")
+      .then((r) => {
+        this.readUpTo(c, r.readSeq);
+        this.changed(c);
+      })
+      .catch((e) => {
+        c.readAsked = 0n;
+        if (!answerLost(e)) fail("Marking the conversation read failed", e);
+      });
+  }
+
+  /** The compose box changed: a typing notice, at most one per interval;
+   * one too soon (say, right after a message went) goes when the interval
+   * ends, if the box still holds text then. */
+  private async typed(): Promise<void> {
+    clearTimeout(this.typingLater);
+    const c = this.active;
+    const t = c && this.target(c);
+    if (!c || !t || this.input.value.trim() === "") return;
+    const now = Date.now();
+    const wait = (this.typingSent.get(c.id) ?? 0) + TYPING_EVERY_MS - now;
+    if (wait > 0) {
+      this.typedLater(wait);
+      return;
+    }
+    this.typingSent.set(c.id, now);
+    try {
+      await this.session.request({ case: "typing", value: t }, "done");
+    } catch (e) {
+      if (e instanceof ServerError && e.code === ErrorCode.RATE_LIMITED) {
+        this.typedLater(e.retryAfterMs || TYPING_EVERY_MS);
+        return;
+      }
+      if (!answerLost(e)) console.warn("typing notice failed", e);
+    }
+  }
+
+  private typedLater(ms: number): void {
+    clearTimeout(this.typingLater);
+    this.typingLater = setTimeout(() => void this.typed(), ms);
+  }
+
+  /** Takes back one's own message `m` of `c`. */
+  async recall(c: Conversation, m: Msg): Promise<void> {
+    try {
+      const r = await this.session.request({ case: "recall", value: { messageId: m.id } }, "recalled");
+      this.conversation(r.conversationId).recall(r.messageId);
+      this.changed(c);
+    } catch (e) {
+      fail("Recalling the message failed", e);
+    }
   }
 
   /** After a reconnect: every send still unacknowledged, again, as a resend. */
@@ -456,8 +629,11 @@ export class Chat implements Feature {
   // ------------------------------------------------------------ views
 
   private changed(c: Conversation): void {
+    if (this.active === c) {
+      this.renderMessages(c, "bottom-if-near");
+      this.markRead(c);
+    }
     this.hooks.listsChanged();
-    if (this.active === c) this.renderMessages(c, "bottom-if-near");
   }
 
   private renderEmpty(): void {
@@ -482,7 +658,7 @@ export class Chat implements Feature {
     const main = h(
       "section",
       { class: "chat", testid: "chat", data: { conversation: c.id } },
-      h("header", { class: "chat-head" }, this.titleEl),
+      h("header", { class: "chat-head" }, this.titleEl, this.typingEl),
       h("div", { class: "older" }, this.olderBtn),
       this.listEl,
       compose,
@@ -498,8 +674,24 @@ export class Chat implements Feature {
     const c = this.active;
     if (!c) return;
     this.titleEl.textContent = this.hooks.title(c.ref);
+    this.renderTyping(c);
     this.renderMessages(c, toBottom ? "bottom" : "bottom-if-near");
     this.refreshPanel();
+  }
+
+  /** "X is typing…" in the header while a notice is fresh. */
+  private renderTyping(c: Conversation): void {
+    const now = Date.now();
+    for (const [who, until] of c.typing) if (until <= now) c.typing.delete(who);
+    const names = [...c.typing.keys()].map((u) => this.users.nameOf(u));
+    this.typingEl.textContent = names.length ? typingText(names) : "";
+    clearTimeout(this.typingTimer);
+    if (names.length) {
+      const next = Math.min(...c.typing.values()) - now;
+      this.typingTimer = setTimeout(() => {
+        if (this.active === c) this.renderTyping(c);
+      }, next + 50);
+    }
   }
 
   private renderMessages(c: Conversation, scroll: "bottom" | "bottom-if-near" | "keep"): void {
@@ -508,26 +700,55 @@ export class Chat implements Feature {
     const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
     const me = this.session.userId;
     const group = c.ref.kind === "group";
-    const items = c.sorted().map((m) => {
+    const sorted = c.sorted();
+    // "Seen" goes under the newest of one's own messages the other user has read.
+    let seen: Msg | undefined;
+    if (!group && c.peerReadSeq > 0n) {
+      for (const m of sorted) if (m.sender === me && m.seq !== 0n && m.seq <= c.peerReadSeq && !m.recalled) seen = m;
+    }
+    const now = Date.now();
+    const items = sorted.map((m) => {
       const mine = m.sender === me;
       const state = m.state === "sent" ? null : m.state === "sending" ? "sending…" : `not sent: ${m.error ?? ""}`;
+      const canRecall = mine && !m.recalled && m.state === "sent" && m.id !== 0n && now - Number(m.time) < RECALL_WINDOW_MS;
+      const recallBtn = canRecall
+        ? h("button", { type: "button", class: "link recall", testid: "recall-btn", title: "Take this message back" }, "Recall")
+        : null;
+      recallBtn?.addEventListener("click", () => void this.recall(c, m));
       return h(
         "li",
         {
-          class: `msg ${mine ? "mine" : "theirs"} ${m.state}`,
+          class: `msg ${mine ? "mine" : "theirs"} ${m.state}${m.recalled ? " recalled" : ""}`,
           testid: "message",
-          data: { id: String(m.id), seq: String(m.seq), sender: this.users.nameOf(m.sender), state: m.state },
+          data: { id: String(m.id), seq: String(m.seq), sender: this.users.nameOf(m.sender), state: m.state, recalled: String(m.recalled) },
         },
         !mine || group ? h("span", { class: "sender", testid: "message-sender" }, mine ? "you" : this.users.nameOf(m.sender)) : null,
-        h("span", { class: "body", testid: "message-body" }, m.body),
-        h("span", { class: "meta" }, timeOf(m.time), state ? ` · ${state}` : ""),
+        m.recalled
+          ? h("span", { class: "body recalled", testid: "message-recalled" }, mine ? "You recalled this message" : "This message was recalled")
+          : h("span", { class: "body", testid: "message-body" }, m.body),
+        h(
+          "span",
+          { class: "meta" },
+          timeOf(m.time),
+          state ? ` · ${state}` : "",
+          m === seen ? h("span", { class: "seen", testid: "seen" }, " · seen") : null,
+          recallBtn ? " · " : null,
+          recallBtn,
+        ),
       );
     });
     fill(list, items.length ? items : [h("li", { class: "hint", testid: "no-messages" }, c.historyLoaded ? "No messages yet." : "Loading…")]);
     this.olderBtn.hidden = !c.hasOlder;
+    this.renderTyping(c);
     if (scroll === "bottom" || (scroll === "bottom-if-near" && nearBottom)) list.scrollTop = list.scrollHeight;
     else if (scroll === "keep") list.scrollTop = list.scrollHeight - fromBottom;
   }
+}
+
+function typingText(names: string[]): string {
+  if (names.length === 1) return `${names[0]} is typing…`;
+  if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
+  return `${names.length} people are typing…`;
 }
 
 function newClientMsgId(): string {

@@ -32,6 +32,7 @@ const WORDS: Record<ErrorCode, string> = {
   [ErrorCode.TOO_MANY_CONNECTIONS]: "Too many connections from this address",
   [ErrorCode.LOGIN_TIMEOUT]: "Logging in took too long",
   [ErrorCode.LIMIT_REACHED]: "A limit is reached",
+  [ErrorCode.RECALL_WINDOW_PASSED]: "It is too late to recall that message",
 };
 
 export function codeName(code: ErrorCode): string {
