@@ -1,6 +1,7 @@
 //! The command line.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{Parser, Subcommand};
 
@@ -61,7 +62,9 @@ mod tests {
     fn friend_and_group_subcommands_parse() {
         let cli = Cli::try_parse_from(["confab-chat", "--json", "approve", "7", "bob"]).expect("parse");
         assert!(cli.json);
-        assert!(matches!(cli.command, Some(Command::Approve { group: 7, ref who }) if who == "bob"));
+        assert!(
+            matches!(cli.command, Some(Command::Approve { group: GroupRef::Id(7), ref who }) if who == "bob")
+        );
         let cli = Cli::try_parse_from(["confab-chat", "--user", "a", "add-friend", "b"]).expect("parse");
         assert_eq!(
             cli.user.as_deref(),
@@ -74,14 +77,14 @@ mod tests {
             cli.command,
             Some(Command::History {
                 with: None,
-                group: Some(3),
+                group: Some(GroupRef::Id(3)),
                 ..
             })
         ));
         assert!(Cli::try_parse_from(["confab-chat", "history"]).is_err());
         let cli = Cli::try_parse_from(["confab-chat", "group-send", "3", "hello all"]).expect("parse");
         assert!(
-            matches!(cli.command, Some(Command::GroupSend { group: 3, ref text }) if text == "hello all")
+            matches!(cli.command, Some(Command::GroupSend { group: GroupRef::Id(3), ref text }) if text == "hello all")
         );
     }
 
@@ -96,7 +99,7 @@ mod tests {
             cli.command,
             Some(Command::Read {
                 with: None,
-                group: Some(7),
+                group: Some(GroupRef::Id(7)),
                 seq: 0
             })
         ));
@@ -110,7 +113,7 @@ mod tests {
             cli.command,
             Some(Command::Typing {
                 with: None,
-                group: Some(2)
+                group: Some(GroupRef::Id(2))
             })
         ));
     }
@@ -121,6 +124,30 @@ impl Cli {
     pub async fn connect(&self) -> confab_client::Result<confab_client::Client> {
         let tls = confab_client::ClientTls::from_flags(self.tls, self.tls_ca.as_deref())?;
         confab_client::Client::connect_with(&self.gateway, tls.as_ref()).await
+    }
+}
+
+/// A group on the command line: its id, or the name of one of my groups
+/// (resolved by [`crate::names::Names::group_id`]); a leading `#` is
+/// dropped (`#7`, `#team`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupRef {
+    Id(u64),
+    Name(String),
+}
+
+impl FromStr for GroupRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.strip_prefix('#').unwrap_or(s);
+        if s.is_empty() {
+            return Err("a group id or name".into());
+        }
+        Ok(match s.parse() {
+            Ok(id) => GroupRef::Id(id),
+            Err(_) => GroupRef::Name(s.to_owned()),
+        })
     }
 }
 
@@ -151,7 +178,7 @@ pub enum Command {
         with: Option<String>,
         /// A group's history instead of a user's.
         #[arg(long, value_name = "GROUP", conflicts_with = "with")]
-        group: Option<u64>,
+        group: Option<GroupRef>,
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
@@ -196,7 +223,7 @@ pub enum Command {
     /// at once if USER had asked to join).
     Invite {
         #[arg(value_name = "GROUP")]
-        group: u64,
+        group: GroupRef,
         #[arg(value_name = "USER")]
         who: String,
     },
@@ -205,74 +232,74 @@ pub enum Command {
     /// Accept my invitation to GROUP (join it).
     AcceptInvite {
         #[arg(value_name = "GROUP")]
-        group: u64,
+        group: GroupRef,
     },
     /// Decline my invitation to GROUP.
     DeclineInvite {
         #[arg(value_name = "GROUP")]
-        group: u64,
+        group: GroupRef,
     },
     /// Ask to join GROUP.
     Join {
         #[arg(value_name = "GROUP")]
-        group: u64,
+        group: GroupRef,
         #[arg(long, default_value = "")]
         note: String,
     },
     /// Owner or admin: approve USER's request to join GROUP.
     Approve {
         #[arg(value_name = "GROUP")]
-        group: u64,
+        group: GroupRef,
         #[arg(value_name = "USER")]
         who: String,
     },
     /// Owner or admin: deny USER's request to join GROUP.
     Deny {
         #[arg(value_name = "GROUP")]
-        group: u64,
+        group: GroupRef,
         #[arg(value_name = "USER")]
         who: String,
     },
     /// Leave GROUP.
     Leave {
         #[arg(value_name = "GROUP")]
-        group: u64,
+        group: GroupRef,
     },
     /// Owner or admin: remove USER from GROUP.
     Kick {
         #[arg(value_name = "GROUP")]
-        group: u64,
+        group: GroupRef,
         #[arg(value_name = "USER")]
         who: String,
     },
     /// Owner: make USER an admin of GROUP.
     Promote {
         #[arg(value_name = "GROUP")]
-        group: u64,
+        group: GroupRef,
         #[arg(value_name = "USER")]
         who: String,
     },
     /// Owner: delete GROUP.
     DeleteGroup {
         #[arg(value_name = "GROUP")]
-        group: u64,
+        group: GroupRef,
     },
     /// The members of GROUP (members only), and pending join requests for
     /// its owner and admins.
     Members {
         #[arg(value_name = "GROUP")]
-        group: u64,
+        group: GroupRef,
     },
     /// Send TEXT to every member of GROUP.
     GroupSend {
         #[arg(value_name = "GROUP")]
-        group: u64,
+        group: GroupRef,
         text: String,
     },
     /// The last messages of GROUP, oldest first.
     GroupHistory {
         #[arg(value_name = "GROUP")]
-        group: u64,
+        group: GroupRef,
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
@@ -282,7 +309,7 @@ pub enum Command {
         #[arg(value_name = "USER", required_unless_present = "group")]
         with: Option<String>,
         #[arg(long, value_name = "GROUP", conflicts_with = "with")]
-        group: Option<u64>,
+        group: Option<GroupRef>,
         /// Up to this sequence (0: the newest).
         #[arg(long, value_name = "N", default_value_t = 0)]
         seq: u64,
@@ -297,7 +324,7 @@ pub enum Command {
         #[arg(value_name = "USER", required_unless_present = "group")]
         with: Option<String>,
         #[arg(long, value_name = "GROUP", conflicts_with = "with")]
-        group: Option<u64>,
+        group: Option<GroupRef>,
     },
     /// My conversations: last sequence, my read mark, unread messages and
     /// (1:1) the other user's read mark.

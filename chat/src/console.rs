@@ -1,31 +1,36 @@
 //! The interactive console (confab-chat without a subcommand).
 //!
 //! Input: line editing and history (rustyline) on a thread of its own;
-//! incoming messages are printed above the prompt while the user types
-//! (rustyline's external printer). When stdin is not a terminal, rustyline
-//! reads plain lines and output goes straight to stdout, so scripts and
-//! tests can pipe commands in.
+//! pushes are printed above the prompt while the user types (rustyline's
+//! external printer). When stdin is not a terminal, rustyline reads plain
+//! lines and output goes straight to stdout, so scripts and tests can pipe
+//! commands in.
 //!
-//! Commands are the rows of [`COMMANDS`] (name, arguments, help, handler):
-//! a new command is a new row and its handler. `@USER TEXT` sends once; a
-//! line without `/` or `@` goes to the user chosen with `/to`. Read
-//! receipts, typing notices and recalls are printed as they arrive.
+//! A line is `@USER TEXT` (send once), `/COMMAND ...`, or text for the
+//! conversation chosen with `/to`. The console's own commands are the rows
+//! of [`COMMANDS`]; any other `/VERB ARGS` is the one-shot subcommand of
+//! that name (`/friends`, `/accept bob`, `/create-group team`,
+//! `/approve team bob`, `/group-send team hi all` ...), parsed by the same
+//! command line definition and run by the same code ([`crate::verbs`]).
+//! Presence changes, friend and join requests, typing, receipts and
+//! recalls are printed as they arrive, users and groups by name.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io::IsTerminal;
 use std::pin::Pin;
 
-use confab_client::proto::frame::Body;
-use confab_client::proto::{self as pb};
+use clap::{CommandFactory, Parser};
+use confab_client::proto::{FriendEvent, FriendEventKind, GroupEvent, GroupEventKind, PresenceChanged};
 use confab_client::{Client, Event, Peer, Update};
 use rustyline::ExternalPrinter;
 use rustyline::error::ReadlineError;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::cli::Cli;
-use crate::error::{Error, Result};
+use crate::cli::{Cli, Command as Verb, GroupRef};
+use crate::error::{Error, Result, report};
+use crate::names::Names;
+use crate::output::Output;
 use crate::session::login;
 
 /// What the console does after a line.
@@ -38,7 +43,7 @@ pub enum Flow {
 type Reply<'a> = Pin<Box<dyn Future<Output = Result<Flow>> + 'a>>;
 type Handler = for<'a> fn(&'a mut Console, &'a str) -> Reply<'a>;
 
-/// One console command.
+/// One of the console's own commands.
 pub struct Command {
     /// Typed as `/name`.
     pub name: &'static str,
@@ -49,30 +54,25 @@ pub struct Command {
     pub run: Handler,
 }
 
-/// Every command, in `/help` order.
+/// The console's own commands, in `/help` order; the subcommands follow
+/// them there.
 pub const COMMANDS: &[Command] = &[
     Command {
         name: "help",
-        args: "",
-        help: "this list",
-        run: |c, _| Box::pin(async move { c.help() }),
+        args: "[COMMAND]",
+        help: "this list, or how to use COMMAND",
+        run: |c, rest| Box::pin(async move { c.help(rest) }),
     },
     Command {
         name: "to",
-        args: "USER [TEXT]",
-        help: "talk to USER: later lines without / or @ go to USER (TEXT is sent now)",
+        args: "USER|#GROUP [TEXT]",
+        help: "talk to USER or GROUP: later lines without / or @ go there (TEXT is sent now)",
         run: |c, rest| Box::pin(c.to(rest)),
     },
     Command {
-        name: "send",
-        args: "USER TEXT",
-        help: "send TEXT to USER (the same as @USER TEXT)",
-        run: |c, rest| Box::pin(c.send_line(rest)),
-    },
-    Command {
         name: "history",
-        args: "USER [N]",
-        help: "the last N (20) messages with USER, oldest first",
+        args: "USER|#GROUP [N]",
+        help: "the last N (20) messages with USER or of GROUP, oldest first",
         run: |c, rest| Box::pin(c.history(rest)),
     },
     Command {
@@ -88,12 +88,6 @@ pub const COMMANDS: &[Command] = &[
         run: |c, rest| Box::pin(c.typing(rest)),
     },
     Command {
-        name: "recall",
-        args: "MESSAGE_ID",
-        help: "recall my message (within the server's recall window)",
-        run: |c, rest| Box::pin(c.recall(rest)),
-    },
-    Command {
         name: "quit",
         args: "",
         help: "leave (also /exit, Ctrl-D)",
@@ -107,181 +101,356 @@ pub const COMMANDS: &[Command] = &[
     },
 ];
 
-/// Where the console writes: above the prompt on a terminal, else plain
-/// stdout / stderr.
-enum Out {
-    Terminal(Box<dyn ExternalPrinter + Send>),
-    Plain,
+/// Subcommands that make no sense inside a logged-in console.
+const NOT_HERE: &[&str] = &["register", "login", "listen"];
+
+/// Subcommands whose last argument is free text: everything after their
+/// first word is that text, quotes or not.
+const TEXT_LAST: &[&str] = &["send", "group-send"];
+
+/// A console line after its `/`, parsed as a subcommand.
+#[derive(Debug, Parser)]
+#[command(name = "", no_binary_name = true, disable_help_subcommand = true)]
+struct Line {
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+/// Where lines without `/` or `@` go.
+#[derive(Debug, Clone)]
+enum Target {
+    User(String),
+    Group(GroupRef),
 }
 
 /// The console's state: the logged-in client, the current correspondent,
-/// the names of the users seen.
+/// the names seen, where output goes.
 pub struct Console {
-    cli: Cli,
     client: Client,
-    to: Option<String>,
-    names: HashMap<u64, String>,
-    out: Out,
+    to: Option<Target>,
+    names: Names,
+    out: Output,
 }
 
 impl Console {
-    /// A line of output.
-    fn say(&mut self, text: impl Into<String>) {
-        let mut text = text.into();
-        match &mut self.out {
-            Out::Terminal(p) => {
-                text.push('\n');
-                if p.print(text.clone()).is_err() {
-                    print!("{text}");
-                }
+    fn help(&mut self, rest: &str) -> Result<Flow> {
+        let topic = rest.trim().trim_start_matches('/');
+        if !topic.is_empty() {
+            match COMMANDS.iter().find(|c| c.name == topic) {
+                Some(c) => self.out.say(format!("/{} {}: {}", c.name, c.args, c.help)),
+                None => match Line::command().find_subcommand_mut(topic) {
+                    Some(sub) if !NOT_HERE.contains(&topic) => {
+                        let text = sub.render_long_help().to_string();
+                        self.out.say(format!("/{}", text.trim_end()));
+                    }
+                    _ => self
+                        .out
+                        .warn(format!("unknown command /{topic}; /help lists them")),
+                },
             }
-            Out::Plain => println!("{text}"),
+            return Ok(Flow::Continue);
         }
-    }
-
-    /// A problem the user should see (stderr when not on a terminal).
-    fn warn(&mut self, text: impl Into<String>) {
-        match self.out {
-            Out::Terminal(_) => self.say(text),
-            Out::Plain => eprintln!("{}", text.into()),
-        }
-    }
-
-    fn help(&mut self) -> Result<Flow> {
         let mut lines = vec![
             "commands:".to_owned(),
-            format!("  {:<22} send TEXT to USER", "@USER TEXT"),
+            format!("  {:<28} send TEXT to USER", "@USER TEXT"),
         ];
         for c in COMMANDS.iter().filter(|c| !c.help.is_empty()) {
             lines.push(format!(
-                "  {:<22} {}",
+                "  {:<28} {}",
                 format!("/{} {}", c.name, c.args).trim_end(),
                 c.help
             ));
         }
-        lines.push(format!("  {:<22} send to the user chosen with /to", "TEXT"));
-        self.say(lines.join("\n"));
+        lines.push(format!(
+            "  {:<28} send to the user or group chosen with /to",
+            "TEXT"
+        ));
+        lines.push("and the subcommands of confab-chat (/help COMMAND for its arguments; a GROUP is its id or name):".into());
+        for sub in Line::command().get_subcommands() {
+            let name = sub.get_name();
+            if NOT_HERE.contains(&name) || COMMANDS.iter().any(|c| c.name == name) {
+                continue;
+            }
+            let args: Vec<String> = sub
+                .get_positionals()
+                .map(|a| {
+                    let v = a
+                        .get_value_names()
+                        .and_then(|v| v.first().map(|s| s.to_string()))
+                        .unwrap_or_else(|| a.get_id().as_str().to_uppercase());
+                    if a.is_required_set() { v } else { format!("[{v}]") }
+                })
+                .collect();
+            let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+            lines.push(format!(
+                "  {:<28} {}",
+                format!("/{name} {}", args.join(" ")).trim_end(),
+                about.lines().next().unwrap_or("")
+            ));
+        }
+        self.out.say(lines.join("\n"));
         Ok(Flow::Continue)
     }
 
     async fn to(&mut self, rest: &str) -> Result<Flow> {
-        let (user, text) = split_word(rest);
-        if user.is_empty() {
-            self.warn("usage: /to USER [TEXT]");
+        let (who, text) = split_word(rest);
+        let target = match who.strip_prefix('#') {
+            _ if who.is_empty() => None,
+            Some(g) => g.parse().ok().map(Target::Group),
+            None => Some(Target::User(who.to_owned())),
+        };
+        let Some(target) = target else {
+            self.out.warn("usage: /to USER|#GROUP [TEXT]");
             return Ok(Flow::Continue);
-        }
-        self.to = Some(user.to_owned());
-        self.say(format!("talking to {user}"));
+        };
+        self.out.say(format!("talking to {who}"));
+        self.to = Some(target.clone());
         if !text.is_empty() {
-            self.send(user, text).await;
+            self.send_to(&target, text).await;
         }
         Ok(Flow::Continue)
     }
 
-    async fn send_line(&mut self, rest: &str) -> Result<Flow> {
-        match split_word(rest) {
-            (user, text) if !user.is_empty() && !text.is_empty() => self.send(user, text).await,
-            _ => self.warn("usage: /send USER TEXT (or @USER TEXT)"),
+    async fn send_to(&mut self, target: &Target, text: &str) {
+        let verb = match target {
+            Target::User(to) => Verb::Send {
+                to: to.clone(),
+                text: text.to_owned(),
+            },
+            Target::Group(group) => Verb::GroupSend {
+                group: group.clone(),
+                text: text.to_owned(),
+            },
+        };
+        // Quiet on success: the line typed is the message.
+        if let Err(e) = self.quietly(verb).await {
+            self.out.warn(report(&e));
         }
-        Ok(Flow::Continue)
     }
 
-    async fn send(&mut self, user: &str, text: &str) {
-        if let Err(e) = self.client.send_to_name(user, text, "").await {
-            self.warn(format!("error: {e}"));
+    /// Runs `verb` without printing its result (errors are returned).
+    async fn quietly(&mut self, verb: Verb) -> Result<()> {
+        let mut sink = Output::discard();
+        crate::verbs::run(&mut self.client, &mut self.names, &mut sink, verb).await
+    }
+
+    /// Runs `verb`, printing its results or its error.
+    async fn verb(&mut self, verb: Verb) -> Result<Flow> {
+        if let Err(e) = crate::verbs::run(&mut self.client, &mut self.names, &mut self.out, verb).await {
+            self.out.warn(report(&e));
         }
+        Ok(Flow::Continue)
     }
 
     async fn history(&mut self, rest: &str) -> Result<Flow> {
-        let (user, n) = split_word(rest);
-        if user.is_empty() {
-            self.warn("usage: /history USER [N]");
+        let (who, n) = split_word(rest);
+        let (Some(target), Ok(limit)) = (target_of(who), if n.is_empty() { Ok(20) } else { n.parse() })
+        else {
+            self.out.warn("usage: /history USER|#GROUP [N]");
             return Ok(Flow::Continue);
-        }
-        let n = n.trim().parse().unwrap_or(20);
-        let page = async {
-            let other = self.client.lookup_user(user).await?;
-            self.names.insert(other.user_id, other.name.clone());
-            let me = self.client.uid();
-            let conv = format!("d:{}:{}", me.min(other.user_id), me.max(other.user_id));
-            self.client.history(&conv, 0, n).await
         };
-        match page.await {
-            Ok(mut page) => {
-                page.reverse();
-                for m in &page {
-                    self.show(m).await;
-                }
-            }
-            Err(e) => self.warn(format!("error: {e}")),
-        }
-        Ok(Flow::Continue)
+        let verb = match target {
+            Target::User(u) => Verb::History {
+                with: Some(u),
+                group: None,
+                limit,
+            },
+            Target::Group(g) => Verb::History {
+                with: None,
+                group: Some(g),
+                limit,
+            },
+        };
+        self.verb(verb).await
     }
 
     async fn read(&mut self, rest: &str) -> Result<Flow> {
         let (who, seq) = split_word(rest);
-        let (Some(peer), Ok(seq)) = (peer_of(who), if seq.is_empty() { Ok(0) } else { seq.parse() }) else {
-            self.warn("usage: /read USER|#GROUP [SEQ]");
+        let (Some(target), Ok(seq)) = (target_of(who), if seq.is_empty() { Ok(0) } else { seq.parse() })
+        else {
+            self.out.warn("usage: /read USER|#GROUP [SEQ]");
             return Ok(Flow::Continue);
         };
-        match self.client.mark_read(&peer, seq).await {
-            Ok(r) => self.say(format!("read {who} up to {}", r.read_seq)),
-            Err(e) => self.warn(format!("error: {e}")),
-        }
-        Ok(Flow::Continue)
+        let (with, group) = split_target(target);
+        self.verb(Verb::Read { with, group, seq }).await
     }
 
     async fn typing(&mut self, rest: &str) -> Result<Flow> {
-        let Some(peer) = peer_of(rest.trim()) else {
-            self.warn("usage: /typing USER|#GROUP");
+        let Some(target) = target_of(rest.trim()) else {
+            self.out.warn("usage: /typing USER|#GROUP");
             return Ok(Flow::Continue);
         };
-        if let Err(e) = self.client.typing(&peer).await {
-            self.warn(format!("error: {e}"));
+        let (with, group) = split_target(target);
+        let verb = Verb::Typing { with, group };
+        if let Err(e) = self.quietly(verb).await {
+            self.out.warn(report(&e));
         }
         Ok(Flow::Continue)
     }
 
-    async fn recall(&mut self, rest: &str) -> Result<Flow> {
-        let Ok(id) = rest.trim().parse::<u64>() else {
-            self.warn("usage: /recall MESSAGE_ID");
+    /// `/VERB ARGS`: the subcommand VERB.
+    async fn subcommand(&mut self, name: &str, rest: &str) -> Result<Flow> {
+        if NOT_HERE.contains(&name) {
+            self.out
+                .warn(format!("/{name} is for the command line, not the console"));
             return Ok(Flow::Continue);
-        };
-        match self.client.recall(id).await {
-            Ok(r) => self.say(format!("recalled message {}", r.message_id)),
-            Err(e) => self.warn(format!("error: {e}")),
         }
-        Ok(Flow::Continue)
+        if Line::command().find_subcommand(name).is_none() {
+            self.out
+                .warn(format!("unknown command /{name}; /help lists them"));
+            return Ok(Flow::Continue);
+        }
+        let words = match words_of(name, rest) {
+            Ok(w) => w,
+            Err(why) => {
+                self.out.warn(format!("/{name}: {why}"));
+                return Ok(Flow::Continue);
+            }
+        };
+        match Line::try_parse_from(std::iter::once(name.to_owned()).chain(words)) {
+            Ok(line) => self.verb(line.verb).await,
+            Err(e) => {
+                // clap's message on one line, without its pointer to --help.
+                let text = e.render().to_string();
+                let said: Vec<&str> = text
+                    .lines()
+                    .take_while(|l| !l.starts_with("For more information"))
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                let said = said.join(" ");
+                let said = said.trim_start_matches("error: ");
+                self.out.warn(format!("/{name}: {said} (/help {name})"));
+                Ok(Flow::Continue)
+            }
+        }
     }
 
-    /// Prints a push other than a message: receipts, typing, recalls.
+    /// Prints a push other than a message.
     async fn notice(&mut self, u: Update) {
-        let line = match u {
+        let (kind, line) = match u {
             Update::Receipt(r) if r.reader == self.client.uid() => {
-                format!(
-                    "(read {} up to {} on another device)",
-                    r.conversation_id, r.read_seq
+                let conv = self.names.conversation(&self.client, &r.conversation_id).await;
+                (
+                    "receipt",
+                    format!("(read {conv} up to {} on another device)", r.read_seq),
                 )
             }
             Update::Receipt(r) => {
-                let who = self.name_of(r.reader).await;
-                format!("{who} read up to {} in {}", r.read_seq, r.conversation_id)
+                let who = self.names.user(&self.client, r.reader).await;
+                let place = self.place(&r.conversation_id).await;
+                ("receipt", format!("{who} read up to {}{place}", r.read_seq))
             }
             Update::Typing(t) => {
-                let who = self.name_of(t.user_id).await;
-                format!("{who} is typing in {}", t.conversation_id)
+                let who = self.names.user(&self.client, t.user_id).await;
+                let place = self.place(&t.conversation_id).await;
+                ("typing", format!("{who} is typing{place}"))
             }
             Update::Event(Event::Recalled(r)) => {
-                let who = self.name_of(r.by).await;
-                format!("{who} recalled message {} in {}", r.message_id, r.conversation_id)
+                let who = self.names.user(&self.client, r.by).await;
+                let place = self.place(&r.conversation_id).await;
+                (
+                    "recall",
+                    format!("{who} recalled message {}{place}", r.message_id),
+                )
             }
+            Update::Presence(p) => ("presence", self.presence(&p).await),
+            Update::Friend(f) => ("friend", self.friend_event(&f)),
+            Update::Group(g) => ("group", self.group_event(&g).await),
             _ => return,
         };
-        if self.cli.json {
-            let doc = json!({"notice": line});
-            self.say(doc.to_string());
+        if self.out.json() {
+            self.out.say(json!({"notice": kind, "text": line}).to_string());
         } else {
-            self.say(line);
+            self.out.say(line);
+        }
+    }
+
+    /// ` in #team` for a group's conversation, nothing for a 1:1 one (the
+    /// other user is already named).
+    async fn place(&mut self, conversation: &str) -> String {
+        if conversation.starts_with("g:") {
+            format!(
+                " in {}",
+                self.names.conversation(&self.client, conversation).await
+            )
+        } else {
+            String::new()
+        }
+    }
+
+    async fn presence(&mut self, p: &PresenceChanged) -> String {
+        let who = self.names.user(&self.client, p.user_id).await;
+        match (p.online, p.devices.len()) {
+            (false, _) | (true, 0) => format!("{who} is offline"),
+            (true, 1) => format!("{who} is online"),
+            (true, n) => format!("{who} is online ({n} devices)"),
+        }
+    }
+
+    fn friend_event(&mut self, f: &FriendEvent) -> String {
+        let user = f.user.clone().unwrap_or_default();
+        self.names.note_user(user.user_id, &user.name);
+        let who = &user.name;
+        let note = if f.note.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", f.note)
+        };
+        match FriendEventKind::try_from(f.kind) {
+            Ok(FriendEventKind::Requested) => {
+                format!("{who} asks to be your friend{note}: /accept {who} or /decline {who}")
+            }
+            Ok(FriendEventKind::Accepted) => format!("{who} accepted: you are friends"),
+            Ok(FriendEventKind::Declined) => format!("{who} declined your friend request"),
+            Ok(FriendEventKind::Removed) => format!("{who} removed you from their friends"),
+            _ => format!("friend event {} about {who}", f.kind),
+        }
+    }
+
+    async fn group_event(&mut self, g: &GroupEvent) -> String {
+        self.names.note_group(g.group_id, &g.group_name);
+        let user = g.user.clone().unwrap_or_default();
+        self.names.note_user(user.user_id, &user.name);
+        let group = format!("#{}", self.names.group(&self.client, g.group_id).await);
+        // The name to type in a command: a name of mine is unique, an id is.
+        let arg = if g.group_name.is_empty() {
+            g.group_id.to_string()
+        } else {
+            g.group_name.clone()
+        };
+        let who = if user.user_id == self.client.uid() {
+            "you".to_owned()
+        } else {
+            user.name.clone()
+        };
+        let by = match g.by {
+            0 => String::new(),
+            b if b == self.client.uid() => "you".to_owned(),
+            b => self.names.user(&self.client, b).await,
+        };
+        let note = if g.note.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", g.note)
+        };
+        match GroupEventKind::try_from(g.kind) {
+            Ok(GroupEventKind::JoinRequested) => {
+                format!("{who} asks to join {group}{note}: /approve {arg} {who} or /deny {arg} {who}")
+            }
+            Ok(GroupEventKind::JoinApproved) => format!("{by} approved: you joined {group}"),
+            Ok(GroupEventKind::JoinDenied) => format!("{by} denied your request to join {group}"),
+            Ok(GroupEventKind::MemberJoined) => format!("{who} joined {group}"),
+            Ok(GroupEventKind::MemberLeft) => format!("{who} left {group}"),
+            Ok(GroupEventKind::MemberRemoved) => format!("{by} removed {who} from {group}"),
+            Ok(GroupEventKind::AdminPromoted) => format!("{by} made {who} an admin of {group}"),
+            Ok(GroupEventKind::GroupDeleted) => format!("{group} was deleted"),
+            Ok(GroupEventKind::Invited) => format!(
+                "{by} invites you to {group}: /accept-invite {} or /decline-invite {}",
+                g.group_id, g.group_id
+            ),
+            Ok(GroupEventKind::InviteDeclined) => format!("{who} declined the invitation to {group}"),
+            _ => format!("group event {} in {group}", g.kind),
         }
     }
 
@@ -292,72 +461,31 @@ impl Console {
             return Ok(Flow::Continue);
         }
         if let Some(rest) = line.strip_prefix('@') {
-            return self.send_line(rest).await;
+            return match split_word(rest) {
+                (user, text) if !user.is_empty() && !text.is_empty() => {
+                    self.send_to(&Target::User(user.to_owned()), text).await;
+                    Ok(Flow::Continue)
+                }
+                _ => {
+                    self.out.warn("usage: @USER TEXT");
+                    Ok(Flow::Continue)
+                }
+            };
         }
         if let Some(cmd) = line.strip_prefix('/') {
             let (name, rest) = split_word(cmd);
             return match COMMANDS.iter().find(|c| c.name == name) {
                 Some(c) => (c.run)(self, rest).await,
-                None => {
-                    self.warn(format!("unknown command /{name}; /help lists them"));
-                    Ok(Flow::Continue)
-                }
+                None => self.subcommand(name, rest).await,
             };
         }
         match self.to.clone() {
-            Some(to) => self.send(&to, line).await,
-            None => self.warn("choose whom to talk to with /to USER, or write @USER TEXT"),
+            Some(to) => self.send_to(&to, line).await,
+            None => self
+                .out
+                .warn("choose whom to talk to with /to USER (or /to #GROUP), or write @USER TEXT"),
         }
         Ok(Flow::Continue)
-    }
-
-    /// The name of user `uid` (asked from the gateway once).
-    async fn name_of(&mut self, uid: u64) -> String {
-        if let Some(n) = self.names.get(&uid) {
-            return n.clone();
-        }
-        let ask = Body::LookupUser(pb::LookupUserRequest {
-            user_id: uid,
-            name: String::new(),
-        });
-        let name = match self.client.conn.request(ask).await {
-            Ok(Body::User(u)) => u.name,
-            _ => format!("user {uid}"),
-        };
-        self.names.insert(uid, name.clone());
-        name
-    }
-
-    /// Prints a message: `alice: hi`, or `me -> bob: hi` for our own; a
-    /// recalled one as `(recalled)`, a recall entry as who recalled what.
-    async fn show(&mut self, m: &pb::Message) {
-        if self.cli.json {
-            let doc = json!({
-                "message_id": m.message_id, "conversation_id": m.conversation_id, "seq": m.seq,
-                "sender": m.sender, "body": m.body, "server_time_ms": m.server_time_ms,
-                "recalled": m.recalled, "recall_of": m.recall_of,
-            });
-            self.say(doc.to_string());
-            return;
-        }
-        if m.recall_of != 0 {
-            let who = self.name_of(m.sender).await;
-            self.say(format!("{who} recalled message {}", m.recall_of));
-            return;
-        }
-        let body = if m.recalled { "(recalled)" } else { m.body.as_str() };
-        let me = self.client.uid();
-        if m.sender == me {
-            let other = other_party(&m.conversation_id, me);
-            let to = match other {
-                Some(o) => self.name_of(o).await,
-                None => m.conversation_id.clone(),
-            };
-            self.say(format!("me -> {to}: {body}"));
-        } else {
-            let from = self.name_of(m.sender).await;
-            self.say(format!("{from}: {body}"));
-        }
     }
 }
 
@@ -370,21 +498,34 @@ fn split_word(s: &str) -> (&str, &str) {
     }
 }
 
-/// `USER` or `#GROUP`.
-fn peer_of(word: &str) -> Option<Peer> {
+/// The arguments of subcommand `name`: shell-like words (quotes group
+/// words), except that a message's text is the whole rest of the line.
+fn words_of(name: &str, rest: &str) -> std::result::Result<Vec<String>, &'static str> {
+    if TEXT_LAST.contains(&name) {
+        let (first, text) = split_word(rest);
+        return Ok([first, text]
+            .into_iter()
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect());
+    }
+    shlex::split(rest).ok_or("a quote is not closed")
+}
+
+/// `USER` or `#GROUP` (a group's id or name).
+fn target_of(word: &str) -> Option<Target> {
     match word.strip_prefix('#') {
         _ if word.is_empty() => None,
-        Some(g) => g.parse().ok().map(Peer::Group),
-        None => Some(Peer::Name(word.to_owned())),
+        Some(g) => g.parse().ok().map(Target::Group),
+        None => Some(Target::User(word.to_owned())),
     }
 }
 
-/// The other user of a direct conversation `d:LO:HI`.
-fn other_party(conversation: &str, me: u64) -> Option<u64> {
-    let rest = conversation.strip_prefix("d:")?;
-    let (lo, hi) = rest.split_once(':')?;
-    let (lo, hi): (u64, u64) = (lo.parse().ok()?, hi.parse().ok()?);
-    Some(if lo == me { hi } else { lo })
+fn split_target(t: Target) -> (Option<String>, Option<GroupRef>) {
+    match t {
+        Target::User(u) => (Some(u), None),
+        Target::Group(g) => (None, Some(g)),
+    }
 }
 
 /// The input thread: reads lines (edited, with history, on a terminal) and
@@ -439,23 +580,22 @@ pub async fn run(cli: &Cli) -> Result<()> {
     // Not joined: it may sit in a read when the console ends.
     std::thread::spawn(move || read_lines(terminal, lines_tx, printer_tx));
     let out = match tokio::task::spawn_blocking(move || printer_rx.recv()).await {
-        Ok(Ok(Some(p))) => Out::Terminal(p),
-        _ => Out::Plain,
+        Ok(Ok(Some(p))) => Output::terminal(cli.json, p),
+        _ => Output::stdout(cli.json),
     };
     let mut console = Console {
-        cli: cli.clone(),
         client,
         to: None,
-        names: HashMap::new(),
+        names: Names::default(),
         out,
     };
     let me = cli.user.clone().unwrap_or_default();
-    console.say(format!(
+    console.out.say(format!(
         "connected to {} as {me}; /help for commands",
         cli.gateway
     ));
     for m in console.client.sync().await? {
-        console.show(&m).await;
+        console.out.message(&console.client, &mut console.names, &m).await;
     }
     let ended = loop {
         tokio::select! {
@@ -466,7 +606,9 @@ pub async fn run(cli: &Cli) -> Result<()> {
                 }
             }
             ev = console.client.next_update() => match ev {
-                Some(Update::Event(Event::Message(m))) => console.show(&m).await,
+                Some(Update::Event(Event::Message(m))) => {
+                    console.out.message(&console.client, &mut console.names, &m).await
+                }
                 Some(Update::Event(Event::Kicked(k))) => break Some(format!(": kicked ({})", k.message)),
                 Some(Update::Event(Event::Closed(e))) => {
                     break Some(e.map(|e| format!(": {}", e.message)).unwrap_or_default())
@@ -479,13 +621,24 @@ pub async fn run(cli: &Cli) -> Result<()> {
     match ended {
         None => Ok(()),
         Some(why) => {
-            if let Out::Terminal(_) = console.out {
+            if console.out.is_terminal() {
                 // Let the input thread leave the terminal as it found it.
-                console.say(format!("the connection closed{why}; press Enter to leave"));
+                console
+                    .out
+                    .say(format!("the connection closed{why}; press Enter to leave"));
                 let _ = lines.recv().await;
             }
             Err(Error::Closed(why))
         }
+    }
+}
+
+/// For tests of the line grammar: a peer as `/read` and `/typing` take it.
+pub fn peer_of(word: &str) -> Option<Peer> {
+    match target_of(word)? {
+        Target::User(u) => Some(Peer::Name(u)),
+        Target::Group(GroupRef::Id(id)) => Some(Peer::Group(id)),
+        Target::Group(GroupRef::Name(_)) => None,
     }
 }
 
@@ -494,17 +647,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn words_and_conversations() {
+    fn words_and_targets() {
         assert_eq!(split_word("  bob   hello  there "), ("bob", "hello  there"));
         assert_eq!(split_word("bob"), ("bob", ""));
         assert_eq!(split_word(""), ("", ""));
-        assert_eq!(other_party("d:3:9", 3), Some(9));
-        assert_eq!(other_party("d:3:9", 9), Some(3));
-        assert_eq!(other_party("g:4", 3), None);
         assert_eq!(peer_of("bob"), Some(Peer::Name("bob".into())));
         assert_eq!(peer_of("#7"), Some(Peer::Group(7)));
-        assert_eq!(peer_of("#x"), None);
-        assert_eq!(peer_of(""), None);
+        assert_eq!(
+            peer_of("#team"),
+            None,
+            "a name is resolved against my groups later"
+        );
+        assert!(matches!(target_of("#team"), Some(Target::Group(GroupRef::Name(n))) if n == "team"));
+        assert!(target_of("").is_none() && target_of("#").is_none());
+    }
+
+    #[test]
+    fn a_message_keeps_its_text_whole_and_other_verbs_take_quoted_words() {
+        assert_eq!(
+            words_of("send", "bob hello  'there'").unwrap(),
+            ["bob", "hello  'there'"]
+        );
+        assert_eq!(words_of("group-send", "team").unwrap(), ["team"]);
+        assert_eq!(
+            words_of("add-friend", "bob --note 'hi, it is me'").unwrap(),
+            ["bob", "--note", "hi, it is me"]
+        );
+        assert!(words_of("join", "team --note 'open").is_err());
+    }
+
+    #[test]
+    fn every_subcommand_parses_as_a_console_line() {
+        let parse = |line: &str| {
+            let (name, rest) = split_word(line);
+            let words = words_of(name, rest).expect("words");
+            Line::try_parse_from(std::iter::once(name.to_owned()).chain(words)).map(|l| l.verb)
+        };
+        assert!(matches!(parse("friends"), Ok(Verb::Friends)));
+        assert!(matches!(parse("approve team bob"),
+            Ok(Verb::Approve { group: GroupRef::Name(ref g), ref who }) if g == "team" && who == "bob"));
+        assert!(matches!(parse("group-send 7 hello all of you"),
+            Ok(Verb::GroupSend { group: GroupRef::Id(7), ref text }) if text == "hello all of you"));
+        assert!(matches!(parse("recall 42"), Ok(Verb::Recall { message_id: 42 })));
+        assert!(parse("approve team").is_err(), "a missing USER is an error");
+        assert!(parse("recall soon").is_err());
     }
 
     #[test]
@@ -520,6 +706,12 @@ mod tests {
             assert!(
                 COMMANDS.iter().any(|c| c.name == needed && !c.help.is_empty()),
                 "{needed}"
+            );
+        }
+        for verb in NOT_HERE.iter().chain(TEXT_LAST) {
+            assert!(
+                Line::command().find_subcommand(verb).is_some(),
+                "{verb} is a subcommand"
             );
         }
     }

@@ -1,11 +1,18 @@
 //! `confab-chat`: parse the command line and run; exit status 1 with the
-//! error on stderr when anything fails.
+//! error on stderr, one line, when anything fails.
+
+use std::process::ExitCode;
 
 use clap::Parser;
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = confab_chat::Cli::parse();
-    confab_chat::run(cli).await?;
-    Ok(())
+    match confab_chat::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", confab_chat::error::report(&e));
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,14 +1,15 @@
-//! One-shot subcommands for friends and groups: each logs in, runs one
-//! request and prints the result (one JSON document per line with --json).
+//! The verbs of friends and groups, for the one-shot subcommands and the
+//! console alike: each runs one request and prints the result (one JSON
+//! document per line with --json), users and groups by name.
 
 use confab_client::Client;
 use confab_client::proto::{FriendInfo, FriendRequestInfo, GroupInfo, GroupRole, MemberInfo, UserInfo};
 use serde_json::{Value, json};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Command, GroupRef};
 use crate::error::{Error, Result};
-use crate::output::print;
-use crate::session::login;
+use crate::names::Names;
+use crate::output::Output;
 
 fn user_json(u: &Option<UserInfo>) -> Value {
     let u = u.clone().unwrap_or_default();
@@ -58,16 +59,22 @@ async fn uid_of(c: &Client, name: &str) -> Result<u64> {
     Ok(c.lookup_user(name).await?.user_id)
 }
 
-fn ok(cli: &Cli, what: String) {
-    print(cli, json!({"ok": true, "done": what}), || what.clone());
+fn ok(out: &mut Output, what: String) {
+    out.result(json!({"ok": true, "done": what}), || what.clone());
 }
 
-pub async fn run(cli: &Cli, cmd: Command) -> Result<()> {
-    let mut c = login(cli).await?;
+/// The id of group `g` and how to show it (`#name`).
+async fn group_of(c: &Client, names: &mut Names, g: &GroupRef) -> Result<(u64, String)> {
+    let gid = names.group_id(c, g).await?;
+    Ok((gid, format!("#{}", names.group(c, gid).await)))
+}
+
+/// Runs a friend or group verb as `c`'s user.
+pub async fn run(c: &mut Client, names: &mut Names, out: &mut Output, cmd: Command) -> Result<()> {
     match cmd {
         Command::Search { prefix, after, limit } => {
             for u in c.search_users(&prefix, &after, limit).await? {
-                print(cli, json!({"user_id": u.user_id, "name": u.name}), || {
+                out.result(json!({"user_id": u.user_id, "name": u.name}), || {
                     format!("{} (id {})", u.name, u.user_id)
                 });
             }
@@ -79,16 +86,16 @@ pub async fn run(cli: &Cli, cmd: Command) -> Result<()> {
                 } else {
                     "offline".to_owned()
                 };
-                print(cli, friend_json(&f), || format!("{} ({state})", name_of(&f.user)));
+                out.result(friend_json(&f), || format!("{} ({state})", name_of(&f.user)));
             }
             let pending = c.friend_requests().await?;
             for r in &pending.incoming {
-                print(cli, request_json(r, "incoming"), || {
+                out.result(request_json(r, "incoming"), || {
                     format!("request from {}: {}", name_of(&r.from), r.note)
                 });
             }
             for r in &pending.outgoing {
-                print(cli, request_json(r, "outgoing"), || {
+                out.result(request_json(r, "outgoing"), || {
                     format!("request to {} (pending)", name_of(&r.to))
                 });
             }
@@ -100,49 +107,48 @@ pub async fn run(cli: &Cli, cmd: Command) -> Result<()> {
             } else {
                 format!("asked {user} for friendship")
             };
-            print(
-                cli,
-                json!({"ok": true, "became_friends": r.became_friends}),
-                || what,
-            );
+            out.result(json!({"ok": true, "became_friends": r.became_friends}), || what);
         }
         Command::Accept { who: user } => {
             c.accept_friend(&user).await?;
-            ok(cli, format!("{user} is a friend now"));
+            ok(out, format!("{user} is a friend now"));
         }
         Command::Decline { who: user } => {
             c.decline_friend(&user).await?;
-            ok(cli, format!("declined {user}"));
+            ok(out, format!("declined {user}"));
         }
         Command::RemoveFriend { who: user } => {
             c.remove_friend(&user).await?;
-            ok(cli, format!("removed {user}"));
+            ok(out, format!("removed {user}"));
         }
         Command::Groups => {
             for g in c.groups().await? {
-                print(cli, group_json(&g), || format!("{} (id {})", g.name, g.group_id));
+                names.note_group(g.group_id, &g.name);
+                out.result(group_json(&g), || format!("#{} (id {})", g.name, g.group_id));
             }
         }
         Command::CreateGroup { name } => {
             let g = c.create_group(&name).await?;
-            print(cli, group_json(&g), || {
-                format!("created {} (id {})", g.name, g.group_id)
+            names.note_group(g.group_id, &g.name);
+            out.result(group_json(&g), || {
+                format!("created #{} (id {})", g.name, g.group_id)
             });
         }
         Command::Invite { group, who: user } => {
-            c.invite(group, &user).await?;
-            ok(cli, format!("invited {user} to group {group}"));
+            let (gid, gname) = group_of(c, names, &group).await?;
+            c.invite(gid, &user).await?;
+            ok(out, format!("invited {user} to {gname}"));
         }
         Command::Invites => {
             for i in c.invites().await? {
                 let group = i.group.unwrap_or_default();
+                names.note_group(group.group_id, &group.name);
                 let by = user_json(&i.by);
-                print(
-                    cli,
+                out.result(
                     json!({"group": group_json(&group), "by": by, "created_at_ms": i.created_at_ms}),
                     || {
                         format!(
-                            "{} (id {}), invited by {}",
+                            "#{} (id {}), invited by {}",
                             group.name,
                             group.group_id,
                             name_of(&i.by)
@@ -152,73 +158,84 @@ pub async fn run(cli: &Cli, cmd: Command) -> Result<()> {
             }
         }
         Command::AcceptInvite { group } => {
-            let g = c.accept_invite(group).await?;
-            print(cli, group_json(&g), || {
-                format!("joined {} (id {})", g.name, g.group_id)
+            let (gid, _) = group_of(c, names, &group).await?;
+            let g = c.accept_invite(gid).await?;
+            names.note_group(g.group_id, &g.name);
+            out.result(group_json(&g), || {
+                format!("joined #{} (id {})", g.name, g.group_id)
             });
         }
         Command::DeclineInvite { group } => {
-            c.decline_invite(group).await?;
-            ok(cli, format!("declined the invitation to group {group}"));
+            let (gid, gname) = group_of(c, names, &group).await?;
+            c.decline_invite(gid).await?;
+            ok(out, format!("declined the invitation to {gname}"));
         }
         Command::Join { group, note } => {
-            c.join_group(group, &note).await?;
-            ok(cli, format!("asked to join group {group}"));
+            let (gid, gname) = group_of(c, names, &group).await?;
+            c.join_group(gid, &note).await?;
+            ok(out, format!("asked to join {gname}"));
         }
         Command::Approve { group, who: user } => {
-            let uid = uid_of(&c, &user).await?;
-            c.approve(group, uid).await?;
-            ok(cli, format!("{user} joined group {group}"));
+            let (gid, gname) = group_of(c, names, &group).await?;
+            let uid = uid_of(c, &user).await?;
+            c.approve(gid, uid).await?;
+            ok(out, format!("{user} joined {gname}"));
         }
         Command::Deny { group, who: user } => {
-            let uid = uid_of(&c, &user).await?;
-            c.deny(group, uid).await?;
-            ok(cli, format!("denied {user} in group {group}"));
+            let (gid, gname) = group_of(c, names, &group).await?;
+            let uid = uid_of(c, &user).await?;
+            c.deny(gid, uid).await?;
+            ok(out, format!("denied {user} in {gname}"));
         }
         Command::Leave { group } => {
-            c.leave_group(group).await?;
-            ok(cli, format!("left group {group}"));
+            let (gid, gname) = group_of(c, names, &group).await?;
+            c.leave_group(gid).await?;
+            ok(out, format!("left {gname}"));
         }
         Command::Kick { group, who: user } => {
-            let uid = uid_of(&c, &user).await?;
-            c.remove_member(group, uid).await?;
-            ok(cli, format!("removed {user} from group {group}"));
+            let (gid, gname) = group_of(c, names, &group).await?;
+            let uid = uid_of(c, &user).await?;
+            c.remove_member(gid, uid).await?;
+            ok(out, format!("removed {user} from {gname}"));
         }
         Command::Promote { group, who: user } => {
-            let uid = uid_of(&c, &user).await?;
-            c.promote(group, uid).await?;
-            ok(cli, format!("{user} is an admin of group {group}"));
+            let (gid, gname) = group_of(c, names, &group).await?;
+            let uid = uid_of(c, &user).await?;
+            c.promote(gid, uid).await?;
+            ok(out, format!("{user} is an admin of {gname}"));
         }
         Command::DeleteGroup { group } => {
-            c.delete_group(group).await?;
-            ok(cli, format!("deleted group {group}"));
+            let (gid, gname) = group_of(c, names, &group).await?;
+            c.delete_group(gid).await?;
+            ok(out, format!("deleted {gname}"));
         }
         Command::Members { group } => {
-            let members = c.members(group).await?;
+            let (gid, _) = group_of(c, names, &group).await?;
+            let members = c.members(gid).await?;
             let me = c.uid();
             let approver = members.iter().any(|m| {
                 m.user.as_ref().is_some_and(|u| u.user_id == me) && m.role >= GroupRole::Admin as i32
             });
             for m in &members {
-                print(cli, member_json(m), || {
+                out.result(member_json(m), || {
                     format!("{} ({})", name_of(&m.user), role_name(m.role))
                 });
             }
             if approver {
-                for r in c.join_requests(group).await? {
+                for r in c.join_requests(gid).await? {
                     let u = user_json(&r.user);
-                    print(cli, json!({"join_request": u, "note": r.note}), || {
+                    out.result(json!({"join_request": u, "note": r.note}), || {
                         format!("wants to join: {} ({})", name_of(&r.user), r.note)
                     });
                 }
             }
         }
         Command::GroupSend { group, text } => {
-            let ack = c.group_send(group, &text, "").await?;
-            print(
-                cli,
+            let (gid, gname) = group_of(c, names, &group).await?;
+            let ack = c.group_send(gid, &text, "").await?;
+            out.result(
                 json!({"message_id": ack.message_id, "conversation_id": ack.conversation_id}),
-                || format!("sent to group {group} (message {})", ack.message_id),
+                || format!("sent to {gname} (message {})", ack.message_id),
             );
         }
         other => return Err(Error::Usage(format!("not a friend or group command: {other:?}"))),

@@ -206,6 +206,18 @@ impl Client {
         }
     }
 
+    /// The user with id `user_id` (its name).
+    pub async fn user_by_id(&self, user_id: u64) -> Result<pb::UserInfo> {
+        let body = Body::LookupUser(pb::LookupUserRequest {
+            user_id,
+            name: String::new(),
+        });
+        match self.conn.request(body).await? {
+            Body::User(u) => Ok(u),
+            other => Err(unexpected("UserInfo", &other)),
+        }
+    }
+
     /// Sends `text` to a user by name; Ok once the message is durable.
     pub async fn send_to_name(&mut self, to: &str, text: &str, client_msg_id: &str) -> Result<pb::SendAck> {
         self.send(pb::SendRequest {

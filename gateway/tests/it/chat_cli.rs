@@ -162,3 +162,82 @@ async fn one_shot_read_typing_recall_and_sync() {
     let (ok, _, err) = chat(&g, &[&hank[..], &["recall", "12345"]].concat());
     assert!(!ok && err.contains("NotFound"), "{err}");
 }
+
+/// What a person reads: names instead of ids in history and pushes, an
+/// error on one line said once, `listen --count N` stopping at N.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shot_text_names_users_and_groups_and_errors_once() {
+    use crate::harness::register;
+    let cluster = Cluster::start(1).await;
+    let g = cluster.gw(1).to_owned();
+    for name in ["kim", "lou"] {
+        register(&g, name).await;
+    }
+    cluster.befriend("kim", "lou").await;
+    let kim = ["--user", "kim", "--password", "pw"];
+    let lou = ["--user", "lou", "--password", "pw"];
+    for text in ["one", "two", "three"] {
+        let (ok, _, err) = chat(&g, &[&kim[..], &["send", "lou", text]].concat());
+        assert!(ok, "send: {err}");
+    }
+    let (ok, out, err) = chat(&g, &[&lou[..], &["history", "kim"]].concat());
+    assert!(ok, "history: {err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["kim: one", "kim: two", "kim: three"]
+    );
+    let (ok, out, _) = chat(&g, &[&kim[..], &["history", "lou", "--limit", "1"]].concat());
+    assert!(ok);
+    assert_eq!(out.trim(), "me -> lou: three");
+
+    // A group named on the command line by its name; its history and the
+    // sync list name it and its members.
+    let (ok, out, err) = chat(&g, &[&kim[..], &["create-group", "crew"]].concat());
+    assert!(ok && out.starts_with("created #crew"), "{out}{err}");
+    let (ok, _, err) = chat(&g, &[&lou[..], &["join", "#crew"]].concat());
+    assert!(
+        !ok && err.contains("no group crew among mine"),
+        "a group I am not in: {err}"
+    );
+    let gid: String = out
+        .split("(id ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("id")
+        .to_owned();
+    let (ok, _, err) = chat(&g, &[&lou[..], &["join", &gid, "--note", "hi"]].concat());
+    assert!(ok, "join: {err}");
+    let (ok, out, err) = chat(&g, &[&kim[..], &["approve", "crew", "lou"]].concat());
+    assert!(ok && out.trim() == "lou joined #crew", "{out}{err}");
+    let (ok, out, err) = chat(&g, &[&lou[..], &["group-send", "crew", "hello crew"]].concat());
+    assert!(ok && out.starts_with("sent to #crew"), "{out}{err}");
+    let (ok, out, _) = chat(&g, &[&kim[..], &["group-history", "crew"]].concat());
+    assert!(ok);
+    assert_eq!(out.trim(), "[#crew] lou: hello crew");
+    let (ok, out, _) = chat(&g, &[&kim[..], &["sync"]].concat());
+    assert!(ok);
+    assert!(
+        out.contains("[lou] 3 messages") && out.contains("[#crew] 1 messages"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("d:") && !out.contains("g:"),
+        "no conversation ids: {out}"
+    );
+
+    // listen --count stops at N though more are waiting.
+    let (ok, out, err) = chat(
+        &g,
+        &[&lou[..], &["listen", "--count", "2", "--timeout", "10"]].concat(),
+    );
+    assert!(ok, "listen: {err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+
+    // An error: one line, its words once.
+    let (ok, _, err) = chat(&g, &[&kim[..], &["send", "nobody", "x"]].concat());
+    assert!(!ok);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: UserNotFound"), "{err}");
+    let words = err.trim().trim_start_matches("error: UserNotFound: ");
+    assert_eq!(err.matches(words).count(), 1, "said once: {err}");
+}

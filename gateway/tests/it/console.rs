@@ -205,3 +205,137 @@ async fn console_reads_types_recalls_and_shows_them_as_they_arrive() {
         .expect("wait");
     assert!(status.success(), "exit status {status}");
 }
+
+/// Friends and groups from the console, as a person uses it: requests,
+/// presence and join requests printed as they arrive with names, and the
+/// answers typed as the notices suggest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_does_friends_and_groups_and_shows_their_pushes() {
+    use confab_client::proto::{FriendEventKind, GroupEventKind};
+
+    use crate::friends::{friend_event, group_event};
+    let cluster = Cluster::start(2).await;
+    let (g1, g2) = (cluster.gw(1).to_owned(), cluster.gw(2).to_owned());
+    for name in ["carol", "dave", "erin"] {
+        register(&g1, name).await;
+    }
+    let mut dave = login(&g2, "dave", "phone", DeviceKind::Mobile).await;
+    let mut erin = login(&g1, "erin", "laptop", DeviceKind::Desktop).await;
+    let mut child = Command::new(workspace_bin("confab-chat"))
+        .args(["--gateway", &g1, "--user", "carol", "--password", "pw"])
+        .env_remove("CONFAB_BIN_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run confab-chat");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    until(&mut out, "connected to").await;
+
+    type_line(&mut child, "/help").await;
+    let help = until(&mut out, "/group-send").await.join("\n");
+    for cmd in [
+        "/friends",
+        "/add-friend USER",
+        "/accept USER",
+        "/create-group",
+        "/approve GROUP USER",
+    ] {
+        assert!(help.contains(cmd), "help lists {cmd}: {help}");
+    }
+
+    // Friends: carol asks dave (with a quoted note); erin asks carol, who
+    // is told and declines; dave accepts and carol is told.
+    type_line(&mut child, "/add-friend dave --note 'it is carol'").await;
+    until(&mut out, "asked dave for friendship").await;
+    let asked = friend_event(&mut dave, FriendEventKind::Requested).await;
+    assert_eq!(asked.note, "it is carol");
+    erin.add_friend("carol", "hello").await.expect("erin asks");
+    until(
+        &mut out,
+        "erin asks to be your friend (hello): /accept erin or /decline erin",
+    )
+    .await;
+    type_line(&mut child, "/decline erin").await;
+    until(&mut out, "declined erin").await;
+    friend_event(&mut erin, FriendEventKind::Declined).await;
+    dave.accept_friend("carol").await.expect("dave accepts");
+    until(&mut out, "dave accepted: you are friends").await;
+
+    // Presence: dave's second device comes and goes.
+    let mut tablet = login(&g2, "dave", "tablet", DeviceKind::Tablet).await;
+    until(&mut out, "dave is online (2 devices)").await;
+    type_line(&mut child, "/friends").await;
+    until(&mut out, "dave (online on 2 device(s))").await;
+    tablet.logout().await.expect("logout");
+    drop(tablet);
+    until(&mut out, "dave is online").await;
+
+    // A group by name: created, a join request pushed and approved, one
+    // denied, messages both ways, its history.
+    type_line(&mut child, "/create-group team").await;
+    let created = until(&mut out, "created #team").await;
+    let gid: u64 = created
+        .last()
+        .and_then(|l| l.split("(id ").nth(1))
+        .and_then(|r| r.trim_end_matches(')').parse().ok())
+        .expect("group id");
+    dave.join_group(gid, "let me in")
+        .await
+        .expect("dave asks to join");
+    until(
+        &mut out,
+        "dave asks to join #team (let me in): /approve team dave or /deny team dave",
+    )
+    .await;
+    type_line(&mut child, "/approve team dave").await;
+    until(&mut out, "dave joined #team").await;
+    group_event(&mut dave, GroupEventKind::JoinApproved).await;
+    erin.join_group(gid, "").await.expect("erin asks to join");
+    until(&mut out, "erin asks to join #team").await;
+    type_line(&mut child, "/deny team erin").await;
+    until(&mut out, "denied erin in #team").await;
+    group_event(&mut erin, GroupEventKind::JoinDenied).await;
+
+    dave.group_send(gid, "hi team", "").await.expect("group send");
+    until(&mut out, "[#team] dave: hi team").await;
+    type_line(&mut child, "/to #team").await;
+    until(&mut out, "talking to #team").await;
+    type_line(&mut child, "hello from the console").await;
+    let got = receive(&mut dave, 1, WAIT).await;
+    assert_eq!(
+        (got[0].body.as_str(), got[0].conversation_id.as_str()),
+        ("hello from the console", format!("g:{gid}").as_str())
+    );
+    type_line(&mut child, "/group-send team and one more").await;
+    until(&mut out, "sent to #team").await;
+    type_line(&mut child, "/history #team").await;
+    until(&mut out, "[#team] dave: hi team").await;
+    until(&mut out, "[#team] me: hello from the console").await;
+    until(&mut out, "[#team] me: and one more").await;
+    type_line(&mut child, "/members team").await;
+    until(&mut out, "dave (member)").await;
+
+    // A mistake in a subcommand's arguments: one line on stderr, the
+    // console goes on.
+    type_line(&mut child, "/approve team").await;
+    type_line(&mut child, "/login").await;
+    type_line(&mut child, "/quit").await;
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("the console quits")
+        .expect("wait");
+    assert!(status.success(), "exit status {status}");
+    let mut err = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .await
+        .expect("stderr");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("/approve: ") && lines[0].contains("USER"),
+        "{err}"
+    );
+    assert!(lines[1].contains("/login is for the command line"), "{err}");
+}
