@@ -13,7 +13,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export PROFILE=release
 source "$ROOT/scripts/lib.sh"
-BEFORE="${BEFORE:?BEFORE=DIR: a folder with the older build's release binaries}"
+BEFORE="${BEFORE:?BEFORE=DIR: a folder with the release binaries of the older build}"
 BEFORE="$(cd "$BEFORE" && pwd)"
 OUT="${BENCH_OUT:-$ROOT/target-bench}/compare"
 ROUNDS="${ROUNDS:-3}"

@@ -108,15 +108,19 @@ gateway_bench() {
   routers="$(router_grpc 1),$(router_grpc 2),$(router_grpc 3)"
   # Strangers may chat when the gateway has that switch (the benchmark's
   # users are not friends).
-  local strangers=(env)
-  if "$BIN/confab-gateway" --check-config 2>/dev/null | grep -q '^allow_strangers'; then
+  local strangers=(env) gw_config
+  # Read once: `--check-config | grep -q` under pipefail fails when grep
+  # quits before the gateway has written everything (SIGPIPE).
+  gw_config="$("$BIN/confab-gateway" --check-config 2>/dev/null || true)"
+  has_key() { grep -q "$1" <<<"$gw_config"; }
+  if has_key '^allow_strangers'; then
     strangers+=(CONFAB_ALLOW_STRANGERS=true)
   fi
   # Every benchmark client comes from 127.0.0.1: lift the per-address
   # connection cap and the login and register rate limits, where the
   # gateway has them; the idle-connection runs hold connections that said
   # Hello and never log in, so the login deadline is lifted too.
-  if "$BIN/confab-gateway" --check-config 2>/dev/null | grep -q '^max_connections_per_ip'; then
+  if has_key '^max_connections_per_ip'; then
     strangers+=(CONFAB_LIMITS__MAX_CONNECTIONS_PER_IP=1000000 CONFAB_LIMITS__LOGIN_TIMEOUT_MS=86400000)
     for k in LOGIN_PER_IP LOGIN_PER_ACCOUNT REGISTER_PER_IP; do
       strangers+=("CONFAB_LIMITS__${k}_BURST=100000000" "CONFAB_LIMITS__${k}_PER_MINUTE=100000000")
@@ -125,12 +129,12 @@ gateway_bench() {
   # Gateways with an internal metrics port get one each (its default is one
   # address for all).
   local has_metrics=0
-  if "$BIN/confab-gateway" --check-config 2>/dev/null | grep -q '^metrics'; then
+  if has_key '^metrics'; then
     has_metrics=1
   fi
   # The benchmark's users send far faster than a person: no per-user
   # message rate where the gateway has one.
-  if "$BIN/confab-gateway" --check-config 2>/dev/null | grep -q '^\[user_limits\]'; then
+  if has_key '^\[user_limits\]'; then
     [ ${#strangers[@]} -eq 0 ] && strangers=(env)
     strangers+=(CONFAB_USER_LIMITS__MESSAGES_PER_S=0)
   fi
