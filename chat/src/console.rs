@@ -20,8 +20,7 @@ use std::io::IsTerminal;
 use std::pin::Pin;
 
 use clap::{CommandFactory, Parser};
-use confab_client::proto::{FriendEvent, FriendEventKind, GroupEvent, GroupEventKind, PresenceChanged};
-use confab_client::{Client, Event, Peer, Update};
+use confab_client::{Client, Event, Update};
 use rustyline::ExternalPrinter;
 use rustyline::error::ReadlineError;
 use serde_json::json;
@@ -326,131 +325,15 @@ impl Console {
         }
     }
 
-    /// Prints a push other than a message.
+    /// Prints a push other than a message ([`crate::notices`] words it).
     async fn notice(&mut self, u: Update) {
-        let (kind, line) = match u {
-            Update::Receipt(r) if r.reader == self.client.uid() => {
-                let conv = self.names.conversation(&self.client, &r.conversation_id).await;
-                (
-                    "receipt",
-                    format!("(read {conv} up to {} on another device)", r.read_seq),
-                )
-            }
-            Update::Receipt(r) => {
-                let who = self.names.user(&self.client, r.reader).await;
-                let place = self.place(&r.conversation_id).await;
-                ("receipt", format!("{who} read up to {}{place}", r.read_seq))
-            }
-            Update::Typing(t) => {
-                let who = self.names.user(&self.client, t.user_id).await;
-                let place = self.place(&t.conversation_id).await;
-                ("typing", format!("{who} is typing{place}"))
-            }
-            Update::Event(Event::Recalled(r)) => {
-                let who = self.names.user(&self.client, r.by).await;
-                let place = self.place(&r.conversation_id).await;
-                (
-                    "recall",
-                    format!("{who} recalled message {}{place}", r.message_id),
-                )
-            }
-            Update::Presence(p) => ("presence", self.presence(&p).await),
-            Update::Friend(f) => ("friend", self.friend_event(&f)),
-            Update::Group(g) => ("group", self.group_event(&g).await),
-            _ => return,
+        let Some((kind, line)) = crate::notices::describe(&self.client, &mut self.names, u).await else {
+            return;
         };
         if self.out.json() {
             self.out.say(json!({"notice": kind, "text": line}).to_string());
         } else {
             self.out.say(line);
-        }
-    }
-
-    /// ` in #team` for a group's conversation, nothing for a 1:1 one (the
-    /// other user is already named).
-    async fn place(&mut self, conversation: &str) -> String {
-        if conversation.starts_with("g:") {
-            format!(
-                " in {}",
-                self.names.conversation(&self.client, conversation).await
-            )
-        } else {
-            String::new()
-        }
-    }
-
-    async fn presence(&mut self, p: &PresenceChanged) -> String {
-        let who = self.names.user(&self.client, p.user_id).await;
-        match (p.online, p.devices.len()) {
-            (false, _) | (true, 0) => format!("{who} is offline"),
-            (true, 1) => format!("{who} is online"),
-            (true, n) => format!("{who} is online ({n} devices)"),
-        }
-    }
-
-    fn friend_event(&mut self, f: &FriendEvent) -> String {
-        let user = f.user.clone().unwrap_or_default();
-        self.names.note_user(user.user_id, &user.name);
-        let who = &user.name;
-        let note = if f.note.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", f.note)
-        };
-        match FriendEventKind::try_from(f.kind) {
-            Ok(FriendEventKind::Requested) => {
-                format!("{who} asks to be your friend{note}: /accept {who} or /decline {who}")
-            }
-            Ok(FriendEventKind::Accepted) => format!("{who} accepted: you are friends"),
-            Ok(FriendEventKind::Declined) => format!("{who} declined your friend request"),
-            Ok(FriendEventKind::Removed) => format!("{who} removed you from their friends"),
-            _ => format!("friend event {} about {who}", f.kind),
-        }
-    }
-
-    async fn group_event(&mut self, g: &GroupEvent) -> String {
-        self.names.note_group(g.group_id, &g.group_name);
-        let user = g.user.clone().unwrap_or_default();
-        self.names.note_user(user.user_id, &user.name);
-        let group = format!("#{}", self.names.group(&self.client, g.group_id).await);
-        // The name to type in a command: a name of mine is unique, an id is.
-        let arg = if g.group_name.is_empty() {
-            g.group_id.to_string()
-        } else {
-            g.group_name.clone()
-        };
-        let who = if user.user_id == self.client.uid() {
-            "you".to_owned()
-        } else {
-            user.name.clone()
-        };
-        let by = match g.by {
-            0 => String::new(),
-            b if b == self.client.uid() => "you".to_owned(),
-            b => self.names.user(&self.client, b).await,
-        };
-        let note = if g.note.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", g.note)
-        };
-        match GroupEventKind::try_from(g.kind) {
-            Ok(GroupEventKind::JoinRequested) => {
-                format!("{who} asks to join {group}{note}: /approve {arg} {who} or /deny {arg} {who}")
-            }
-            Ok(GroupEventKind::JoinApproved) => format!("{by} approved: you joined {group}"),
-            Ok(GroupEventKind::JoinDenied) => format!("{by} denied your request to join {group}"),
-            Ok(GroupEventKind::MemberJoined) => format!("{who} joined {group}"),
-            Ok(GroupEventKind::MemberLeft) => format!("{who} left {group}"),
-            Ok(GroupEventKind::MemberRemoved) => format!("{by} removed {who} from {group}"),
-            Ok(GroupEventKind::AdminPromoted) => format!("{by} made {who} an admin of {group}"),
-            Ok(GroupEventKind::GroupDeleted) => format!("{group} was deleted"),
-            Ok(GroupEventKind::Invited) => format!(
-                "{by} invites you to {group}: /accept-invite {} or /decline-invite {}",
-                g.group_id, g.group_id
-            ),
-            Ok(GroupEventKind::InviteDeclined) => format!("{who} declined the invitation to {group}"),
-            _ => format!("group event {} in {group}", g.kind),
         }
     }
 
@@ -633,15 +516,6 @@ pub async fn run(cli: &Cli) -> Result<()> {
     }
 }
 
-/// For tests of the line grammar: a peer as `/read` and `/typing` take it.
-pub fn peer_of(word: &str) -> Option<Peer> {
-    match target_of(word)? {
-        Target::User(u) => Some(Peer::Name(u)),
-        Target::Group(GroupRef::Id(id)) => Some(Peer::Group(id)),
-        Target::Group(GroupRef::Name(_)) => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -651,13 +525,9 @@ mod tests {
         assert_eq!(split_word("  bob   hello  there "), ("bob", "hello  there"));
         assert_eq!(split_word("bob"), ("bob", ""));
         assert_eq!(split_word(""), ("", ""));
-        assert_eq!(peer_of("bob"), Some(Peer::Name("bob".into())));
-        assert_eq!(peer_of("#7"), Some(Peer::Group(7)));
-        assert_eq!(
-            peer_of("#team"),
-            None,
-            "a name is resolved against my groups later"
-        );
+        assert!(matches!(target_of("bob"), Some(Target::User(u)) if u == "bob"));
+        assert!(matches!(target_of("#7"), Some(Target::Group(GroupRef::Id(7)))));
+        // A name is resolved against my groups later.
         assert!(matches!(target_of("#team"), Some(Target::Group(GroupRef::Name(n))) if n == "team"));
         assert!(target_of("").is_none() && target_of("#").is_none());
     }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod console;
 pub mod error;
 pub mod names;
+pub mod notices;
 pub mod oneshot;
 pub mod output;
 pub mod reads;

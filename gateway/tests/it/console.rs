@@ -30,6 +30,20 @@ async fn until(out: &mut Lines<BufReader<ChildStdout>>, want: &str) -> Vec<Strin
     }
 }
 
+/// confab-chat's console as `user` on gateway `gw`, its stdin, stdout and
+/// stderr piped.
+fn console(gw: &str, user: &str) -> Child {
+    Command::new(workspace_bin("confab-chat"))
+        .args(["--gateway", gw, "--user", user, "--password", "pw"])
+        .env_remove("CONFAB_BIN_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run confab-chat")
+}
+
 async fn type_line(child: &mut Child, line: &str) {
     let stdin = child.stdin.as_mut().expect("stdin");
     stdin
@@ -48,15 +62,7 @@ async fn console_sends_receives_shows_history_and_quits() {
     befriend(&g1, "carol", "dave").await;
     let mut dave = login(&g2, "dave", "phone", DeviceKind::Mobile).await;
 
-    let mut child = Command::new(workspace_bin("confab-chat"))
-        .args(["--gateway", &g1, "--user", "carol", "--password", "pw"])
-        .env_remove("CONFAB_BIN_DIR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run confab-chat");
+    let mut child = console(&g1, "carol");
     let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
     until(&mut out, "connected to").await;
 
@@ -110,15 +116,7 @@ async fn console_reports_bad_commands_on_stderr_and_ends_at_eof() {
     let cluster = Cluster::start(1).await;
     let g = cluster.gw(1).to_owned();
     register(&g, "erin").await;
-    let mut child = Command::new(workspace_bin("confab-chat"))
-        .args(["--gateway", &g, "--user", "erin", "--password", "pw"])
-        .env_remove("CONFAB_BIN_DIR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run confab-chat");
+    let mut child = console(&g, "erin");
     type_line(&mut child, "/nonsense").await;
     type_line(&mut child, "a line with nobody to talk to").await;
     type_line(&mut child, "@nobody-here hi").await;
@@ -145,15 +143,7 @@ async fn console_reads_types_recalls_and_shows_them_as_they_arrive() {
     let dave_id = register(&g, "dave").await;
     befriend(&g, "carol", "dave").await;
     let mut dave = login(&g, "dave", "phone", DeviceKind::Mobile).await;
-    let mut child = Command::new(workspace_bin("confab-chat"))
-        .args(["--gateway", &g, "--user", "carol", "--password", "pw"])
-        .env_remove("CONFAB_BIN_DIR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run confab-chat");
+    let mut child = console(&g, "carol");
     let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
     until(&mut out, "connected to").await;
 
@@ -221,15 +211,7 @@ async fn console_does_friends_and_groups_and_shows_their_pushes() {
     }
     let mut dave = login(&g2, "dave", "phone", DeviceKind::Mobile).await;
     let mut erin = login(&g1, "erin", "laptop", DeviceKind::Desktop).await;
-    let mut child = Command::new(workspace_bin("confab-chat"))
-        .args(["--gateway", &g1, "--user", "carol", "--password", "pw"])
-        .env_remove("CONFAB_BIN_DIR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run confab-chat");
+    let mut child = console(&g1, "carol");
     let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
     until(&mut out, "connected to").await;
 
