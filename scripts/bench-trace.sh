@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # `make bench-trace`: what traces and JSON logs cost, in one series. Runs the
 # gateway part of scripts/bench.sh (1:1 chat, closed loop: the most the
-# cluster delivers) ROUNDS times (default 3) in alternation: plain (text
-# logs, no tracing), then with every process exporting traces at 1 %
-# sampling to an OTLP receiver (`confab-bench otlp-sink`, which counts what
-# it gets) and writing JSON logs. Prints both series and the ratio of the
-# best runs (scripts/trace-cost.py), also as JSON in
-# target-bench/trace/cost.json; fails when the traced figure is under 95 %.
+# cluster delivers) ROUNDS times (default 8), each round a pair of runs:
+# plain (text logs, no tracing), and with every process exporting traces
+# at 1 % sampling to an OTLP receiver (`confab-bench otlp-sink`, which
+# counts what it gets) and writing JSON logs. Prints both series, the
+# median of the rounds' ratios and the CPU per message
+# (scripts/trace-cost.py), also as JSON in target-bench/trace/cost.json;
+# fails when the traced figure is under 95 %.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export PROFILE=release
 source "$ROOT/scripts/lib.sh"
 OUT="${BENCH_OUT:-$ROOT/target-bench}/trace"
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${ROUNDS:-8}"
 RATIO="${TRACE_RATIO:-0.01}"
 SINK="${OTLP_SINK:-127.0.0.1:27499}"
 export BENCH_ONLY=gateway BENCH_GROUP=0 BENCH_CONNECTIONS=0
@@ -24,18 +25,31 @@ skip="${SKIP_BUILD:-}"
 sink_pid=""
 stop_sink() { [ -n "$sink_pid" ] && kill "$sink_pid" 2>/dev/null; wait "$sink_pid" 2>/dev/null || true; sink_pid=""; }
 trap stop_sink EXIT
-for round in $(seq 1 "$ROUNDS"); do
-  echo "==== round $round: plain"
-  BENCH_OUT="$OUT/plain-$round" SKIP_BUILD="$skip" "$ROOT/scripts/bench.sh"
-  # The later runs take the binaries the first one built.
-  skip="confab-router confab-persist confab-gateway confab-chat confabctl confab-bench"
-  echo "==== round $round: traces at $RATIO to $SINK, JSON logs"
-  mkdir -p "$OUT/traced-$round"
-  "$TARGET_DIR/release/confab-bench" otlp-sink --listen "$SINK" >"$OUT/traced-$round/otlp-sink.json" &
+plain() {
+  echo "==== round $1: plain"
+  BENCH_OUT="$OUT/plain-$1" SKIP_BUILD="$skip" "$ROOT/scripts/bench.sh"
+  built
+}
+# The later runs take the binaries the first one built.
+built() { skip="confab-router confab-persist confab-gateway confab-chat confabctl confab-bench"; }
+traced() {
+  echo "==== round $1: traces at $RATIO to $SINK, JSON logs"
+  mkdir -p "$OUT/traced-$1"
+  "$TARGET_DIR/release/confab-bench" otlp-sink --listen "$SINK" >"$OUT/traced-$1/otlp-sink.json" &
   sink_pid=$!
   CONFAB_TRACING__OTLP_ENDPOINT="http://$SINK" CONFAB_TRACING__SAMPLE_RATIO="$RATIO" CONFAB_LOG_FORMAT=json \
-    BENCH_OUT="$OUT/traced-$round" SKIP_BUILD="$skip" "$ROOT/scripts/bench.sh"
+    BENCH_OUT="$OUT/traced-$1" SKIP_BUILD="$skip" "$ROOT/scripts/bench.sh"
+  built
   stop_sink
-  cat "$OUT/traced-$round/otlp-sink.json"
+  cat "$OUT/traced-$1/otlp-sink.json"
+}
+# Odd rounds run plain first, even rounds traced first, so a drift of the
+# machine over the series falls on both sides alike.
+for round in $(seq 1 "$ROUNDS"); do
+  if [ $((round % 2)) = 1 ]; then
+    plain "$round"; traced "$round"
+  else
+    traced "$round"; plain "$round"
+  fi
 done
 python3 "$ROOT/scripts/trace-cost.py" "$OUT" "$ROUNDS" | tee "$OUT/cost.txt"

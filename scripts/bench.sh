@@ -179,6 +179,15 @@ gateway_bench() {
   for g in 1 2; do start_gateway "$g"; done
   for g in 1 2; do gw_ready "$g"; done
 
+  # The CPU every cluster process uses over the measured window, in the
+  # chat JSON (cluster_cpu_s, cpu_us_per_msg), where the bench reads it.
+  local cpu=()
+  local chat_help
+  chat_help=$("$BIN/confab-bench" chat --help)
+  if grep -q -- '--cpu-pid' <<<"$chat_help"; then
+    cpu=(--cpu-pid "$(cat "$CLUSTER_DIR"/*.pid | paste -sd, -)")
+  fi
+
   # CHAT_RATES="2000 4000 ..." runs the chat at each offered rate (one JSON
   # per rate, gateway-chat-RATE.json); else once at CHAT_RATE.
   for rate in ${CHAT_RATES:-${CHAT_RATE:-10000}}; do
@@ -188,7 +197,7 @@ gateway_bench() {
     uptime
     # shellcheck disable=SC2046 # client_ca is a list of words
     "$BIN/confab-bench" chat $(client_ca) --gateway "$(gw_client 1),$(gw_client 2)" --pairs "${CHAT_PAIRS:-200}" \
-      --window "${CHAT_WINDOW:-16}" --rate "$rate" --duration "$DURATION" --warmup 2 --json \
+      --window "${CHAT_WINDOW:-16}" --rate "$rate" --duration "$DURATION" --warmup 2 "${cpu[@]}" --json \
       | tee "$chat_out"
   done
 

@@ -24,6 +24,7 @@
 //! machine's CPU as it can.
 
 mod body;
+mod cpu;
 mod plan;
 mod receiver;
 mod sender;
@@ -104,6 +105,13 @@ pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
         body_bytes: args.body_bytes,
         tally: Tally::default(),
     });
+    let cpu = (!args.cpu_pid.is_empty()).then(|| {
+        tokio::spawn(cpu::over_window(
+            args.cpu_pid.clone(),
+            plan.window.measure_from,
+            plan.window.end,
+        ))
+    });
     let stop = CancellationToken::new();
     let mut receivers = JoinSet::new();
     let mut senders = JoinSet::new();
@@ -156,5 +164,15 @@ pub async fn run(args: &ChatArgs) -> anyhow::Result<Summary> {
     let received: Vec<Received> = futures::stream::iter(checks).buffer_unordered(64).collect().await;
     let stored_wait = send_end.elapsed().saturating_sub(drained);
     let measured = send_end.saturating_duration_since(plan.window.measure_from);
-    summarize(args, &prefix, sent, received, measured, drained, stored_wait)
+    let cpu_s = match cpu {
+        Some(h) => Some(h.await.context("the CPU sampler panicked")??),
+        None => None,
+    };
+    let times = summary::Times {
+        measured,
+        drained,
+        stored_wait,
+        cpu_s,
+    };
+    summarize(args, &prefix, sent, received, times)
 }

@@ -37,6 +37,10 @@ pub struct ChatArgs {
     /// Message body size in bytes.
     #[arg(long, default_value_t = 64)]
     pub body_bytes: usize,
+    /// Processes (the cluster's, by pid, comma-separated) whose CPU time
+    /// over the measured window is reported, in all and per message.
+    #[arg(long, value_delimiter = ',', value_name = "PID")]
+    pub cpu_pid: Vec<u32>,
     #[command(flatten)]
     pub sweep: SweepArgs,
 }

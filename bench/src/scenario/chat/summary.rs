@@ -13,15 +13,28 @@ use super::sender::Sent;
 use crate::report::Summary;
 use crate::stats::Recorder;
 
+/// How long the phases of the run took, and the CPU the `--cpu-pid`
+/// processes used over the measured window.
+pub(super) struct Times {
+    pub(super) measured: Duration,
+    pub(super) drained: Duration,
+    pub(super) stored_wait: Duration,
+    pub(super) cpu_s: Option<f64>,
+}
+
 pub(super) fn summarize(
     args: &ChatArgs,
     prefix: &str,
     mut sent: Vec<Sent>,
     mut received: Vec<Received>,
-    measured: Duration,
-    drained: Duration,
-    stored_wait: Duration,
+    times: Times,
 ) -> anyhow::Result<Summary> {
+    let Times {
+        measured,
+        drained,
+        stored_wait,
+        cpu_s,
+    } = times;
     sent.sort_by_key(|s| s.pair);
     received.sort_by_key(|r| r.pair);
     let mut rec = Recorder::new(&[(SEND, false), (E2E, false)])?;
@@ -88,6 +101,15 @@ pub(super) fn summarize(
     r.insert("receiver_reconnects".into(), json!(receiver_reconnects));
     r.insert("drain_s".into(), json!(drained.as_secs_f64()));
     r.insert("check_s".into(), json!(stored_wait.as_secs_f64()));
+    if let Some(cpu) = cpu_s {
+        // Read over the measured window: the sends started in it.
+        let messages = summary.ops as f64;
+        r.insert("cluster_cpu_s".into(), json!(cpu));
+        r.insert("cpu_pids".into(), json!(args.cpu_pid));
+        if messages > 0.0 {
+            r.insert("cpu_us_per_msg".into(), json!(cpu / messages * 1e6));
+        }
+    }
     let by_second: Vec<_> = timeline
         .iter()
         .map(|(at, x)| json!({"s": at, "delivered": x.delivered, "over_50ms": x.slow, "max_ms": x.max_us as f64 / 1000.0}))
