@@ -78,7 +78,7 @@ if [ "$BENCH_ONLY" != gateway ]; then
   fi
   if [ "${BENCH_PERSIST:-1}" = 1 ]; then
     echo "== persist: messages enqueued -> committed, and the same rows by a plain batched INSERT"
-    echo "   (SQLite + embedded queue; PostgreSQL + RabbitMQ when they listen on 127.0.0.1)"
+    echo "   (SQLite + embedded queue; PostgreSQL + RabbitMQ, MariaDB + embedded queue when they listen on 127.0.0.1)"
     (cd "$ROOT" && cargo run --quiet --release -p confab-persist --example write_bench -- "${PERSIST_MESSAGES:-200000}") \
       | tee "$OUT/persist-write.txt"
   fi

@@ -10,7 +10,8 @@ for i in $(cluster_routers); do start_router "$i"; done
 routers=""
 for i in $(seq 1 "$ROUTERS"); do routers+="${routers:+,}$(router_grpc "$i")"; done
 # One persist process on the embedded defaults (SQLite + the embedded queue log);
-# DATABASE_URL / AMQP_URL in the environment switch it to PostgreSQL / RabbitMQ.
+# DATABASE_URL / AMQP_URL in the environment switch it to PostgreSQL (or
+# MySQL/MariaDB: mysql://...) / RabbitMQ.
 ensure_cert persist persist
 # shellcheck disable=SC2046 # tls_flags is a list of words
 start persist "$BIN/confab-persist" --listen 127.0.0.1:7301 --http 127.0.0.1:9301 \

@@ -58,7 +58,8 @@ pub struct ServerConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// `sqlite://...` or `postgres://...`; empty: `{data_dir}/persist.db`.
+    /// `sqlite://...`, `postgres://...` or `mysql://...` (MySQL or
+    /// MariaDB); empty: `{data_dir}/persist.db`.
     pub url: String,
     pub max_connections: u32,
     pub min_connections: u32,
@@ -241,8 +242,9 @@ impl Config {
             return Err(Error::Invalid(format!("config: {m}")));
         }
         let url = &self.database.url;
-        if !(url.is_empty() || url.starts_with("sqlite:") || url.starts_with("postgres")) {
-            return bad("database.url must be sqlite:... or postgres://...");
+        let engines = ["sqlite:", "postgres", "mysql:", "mariadb:"];
+        if !(url.is_empty() || engines.iter().any(|e| url.starts_with(e))) {
+            return bad("database.url must be sqlite:..., postgres://... or mysql://...");
         }
         crate::db::tls::SqlTls::of(url).map_err(|e| Error::Invalid(format!("config: {e}")))?;
         if self.database.max_connections == 0 || self.database.min_connections > self.database.max_connections
@@ -340,8 +342,10 @@ mod tests {
         c.queue.partitions = 0;
         assert!(c.validate().is_err());
         let mut c = Config::default();
-        c.database.url = "mysql://x".into();
+        c.database.url = "oracle://x".into();
         assert!(c.validate().is_err());
+        c.database.url = "mysql://root@127.0.0.1:3306/test".into();
+        assert!(c.validate().is_ok());
         let mut c = Config::default();
         c.database.url = "postgres://u@h/x?sslmode=sometimes".into();
         assert!(c.validate().is_err());

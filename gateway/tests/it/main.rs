@@ -18,6 +18,7 @@ mod groups;
 mod harness;
 mod limits;
 mod logs;
+mod mariadb;
 mod mtls;
 mod pages;
 mod persist_crash;

@@ -1,13 +1,15 @@
 //! Prints the end-to-end write throughput (enqueue -> committed) and, as a
 //! reference, the same rows by a plain batched INSERT: for SQLite + embedded
-//! and, when reachable, PostgreSQL + RabbitMQ.
+//! and, when reachable, PostgreSQL + RabbitMQ and MariaDB + embedded.
 //!
 //! `cargo run --release -p confab-persist --example write_bench [MESSAGES]`
-//! Environment: `BENCH_ONLY=sqlite|pg`; `BENCH_PRODUCERS`, `BENCH_BATCH`,
+//! Environment: `BENCH_ONLY=sqlite|pg|mysql`; `BENCH_PRODUCERS`, `BENCH_BATCH`,
 //! `BENCH_PARTITIONS`, `BENCH_TASKS`, `BENCH_CONVERSATIONS` (see
 //! `BenchOptions`); `BENCH_PG_ADMIN` (default
 //! postgres://postgres@127.0.0.1:5432/test, a fresh database is made next to
-//! it and dropped), `AMQP_URL` (default amqp://guest:guest@127.0.0.1:5672/%2f).
+//! it and dropped), `BENCH_MYSQL_ADMIN` (default
+//! mysql://root@127.0.0.1:3306/test, the same), `AMQP_URL` (default
+//! amqp://guest:guest@127.0.0.1:5672/%2f).
 
 mod bench;
 
@@ -49,8 +51,14 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(200_000);
+    // Another value (scripts/bench.sh's own BENCH_ONLY) runs them all.
     let only: String = env_or("BENCH_ONLY", String::new());
-    if only != "pg" {
+    let only = if ["sqlite", "pg", "mysql"].contains(&only.as_str()) {
+        only
+    } else {
+        String::new()
+    };
+    if only.is_empty() || only == "sqlite" {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
         let queue = BenchQueue::Embedded {
@@ -61,9 +69,22 @@ async fn main() -> anyhow::Result<()> {
             &run_bench(options(messages, url, queue)).await?,
         );
     }
-    if only == "sqlite" {
-        return Ok(());
+    if only.is_empty() || only == "pg" {
+        postgres(messages).await?;
     }
+    if only.is_empty() || only == "mysql" {
+        mysql(messages).await?;
+    }
+    Ok(())
+}
+
+/// The URL of a database `name` on the server of `admin`.
+fn next_to(admin: &str, name: &str) -> String {
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+    format!("{base}/{name}")
+}
+
+async fn postgres(messages: u64) -> anyhow::Result<()> {
     let admin = env_or(
         "BENCH_PG_ADMIN",
         "postgres://postgres@127.0.0.1:5432/test".to_owned(),
@@ -77,20 +98,38 @@ async fn main() -> anyhow::Result<()> {
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await?;
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_owned())
-        .unwrap_or(admin.clone());
     let queue = BenchQueue::Amqp {
         url: amqp,
         prefix: name.replace('_', "."),
     };
-    let r = run_bench(options(messages, format!("{base}/{name}"), queue)).await;
+    let r = run_bench(options(messages, next_to(&admin, &name), queue)).await;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
     )))
     .execute(&mut conn)
     .await?;
     print("postgres + rabbitmq", &r?);
+    Ok(())
+}
+
+async fn mysql(messages: u64) -> anyhow::Result<()> {
+    let admin = env_or("BENCH_MYSQL_ADMIN", "mysql://root@127.0.0.1:3306/test".to_owned());
+    let Ok(mut conn) = sqlx::MySqlConnection::connect(&admin).await else {
+        println!("mariadb + embedded   skipped: MariaDB unreachable at {admin}");
+        return Ok(());
+    };
+    let name = format!("confab_bench_{}", std::process::id());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let queue = BenchQueue::Embedded {
+        dir: dir.path().join("queue"),
+    };
+    let r = run_bench(options(messages, next_to(&admin, &name), queue)).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
+        .execute(&mut conn)
+        .await?;
+    print("mariadb + embedded", &r?);
     Ok(())
 }

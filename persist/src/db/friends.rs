@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::users::{User, user_from_row};
-use super::{Db, now_ms, sql_id};
+use super::{Backend, Db, dialect, now_ms, sql_id};
 use crate::error::{Error, Result};
 
 pub const PENDING: i16 = 1;
@@ -52,11 +52,14 @@ impl Db {
         t.finish(
             async {
                 let mut tx = self.begin_write().await?;
-                let already = sqlx::query("SELECT 1 FROM friendships WHERE user_id = $1 AND friend_id = $2")
-                    .bind(f)
-                    .bind(t_)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let already = sqlx::query(dialect::sql(
+                    self.backend,
+                    "SELECT 1 FROM friendships WHERE user_id = $1 AND friend_id = $2",
+                ))
+                .bind(f)
+                .bind(t_)
+                .fetch_optional(&mut *tx)
+                .await?;
                 if already.is_some() {
                     return Err(Error::AlreadyFriends {
                         user: from,
@@ -66,20 +69,22 @@ impl Db {
                 let now = now_ms();
                 // The sender's pending requests, counted under a lock on its
                 // user row so that concurrent requests cannot both pass.
-                Db::lock_row(&mut tx, "users", f).await?;
-                let (pending,): (i64,) = sqlx::query_as(
+                self.lock_row(&mut tx, "users", f).await?;
+                let (pending,): (i64,) = sqlx::query_as(dialect::sql(
+                    self.backend,
                     "SELECT COUNT(*) FROM friend_requests \
                      WHERE from_user = $1 AND state = $2 AND to_user <> $3",
-                )
+                ))
                 .bind(f)
                 .bind(PENDING)
                 .bind(t_)
                 .fetch_one(&mut *tx)
                 .await?;
                 let max = self.limits().max_pending_friend_requests;
-                let answers_theirs = sqlx::query(
+                let answers_theirs = sqlx::query(dialect::sql(
+                    self.backend,
                     "SELECT 1 FROM friend_requests WHERE from_user = $1 AND to_user = $2 AND state = $3",
-                )
+                ))
                 .bind(t_)
                 .bind(f)
                 .bind(PENDING)
@@ -93,10 +98,11 @@ impl Db {
                         max,
                     ));
                 }
-                let reverse = sqlx::query(
+                let reverse = sqlx::query(dialect::sql(
+                    self.backend,
                     "UPDATE friend_requests SET state = $1, decided_at = $2 \
                      WHERE from_user = $3 AND to_user = $4 AND state = $5",
-                )
+                ))
                 .bind(ACCEPTED)
                 .bind(now)
                 .bind(t_)
@@ -106,12 +112,18 @@ impl Db {
                 .await?;
                 let became_friends = reverse.rows_affected() == 1;
                 let state = if became_friends { ACCEPTED } else { PENDING };
-                sqlx::query(
-                    "INSERT INTO friend_requests (from_user, to_user, note, state, created_at) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (from_user, to_user) DO UPDATE \
-                     SET note = excluded.note, state = excluded.state, \
-                     created_at = excluded.created_at, decided_at = NULL",
-                )
+                let upsert = dialect::upsert(
+                    self.backend,
+                    "(from_user, to_user)",
+                    &["note", "state", "created_at"],
+                );
+                sqlx::query(sqlx::AssertSqlSafe(dialect::owned(
+                    self.backend,
+                    format!(
+                        "INSERT INTO friend_requests (from_user, to_user, note, state, created_at) \
+                         VALUES ($1, $2, $3, $4, $5){upsert}, decided_at = NULL"
+                    ),
+                )))
                 .bind(f)
                 .bind(t_)
                 .bind(note.to_owned())
@@ -120,7 +132,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
                 if became_friends {
-                    insert_friendship(&mut tx, f, t_, now).await?;
+                    insert_friendship(&mut tx, self.backend, f, t_, now).await?;
                 }
                 tx.commit().await?;
                 Ok((
@@ -147,25 +159,40 @@ impl Db {
                 let mut tx = self.begin_write().await?;
                 let now = now_ms();
                 let state = if accept { ACCEPTED } else { DECLINED };
-                let row = sqlx::query(
+                // An update, then a read of the row it moved (no UPDATE ...
+                // RETURNING on MySQL): the update's lock keeps it as it is.
+                let updated = sqlx::query(dialect::sql(
+                    self.backend,
                     "UPDATE friend_requests SET state = $1, decided_at = $2 \
-                     WHERE from_user = $3 AND to_user = $4 AND state = $5 \
-                     RETURNING from_user, to_user, note, state, created_at",
-                )
+                     WHERE from_user = $3 AND to_user = $4 AND state = $5",
+                ))
                 .bind(state)
                 .bind(now)
                 .bind(f)
                 .bind(u)
                 .bind(PENDING)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(Error::NoPendingRequest {
+                .execute(&mut *tx)
+                .await?;
+                let row = if updated.rows_affected() == 0 {
+                    None
+                } else {
+                    sqlx::query(dialect::sql(
+                        self.backend,
+                        "SELECT from_user, to_user, note, state, created_at FROM friend_requests \
+                         WHERE from_user = $1 AND to_user = $2",
+                    ))
+                    .bind(f)
+                    .bind(u)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                };
+                let row = row.ok_or(Error::NoPendingRequest {
                     kind: "friend",
                     from,
                     to: user,
                 })?;
                 if accept {
-                    insert_friendship(&mut tx, u, f, now).await?;
+                    insert_friendship(&mut tx, self.backend, u, f, now).await?;
                 }
                 tx.commit().await?;
                 request_from_row(&row)
@@ -178,10 +205,12 @@ impl Db {
     pub async fn list_friend_requests(&self, user: u64) -> Result<(Vec<FriendRequest>, Vec<FriendRequest>)> {
         self.require_users(&[user]).await?;
         let t = self.metrics.time("list_friend_requests");
-        let rows = sqlx::query(
+        let rows = sqlx::query(dialect::sql(
+            self.backend,
             "SELECT from_user, to_user, note, state, created_at FROM friend_requests \
-             WHERE (to_user = $1 OR from_user = $1) AND state = $2 ORDER BY created_at",
-        )
+             WHERE (to_user = $1 OR from_user = $2) AND state = $3 ORDER BY created_at",
+        ))
+        .bind(user as i64)
         .bind(user as i64)
         .bind(PENDING)
         .fetch_all(&self.pool)
@@ -197,10 +226,11 @@ impl Db {
     pub async fn list_friends(&self, user: u64) -> Result<Vec<User>> {
         self.require_users(&[user]).await?;
         let t = self.metrics.time("list_friends");
-        let rows = sqlx::query(
+        let rows = sqlx::query(dialect::sql(
+            self.backend,
             "SELECT u.id, u.name, u.created_at FROM friendships f \
              JOIN users u ON u.id = f.friend_id WHERE f.user_id = $1 ORDER BY u.name",
-        )
+        ))
         .bind(user as i64)
         .fetch_all(&self.pool)
         .await;
@@ -210,12 +240,15 @@ impl Db {
     pub async fn remove_friend(&self, user: u64, friend: u64) -> Result<()> {
         let (u, f) = (sql_id("user", user)?, sql_id("user", friend)?);
         let t = self.metrics.time("remove_friend");
-        let r = sqlx::query(
+        let r = sqlx::query(dialect::sql(
+            self.backend,
             "DELETE FROM friendships WHERE (user_id = $1 AND friend_id = $2) \
-             OR (user_id = $2 AND friend_id = $1)",
-        )
+             OR (user_id = $3 AND friend_id = $4)",
+        ))
         .bind(u)
         .bind(f)
+        .bind(f)
+        .bind(u)
         .execute(&self.pool)
         .await;
         if t.finish(r)?.rows_affected() == 0 {
@@ -226,27 +259,37 @@ impl Db {
 
     /// True when the two are friends.
     pub async fn are_friends(&self, user: u64, friend: u64) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM friendships WHERE user_id = $1 AND friend_id = $2")
-            .bind(sql_id("user", user)?)
-            .bind(sql_id("user", friend)?)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(dialect::sql(
+            self.backend,
+            "SELECT 1 FROM friendships WHERE user_id = $1 AND friend_id = $2",
+        ))
+        .bind(sql_id("user", user)?)
+        .bind(sql_id("user", friend)?)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.is_some())
     }
 }
 
 async fn insert_friendship(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
     a: i64,
     b: i64,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO friendships (user_id, friend_id, since) VALUES ($1, $2, $3), ($2, $1, $3) \
-         ON CONFLICT (user_id, friend_id) DO NOTHING",
-    )
+    let (insert, skip) = dialect::insert_or_skip(backend, "(user_id, friend_id)");
+    sqlx::query(sqlx::AssertSqlSafe(dialect::owned(
+        backend,
+        format!(
+            "{insert} INTO friendships (user_id, friend_id, since) VALUES ($1, $2, $3), ($4, $5, $6){skip}"
+        ),
+    )))
     .bind(a)
     .bind(b)
+    .bind(now)
+    .bind(b)
+    .bind(a)
     .bind(now)
     .execute(&mut **tx)
     .await?;

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use super::friends::{ACCEPTED, DECLINED, PENDING};
-use super::{Db, now_ms, sql_id};
+use super::{Db, dialect, now_ms, sql_id};
 use crate::error::{Error, Result};
 
 pub const MEMBER: i16 = 1;
@@ -67,11 +67,12 @@ impl Db {
         t.finish(
             async {
                 let mut tx = self.begin_write().await?;
-                let id = Self::next_id(&mut tx, "group").await?;
+                let id = self.next_id(&mut tx, "group").await?;
                 let now = now_ms();
-                sqlx::query(
+                sqlx::query(dialect::sql(
+                    self.backend,
                     "INSERT INTO chat_groups (id, name, owner_id, created_at) VALUES ($1, $2, $3, $4)",
-                )
+                ))
                 .bind(id)
                 .bind(name.to_owned())
                 .bind(owner as i64)
@@ -94,10 +95,13 @@ impl Db {
     pub async fn get_group(&self, group: u64) -> Result<Group> {
         let g = sql_id("group", group).map_err(|_| Error::GroupNotFound(group))?;
         let t = self.metrics.time("get_group");
-        let row = sqlx::query("SELECT id, name, owner_id, created_at FROM chat_groups WHERE id = $1")
-            .bind(g)
-            .fetch_optional(&self.pool)
-            .await;
+        let row = sqlx::query(dialect::sql(
+            self.backend,
+            "SELECT id, name, owner_id, created_at FROM chat_groups WHERE id = $1",
+        ))
+        .bind(g)
+        .fetch_optional(&self.pool)
+        .await;
         group_from_row(&t.finish(row)?.ok_or(Error::GroupNotFound(group))?)
     }
 
@@ -121,7 +125,10 @@ impl Db {
                     "DELETE FROM group_members WHERE group_id = $1",
                     "DELETE FROM chat_groups WHERE id = $1",
                 ] {
-                    sqlx::query(sql).bind(group as i64).execute(&mut *tx).await?;
+                    sqlx::query(dialect::sql(self.backend, sql))
+                        .bind(group as i64)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 Ok(())
@@ -134,10 +141,11 @@ impl Db {
     pub async fn list_groups(&self, user: u64) -> Result<Vec<Group>> {
         self.require_users(&[user]).await?;
         let t = self.metrics.time("list_groups");
-        let rows = sqlx::query(
+        let rows = sqlx::query(dialect::sql(
+            self.backend,
             "SELECT g.id, g.name, g.owner_id, g.created_at FROM group_members m \
              JOIN chat_groups g ON g.id = m.group_id WHERE m.user_id = $1 ORDER BY g.id",
-        )
+        ))
         .bind(user as i64)
         .fetch_all(&self.pool)
         .await;
@@ -156,10 +164,11 @@ impl Db {
     async fn members_of(&self, group: u64) -> Result<Vec<Member>> {
         self.get_group(group).await?;
         let t = self.metrics.time("list_members");
-        let rows = sqlx::query(
+        let rows = sqlx::query(dialect::sql(
+            self.backend,
             "SELECT m.user_id, m.role, m.joined_at, u.name FROM group_members m \
              JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 ORDER BY m.user_id",
-        )
+        ))
         .bind(group as i64)
         .fetch_all(&self.pool)
         .await;
@@ -178,11 +187,14 @@ impl Db {
 
     /// The role of `user` in `group`; None when not a member (or no group).
     pub async fn role_of(&self, group: u64, user: u64) -> Result<Option<i16>> {
-        let row = sqlx::query("SELECT role FROM group_members WHERE group_id = $1 AND user_id = $2")
-            .bind(sql_id("group", group)?)
-            .bind(sql_id("user", user)?)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(dialect::sql(
+            self.backend,
+            "SELECT role FROM group_members WHERE group_id = $1 AND user_id = $2",
+        ))
+        .bind(sql_id("group", group)?)
+        .bind(sql_id("user", user)?)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(match row {
             Some(r) => Some(r.try_get("role")?),
             None => None,
@@ -220,12 +232,18 @@ impl Db {
         let now = now_ms();
         let t = self.metrics.time("request_join");
         t.finish(
-            sqlx::query(
-                "INSERT INTO group_join_requests (group_id, user_id, note, state, created_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_id, user_id) DO UPDATE \
-                 SET note = excluded.note, state = excluded.state, \
-                 created_at = excluded.created_at, decided_at = NULL, decided_by = NULL",
-            )
+            sqlx::query(sqlx::AssertSqlSafe(dialect::owned(
+                self.backend,
+                format!(
+                    "INSERT INTO group_join_requests (group_id, user_id, note, state, created_at) \
+                     VALUES ($1, $2, $3, $4, $5){}, decided_at = NULL, decided_by = NULL",
+                    dialect::upsert(
+                        self.backend,
+                        "(group_id, user_id)",
+                        &["note", "state", "created_at"]
+                    )
+                ),
+            )))
             .bind(group as i64)
             .bind(user as i64)
             .bind(note.to_owned())
@@ -259,31 +277,49 @@ impl Db {
             async {
                 let mut tx = self.begin_write().await?;
                 let now = now_ms();
-                let row = sqlx::query(
+                // An update, then a read of the row it moved (no UPDATE ...
+                // RETURNING on MySQL): the update's lock keeps it as it is.
+                let updated = sqlx::query(dialect::sql(
+                    self.backend,
                     "UPDATE group_join_requests SET state = $1, decided_at = $2, decided_by = $3 \
-                     WHERE group_id = $4 AND user_id = $5 AND state = $6 \
-                     RETURNING group_id, user_id, note, state, created_at",
-                )
+                     WHERE group_id = $4 AND user_id = $5 AND state = $6",
+                ))
                 .bind(if accept { ACCEPTED } else { DECLINED })
                 .bind(now)
                 .bind(by_user as i64)
                 .bind(group as i64)
                 .bind(sql_id("user", user)?)
                 .bind(PENDING)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(Error::NoPendingRequest {
+                .execute(&mut *tx)
+                .await?;
+                let row = if updated.rows_affected() == 0 {
+                    None
+                } else {
+                    sqlx::query(dialect::sql(
+                        self.backend,
+                        "SELECT group_id, user_id, note, state, created_at FROM group_join_requests \
+                         WHERE group_id = $1 AND user_id = $2",
+                    ))
+                    .bind(group as i64)
+                    .bind(user as i64)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                };
+                let row = row.ok_or(Error::NoPendingRequest {
                     kind: "join",
                     from: user,
                     to: group,
                 })?;
                 if accept {
                     self.add_member(&mut tx, group, user, MEMBER, now).await?;
-                    sqlx::query("DELETE FROM group_invites WHERE group_id = $1 AND user_id = $2")
-                        .bind(group as i64)
-                        .bind(user as i64)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(dialect::sql(
+                        self.backend,
+                        "DELETE FROM group_invites WHERE group_id = $1 AND user_id = $2",
+                    ))
+                    .bind(group as i64)
+                    .bind(user as i64)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 tx.commit().await?;
                 join_from_row(&row)
@@ -297,10 +333,11 @@ impl Db {
         self.get_group(group).await?;
         self.require_approver(group, by_user, "see join requests").await?;
         let t = self.metrics.time("list_join_requests");
-        let rows = sqlx::query(
+        let rows = sqlx::query(dialect::sql(
+            self.backend,
             "SELECT group_id, user_id, note, state, created_at FROM group_join_requests \
              WHERE group_id = $1 AND state = $2 ORDER BY created_at",
-        )
+        ))
         .bind(group as i64)
         .bind(PENDING)
         .fetch_all(&self.pool)
@@ -324,11 +361,14 @@ impl Db {
             Some(_) => {
                 let t = self.metrics.time("leave_group");
                 t.finish(
-                    sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
-                        .bind(group as i64)
-                        .bind(user as i64)
-                        .execute(&self.pool)
-                        .await,
+                    sqlx::query(dialect::sql(
+                        self.backend,
+                        "DELETE FROM group_members WHERE group_id = $1 AND user_id = $2",
+                    ))
+                    .bind(group as i64)
+                    .bind(user as i64)
+                    .execute(&self.pool)
+                    .await,
                 )?;
                 Ok(())
             }
@@ -349,11 +389,13 @@ impl Db {
         role: i16,
         now: i64,
     ) -> Result<()> {
-        Db::lock_row(tx, "chat_groups", group as i64).await?;
-        let (members, already): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN user_id = $2 THEN 1 ELSE 0 END), 0) \
-             FROM group_members WHERE group_id = $1",
-        )
+        self.lock_row(tx, "chat_groups", group as i64).await?;
+        let (members, already): (i64, i64) = sqlx::query_as(dialect::sql(
+            self.backend,
+            "SELECT (SELECT COUNT(*) FROM group_members WHERE group_id = $1), \
+             (SELECT COUNT(*) FROM group_members WHERE group_id = $2 AND user_id = $3)",
+        ))
+        .bind(group as i64)
         .bind(group as i64)
         .bind(user as i64)
         .fetch_one(&mut **tx)
@@ -366,10 +408,11 @@ impl Db {
                 max,
             ));
         }
-        sqlx::query(
-            "INSERT INTO group_members (group_id, user_id, role, joined_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, user_id) DO NOTHING",
-        )
+        let (insert, skip) = dialect::insert_or_skip(self.backend, "(group_id, user_id)");
+        sqlx::query(sqlx::AssertSqlSafe(dialect::owned(
+            self.backend,
+            format!("{insert} INTO group_members (group_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4){skip}"),
+        )))
         .bind(group as i64)
         .bind(user as i64)
         .bind(role)
@@ -401,11 +444,14 @@ impl Db {
         }
         let t = self.metrics.time("remove_member");
         t.finish(
-            sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
-                .bind(group as i64)
-                .bind(user as i64)
-                .execute(&self.pool)
-                .await,
+            sqlx::query(dialect::sql(
+                self.backend,
+                "DELETE FROM group_members WHERE group_id = $1 AND user_id = $2",
+            ))
+            .bind(group as i64)
+            .bind(user as i64)
+            .execute(&self.pool)
+            .await,
         )?;
         Ok(())
     }
@@ -436,12 +482,15 @@ impl Db {
         }
         let t = self.metrics.time("promote_admin");
         t.finish(
-            sqlx::query("UPDATE group_members SET role = $1 WHERE group_id = $2 AND user_id = $3")
-                .bind(ADMIN)
-                .bind(group as i64)
-                .bind(user as i64)
-                .execute(&self.pool)
-                .await,
+            sqlx::query(dialect::sql(
+                self.backend,
+                "UPDATE group_members SET role = $1 WHERE group_id = $2 AND user_id = $3",
+            ))
+            .bind(ADMIN)
+            .bind(group as i64)
+            .bind(user as i64)
+            .execute(&self.pool)
+            .await,
         )?;
         self.members_of(group)
             .await?

@@ -6,7 +6,7 @@ use confab_queue::ConversationId;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, now_ms, sql_id};
+use super::{Backend, Db, dialect, now_ms, sql_id};
 use crate::error::{Error, Result};
 
 /// The default and the largest page.
@@ -101,10 +101,13 @@ impl Db {
     /// Whether message `id` is stored.
     pub async fn message_written(&self, id: u64) -> Result<bool> {
         let t = self.metrics.time("message_written");
-        let row = sqlx::query("SELECT 1 FROM messages WHERE message_id = $1")
-            .bind(sql_id("message", id)?)
-            .fetch_optional(&self.pool)
-            .await;
+        let row = sqlx::query(dialect::sql(
+            self.backend,
+            "SELECT 1 FROM messages WHERE message_id = $1",
+        ))
+        .bind(sql_id("message", id)?)
+        .fetch_optional(&self.pool)
+        .await;
         Ok(t.finish(row)?.is_some())
     }
 
@@ -125,9 +128,12 @@ impl Db {
             seq_arg(before_seq)
         };
         let t = self.metrics.time("history");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq < $2 \
+        let rows = sqlx::query(sqlx::AssertSqlSafe(dialect::owned(
+            self.backend,
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq < $2 \
              ORDER BY seq DESC LIMIT $3"
+            ),
         )))
         .bind(conv.to_string())
         .bind(before)
@@ -149,9 +155,12 @@ impl Db {
         let conv: ConversationId = conversation.parse()?;
         self.check_participant(user, &conv).await?;
         let t = self.metrics.time("messages_after");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq > $2 \
+        let rows = sqlx::query(sqlx::AssertSqlSafe(dialect::owned(
+            self.backend,
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq > $2 \
              ORDER BY seq LIMIT $3"
+            ),
         )))
         .bind(conv.to_string())
         .bind(seq_arg(after_seq))
@@ -178,27 +187,49 @@ impl Db {
         self.require_users(&[user]).await?;
         let t = self.metrics.time("changed_conversations");
         let read = async {
-            let (next,): (i64,) = sqlx::query_as("SELECT next_id FROM id_counters WHERE name = 'change'")
-                .fetch_one(&self.pool)
-                .await?;
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT c.id, c.seq, c.last_message_id, c.updated_at, COALESCE(r.seq, 0) AS read_seq, \
-                 COALESCE(p.seq, 0) AS peer_read_seq, \
-                 (SELECT COUNT(*) FROM (SELECT 1 FROM messages m WHERE m.conversation_id = c.id \
-                  AND m.seq > COALESCE(r.seq, 0) AND m.sender_id <> $1 AND m.recalled_at IS NULL \
-                  AND m.recall_of IS NULL LIMIT {UNREAD_CAP}) unread) AS unread_count \
-                 FROM conversations c \
-                 LEFT JOIN read_marks r ON r.user_id = $1 AND r.conversation_id = c.id \
-                 LEFT JOIN read_marks p ON c.kind = 1 AND p.conversation_id = c.id \
-                 AND p.user_id = CASE WHEN c.user_lo = $1 THEN c.user_hi ELSE c.user_lo END \
-                 WHERE (c.user_lo = $1 OR c.user_hi = $1 OR c.group_id IN \
-                 (SELECT group_id FROM group_members WHERE user_id = $1)) \
-                 AND (c.change_seq > $2 OR COALESCE(r.change_seq, 0) > $2 OR COALESCE(p.change_seq, 0) > $2) \
-                 ORDER BY c.change_seq, c.id"
-            )))
-            .bind(user as i64)
+            let (next,): (i64,) = sqlx::query_as(dialect::sql(
+                self.backend,
+                "SELECT next_id FROM id_counters WHERE name = 'change'",
+            ))
+            .fetch_one(&self.pool)
+            .await?;
+            // Counted up to the cap: a derived table with a LIMIT stops the
+            // count there; MySQL takes no outer column inside a derived
+            // table, so there the count is whole and capped after.
+            let unread_rows = "FROM messages m WHERE m.conversation_id = c.id \
+                 AND m.seq > COALESCE(r.seq, 0) AND m.sender_id <> $1 AND m.recalled_at IS NULL \
+                 AND m.recall_of IS NULL";
+            let unread = match self.backend {
+                Backend::Mysql => format!("LEAST((SELECT COUNT(*) {unread_rows}), {UNREAD_CAP})"),
+                _ => format!("(SELECT COUNT(*) FROM (SELECT 1 {unread_rows} LIMIT {UNREAD_CAP}) unread)"),
+            };
             // Rows older than the counter carry 0: "all" includes them.
-            .bind(if since == 0 { -1 } else { seq_arg(since) })
+            let (me, after) = (user as i64, if since == 0 { -1 } else { seq_arg(since) });
+            let rows = sqlx::query(sqlx::AssertSqlSafe(dialect::owned(
+                self.backend,
+                format!(
+                    "SELECT c.id, c.seq, c.last_message_id, c.updated_at, COALESCE(r.seq, 0) AS read_seq, \
+                     COALESCE(p.seq, 0) AS peer_read_seq, \
+                     {unread} AS unread_count \
+                     FROM conversations c \
+                     LEFT JOIN read_marks r ON r.user_id = $2 AND r.conversation_id = c.id \
+                     LEFT JOIN read_marks p ON c.kind = 1 AND p.conversation_id = c.id \
+                     AND p.user_id = CASE WHEN c.user_lo = $3 THEN c.user_hi ELSE c.user_lo END \
+                     WHERE (c.user_lo = $4 OR c.user_hi = $5 OR c.group_id IN \
+                     (SELECT group_id FROM group_members WHERE user_id = $6)) \
+                     AND (c.change_seq > $7 OR COALESCE(r.change_seq, 0) > $8 OR COALESCE(p.change_seq, 0) > $9) \
+                     ORDER BY c.change_seq, c.id"
+                ),
+            )))
+            .bind(me)
+            .bind(me)
+            .bind(me)
+            .bind(me)
+            .bind(me)
+            .bind(me)
+            .bind(after)
+            .bind(after)
+            .bind(after)
             .fetch_all(&self.pool)
             .await?;
             Ok::<_, sqlx::Error>((rows, (next - 1).max(0) as u64))
@@ -229,8 +260,9 @@ impl Db {
             return Err(Error::Invalid("a client_msg_id is required".into()));
         }
         let t = self.metrics.time("find_sent");
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = $1 AND client_msg_id = $2"
+        let row = sqlx::query(sqlx::AssertSqlSafe(dialect::owned(
+            self.backend,
+            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = $1 AND client_msg_id = $2"),
         )))
         .bind(sender)
         .bind(client_msg_id.to_owned())
@@ -253,17 +285,22 @@ impl Db {
         let id = conv.to_string();
         let write = async {
             let mut tx = self.begin_write().await?;
-            let newest: Option<(i64,)> = sqlx::query_as("SELECT seq FROM conversations WHERE id = $1")
-                .bind(id.clone())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let newest: Option<(i64,)> = sqlx::query_as(dialect::sql(
+                self.backend,
+                "SELECT seq FROM conversations WHERE id = $1",
+            ))
+            .bind(id.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
             let newest = newest.map_or(0, |(s,)| s);
-            let old: Option<(i64,)> =
-                sqlx::query_as("SELECT seq FROM read_marks WHERE user_id = $1 AND conversation_id = $2")
-                    .bind(u)
-                    .bind(id.clone())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let old: Option<(i64,)> = sqlx::query_as(dialect::sql(
+                self.backend,
+                "SELECT seq FROM read_marks WHERE user_id = $1 AND conversation_id = $2",
+            ))
+            .bind(u)
+            .bind(id.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
             let old = old.map_or(0, |(s,)| s);
             let wanted = if seq == 0 {
                 newest
@@ -276,12 +313,19 @@ impl Db {
             }
             // The counter's row lock is held from here to the commit: one
             // statement more.
-            let change = Db::next_id(&mut tx, "change").await?;
-            sqlx::query(
-                "INSERT INTO read_marks (user_id, conversation_id, seq, updated_at, change_seq) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, conversation_id) DO UPDATE \
-                 SET seq = excluded.seq, updated_at = excluded.updated_at, change_seq = excluded.change_seq",
-            )
+            let change = self.next_id(&mut tx, "change").await?;
+            sqlx::query(sqlx::AssertSqlSafe(dialect::owned(
+                self.backend,
+                format!(
+                    "INSERT INTO read_marks (user_id, conversation_id, seq, updated_at, change_seq) \
+                     VALUES ($1, $2, $3, $4, $5){}",
+                    dialect::upsert(
+                        self.backend,
+                        "(user_id, conversation_id)",
+                        &["seq", "updated_at", "change_seq"]
+                    )
+                ),
+            )))
             .bind(u)
             .bind(id.clone())
             .bind(wanted)

@@ -6,7 +6,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::friends::{ACCEPTED, PENDING};
 use super::groups::{ADMIN, Group, MEMBER, Member, group_from_row};
-use super::{Db, now_ms, sql_id};
+use super::{Backend, Db, dialect, now_ms, sql_id};
 use crate::error::{Error, Result};
 
 /// A pending invitation of `user` to `group` by `invited_by`.
@@ -54,20 +54,24 @@ impl Db {
         let invited = t.finish(
             async {
                 let mut tx = self.begin_write().await?;
-                Db::lock_row(&mut tx, "users", by_user as i64).await?;
-                if accept_join_request(&mut tx, group, user, by_user, now).await? {
+                self.lock_row(&mut tx, "users", by_user as i64).await?;
+                if accept_join_request(&mut tx, self.backend, group, user, by_user, now).await? {
                     self.add_member(&mut tx, group, user, MEMBER, now).await?;
-                    sqlx::query("DELETE FROM group_invites WHERE group_id = $1 AND user_id = $2")
-                        .bind(group as i64)
-                        .bind(user as i64)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(dialect::sql(
+                        self.backend,
+                        "DELETE FROM group_invites WHERE group_id = $1 AND user_id = $2",
+                    ))
+                    .bind(group as i64)
+                    .bind(user as i64)
+                    .execute(&mut *tx)
+                    .await?;
                     tx.commit().await?;
                     return Ok(None);
                 }
-                let pending = sqlx::query(
+                let pending = sqlx::query(dialect::sql(
+                    self.backend,
                     "SELECT invited_by, created_at FROM group_invites WHERE group_id = $1 AND user_id = $2",
-                )
+                ))
                 .bind(group as i64)
                 .bind(user as i64)
                 .fetch_optional(&mut *tx)
@@ -78,11 +82,13 @@ impl Db {
                         r.try_get("created_at")?,
                     )));
                 }
-                let (sent,): (i64,) =
-                    sqlx::query_as("SELECT COUNT(*) FROM group_invites WHERE invited_by = $1")
-                        .bind(by_user as i64)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                let (sent,): (i64,) = sqlx::query_as(dialect::sql(
+                    self.backend,
+                    "SELECT COUNT(*) FROM group_invites WHERE invited_by = $1",
+                ))
+                .bind(by_user as i64)
+                .fetch_one(&mut *tx)
+                .await?;
                 let max = self.limits().max_pending_invites;
                 if sent >= i64::from(max) {
                     return Err(self.limit_reached(
@@ -91,10 +97,11 @@ impl Db {
                         max,
                     ));
                 }
-                sqlx::query(
+                sqlx::query(dialect::sql(
+                    self.backend,
                     "INSERT INTO group_invites (group_id, user_id, invited_by, created_at) \
                      VALUES ($1, $2, $3, $4)",
-                )
+                ))
                 .bind(group as i64)
                 .bind(user as i64)
                 .bind(by_user as i64)
@@ -137,22 +144,39 @@ impl Db {
         let (invite, joined_at_ms) = t.finish(
             async {
                 let mut tx = self.begin_write().await?;
-                let row = sqlx::query(
-                    "DELETE FROM group_invites WHERE group_id = $1 AND user_id = $2 \
-                     RETURNING invited_by, created_at",
-                )
+                // Read, then delete (no DELETE ... RETURNING on MySQL): of
+                // two answers at once, the one whose delete finds no row
+                // finds no invitation.
+                let uid = sql_id("user", user)?;
+                let row = sqlx::query(dialect::sql(
+                    self.backend,
+                    "SELECT invited_by, created_at FROM group_invites WHERE group_id = $1 AND user_id = $2",
+                ))
                 .bind(group as i64)
-                .bind(sql_id("user", user)?)
+                .bind(uid)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(row) = row else { return Err(no_invite()) };
+                let deleted = sqlx::query(dialect::sql(
+                    self.backend,
+                    "DELETE FROM group_invites WHERE group_id = $1 AND user_id = $2",
+                ))
+                .bind(group as i64)
+                .bind(uid)
+                .execute(&mut *tx)
+                .await?;
+                if deleted.rows_affected() == 0 {
+                    return Err(no_invite());
+                }
                 let invited_by = row.try_get::<i64, _>("invited_by")? as u64;
-                let inviter_role: Option<(i16,)> =
-                    sqlx::query_as("SELECT role FROM group_members WHERE group_id = $1 AND user_id = $2")
-                        .bind(group as i64)
-                        .bind(invited_by as i64)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                let inviter_role: Option<(i16,)> = sqlx::query_as(dialect::sql(
+                    self.backend,
+                    "SELECT role FROM group_members WHERE group_id = $1 AND user_id = $2",
+                ))
+                .bind(group as i64)
+                .bind(invited_by as i64)
+                .fetch_optional(&mut *tx)
+                .await?;
                 if !matches!(inviter_role, Some((r,)) if r >= ADMIN) {
                     tx.commit().await?;
                     return Err(no_invite());
@@ -166,7 +190,7 @@ impl Db {
                 let now = now_ms();
                 let member = if accept {
                     self.add_member(&mut tx, group, user, MEMBER, now).await?;
-                    accept_join_request(&mut tx, group, user, invited_by, now).await?;
+                    accept_join_request(&mut tx, self.backend, group, user, invited_by, now).await?;
                     Some(now)
                 } else {
                     None
@@ -192,11 +216,12 @@ impl Db {
     pub async fn list_invites(&self, user: u64) -> Result<Vec<Invite>> {
         self.require_users(&[user]).await?;
         let t = self.metrics.time("list_invites");
-        let rows = sqlx::query(
+        let rows = sqlx::query(dialect::sql(
+            self.backend,
             "SELECT g.id, g.name, g.owner_id, g.created_at, i.invited_by, i.created_at AS invited_at \
              FROM group_invites i JOIN chat_groups g ON g.id = i.group_id \
              WHERE i.user_id = $1 ORDER BY i.created_at, g.id",
-        )
+        ))
         .bind(user as i64)
         .fetch_all(&self.pool)
         .await;
@@ -218,15 +243,17 @@ impl Db {
 /// `now` (an invitation answers it); true when there was one.
 async fn accept_join_request(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     group: u64,
     user: u64,
     by: u64,
     now: i64,
 ) -> Result<bool> {
-    let approved = sqlx::query(
+    let approved = sqlx::query(dialect::sql(
+        backend,
         "UPDATE group_join_requests SET state = $1, decided_at = $2, decided_by = $3 \
          WHERE group_id = $4 AND user_id = $5 AND state = $6",
-    )
+    ))
     .bind(ACCEPTED)
     .bind(now)
     .bind(by as i64)

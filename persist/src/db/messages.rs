@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use confab_queue::{ConversationId, NewMessage};
 use sqlx::{Any, Row, Transaction};
 
-use super::{Backend, Db, Params, now_ms};
+use super::{Backend, Db, Params, dialect, now_ms};
 use crate::error::{Error, Result};
 
 /// Rows per multi-row statement (7 parameters each: under every engine's
@@ -150,7 +150,7 @@ impl Db {
             return Ok(None);
         }
         // Last, so the counter's row lock is held only for the commit.
-        let change = Db::next_id(&mut tx, "change").await?;
+        let change = self.next_id(&mut tx, "change").await?;
         stamp_change(&mut tx, backend, &plans, change).await?;
         tx.commit().await?;
         Ok(Some(BatchOutcome {
@@ -258,9 +258,10 @@ async fn ensure_conversations(
     now: i64,
 ) -> Result<()> {
     for chunk in plans.chunks(CHUNK / 2) {
-        let mut sql = String::from(
-            "INSERT INTO conversations (id, kind, user_lo, user_hi, group_id, updated_at, seq, \
-             last_message_id) VALUES ",
+        let (insert, skip) = dialect::insert_or_skip(backend, "(id)");
+        let mut sql = format!(
+            "{insert} INTO conversations (id, kind, user_lo, user_hi, group_id, updated_at, seq, \
+             last_message_id) VALUES "
         );
         let mut params = Params::new(backend);
         for i in 0..chunk.len() {
@@ -271,7 +272,7 @@ async fn ensure_conversations(
             params.list(&mut sql, 6);
             sql.push_str(", 0, 0)");
         }
-        sql.push_str(" ON CONFLICT (id) DO NOTHING");
+        sql.push_str(&skip);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for p in chunk {
             let (lo, hi, group) = match p.conv {
@@ -299,6 +300,9 @@ async fn bump_sequences(
     plans: &[ConvPlan],
     now: i64,
 ) -> Result<HashMap<String, i64>> {
+    if backend == Backend::Mysql {
+        return bump_sequences_mysql(tx, plans, now).await;
+    }
     let mut out = HashMap::with_capacity(plans.len());
     for chunk in plans.chunks(CHUNK / 2) {
         let mut params = Params::new(backend);
@@ -330,6 +334,54 @@ async fn bump_sequences(
     Ok(out)
 }
 
+/// [`bump_sequences`] in MySQL's grammar: no `UPDATE ... FROM (VALUES)`
+/// and no `RETURNING`, so a join on a derived table, then a read of the new
+/// sequences (the rows stay locked by the update until the commit).
+async fn bump_sequences_mysql(
+    tx: &mut Transaction<'static, Any>,
+    plans: &[ConvPlan],
+    now: i64,
+) -> Result<HashMap<String, i64>> {
+    let mut out = HashMap::with_capacity(plans.len());
+    for chunk in plans.chunks(CHUNK / 2) {
+        let mut sql = String::from("UPDATE conversations JOIN (");
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 {
+                "SELECT ? AS id, ? AS n, ? AS last"
+            } else {
+                " UNION ALL SELECT ?, ?, ?"
+            });
+        }
+        sql.push_str(
+            ") AS v ON conversations.id = v.id SET conversations.updated_at = ?, \
+             conversations.seq = conversations.seq + v.n, conversations.last_message_id = v.last",
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for p in chunk {
+            q = q.bind(p.id.clone()).bind(p.count).bind(p.last_message_id);
+        }
+        q.bind(now).execute(&mut **tx).await?;
+        let mut sql = String::from("SELECT id, seq FROM conversations WHERE id IN (");
+        Params::new(Backend::Mysql).list(&mut sql, chunk.len());
+        sql.push(')');
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for p in chunk {
+            q = q.bind(p.id.clone());
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            out.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?);
+        }
+    }
+    if out.len() != plans.len() {
+        return Err(Error::Internal(format!(
+            "sequence update found {} of {} conversations",
+            out.len(),
+            plans.len()
+        )));
+    }
+    Ok(out)
+}
+
 async fn insert_messages(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
@@ -339,8 +391,11 @@ async fn insert_messages(
     let mut inserted = 0;
     for (chunk, seq_chunk) in msgs.chunks(CHUNK).zip(seqs.chunks(CHUNK)) {
         let mut sql = String::with_capacity(120 + chunk.len() * 40);
+        // Any unique key: the id, or the sender's client id of a resend.
+        let (insert, skip) = dialect::insert_or_skip(backend, "");
+        sql.push_str(insert);
         sql.push_str(
-            "INSERT INTO messages (message_id, conversation_id, seq, sender_id, body, \
+            " INTO messages (message_id, conversation_id, seq, sender_id, body, \
              client_msg_id, server_time) VALUES ",
         );
         let mut params = Params::new(backend);
@@ -350,8 +405,7 @@ async fn insert_messages(
             }
             params.tuple(&mut sql, 7);
         }
-        // Any unique key: the id, or the sender's client id of a resend.
-        sql.push_str(" ON CONFLICT DO NOTHING");
+        sql.push_str(&skip);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for (m, seq) in chunk.iter().zip(seq_chunk) {
             q = q

@@ -1,11 +1,14 @@
-//! The data-access layer: one pool (SQLite or PostgreSQL through sqlx's
-//! `Any` driver, runtime-checked queries), the schema migrations, and one
-//! module per area (users, friends, groups, history and read marks,
-//! recalls, the writer's batch insert). Fixed SQL uses `$n` placeholders, which SQLite and PostgreSQL
-//! share; long generated statements use [`Params`], which writes `?` for
-//! SQLite (sqlx binds `$n` in quadratic time there) and `$n` for PostgreSQL.
-//! TLS to PostgreSQL is what the URL asks for ([`tls`]).
+//! The data-access layer: one pool (SQLite, PostgreSQL or MySQL/MariaDB
+//! through sqlx's `Any` driver, runtime-checked queries), the schema
+//! migrations (one set per engine family), and one module per area (users,
+//! friends, groups, history and read marks, recalls, the writer's batch
+//! insert). Fixed SQL uses `$n` placeholders, which SQLite and PostgreSQL
+//! share and [`dialect`] rewrites for MySQL; long generated statements use
+//! [`Params`], which writes `?` for SQLite (sqlx binds `$n` in quadratic
+//! time there) and MySQL, and `$n` for PostgreSQL. TLS to PostgreSQL is
+//! what the URL asks for ([`tls`]).
 
+mod dialect;
 pub mod friends;
 pub mod groups;
 pub mod history;
@@ -35,6 +38,8 @@ use crate::metrics::Metrics;
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// MySQL or MariaDB (`mysql://` or `mariadb://` URLs).
+    Mysql,
 }
 
 /// A handle on the database; cheap to clone.
@@ -69,8 +74,34 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
-fn migrator() -> Migrator {
-    let migrations = MIGRATIONS
+/// MySQL/MariaDB: the same schema, versions and meaning, in its grammar
+/// (no partial indexes; binary collation, so names and keys compare as on
+/// the other engines).
+const MYSQL_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/mysql/0001_init.sql")),
+    (
+        2,
+        "group invites",
+        include_str!("../../migrations/mysql/0002_group_invites.sql"),
+    ),
+    (
+        3,
+        "commit order and client ids",
+        include_str!("../../migrations/mysql/0003_commit_order_and_client_ids.sql"),
+    ),
+    (
+        4,
+        "reads and recalls",
+        include_str!("../../migrations/mysql/0004_reads_and_recalls.sql"),
+    ),
+];
+
+fn migrator(backend: Backend) -> Migrator {
+    let set = match backend {
+        Backend::Mysql => MYSQL_MIGRATIONS,
+        Backend::Sqlite | Backend::Postgres => MIGRATIONS,
+    };
+    let migrations = set
         .iter()
         .map(|(version, desc, sql)| {
             Migration::new(
@@ -124,7 +155,7 @@ impl Params {
     pub fn push(&mut self, sql: &mut String) {
         self.n += 1;
         match self.backend {
-            Backend::Sqlite => sql.push('?'),
+            Backend::Sqlite | Backend::Mysql => sql.push('?'),
             Backend::Postgres => {
                 sql.push('$');
                 sql.push_str(&self.n.to_string());
@@ -172,6 +203,8 @@ impl Db {
             Backend::Sqlite
         } else if url.starts_with("postgres") {
             Backend::Postgres
+        } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            Backend::Mysql
         } else {
             return Err(Error::Invalid(format!("unsupported database url {url:?}")));
         };
@@ -187,6 +220,19 @@ impl Db {
                          PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
                     )
                     .await?;
+                    Ok(())
+                })
+            });
+        }
+        if backend == Backend::Mysql {
+            // Read committed, as on PostgreSQL, which the statements are
+            // written for: a sync that read the commit counter sees every
+            // commit stamped at or below it. (Strict types are the server's
+            // default; string comparison is binary by the schema.)
+            opts = opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await?;
                     Ok(())
                 })
             });
@@ -266,7 +312,7 @@ impl Db {
 
     /// Brings the schema up to date (idempotent).
     pub async fn migrate(&self) -> Result<()> {
-        migrator().run(&self.pool).await?;
+        migrator(self.backend).run(&self.pool).await?;
         Ok(())
     }
 
@@ -303,7 +349,7 @@ impl Db {
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Postgres | Backend::Mysql => self.pool.begin().await?,
         };
         Ok(tx)
     }
@@ -313,20 +359,35 @@ impl Db {
     /// the insert it allows are one step: two concurrent inserts under the
     /// same row wait for each other. `table` is a literal with an `id` column.
     pub(crate) async fn lock_row(
+        &self,
         tx: &mut Transaction<'static, Any>,
         table: &'static str,
         id: i64,
     ) -> Result<()> {
         let sql = format!("UPDATE {table} SET id = id WHERE id = $1");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        sqlx::query(sqlx::AssertSqlSafe(dialect::owned(self.backend, sql)))
             .bind(id)
             .execute(&mut **tx)
             .await?;
         Ok(())
     }
 
-    /// Takes the next id of `counter` inside `tx`.
-    pub(crate) async fn next_id(tx: &mut Transaction<'static, Any>, counter: &str) -> Result<i64> {
+    /// Takes the next id of `counter` inside `tx` (the row stays locked
+    /// until `tx` ends).
+    pub(crate) async fn next_id(&self, tx: &mut Transaction<'static, Any>, counter: &str) -> Result<i64> {
+        if self.backend == Backend::Mysql {
+            // No UPDATE ... RETURNING: the update locks the row, the read in
+            // the same transaction sees its own write.
+            sqlx::query("UPDATE id_counters SET next_id = next_id + 1 WHERE name = ?")
+                .bind(counter.to_owned())
+                .execute(&mut **tx)
+                .await?;
+            let (id,): (i64,) = sqlx::query_as("SELECT next_id - 1 FROM id_counters WHERE name = ?")
+                .bind(counter.to_owned())
+                .fetch_one(&mut **tx)
+                .await?;
+            return Ok(id);
+        }
         let (id,): (i64,) = sqlx::query_as(
             "UPDATE id_counters SET next_id = next_id + 1 WHERE name = $1 RETURNING next_id - 1",
         )

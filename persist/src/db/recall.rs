@@ -9,7 +9,7 @@ use confab_queue::ConversationId;
 use sqlx::Row;
 
 use super::history::{MESSAGE_COLUMNS, StoredMessage, message_from_row};
-use super::{Db, now_ms, sql_id};
+use super::{Db, dialect, now_ms, sql_id};
 use crate::error::{Error, Result};
 
 /// What a recall did.
@@ -32,13 +32,21 @@ impl Db {
         let t = self.metrics.time("recall");
         let work = async {
             let mut tx = self.begin_write().await?;
-            // Locks the message's row (PostgreSQL; SQLite's write
-            // transaction holds the database): two recalls of one message
-            // do not both make an entry.
-            let row = sqlx::query(
-                "UPDATE messages SET message_id = message_id WHERE message_id = $1 \
-                 RETURNING conversation_id, sender_id, server_time, COALESCE(recall_of, 0) AS recall_of",
-            )
+            // Locks the message's row (PostgreSQL, MySQL; SQLite's write
+            // transaction holds the database), then reads it: two recalls
+            // of one message do not both make an entry.
+            sqlx::query(dialect::sql(
+                self.backend,
+                "UPDATE messages SET message_id = message_id WHERE message_id = $1",
+            ))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query(dialect::sql(
+                self.backend,
+                "SELECT conversation_id, sender_id, server_time, COALESCE(recall_of, 0) AS recall_of \
+                 FROM messages WHERE message_id = $1",
+            ))
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?
@@ -62,20 +70,22 @@ impl Db {
             // connection must not wait for a second.
             let participant = match conversation.parse::<ConversationId>()? {
                 ConversationId::Direct { lo, hi } => lo == user || hi == user,
-                ConversationId::Group(g) => {
-                    sqlx::query("SELECT 1 FROM group_members WHERE group_id = $1 AND user_id = $2")
-                        .bind(g as i64)
-                        .bind(u)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .is_some()
-                }
+                ConversationId::Group(g) => sqlx::query(dialect::sql(
+                    self.backend,
+                    "SELECT 1 FROM group_members WHERE group_id = $1 AND user_id = $2",
+                ))
+                .bind(g as i64)
+                .bind(u)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some(),
             };
             if !participant {
                 return Err(Error::NotParticipant { user, conversation });
             }
-            let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE recall_of = $1"
+            let existing = sqlx::query(sqlx::AssertSqlSafe(dialect::owned(
+                self.backend,
+                format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE recall_of = $1"),
             )))
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -94,24 +104,35 @@ impl Db {
                     window_ms,
                 });
             }
-            sqlx::query("UPDATE messages SET body = '', recalled_at = $1 WHERE message_id = $2")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            let (seq,): (i64,) = sqlx::query_as(
-                "UPDATE conversations SET seq = seq + 1, last_message_id = $1, updated_at = $2 \
-                 WHERE id = $3 RETURNING seq",
-            )
+            sqlx::query(dialect::sql(
+                self.backend,
+                "UPDATE messages SET body = '', recalled_at = $1 WHERE message_id = $2",
+            ))
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(dialect::sql(
+                self.backend,
+                "UPDATE conversations SET seq = seq + 1, last_message_id = $1, updated_at = $2 WHERE id = $3",
+            ))
             .bind(entry)
             .bind(now)
             .bind(conversation.clone())
+            .execute(&mut *tx)
+            .await?;
+            let (seq,): (i64,) = sqlx::query_as(dialect::sql(
+                self.backend,
+                "SELECT seq FROM conversations WHERE id = $1",
+            ))
+            .bind(conversation.clone())
             .fetch_one(&mut *tx)
             .await?;
-            sqlx::query(
+            sqlx::query(dialect::sql(
+                self.backend,
                 "INSERT INTO messages (message_id, conversation_id, seq, sender_id, body, \
                  client_msg_id, server_time, recall_of) VALUES ($1, $2, $3, $4, '', '', $5, $6)",
-            )
+            ))
             .bind(entry)
             .bind(conversation.clone())
             .bind(seq)
@@ -121,12 +142,15 @@ impl Db {
             .execute(&mut *tx)
             .await?;
             // Last, so the counter's row lock is held only for the commit.
-            let change = Db::next_id(&mut tx, "change").await?;
-            sqlx::query("UPDATE conversations SET change_seq = $1 WHERE id = $2")
-                .bind(change)
-                .bind(conversation.clone())
-                .execute(&mut *tx)
-                .await?;
+            let change = self.next_id(&mut tx, "change").await?;
+            sqlx::query(dialect::sql(
+                self.backend,
+                "UPDATE conversations SET change_seq = $1 WHERE id = $2",
+            ))
+            .bind(change)
+            .bind(conversation.clone())
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             Ok(Recall {
                 entry: StoredMessage {

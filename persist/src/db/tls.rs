@@ -5,6 +5,10 @@
 //! plain: sqlx's own default, `prefer`, would encrypt without verifying
 //! anything whenever the server offers TLS, which protects nothing and
 //! costs CPU, so it is never chosen silently.
+//!
+//! MySQL/MariaDB connections are plain in this version (sqlx's default
+//! there, `PREFERRED`, is turned off the same way); a URL that asks for
+//! TLS to them is refused at start rather than half honoured.
 
 use std::path::PathBuf;
 
@@ -43,6 +47,20 @@ impl SqlTls {
             mode: None,
             root_cert: None,
         };
+        if is_mysql(url) {
+            let parsed = Url::parse(url).map_err(|e| format!("database.url is not a URL: {e}"))?;
+            for (key, value) in parsed.query_pairs() {
+                let plain = key == "ssl-mode" && value.eq_ignore_ascii_case("disabled");
+                if key.starts_with("ssl") && !plain {
+                    return Err(format!(
+                        "database.url: {key}={value}: TLS to MySQL/MariaDB is not supported in this \
+                         version (reach it over a private network, or use PostgreSQL with \
+                         sslmode=verify-full)"
+                    ));
+                }
+            }
+            return Ok(none);
+        }
         if !url.starts_with("postgres") {
             return Ok(none);
         }
@@ -129,11 +147,18 @@ impl SqlTls {
 /// nor `PGSSLMODE` names an `sslmode` gets `sslmode=disable` (see the
 /// module's note); every other URL is unchanged.
 pub fn effective_url(url: &str, tls: &SqlTls) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    if is_mysql(url) && !url.contains("ssl-mode=") {
+        return format!("{url}{sep}ssl-mode=disabled");
+    }
     if !url.starts_with("postgres") || tls.mode.is_some() {
         return url.to_owned();
     }
-    let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}sslmode=disable")
+}
+
+fn is_mysql(url: &str) -> bool {
+    url.starts_with("mysql:") || url.starts_with("mariadb:")
 }
 
 #[cfg(test)]
@@ -202,6 +227,21 @@ mod tests {
             effective_url(sqlite, &SqlTls::parse_no_env(sqlite).unwrap()),
             sqlite
         );
+    }
+
+    #[test]
+    fn mysql_stays_plain_and_refuses_to_half_honour_tls() {
+        let plain = "mysql://root@h:3306/x";
+        assert_eq!(
+            effective_url(plain, &SqlTls::parse_no_env(plain).unwrap()),
+            "mysql://root@h:3306/x?ssl-mode=disabled"
+        );
+        let off = "mariadb://root@h/x?ssl-mode=DISABLED";
+        assert_eq!(effective_url(off, &SqlTls::parse_no_env(off).unwrap()), off);
+        for asked in ["mysql://h/x?ssl-mode=required", "mysql://h/x?ssl-ca=/ca.pem"] {
+            let e = SqlTls::parse_no_env(asked).unwrap_err();
+            assert!(e.contains("not supported"), "{e}");
+        }
     }
 
     #[test]

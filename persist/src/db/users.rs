@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, Params, now_ms, sql_id};
+use super::{Db, Params, dialect, now_ms, sql_id};
 use crate::error::{Error, Result, is_unique_violation};
 use crate::password;
 
@@ -56,16 +56,18 @@ impl Db {
 
     async fn insert_user(&self, name: &str, hash: String) -> Result<User> {
         let mut tx = self.begin_write().await?;
-        let id = Self::next_id(&mut tx, "user").await?;
+        let id = self.next_id(&mut tx, "user").await?;
         let now = now_ms();
-        let r =
-            sqlx::query("INSERT INTO users (id, name, password_hash, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(id)
-                .bind(name.to_owned())
-                .bind(hash)
-                .bind(now)
-                .execute(&mut *tx)
-                .await;
+        let r = sqlx::query(dialect::sql(
+            self.backend,
+            "INSERT INTO users (id, name, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+        ))
+        .bind(id)
+        .bind(name.to_owned())
+        .bind(hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
         match r {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => return Err(Error::NameTaken(name.to_owned())),
@@ -83,10 +85,13 @@ impl Db {
     #[tracing::instrument(skip(self, password))]
     pub async fn authenticate(&self, name: &str, password: &str, device: &str) -> Result<Session> {
         let t = self.metrics.time("authenticate");
-        let row = sqlx::query("SELECT id, name, created_at, password_hash FROM users WHERE name = $1")
-            .bind(name.to_owned())
-            .fetch_optional(&self.pool)
-            .await;
+        let row = sqlx::query(dialect::sql(
+            self.backend,
+            "SELECT id, name, created_at, password_hash FROM users WHERE name = $1",
+        ))
+        .bind(name.to_owned())
+        .fetch_optional(&self.pool)
+        .await;
         let row = t.finish(row)?.ok_or(Error::BadCredentials)?;
         let phc: String = row.try_get("password_hash")?;
         let user = user_from_row(&row)?;
@@ -108,32 +113,49 @@ impl Db {
                 let mut tx = self.begin_write().await?;
                 // The new token replaces the device's earlier ones (its
                 // session is kicked), and the user keeps the newest `max`.
-                let same_device = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND device = $2")
-                    .bind(uid)
-                    .bind(device.to_owned())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                sqlx::query(
+                let same_device = sqlx::query(dialect::sql(
+                    self.backend,
+                    "DELETE FROM sessions WHERE user_id = $1 AND device = $2",
+                ))
+                .bind(uid)
+                .bind(device.to_owned())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query(dialect::sql(
+                    self.backend,
                     "INSERT INTO sessions (token_hash, user_id, device, created_at, last_seen_at) \
-                     VALUES ($1, $2, $3, $4, $4)",
-                )
+                     VALUES ($1, $2, $3, $4, $5)",
+                ))
                 .bind(hash.clone())
                 .bind(uid)
                 .bind(device.to_owned())
                 .bind(now)
+                .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                let over_cap = sqlx::query(
-                    "DELETE FROM sessions WHERE user_id = $1 AND token_hash NOT IN \
-                     (SELECT token_hash FROM sessions WHERE user_id = $1 \
-                      ORDER BY created_at DESC, token_hash LIMIT $2)",
-                )
+                // The ones past the newest `max`, then their delete (MySQL
+                // takes no LIMIT in a subquery of the table it deletes from).
+                let older: Vec<(String,)> = sqlx::query_as(dialect::sql(
+                    self.backend,
+                    "SELECT token_hash FROM sessions WHERE user_id = $1 \
+                     ORDER BY created_at DESC, token_hash LIMIT 1000 OFFSET $2",
+                ))
                 .bind(uid)
                 .bind(max)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut over_cap = 0;
+                for (token,) in older {
+                    over_cap += sqlx::query(dialect::sql(
+                        self.backend,
+                        "DELETE FROM sessions WHERE token_hash = $1",
+                    ))
+                    .bind(token)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
                 tx.commit().await?;
                 Ok::<_, Error>((same_device, over_cap))
             }
@@ -155,10 +177,11 @@ impl Db {
     pub async fn resume_session(&self, token: &str) -> Result<Session> {
         let t = self.metrics.time("resume_session");
         let hash = password::token_hash(token);
-        let row = sqlx::query(
+        let row = sqlx::query(dialect::sql(
+            self.backend,
             "SELECT u.id, u.name, u.created_at, s.device, s.created_at AS issued_at FROM sessions s \
              JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
-        )
+        ))
         .bind(hash.clone())
         .fetch_optional(&self.pool)
         .await;
@@ -166,21 +189,27 @@ impl Db {
         let issued_at: i64 = row.try_get("issued_at")?;
         let lifetime = i64::try_from(self.limits().token_lifetime_ms).unwrap_or(i64::MAX);
         if now_ms().saturating_sub(issued_at) >= lifetime {
-            sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-                .bind(hash)
-                .execute(&self.pool)
-                .await?;
+            sqlx::query(dialect::sql(
+                self.backend,
+                "DELETE FROM sessions WHERE token_hash = $1",
+            ))
+            .bind(hash)
+            .execute(&self.pool)
+            .await?;
             self.metrics
                 .token_revocations
                 .with_label_values(&["expired"])
                 .inc();
             return Err(Error::SessionNotFound);
         }
-        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2")
-            .bind(now_ms())
-            .bind(hash)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(dialect::sql(
+            self.backend,
+            "UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2",
+        ))
+        .bind(now_ms())
+        .bind(hash)
+        .execute(&self.pool)
+        .await?;
         Ok(Session {
             user: user_from_row(&row)?,
             token: token.to_owned(),
@@ -190,10 +219,13 @@ impl Db {
 
     pub async fn revoke_session(&self, token: &str) -> Result<()> {
         let t = self.metrics.time("revoke_session");
-        let r = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(password::token_hash(token))
-            .execute(&self.pool)
-            .await;
+        let r = sqlx::query(dialect::sql(
+            self.backend,
+            "DELETE FROM sessions WHERE token_hash = $1",
+        ))
+        .bind(password::token_hash(token))
+        .execute(&self.pool)
+        .await;
         if t.finish(r)?.rows_affected() == 0 {
             return Err(Error::SessionNotFound);
         }
@@ -213,12 +245,15 @@ impl Db {
             async {
                 let mut n = 0;
                 for device in devices {
-                    n += sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND device = $2")
-                        .bind(uid)
-                        .bind(device.clone())
-                        .execute(&self.pool)
-                        .await?
-                        .rows_affected();
+                    n += sqlx::query(dialect::sql(
+                        self.backend,
+                        "DELETE FROM sessions WHERE user_id = $1 AND device = $2",
+                    ))
+                    .bind(uid)
+                    .bind(device.clone())
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
                 }
                 Ok::<_, Error>(n)
             }
@@ -233,19 +268,25 @@ impl Db {
 
     pub async fn get_user(&self, id: u64) -> Result<User> {
         let t = self.metrics.time("get_user");
-        let row = sqlx::query("SELECT id, name, created_at FROM users WHERE id = $1")
-            .bind(sql_id("user", id).map_err(|_| Error::UserNotFound(id))?)
-            .fetch_optional(&self.pool)
-            .await;
+        let row = sqlx::query(dialect::sql(
+            self.backend,
+            "SELECT id, name, created_at FROM users WHERE id = $1",
+        ))
+        .bind(sql_id("user", id).map_err(|_| Error::UserNotFound(id))?)
+        .fetch_optional(&self.pool)
+        .await;
         user_from_row(&t.finish(row)?.ok_or(Error::UserNotFound(id))?)
     }
 
     pub async fn get_user_by_name(&self, name: &str) -> Result<User> {
         let t = self.metrics.time("get_user_by_name");
-        let row = sqlx::query("SELECT id, name, created_at FROM users WHERE name = $1")
-            .bind(name.to_owned())
-            .fetch_optional(&self.pool)
-            .await;
+        let row = sqlx::query(dialect::sql(
+            self.backend,
+            "SELECT id, name, created_at FROM users WHERE name = $1",
+        ))
+        .bind(name.to_owned())
+        .fetch_optional(&self.pool)
+        .await;
         user_from_row(
             &t.finish(row)?
                 .ok_or_else(|| Error::UserNameNotFound(name.to_owned()))?,
@@ -284,15 +325,16 @@ impl Db {
         let escaped: String = prefix
             .chars()
             .flat_map(|c| match c {
-                '%' | '_' | '\\' => vec!['\\', c],
+                '%' | '_' | '!' => vec!['!', c],
                 c => vec![c],
             })
             .collect();
         let t = self.metrics.time("search_users");
-        let rows = sqlx::query(
-            "SELECT id, name, created_at FROM users WHERE name LIKE $1 ESCAPE '\\' \
+        let rows = sqlx::query(dialect::sql(
+            self.backend,
+            "SELECT id, name, created_at FROM users WHERE name LIKE $1 ESCAPE '!' \
              AND name > $2 ORDER BY name LIMIT $3",
-        )
+        ))
         .bind(format!("{escaped}%"))
         .bind(after.to_owned())
         .bind(limit)

@@ -1,6 +1,6 @@
 //! Persist's own checks of who may do what, whatever the gateway sent:
 //! readers must be participants, group rules by role, the writer stores
-//! group messages of members only. SQLite and PostgreSQL.
+//! group messages of members only. SQLite, PostgreSQL and MariaDB.
 
 use std::time::Duration;
 
@@ -11,13 +11,13 @@ use confab_queue::ConversationId;
 use confab_queue::Producer;
 use confab_queue::embedded::EmbeddedQueue;
 
-use crate::both_backends;
 use crate::embedded::{count_messages, qmsg, start_writers};
+use crate::every_backend;
 use crate::helpers::{TestDb, eventually};
 
-both_backends!(readers_must_be_participants, readers_must_be_participants);
-both_backends!(group_rules_follow_roles, group_rules_follow_roles);
-both_backends!(search_is_paged, search_is_paged);
+every_backend!(readers_must_be_participants, readers_must_be_participants);
+every_backend!(group_rules_follow_roles, group_rules_follow_roles);
+every_backend!(search_is_paged, search_is_paged);
 
 fn msg(id: u64, conv: ConversationId, sender: u64) -> NewMessage {
     NewMessage {

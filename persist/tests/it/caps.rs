@@ -1,4 +1,4 @@
-//! Caps on what one user or group may hold, on SQLite and PostgreSQL: the
+//! Caps on what one user or group may hold, on SQLite, PostgreSQL and MariaDB: the
 //! group size, the pending friend requests and group invitations of one
 //! sender. Each holds
 //! under concurrent inserts (checked in the insert's transaction), refuses
@@ -11,11 +11,11 @@ use confab_persist::db::Db;
 use confab_persist::db::invites::Invited;
 use futures::future::join_all;
 
-use crate::both_backends;
+use crate::every_backend;
 
-both_backends!(group_size_cap, group_size_cap);
-both_backends!(pending_friend_request_cap, pending_friend_request_cap);
-both_backends!(pending_invite_cap, pending_invite_cap);
+every_backend!(group_size_cap, group_size_cap);
+every_backend!(pending_friend_request_cap, pending_friend_request_cap);
+every_backend!(pending_invite_cap, pending_invite_cap);
 
 async fn users(db: &Db, prefix: &str, n: usize) -> Vec<u64> {
     let mut out = Vec::new();
@@ -225,7 +225,7 @@ async fn pending_invite_cap(db: &Db) {
     assert_eq!(counted, (targets.len() - MAX) as u64 + 1);
 }
 
-both_backends!(
+every_backend!(
     resume_tokens_expire_and_are_capped,
     resume_tokens_expire_and_are_capped
 );

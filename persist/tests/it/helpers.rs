@@ -1,6 +1,6 @@
 //! Test fixtures: a fresh database per test (a temp SQLite file, or a new
-//! PostgreSQL database that is dropped afterwards), service availability
-//! checks (skip loudly, or fail when CI=true).
+//! PostgreSQL or MariaDB database that is dropped afterwards), service
+//! availability checks (skip loudly, or fail when CI=true).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +12,7 @@ pub use confab_testkit::eventually;
 use sqlx::Connection;
 
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub const MYSQL_ADMIN_URL: &str = "mysql://root@127.0.0.1:3306/test";
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 pub use confab_testkit::{missing, unique};
@@ -29,6 +30,7 @@ pub fn db_config() -> DatabaseConfig {
 pub enum Kind {
     Sqlite,
     Postgres,
+    Mysql,
 }
 
 /// A database for one test; dropped (PostgreSQL) or deleted (SQLite) when
@@ -36,6 +38,7 @@ pub enum Kind {
 pub struct TestDb {
     pub db: Db,
     pg_name: Option<String>,
+    mysql_name: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -45,6 +48,7 @@ impl TestDb {
         match kind {
             Kind::Sqlite => Some(Self::sqlite().await),
             Kind::Postgres => Self::postgres().await,
+            Kind::Mysql => Self::mysql().await,
         }
     }
 
@@ -56,6 +60,7 @@ impl TestDb {
         Self {
             db,
             pg_name: None,
+            mysql_name: None,
             _dir: Some(dir),
         }
     }
@@ -68,9 +73,68 @@ impl TestDb {
         Some(Self {
             db,
             pg_name: Some(name),
+            mysql_name: None,
             _dir: None,
         })
     }
+
+    pub async fn mysql() -> Option<Self> {
+        let url = create_mysql_database().await?;
+        let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+        let db = Db::connect(&url, &db_config(), Arc::new(Metrics::new())).expect("connect");
+        db.migrate().await.expect("migrate");
+        Some(Self {
+            db,
+            pg_name: None,
+            mysql_name: Some(name),
+            _dir: None,
+        })
+    }
+}
+
+/// Creates a fresh MariaDB (MySQL) database and returns its URL.
+pub async fn create_mysql_database() -> Option<String> {
+    let conn = tokio::time::timeout(
+        Duration::from_secs(5),
+        sqlx::MySqlConnection::connect(MYSQL_ADMIN_URL),
+    )
+    .await;
+    let mut conn = match conn {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            missing("MariaDB", &e.to_string());
+            return None;
+        }
+        Err(_) => {
+            missing("MariaDB", "connect timed out");
+            return None;
+        }
+    };
+    let name = unique("confab_t");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let _ = conn.close().await;
+    Some(format!("mysql://root@127.0.0.1:3306/{name}"))
+}
+
+/// Drops a database made by `create_mysql_database` (from any context).
+pub fn drop_mysql_database(name: String) {
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        rt.block_on(async move {
+            if let Ok(mut conn) = sqlx::MySqlConnection::connect(MYSQL_ADMIN_URL).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
+                    .execute(&mut conn)
+                    .await;
+                let _ = conn.close().await;
+            }
+        });
+    })
+    .join();
 }
 
 /// Creates a fresh PostgreSQL database and returns its URL.
@@ -120,6 +184,17 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(name) = self.pg_name.take() {
             drop_pg_database(name);
+        }
+        if let Some(name) = self.mysql_name.take() {
+            // The pool first: MariaDB waits for open connections' locks.
+            let db = self.db.clone();
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    rt.block_on(db.close());
+                }
+            })
+            .join();
+            drop_mysql_database(name);
         }
     }
 }

@@ -13,8 +13,8 @@ use lapin::{Connection, ConnectionProperties};
 use prost::Message as _;
 
 use crate::amqp::Queues;
-use crate::both_backends;
 use crate::embedded::{bodies_in_seq_order, count_messages, qmsg};
+use crate::every_backend;
 use crate::helpers::{AMQP_URL, TestDb, eventually};
 
 fn keyed(id: u64, conv: ConversationId, sender: u64, key: &str) -> NewMessage {
@@ -74,7 +74,7 @@ async fn a_resend_is_stored_once(db: &Db) {
         vec![101, 103, 105, 106, 107]
     );
 }
-both_backends!(resend, a_resend_is_stored_once);
+every_backend!(resend, a_resend_is_stored_once);
 
 async fn the_cursor_moves_with_each_commit(db: &Db) {
     let a = db.create_user("ca", "p").await.expect("a").id;
@@ -93,7 +93,7 @@ async fn the_cursor_moves_with_each_commit(db: &Db) {
     let (moved, _) = db.changed_conversations(b, c2).await.expect("after c2");
     assert_eq!(moved.len(), 1, "the other participant sees it too");
 }
-both_backends!(cursor, the_cursor_moves_with_each_commit);
+every_backend!(cursor, the_cursor_moves_with_each_commit);
 
 /// A writer's transaction that is slow to commit (here: held on a row lock
 /// another session keeps) commits after a reader took its cursor. The

@@ -1,5 +1,6 @@
 //! Integration tests of confab-persist, against real services: SQLite in a
-//! temp dir, PostgreSQL on 127.0.0.1:5432, RabbitMQ on 127.0.0.1:5672, and
+//! temp dir, PostgreSQL on 127.0.0.1:5432, MariaDB on 127.0.0.1:3306,
+//! RabbitMQ on 127.0.0.1:5672, and
 //! a TLS-only PostgreSQL and RabbitMQ node each TLS test starts for itself.
 
 mod amqp;
@@ -16,9 +17,9 @@ mod read_wait;
 mod reads;
 mod service;
 
-/// Runs one async test body against SQLite and against PostgreSQL.
+/// Runs one async test body against SQLite, PostgreSQL and MariaDB.
 #[macro_export]
-macro_rules! both_backends {
+macro_rules! every_backend {
     ($name:ident, $body:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,6 +33,13 @@ macro_rules! both_backends {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 if let Some(t) = $crate::helpers::TestDb::new($crate::helpers::Kind::Postgres).await {
+                    super::$body(&t.db).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql() {
+                if let Some(t) = $crate::helpers::TestDb::new($crate::helpers::Kind::Mysql).await {
                     super::$body(&t.db).await;
                 }
             }

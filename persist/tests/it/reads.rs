@@ -1,14 +1,14 @@
 //! Read marks with unread counts and the other user's mark, and recalls,
-//! on SQLite and PostgreSQL.
+//! on SQLite, PostgreSQL and MariaDB.
 
 use confab_persist::Error;
 use confab_persist::db::{Db, NewMessage, now_ms};
 use confab_queue::ConversationId;
 
-use crate::both_backends;
+use crate::every_backend;
 
-both_backends!(read_marks_and_unread_counts, read_marks_and_unread_counts);
-both_backends!(recalls, recalls);
+every_backend!(read_marks_and_unread_counts, read_marks_and_unread_counts);
+every_backend!(recalls, recalls);
 
 fn msg(id: u64, conv: ConversationId, sender: u64, time: i64) -> NewMessage {
     NewMessage {
