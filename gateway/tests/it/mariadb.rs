@@ -6,6 +6,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use confab_client::proto::frame::Body;
+use confab_client::proto::{self as pb};
 use confab_client::{DeviceKind, Peer};
 use confab_testkit::{missing, unique};
 
@@ -67,8 +69,19 @@ async fn chat_groups_reads_and_recalls_on_mariadb() {
             .expect("send");
         acked.push(ack.message_id);
     }
-    // A resend with a client id already used is the same message.
-    let again = mia.send_to(ned, "m0", "c0").await.expect("resend");
+    // A resend (after a lost ack) is the same message: the original's ack,
+    // found in MariaDB by the sender's client message id.
+    let resend = pb::SendRequest {
+        to_user: ned,
+        body: "m0".into(),
+        client_msg_id: "c0".into(),
+        resend: true,
+        ..Default::default()
+    };
+    let again = match mia.conn.request(Body::Send(resend)).await.expect("resend") {
+        Body::SendAck(a) => a,
+        other => panic!("expected SendAck, got {other:?}"),
+    };
     assert_eq!(again.message_id, acked[0], "a resend gets the original ack");
     let group = mia.create_group("on-mariadb").await.expect("group");
     let gid = group.group_id;
