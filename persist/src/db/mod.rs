@@ -212,12 +212,15 @@ impl Db {
             .max_connections(cfg.max_connections)
             .min_connections(cfg.min_connections)
             .acquire_timeout(Duration::from_millis(cfg.acquire_timeout_ms));
+        // LIKE (the user search) is case-sensitive everywhere: SQLite's is
+        // not by default.
         if backend == Backend::Sqlite {
             opts = opts.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                         PRAGMA case_sensitive_like = ON;",
                     )
                     .await?;
                     Ok(())
