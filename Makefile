@@ -10,6 +10,10 @@
 #                         Prometheus rules (promtool test rules), dashboards
 #   make web-screenshots  the browser test, saving docs/screenshots/
 #   make build            release build of every binary
+#   make image            confab:latest with podman (Dockerfile; Debian bases
+#                         made by debootstrap, no registry needed)
+#   make image-check      that image as a router, persist and a gateway in a
+#                         pod; a chat round trip from outside it
 #   make bench            benchmarks against a local release cluster
 #   make bench-tls        the same plain and with TLS on, and the ratios
 #   make bench-trace      chat plain and with traces (1 %) + JSON logs
@@ -25,7 +29,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/confab/target
 PROFILE ?= release
 CARGO ?= cargo
 
-.PHONY: deps web web-screenshots build test lint check-deploy fmt unit bench bench-tls bench-trace bench-compare chaos fuzz fuzz-seeds cluster-up cluster-down cluster-status cluster-add-router clean-cluster
+.PHONY: deps web web-screenshots build image image-check test lint check-deploy fmt unit bench bench-tls bench-trace bench-compare chaos fuzz fuzz-seeds cluster-up cluster-down cluster-status cluster-add-router clean-cluster
 
 # System prerequisites a fresh machine lacks: libclang for RocksDB's bindgen.
 # (protoc is vendored by the proto crate.)
@@ -39,6 +43,14 @@ web:
 
 build: deps
 	$(CARGO) build --release --workspace --bins
+
+# The image (podman, configured by scripts/ensure-podman.sh): the build
+# stage reuses this target directory and the host's toolchain.
+image: deps
+	scripts/image.sh
+
+image-check: build
+	scripts/image-check.sh
 
 lint: deps web check-deploy
 	$(CARGO) fmt --all -- --check
