@@ -262,7 +262,10 @@ impl Db {
         let t = self.metrics.time("find_sent");
         let row = sqlx::query(sqlx::AssertSqlSafe(dialect::owned(
             self.backend,
-            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = $1 AND client_msg_id = $2"),
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = $1 AND {}",
+                client_key(self.backend)
+            ),
         )))
         .bind(sender)
         .bind(client_msg_id.to_owned())
@@ -337,5 +340,16 @@ impl Db {
             Ok((wanted as u64, true))
         };
         t.finish(write.await)
+    }
+}
+
+/// The condition on a sender's client message id (`$2` after the sender's
+/// `$1`) that the index of the keys serves: a partial index on SQLite and
+/// PostgreSQL, used only when the query says the id is not empty; on MySQL
+/// the generated column that holds the non-empty ids.
+pub(super) fn client_key(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Mysql => "client_key = $2",
+        Backend::Sqlite | Backend::Postgres => "client_msg_id = $2 AND client_msg_id <> ''",
     }
 }

@@ -174,18 +174,40 @@ async fn existing_keys<'m>(
         .filter(|m| !m.client_msg_id.is_empty())
         .collect();
     let mut found = HashSet::new();
+    // Each pair must be a lookup in the index of the keys, not a scan of
+    // the table per batch. SQLite scans for an OR of pairs (and for a row
+    // value IN a list): a join with the pairs as a VALUES table is a loop
+    // of index searches there and on PostgreSQL, whose index is partial
+    // (the query says the id is not empty). MySQL's index is on the
+    // generated column of the non-empty ids, and its range access serves
+    // the OR.
     for chunk in keyed.chunks(CHUNK / 2) {
-        let mut sql = String::from("SELECT sender_id, client_msg_id FROM messages WHERE ");
         let mut params = Params::new(backend);
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(" OR ");
+        let mut sql = String::new();
+        if backend == Backend::Mysql {
+            sql.push_str("SELECT sender_id, client_msg_id FROM messages WHERE ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(" OR ");
+                }
+                sql.push_str("(sender_id = ");
+                params.push(&mut sql);
+                sql.push_str(" AND client_key = ");
+                params.push(&mut sql);
+                sql.push(')');
             }
-            sql.push_str("(sender_id = ");
-            params.push(&mut sql);
-            sql.push_str(" AND client_msg_id = ");
-            params.push(&mut sql);
-            sql.push(')');
+        } else {
+            sql.push_str("SELECT m.sender_id, m.client_msg_id FROM (VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                params.tuple(&mut sql, 2);
+            }
+            sql.push_str(
+                ") AS k JOIN messages m ON m.sender_id = k.column1 AND m.client_msg_id = k.column2 \
+                 AND m.client_msg_id <> ''",
+            );
         }
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for m in chunk {
