@@ -21,16 +21,15 @@ pub(crate) fn sql(backend: Backend, text: &'static str) -> &'static str {
     if backend != Backend::Mysql {
         return text;
     }
-    static CACHE: OnceLock<Mutex<HashMap<usize, &'static str>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let key = text.as_ptr() as usize ^ (text.len() << 48);
-    if let Some(done) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return done;
-    }
+    static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static str>>> = OnceLock::new();
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     // A bounded set: one entry per fixed statement of the crate.
-    let done: &'static str = Box::leak(owned(backend, text.to_owned()).into_boxed_str());
-    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, done);
-    done
+    cache
+        .entry(text)
+        .or_insert_with(|| Box::leak(owned(backend, text.to_owned()).into_boxed_str()))
 }
 
 /// A generated statement for `backend` (see [`sql`]); not kept.

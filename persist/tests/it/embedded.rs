@@ -262,6 +262,6 @@ pub struct PgDrop(pub String);
 
 impl Drop for PgDrop {
     fn drop(&mut self) {
-        crate::helpers::drop_pg_database(self.0.clone());
+        crate::helpers::POSTGRES.drop_database(self.0.clone());
     }
 }

@@ -9,7 +9,7 @@ use confab_persist::config::DatabaseConfig;
 use confab_persist::db::Db;
 use confab_persist::metrics::Metrics;
 pub use confab_testkit::eventually;
-use sqlx::Connection;
+use sqlx::{AnyConnection, Connection};
 
 pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 pub const MYSQL_ADMIN_URL: &str = "mysql://root@127.0.0.1:3306/test";
@@ -33,12 +33,87 @@ pub enum Kind {
     Mysql,
 }
 
-/// A database for one test; dropped (PostgreSQL) or deleted (SQLite) when
-/// this value goes away.
+/// A database server on which a test makes a fresh database of its own.
+#[derive(Clone, Copy)]
+pub struct Server {
+    name: &'static str,
+    /// An existing database to connect to for CREATE and DROP.
+    admin_url: &'static str,
+    /// The server's URL without a database.
+    base_url: &'static str,
+    /// How DROP DATABASE ends its connections.
+    drop_tail: &'static str,
+}
+
+pub const POSTGRES: Server = Server {
+    name: "PostgreSQL",
+    admin_url: PG_ADMIN_URL,
+    base_url: "postgres://postgres@127.0.0.1:5432",
+    drop_tail: " WITH (FORCE)",
+};
+
+pub const MARIADB: Server = Server {
+    name: "MariaDB",
+    admin_url: MYSQL_ADMIN_URL,
+    base_url: "mysql://root@127.0.0.1:3306",
+    drop_tail: "",
+};
+
+impl Server {
+    /// Creates a fresh database and returns its name and URL; None when the
+    /// server is unavailable (and we are not under CI).
+    pub async fn create(self) -> Option<(String, String)> {
+        sqlx::any::install_default_drivers();
+        let conn = tokio::time::timeout(Duration::from_secs(5), AnyConnection::connect(self.admin_url)).await;
+        let mut conn = match conn {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                missing(self.name, &e.to_string());
+                return None;
+            }
+            Err(_) => {
+                missing(self.name, "connect timed out");
+                return None;
+            }
+        };
+        let name = unique("confab_t");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        let _ = conn.close().await;
+        let url = format!("{}/{name}", self.base_url);
+        Some((name, url))
+    }
+
+    /// Drops a database made by [`Server::create`] (from any context).
+    pub fn drop_database(self, name: String) {
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut conn) = AnyConnection::connect(self.admin_url).await {
+                    let drop = format!("DROP DATABASE IF EXISTS {name}{}", self.drop_tail);
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Creates a fresh PostgreSQL database and returns its URL.
+pub async fn create_pg_database() -> Option<String> {
+    POSTGRES.create().await.map(|(_, url)| url)
+}
+
+/// A database for one test; dropped (PostgreSQL, MariaDB) or deleted
+/// (SQLite) when this value goes away.
 pub struct TestDb {
     pub db: Db,
-    pg_name: Option<String>,
-    mysql_name: Option<String>,
+    on_server: Option<(Server, String)>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -47,8 +122,8 @@ impl TestDb {
     pub async fn new(kind: Kind) -> Option<Self> {
         match kind {
             Kind::Sqlite => Some(Self::sqlite().await),
-            Kind::Postgres => Self::postgres().await,
-            Kind::Mysql => Self::mysql().await,
+            Kind::Postgres => Self::on(POSTGRES).await,
+            Kind::Mysql => Self::on(MARIADB).await,
         }
     }
 
@@ -59,133 +134,30 @@ impl TestDb {
         db.migrate().await.expect("migrate");
         Self {
             db,
-            pg_name: None,
-            mysql_name: None,
+            on_server: None,
             _dir: Some(dir),
         }
     }
 
     pub async fn postgres() -> Option<Self> {
-        let url = create_pg_database().await?;
-        let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+        Self::on(POSTGRES).await
+    }
+
+    async fn on(server: Server) -> Option<Self> {
+        let (name, url) = server.create().await?;
         let db = Db::connect(&url, &db_config(), Arc::new(Metrics::new())).expect("connect");
         db.migrate().await.expect("migrate");
         Some(Self {
             db,
-            pg_name: Some(name),
-            mysql_name: None,
+            on_server: Some((server, name)),
             _dir: None,
         })
     }
-
-    pub async fn mysql() -> Option<Self> {
-        let url = create_mysql_database().await?;
-        let name = url.rsplit('/').next().unwrap_or_default().to_owned();
-        let db = Db::connect(&url, &db_config(), Arc::new(Metrics::new())).expect("connect");
-        db.migrate().await.expect("migrate");
-        Some(Self {
-            db,
-            pg_name: None,
-            mysql_name: Some(name),
-            _dir: None,
-        })
-    }
-}
-
-/// Creates a fresh MariaDB (MySQL) database and returns its URL.
-pub async fn create_mysql_database() -> Option<String> {
-    let conn = tokio::time::timeout(
-        Duration::from_secs(5),
-        sqlx::MySqlConnection::connect(MYSQL_ADMIN_URL),
-    )
-    .await;
-    let mut conn = match conn {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            missing("MariaDB", &e.to_string());
-            return None;
-        }
-        Err(_) => {
-            missing("MariaDB", "connect timed out");
-            return None;
-        }
-    };
-    let name = unique("confab_t");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .expect("create database");
-    let _ = conn.close().await;
-    Some(format!("mysql://root@127.0.0.1:3306/{name}"))
-}
-
-/// Drops a database made by `create_mysql_database` (from any context).
-pub fn drop_mysql_database(name: String) {
-    let _ = std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-            return;
-        };
-        rt.block_on(async move {
-            if let Ok(mut conn) = sqlx::MySqlConnection::connect(MYSQL_ADMIN_URL).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
-                    .execute(&mut conn)
-                    .await;
-                let _ = conn.close().await;
-            }
-        });
-    })
-    .join();
-}
-
-/// Creates a fresh PostgreSQL database and returns its URL.
-pub async fn create_pg_database() -> Option<String> {
-    let conn = tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(PG_ADMIN_URL)).await;
-    let mut conn = match conn {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            missing("PostgreSQL", &e.to_string());
-            return None;
-        }
-        Err(_) => {
-            missing("PostgreSQL", "connect timed out");
-            return None;
-        }
-    };
-    let name = unique("confab_t");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .expect("create database");
-    let _ = conn.close().await;
-    Some(format!("postgres://postgres@127.0.0.1:5432/{name}"))
-}
-
-/// Drops a database made by `create_pg_database` (from any context).
-pub fn drop_pg_database(name: String) {
-    let _ = std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-            return;
-        };
-        rt.block_on(async move {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(PG_ADMIN_URL).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await;
-                let _ = conn.close().await;
-            }
-        });
-    })
-    .join();
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Some(name) = self.pg_name.take() {
-            drop_pg_database(name);
-        }
-        if let Some(name) = self.mysql_name.take() {
+        if let Some((server, name)) = self.on_server.take() {
             // The pool first: MariaDB waits for open connections' locks.
             let db = self.db.clone();
             let _ = std::thread::spawn(move || {
@@ -194,7 +166,7 @@ impl Drop for TestDb {
                 }
             })
             .join();
-            drop_mysql_database(name);
+            server.drop_database(name);
         }
     }
 }
