@@ -39,8 +39,8 @@ pub struct GatewayConfig {
     pub advertise_client: String,
     /// Router seeds (gRPC).
     pub routers: Vec<String>,
-    /// Persist processes (gRPC): the first serves data access; the gateway
-    /// subscribes to every one's commit stream.
+    /// Persist processes (gRPC): the gateway subscribes to every one's
+    /// commit stream; data access goes to the first whose stream is up.
     pub persist: Vec<String>,
     /// 1:1 messages between users who are not friends (false: refused).
     pub allow_strangers: bool,

@@ -53,7 +53,8 @@ struct Cli {
     /// Router seeds: ADDR[,ADDR...].
     #[arg(long, value_name = "ADDR", value_delimiter = ',')]
     router: Vec<String>,
-    /// Persist processes: ADDR[,ADDR...] (the first serves data access).
+    /// Persist processes: ADDR[,ADDR...] (data access goes to the first that
+    /// is up).
     #[arg(long, value_name = "ADDR", value_delimiter = ',')]
     persist: Vec<String>,
     #[command(flatten)]

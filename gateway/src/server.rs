@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use confab_net::ChannelConfig;
 use confab_proto::gateway::gateway_service_server::{self, GatewayServiceServer};
-use confab_proto::persist::data_service_client::DataServiceClient;
 use confab_queue::AnyProducer;
 use confab_queue::amqp::{AmqpProducer, AmqpSettings};
 use confab_queue::remote::RemoteProducer;
@@ -32,6 +31,7 @@ use crate::service::{lease, moved, presence};
 use crate::state::Shared;
 use crate::state::coalesce::Coalescers;
 use crate::state::peers::Peers;
+use crate::state::persists::PersistData;
 use crate::state::rates::UserRates;
 use crate::state::registry::Registry;
 use crate::state::users::UserCache;
@@ -126,8 +126,12 @@ pub async fn start(
     )?;
     let timeout = Duration::from_millis(config.limits.rpc_timeout_ms);
     let channel_config = ChannelConfig::connect_within(timeout).with_tls(cluster_tls.clone());
-    let data_channel =
-        confab_net::channel(&config.persist[0], &channel_config).map_err(|e| Error::Config(e.to_string()))?;
+    let data_channels = config
+        .persist
+        .iter()
+        .map(|addr| confab_net::channel(addr, &channel_config).map(|c| (addr.clone(), c)))
+        .collect::<confab_net::Result<Vec<_>>>()
+        .map_err(|e| Error::Config(e.to_string()))?;
     let producer = match config.queue.backend {
         QueueBackend::Remote => AnyProducer::Remote(
             RemoteProducer::new(&config.persist[0], &channel_config)
@@ -162,7 +166,7 @@ pub async fn start(
     let shared = Arc::new_cyclic(|weak| Shared {
         ids: IdGen::reserved(config.id),
         router,
-        data: DataServiceClient::new(data_channel),
+        data: PersistData::new(data_channels),
         producer,
         registry: Registry::default(),
         incarnation: AtomicU64::new(0),
@@ -251,8 +255,8 @@ async fn main_task(
             tracing::error!(%error, "internal gRPC server failed");
         }
     });
-    for addr in shared.config.persist.clone() {
-        tracker.spawn(moved::follow(shared.clone(), addr));
+    for (i, addr) in shared.config.persist.clone().into_iter().enumerate() {
+        tracker.spawn(moved::follow(shared.clone(), i, addr));
     }
     let lease_len = match lease::register(&shared).await {
         Ok(l) => l,

@@ -2,7 +2,9 @@
 //! process): each committed message becomes a ConversationMoved push to the
 //! participants connected here, so a client that synced just before the
 //! write still learns about it. A lagged stream (events dropped) or a
-//! reconnect asks every client here to sync again.
+//! reconnect asks every client here to sync again. Whether a stream is up
+//! also decides which persist process answers data access
+//! ([`crate::state::persists`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +26,9 @@ use crate::wire::frame;
 /// could not be opened.
 const RESUBSCRIBE: Backoff = Backoff::exponential(Duration::from_millis(500), Duration::from_millis(500));
 
-pub async fn follow(shared: Arc<Shared>, addr: String) {
+/// Follows the commits of persist process `i` (of the configured ones), at
+/// `addr`.
+pub async fn follow(shared: Arc<Shared>, i: usize, addr: String) {
     let channel = match confab_net::channel(
         &addr,
         &ChannelConfig::default().with_tls(shared.cluster_tls.clone()),
@@ -51,6 +55,7 @@ pub async fn follow(shared: Arc<Shared>, addr: String) {
         };
         match stream {
             Ok(mut s) => {
+                shared.data.set_up(i, true);
                 delays = RESUBSCRIBE.delays();
                 if !first {
                     resync_all(&shared);
@@ -77,8 +82,12 @@ pub async fn follow(shared: Arc<Shared>, addr: String) {
                         None => break,
                     }
                 }
+                shared.data.set_up(i, false);
             }
-            Err(error) => tracing::debug!(%error, persist = %addr, "cannot subscribe to commits"),
+            Err(error) => {
+                shared.data.set_up(i, false);
+                tracing::debug!(%error, persist = %addr, "cannot subscribe to commits");
+            }
         }
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,

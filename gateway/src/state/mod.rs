@@ -5,6 +5,7 @@
 //! - [`registry`]: the sessions connected here and the way into each;
 //! - [`peers`]: the directory of other gateways (their internal gRPC
 //!   clients); [`Shared::to_gateway`] is the one `Deliver` call through it;
+//! - [`persists`]: which persist process answers data access;
 //! - [`users`]: known user ids and names;
 //! - [`social`]: cached friend lists and group member lists;
 //! - [`presence`]: where the friends of the users here are online;
@@ -27,6 +28,7 @@ pub mod coalesce;
 pub mod guard;
 pub mod outbox;
 pub mod peers;
+pub mod persists;
 pub mod presence;
 pub mod rates;
 pub mod reads;
@@ -50,6 +52,7 @@ use tonic::transport::Channel;
 
 use self::coalesce::{Backend, Coalescers};
 use self::peers::Peers;
+use self::persists::PersistData;
 use self::presence::PresenceTracker;
 use self::rates::UserRates;
 use self::registry::Registry;
@@ -62,7 +65,8 @@ use confab_common::ids::IdGen;
 pub struct Shared {
     pub config: GatewayConfig,
     pub router: RouterClient,
-    pub data: DataServiceClient<Channel>,
+    /// Persist's data service: the first persist process that is up.
+    pub data: PersistData,
     pub producer: AnyProducer,
     pub registry: Registry,
     pub ids: IdGen,
@@ -107,7 +111,7 @@ impl Shared {
     }
 
     pub fn data(&self) -> DataServiceClient<Channel> {
-        self.data.clone()
+        self.data.client()
     }
 
     /// One `Deliver` call to gateway `gw`; a failed call forgets the
