@@ -10,6 +10,9 @@ use confab_client::{Client, DeviceKind, Event};
 use confab_testkit::{Processes, free_addr};
 pub use confab_testkit::{eventually, workspace_bin};
 
+mod persists;
+pub use persists::PersistProc;
+
 #[derive(Clone)]
 pub struct Gw {
     pub client: String,
@@ -26,6 +29,9 @@ pub struct Cluster {
     pub router_http: Vec<String>,
     pub persist: String,
     pub persist_http: String,
+    /// The gRPC addresses of the persist processes started beside the first
+    /// ([`Cluster::add_persist`]); gateways list them after it.
+    more_persist: Vec<String>,
     pub gateways: BTreeMap<u64, Gw>,
     /// With mutual TLS: the directory of the cluster CA and every
     /// process' certificate (`router-N`, `persist`, `gateway-N`, `admin`).
@@ -77,6 +83,7 @@ impl Cluster {
             router_http: Vec::new(),
             persist: free_addr(),
             persist_http: free_addr(),
+            more_persist: Vec::new(),
             gateways: BTreeMap::new(),
             tls: None,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -322,7 +329,8 @@ impl Cluster {
             "--grpc",
             &gw.grpc,
         ])
-        .args(["--router", &self.routers.join(","), "--persist", &self.persist])
+        .args(["--router", &self.routers.join(",")])
+        .args(["--persist", &self.persist_list()])
         .args(self.tls_args(name))
         .args(args)
         .envs(UNLIMITED.iter().copied())

@@ -22,6 +22,7 @@ mod mariadb;
 mod mtls;
 mod pages;
 mod persist_crash;
+mod persist_scale;
 mod pipeline;
 mod read_receipts;
 mod recall;
