@@ -11,11 +11,30 @@ routers=""
 for i in $(seq 1 "$ROUTERS"); do routers+="${routers:+,}$(router_grpc "$i")"; done
 # One persist process on the embedded defaults (SQLite + the embedded queue log);
 # DATABASE_URL / AMQP_URL in the environment switch it to PostgreSQL (or
-# MySQL/MariaDB: mysql://...) / RabbitMQ.
+# MySQL/MariaDB: mysql://...) / RabbitMQ. With AMQP_URL the gateways publish
+# straight to the broker (same queue prefix as persist); with AMQP_URL and a
+# database server in DATABASE_URL a second persist process (id 2, 7302/9302)
+# shares the partitions: the broker delivers each partition to one of them
+# (single active consumer) and moves it to the other when one dies.
+persist_ids=1
+gateway_queue=()
+if [ -n "${AMQP_URL:-}" ]; then
+  gateway_queue=(CONFAB_QUEUE__BACKEND=amqp "CONFAB_QUEUE__AMQP_URL=$AMQP_URL"
+    "CONFAB_QUEUE__PREFIX=${CONFAB_QUEUE__PREFIX:-confab.messages}")
+  case "${DATABASE_URL:-}" in
+    postgres*|mysql:*|mariadb:*) persist_ids="1 2" ;;
+  esac
+fi
+persist_name() { if [ "$1" = 1 ]; then echo persist; else echo "persist-$1"; fi; }
+persists=""
 ensure_cert persist persist
-# shellcheck disable=SC2046 # tls_flags is a list of words
-start persist "$BIN/confab-persist" --listen 127.0.0.1:7301 --http 127.0.0.1:9301 \
-  --data-dir "$CLUSTER_DIR/persist" --router "$routers" $(tls_flags persist)
+for p in $persist_ids; do
+  persists+="${persists:+,}127.0.0.1:$((7300 + p))"
+  # shellcheck disable=SC2046 # tls_flags is a list of words
+  start "$(persist_name "$p")" env CONFAB_SERVER__ID="$p" "$BIN/confab-persist" \
+    --listen "127.0.0.1:$((7300 + p))" --http "127.0.0.1:$((9300 + p))" \
+    --data-dir "$CLUSTER_DIR/$(persist_name "$p")" --router "$routers" $(tls_flags persist)
+done
 for i in $(cluster_routers); do
   if ! wait_ready "http://$(router_http "$i")/readyz" 60; then
     echo "router-$i is not ready; its log: $CLUSTER_DIR/router-$i.log" >&2
@@ -37,17 +56,26 @@ for g in $(seq 1 "$GATEWAYS"); do
   ensure_cert "gateway-$g" gateway "$g"
   ensure_cert "gateway-$g-client" client-port
   # shellcheck disable=SC2046
-  start "gateway-$g" "${local_limits[@]}" "$BIN/confab-gateway" --id "$g" --listen "127.0.0.1:$((7200 + g))" \
-    --http "127.0.0.1:$((8200 + g))" --grpc "127.0.0.1:$((7210 + g))" --metrics "127.0.0.1:$((9200 + g))" \
-    --router "$routers" --persist 127.0.0.1:7301 $(tls_flags "gateway-$g") $(client_tls_flags "$g")
+  start "gateway-$g" "${local_limits[@]}" "${gateway_queue[@]}" "$BIN/confab-gateway" --id "$g" \
+    --listen "127.0.0.1:$((7200 + g))" --http "127.0.0.1:$((8200 + g))" --grpc "127.0.0.1:$((7210 + g))" \
+    --metrics "127.0.0.1:$((9200 + g))" --router "$routers" --persist "$persists" \
+    $(tls_flags "gateway-$g") $(client_tls_flags "$g")
 done
 ensure_cert admin admin
-if ! wait_ready "http://127.0.0.1:9301/readyz" 60; then
-  echo "persist is not ready; its log: $CLUSTER_DIR/persist.log" >&2
-  tail -n 20 "$CLUSTER_DIR/persist.log" >&2 || true
-  exit 1
+queue="embedded queue"
+[ -z "${AMQP_URL:-}" ] || queue=RabbitMQ
+for p in $persist_ids; do
+  name="$(persist_name "$p")"
+  if ! wait_ready "http://127.0.0.1:$((9300 + p))/readyz" 60; then
+    echo "$name is not ready; its log: $CLUSTER_DIR/$name.log" >&2
+    tail -n 20 "$CLUSTER_DIR/$name.log" >&2 || true
+    exit 1
+  fi
+  echo "$name up: gRPC 127.0.0.1:$((7300 + p)), metrics on 127.0.0.1:$((9300 + p)) (${DATABASE_URL:-SQLite} + $queue)"
+done
+if [ -n "${AMQP_URL:-}" ]; then
+  echo "gateways publish to RabbitMQ, queue prefix ${CONFAB_QUEUE__PREFIX:-confab.messages}"
 fi
-echo "persist up: gRPC 127.0.0.1:7301, metrics on 127.0.0.1:9301 (${DATABASE_URL:+$DATABASE_URL}${DATABASE_URL:-SQLite + embedded queue})"
 for g in $(seq 1 "$GATEWAYS"); do
   if ! wait_ready "http://127.0.0.1:$((9200 + g))/readyz" 60; then
     echo "gateway-$g is not ready; its log: $CLUSTER_DIR/gateway-$g.log" >&2
