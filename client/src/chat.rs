@@ -10,7 +10,7 @@ use confab_proto::client::{self as pb, DeviceKind};
 
 use crate::connection::{Connection, Push};
 use crate::error::{Error, Result};
-use crate::outbox::{Outbox, Unacked, answer_lost};
+use crate::outbox::{Outbox, Unacked, answer_lost, not_settled};
 use crate::state::SyncState;
 
 /// What the application receives.
@@ -151,6 +151,32 @@ impl Client {
         self.conn = conn;
         self.resume(&token, &device_id, kind).await?;
         let mut out = Reconnected::default();
+        let refused = self.resend_into(&mut out.acks).await?;
+        out.messages = self.sync().await?;
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Sends the outbox again on this connection, in order, each marked as
+    /// a resend (what [`Client::reconnect`] does): call it after a resend
+    /// was answered "not yet" ([`not_settled`]), which leaves that send and
+    /// those after it in the outbox. A send refused for good leaves the
+    /// outbox; the first such refusal is the error.
+    pub async fn resend_pending(&mut self) -> Result<Vec<pb::SendAck>> {
+        let mut acks = Vec::new();
+        match self.resend_into(&mut acks).await? {
+            Some(e) => Err(e),
+            None => Ok(acks),
+        }
+    }
+
+    /// Resends the outbox in order into `acks`; `Ok(Some(e))` names the
+    /// first send refused for good. Stops at the first send whose fate is
+    /// still open (its answer lost, or "not yet" to a resend), keeping it
+    /// and the later ones: a later send must not overtake it.
+    async fn resend_into(&mut self, acks: &mut Vec<pb::SendAck>) -> Result<Option<Error>> {
         let mut refused = None;
         let pending: Vec<Unacked> = self.outbox.pending().cloned().collect();
         for send in pending {
@@ -158,21 +184,17 @@ impl Client {
                 Ok(Body::SendAck(ack)) => {
                     self.outbox.done(send.client_msg_id());
                     self.acked(&ack);
-                    out.acks.push(ack);
+                    acks.push(ack);
                 }
                 Ok(other) => return Err(unexpected("SendAck", &other)),
-                Err(e) if answer_lost(&e) => return Err(e),
+                Err(e) if answer_lost(&e) || not_settled(&e) => return Err(e),
                 Err(e) => {
                     self.outbox.done(send.client_msg_id());
                     refused.get_or_insert(e);
                 }
             }
         }
-        out.messages = self.sync().await?;
-        match refused {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+        Ok(refused)
     }
 
     async fn finish_login(&mut self, body: Body) -> Result<pb::LoginOk> {

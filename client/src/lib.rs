@@ -39,7 +39,7 @@ pub use confab_proto::client as proto;
 pub use confab_proto::client::{DeviceKind, ErrorCode};
 pub use connection::{Connection, Push};
 pub use error::{Error, Result};
-pub use outbox::{Outbox, Unacked, answer_lost};
+pub use outbox::{Outbox, Unacked, answer_lost, not_settled};
 pub use reads::Peer;
 pub use state::SyncState;
 pub use tls::{ClientTls, server_name};

@@ -11,7 +11,7 @@ use std::hash::BuildHasher;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use confab_proto::client::frame::Body;
-use confab_proto::client::{self as pb};
+use confab_proto::client::{self as pb, ErrorCode};
 
 use crate::error::Error;
 
@@ -45,6 +45,19 @@ impl Unacked {
 /// final: a refused send was not stored.
 pub fn answer_lost(e: &Error) -> bool {
     matches!(e, Error::Closed | Error::Timeout(_) | Error::Io(_))
+}
+
+/// Whether an answer to a resend leaves its fate open: the gateway could
+/// not tell yet (UNAVAILABLE: the first attempt is queued but not written,
+/// or the data behind the gateway is out of reach) or took nothing for
+/// now (BUSY, RATE_LIMITED). The first attempt may still be stored, so the
+/// send stays in the outbox for the next resend; only a resend's answer
+/// settles it.
+pub fn not_settled(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        Some(ErrorCode::Unavailable | ErrorCode::Busy | ErrorCode::RateLimited)
+    )
 }
 
 #[derive(Debug)]
@@ -111,6 +124,21 @@ mod tests {
             (0..1000).flat_map(|_| [a.new_id(), b.new_id()]).collect();
         assert_eq!(ids.len(), 2000);
         assert!(ids.iter().all(|id| id.len() <= 64), "within the protocol's bound");
+    }
+
+    #[test]
+    fn a_resend_answered_not_yet_stays_and_a_refusal_settles() {
+        let server = |code| Error::Server {
+            code,
+            message: String::new(),
+        };
+        assert!(not_settled(&server(ErrorCode::Unavailable)));
+        assert!(not_settled(&Error::Busy {
+            message: String::new(),
+            retry_after: std::time::Duration::from_millis(5),
+        }));
+        assert!(!not_settled(&server(ErrorCode::Forbidden)));
+        assert!(!not_settled(&Error::Closed), "a lost answer is answer_lost's");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A send is idempotent by its client message id: a resend after a lost
 //! ack gets the first attempt's ack and stores nothing new, and the client
-//! library sends again, on a new connection, what was never acknowledged.
+//! library sends again, on a new connection, what was never acknowledged
+//! (and keeps a resend answered "not yet" for the next one).
 //! Text the SQL backends refuse is refused at the door. A second gateway
 //! with a live gateway's id is refused at registration.
 
@@ -97,6 +98,62 @@ async fn a_resend_gets_the_first_ack_and_the_library_resends_after_a_reconnect()
         .expect("history");
     let keys: Vec<&str> = history.iter().rev().map(|m| m.client_msg_id.as_str()).collect();
     assert_eq!(keys, vec!["k-1", "k-2", "k-3"]);
+}
+
+/// A resend answered "not yet" (its first attempt is queued, not written)
+/// stays in the outbox with the sends after it: the first attempt may
+/// still be stored. Once the writer runs, the next resend gets the first
+/// attempt's ack, and each message is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_answered_not_yet_stays_in_the_outbox() {
+    let mut cluster = Cluster::start(1).await;
+    let g = cluster.gw(1).to_owned();
+    register(&g, "nora").await;
+    let otto = register(&g, "otto").await;
+    cluster.befriend("nora", "otto").await;
+    let mut nora = login(&g, "nora", "nora-phone", DeviceKind::Mobile).await;
+    cluster.kill("persist");
+    cluster
+        .restart_persist(&[("CONFAB_WRITER__ENABLED", "false")])
+        .await;
+
+    // Queued and acknowledged, but the ack is lost; a later send never left.
+    let queued = send(otto, "queued", "q-1", false);
+    let first = ack_of(&nora, queued.clone()).await;
+    nora.outbox.add(Unacked::Direct(queued));
+    nora.outbox
+        .add(Unacked::Direct(send(otto, "after", "q-2", false)));
+    let e = nora
+        .reconnect(Connection::connect(&g).await.expect("connect"))
+        .await
+        .expect_err("nothing is written yet");
+    assert_eq!(e.code(), Some(ErrorCode::Unavailable), "{e}");
+    let left: Vec<&str> = nora.outbox.pending().map(Unacked::client_msg_id).collect();
+    assert_eq!(left, vec!["q-1", "q-2"], "both stay, in order");
+
+    cluster.kill("persist");
+    cluster.restart_persist(&[]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let acks = loop {
+        match nora.resend_pending().await {
+            Ok(acks) => break acks,
+            Err(e) if confab_client::not_settled(&e) => {
+                assert!(std::time::Instant::now() < deadline, "still {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("resend refused: {e}"),
+        }
+    };
+    assert!(nora.outbox.is_empty());
+    assert_eq!(acks.len(), 2);
+    assert_eq!(acks[0].message_id, first.message_id, "the first attempt's ack");
+    assert_eq!(acks[1].client_msg_id, "q-2");
+    let history = nora
+        .history(&first.conversation_id, 0, 50)
+        .await
+        .expect("history");
+    let keys: Vec<&str> = history.iter().rev().map(|m| m.client_msg_id.as_str()).collect();
+    assert_eq!(keys, vec!["q-1", "q-2"], "stored once each, in order");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
