@@ -19,16 +19,17 @@
 //!   a delivery into [`NewMessage`]s.
 //! - [`amqp`]: the RabbitMQ backend (producer with publisher confirms,
 //!   self-healing consumer).
-//! - [`embedded`]: the append-only log a persist process keeps on its disk.
+//! - [`embedded`]: the queue a persist process keeps on its disk, on
+//!   RocksDB or on an append-only log of our own.
 //! - [`remote`]: the producer of a gateway that enqueues into a persist
-//!   process's embedded log over gRPC (`QueueService.Enqueue`).
+//!   process's embedded queue over gRPC (`QueueService.Enqueue`).
 //! - [`AnyProducer`]: the producer configuration picks; [`QueueError`]: the
 //!   crate's one error type.
 //!
 //! What does not belong here: what a writer does with a delivery (the SQL
 //! insert, sequences, the commit announcements: persist), who may send to
 //! whom (the gateway), configuration files (each service maps its own
-//! settings to [`amqp::AmqpSettings`] or the embedded log's arguments).
+//! settings to [`amqp::AmqpSettings`] or the embedded queue's options).
 
 pub mod amqp;
 pub mod conversation;

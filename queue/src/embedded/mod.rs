@@ -1,47 +1,39 @@
-//! The embedded queue: an append-only log inside the persist process.
+//! The embedded queue: the queue inside the persist process, on its disk,
+//! on one of two engines with the same interface and semantics:
 //!
-//! On disk, `dir` holds numbered segments (`seg-NNNNNNNNNNNNNNNN.log`), a
-//! `partitions` file (the partition count, fixed at creation), a
-//! `dead-letters.log` and a `lock` file. A segment is a sequence of records
-//! `[len u32][crc32 u32][body]` (little-endian): an entry (partition, key,
-//! payload) or the acks of entries. An enqueue call stores its messages of
-//! one partition as one entry (a `QueuedBatch` envelope when there are
-//! several, as RabbitMQ does).
+//! - `rocksdb` ([`Engine::Rocksdb`], the default; the crate's `rocksdb`
+//!   feature, which persist enables): entries in a RocksDB under
+//!   `dir/rocksdb`; RocksDB's WAL brings the checksums, torn-tail recovery
+//!   and compaction.
+//! - `log` ([`Engine::Log`]): an append-only log of our own (segments of
+//!   CRC-checked records, replayed at open) in `dir` itself.
 //!
-//! One writer thread appends: whatever was handed to it while it wrote the
-//! last group goes out in one `write` and one `fdatasync` (group commit);
-//! only then are the entries visible to consumers and the enqueue calls
-//! answered. Acks are appended without waiting for the disk: a lost ack
-//! means a redelivery, which the writers' idempotent insert absorbs. A
-//! segment is deleted once every entry in it is acked (never the one being
-//! written). Reopening replays the segments: entries not acked are
-//! delivered again; a torn record at the end of the last segment (a crash
-//! mid-write, never acknowledged) is cut off.
+//! Both: an enqueue call stores its messages of one partition as one entry
+//! (a `QueuedBatch` envelope when several, as RabbitMQ does), keyed in
+//! order per partition; one writer thread group-commits whatever was handed
+//! to it during its last write with one sync, and only then are the entries
+//! visible to consumers and the enqueue calls answered. Acks are written
+//! without waiting for the disk (a lost ack is a redelivery, which the
+//! writers' idempotent insert absorbs); a dead letter is durable before its
+//! entry is acked. Reopening delivers again what was not acked (or whose
+//! ack had not reached the disk). Payloads stay on disk; memory holds an
+//! index of the keys. Gateways reach the queue through the gRPC
+//! `QueueService`.
 //!
-//! In memory there is only an index (partition -> key -> where the payload
-//! lies); payloads are read back from the segment when delivered, so a
-//! queue that grows during a database outage grows on disk, not in memory.
-//! Gateways reach the queue through the gRPC `QueueService`.
+//! Opening one engine over a directory where the other holds messages not
+//! yet acked is refused (they would never be delivered); the other's dead
+//! letters stay readable by opening it.
 //!
-//! The files, one concern each: `record` (the byte format), `segment` (the
-//! segment files), `index` (the in-memory index the threads share),
-//! `replay` (reading the log back), `open` (opening a directory), `writer`
-//! (the group-commit thread), `queue` (the handle), `producer` (enqueue),
-//! `consumer` (deliver and ack), `dead_letter` (poison set aside).
+//! Files: `handle` (the [`EmbeddedQueue`] and [`EmbeddedConsumer`] persist
+//! uses, over either engine), `shared` (what both engines use), `log/`,
+//! `rocks/`.
 
-mod consumer;
-mod dead_letter;
-mod index;
-mod open;
-mod producer;
-mod queue;
-mod record;
-mod replay;
-mod segment;
-mod writer;
+mod handle;
+mod log;
+#[cfg(feature = "rocksdb")]
+mod rocks;
+mod shared;
 
-pub use consumer::{EmbeddedConsumer, EmbeddedToken};
-pub use dead_letter::DeadLetter;
-pub use queue::EmbeddedQueue;
-pub use replay::{SegmentScan, scan_segment};
-pub use segment::SEGMENT_BYTES;
+pub use handle::{EmbeddedConsumer, EmbeddedQueue, Engine, OpenOptions};
+pub use log::{SEGMENT_BYTES, SegmentScan, scan_segment};
+pub use shared::{DeadLetter, Durable, DurableObserver, EmbeddedToken};

@@ -1,32 +1,73 @@
-//! The embedded queue (an append-only log) on its own: bad input refused
-//! whole, the log's segments rotating and going once drained, acks and
-//! torn tails across a restart, a damaged segment refused.
+//! The embedded queue on its own: bad input refused whole (both engines),
+//! the log's segments rotating and going once drained, acks and torn tails
+//! across a restart, a damaged segment refused; one engine refused over
+//! messages the other holds.
 
 use std::time::Duration;
 
-use confab_queue::embedded::EmbeddedQueue;
+use confab_queue::embedded::{EmbeddedQueue, Engine, OpenOptions};
 use confab_queue::{Consumer, Producer, QueueError};
 
 use crate::helpers::{eventually, qmsg, segment_files, take};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_rejects_bad_input_and_enqueues_nothing() {
-    let dir = tempfile::tempdir().expect("dir");
-    let q = EmbeddedQueue::open(dir.path(), 4, 100).expect("open");
-    let ok = qmsg(1, "d:1:2", 1, "fine");
-    for bad in [
-        qmsg(2, "d:1:2", 1, &"x".repeat(101)),
-        qmsg(0, "d:1:2", 1, "zero id"),
-        qmsg(3, "d:2:1", 1, "bad conversation"),
-        qmsg(4, "g:1", 0, "no sender"),
-        qmsg(5, "d:1:2", 1, ""),
-    ] {
-        let r = q.enqueue(&[ok.clone(), bad]).await;
-        assert!(matches!(r, Err(QueueError::Invalid(_))), "{r:?}");
+    for engine in [Engine::Log, Engine::Rocksdb] {
+        let dir = tempfile::tempdir().expect("dir");
+        let options = OpenOptions {
+            engine,
+            ..OpenOptions::default()
+        };
+        let q = EmbeddedQueue::open_with(dir.path(), 4, 100, &options).expect("open");
+        let ok = qmsg(1, "d:1:2", 1, "fine");
+        for bad in [
+            qmsg(2, "d:1:2", 1, &"x".repeat(101)),
+            qmsg(0, "d:1:2", 1, "zero id"),
+            qmsg(3, "d:2:1", 1, "bad conversation"),
+            qmsg(4, "g:1", 0, "no sender"),
+            qmsg(5, "d:1:2", 1, ""),
+        ] {
+            let r = q.enqueue(&[ok.clone(), bad]).await;
+            assert!(matches!(r, Err(QueueError::Invalid(_))), "{engine}: {r:?}");
+        }
+        assert!(q.is_empty(), "{engine}: nothing of a refused call is enqueued");
+        q.enqueue(&[ok]).await.expect("the good one alone");
+        assert_eq!(q.len(), 1);
     }
-    assert!(q.is_empty(), "nothing of a refused call is enqueued");
-    q.enqueue(&[ok]).await.expect("the good one alone");
-    assert_eq!(q.len(), 1);
+}
+
+/// Messages one engine holds are never silently left behind by opening
+/// the other over them; once they are written, switching is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_is_refused_over_messages_the_other_holds() {
+    for (from, to) in [(Engine::Log, Engine::Rocksdb), (Engine::Rocksdb, Engine::Log)] {
+        let dir = tempfile::tempdir().expect("dir");
+        let with = |engine| OpenOptions {
+            engine,
+            ..OpenOptions::default()
+        };
+        {
+            let q = EmbeddedQueue::open_with(dir.path(), 2, 1024, &with(from)).expect("open");
+            q.enqueue(&[qmsg(1, "d:1:2", 1, "waiting")])
+                .await
+                .expect("enqueue");
+        }
+        match EmbeddedQueue::open_with(dir.path(), 2, 1024, &with(to)) {
+            Err(QueueError::Invalid(why)) => assert!(why.contains("not yet written"), "{why}"),
+            Err(e) => panic!("{from} -> {to}: expected a clear refusal, got {e}"),
+            Ok(_) => panic!("{from} -> {to}: opened over a message the {from} engine holds"),
+        }
+        {
+            let q = EmbeddedQueue::open_with(dir.path(), 2, 1024, &with(from)).expect("reopen");
+            assert_eq!(q.engine(), from);
+            let mut c = q.consumer(vec![0, 1]);
+            let (got, tokens) = take(&mut c, 1).await;
+            assert_eq!(got, vec!["waiting".to_owned()]);
+            c.ack(tokens).await.expect("ack");
+        }
+        let q = EmbeddedQueue::open_with(dir.path(), 2, 1024, &with(to)).expect("switched once drained");
+        assert!(q.is_empty());
+    }
 }
 
 /// A consumer that keeps up acks each segment before the log moves on:
@@ -63,7 +104,7 @@ async fn log_segments_rotate_drain_and_replay_acks_and_torn_tails() {
     {
         let q = EmbeddedQueue::open_segmented(dir.path(), 2, 1024, 1024).expect("open");
         assert!(
-            EmbeddedQueue::open(dir.path(), 2, 1024).is_err(),
+            EmbeddedQueue::open_segmented(dir.path(), 2, 1024, 1024).is_err(),
             "a second opener of the same directory is refused"
         );
         for i in 1..=200u64 {
@@ -146,7 +187,7 @@ async fn a_damaged_segment_before_the_last_is_refused() {
     let mid = data.len() / 2;
     data[mid] ^= 0xff;
     std::fs::write(&first, data).expect("write");
-    match EmbeddedQueue::open(dir.path(), 1, 1024) {
+    match EmbeddedQueue::open_segmented(dir.path(), 1, 1024, 512) {
         Err(QueueError::Invalid(why)) => assert!(why.contains("damaged"), "{why}"),
         Err(e) => panic!("expected a clear refusal, got {e}"),
         Ok(_) => panic!("a damaged segment in the middle of the log must not be skipped silently"),

@@ -10,6 +10,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use tokio::sync::Notify;
 
 use super::segment::Segment;
+use crate::embedded::shared::DurableObserver;
 
 /// What the writer thread and the handles share.
 pub(super) struct Shared {
@@ -20,17 +21,20 @@ pub(super) struct Shared {
     pub(super) waiting: AtomicU64,
     /// Where the writer reports each group commit's seconds, once set.
     pub(super) commit_seconds: OnceLock<prometheus::Histogram>,
+    /// Told what each sync made durable (a test seam).
+    pub(super) durable: Option<DurableObserver>,
 }
 
 impl Shared {
     /// Shares `state`, which holds `waiting` messages not yet acked.
-    pub(super) fn new(state: State, waiting: u64) -> Self {
+    pub(super) fn new(state: State, waiting: u64, durable: Option<DurableObserver>) -> Self {
         Self {
             state: Mutex::new(state),
             arrived: Notify::new(),
             failed: AtomicBool::new(false),
             waiting: AtomicU64::new(waiting),
             commit_seconds: OnceLock::new(),
+            durable,
         }
     }
 }
@@ -51,6 +55,20 @@ impl State {
             parts: vec![BTreeMap::new(); partitions as usize],
             ..State::default()
         }
+    }
+
+    /// Takes out the segments that may be deleted: the oldest ones, up to
+    /// the first that holds a live entry or is being written. A drained
+    /// segment after that one stays, for it may hold acks of that one's
+    /// entries, which a replay needs.
+    pub(super) fn take_drained(&mut self) -> Vec<Segment> {
+        let ids: Vec<u64> = self
+            .segments
+            .iter()
+            .take_while(|(id, s)| s.live == 0 && **id != self.active)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.iter().filter_map(|id| self.segments.remove(id)).collect()
     }
 }
 

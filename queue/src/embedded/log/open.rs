@@ -9,27 +9,24 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 
 use super::index::{Shared, State};
-use super::queue::{EmbeddedQueue, Inner, Submit};
+use super::queue::{Inner, LogQueue, Submit};
+use super::record::records;
 use super::replay::{invalid, replay};
-use super::segment::{SEGMENT_BYTES, Segment, create_segment, segment_id, sync_dir};
+use super::segment::{Segment, create_segment, segment_id, sync_dir};
 use super::writer::Writer;
+use crate::embedded::shared::{Durable, DurableObserver};
 use crate::error::QueueError;
 
-impl EmbeddedQueue {
-    /// Opens (or creates) the queue in `dir`. The partition count is fixed
-    /// at creation: reopening with another count fails, as does opening a
-    /// directory another process holds open.
-    pub fn open(dir: &Path, partitions: u32, max_body_bytes: usize) -> Result<Self, QueueError> {
-        Self::open_segmented(dir, partitions, max_body_bytes, SEGMENT_BYTES)
-    }
-
-    /// [`EmbeddedQueue::open`] with another segment size (tests use small
-    /// ones to see segments come and go).
-    pub fn open_segmented(
+impl LogQueue {
+    /// Opens (or creates) the log in `dir`, starting a new segment past
+    /// `segment_bytes`. The partition count is fixed at creation: reopening
+    /// with another count fails, as does opening a directory another
+    /// process holds open. `durable` is told what each sync made durable.
+    pub fn open(
         dir: &Path,
         partitions: u32,
-        max_body_bytes: usize,
         segment_bytes: u64,
+        durable: Option<DurableObserver>,
     ) -> Result<Self, QueueError> {
         if partitions == 0 {
             return Err(invalid(dir, "the partition count must be at least 1".into()));
@@ -49,7 +46,7 @@ impl EmbeddedQueue {
                 "holds a queue of the earlier sled format: let that version drain it, or move it away".into(),
             ));
         }
-        check_partitions(dir, partitions)?;
+        check_partitions(dir, partitions, durable.as_ref())?;
 
         let mut state = State::new(partitions);
         let mut next = vec![1u64; partitions as usize];
@@ -58,22 +55,27 @@ impl EmbeddedQueue {
             .collect();
         ids.sort_unstable();
         for (i, &id) in ids.iter().enumerate() {
-            replay(dir, id, i + 1 == ids.len(), &mut state, &mut next)?;
+            replay(
+                dir,
+                id,
+                i + 1 == ids.len(),
+                &mut state,
+                &mut next,
+                durable.as_ref(),
+            )?;
         }
-        // Segments whose entries were all acked go; writing starts afresh.
-        let drained: Vec<u64> = state
-            .segments
-            .iter()
-            .filter(|(_, s)| s.live == 0)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in drained {
-            if let Some(s) = state.segments.remove(&id) {
-                fs::remove_file(&s.path)?;
-            }
+        // Drained segments go (see `take_drained`); writing starts afresh.
+        for s in state.take_drained() {
+            fs::remove_file(&s.path)?;
         }
+        // Before the new segment, whose directory sync makes its name
+        // durable (the sync of a dead letter covers only its data).
+        let dead = open_dead_letters(dir, durable.as_ref())?;
         let active = ids.last().map_or(1, |id| id + 1);
         let (file, path) = create_segment(dir, active)?;
+        if let Some(observe) = &durable {
+            observe(Durable::Dir { path: dir });
+        }
         state.active = active;
         state.segments.insert(
             active,
@@ -83,19 +85,13 @@ impl EmbeddedQueue {
                 live: 0,
             },
         );
-
-        let dead = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(dir.join("dead-letters.log"))?;
         let waiting = state
             .parts
             .iter()
             .flat_map(|p| p.values())
             .map(|e| u64::from(e.messages))
             .sum();
-        let shared = Arc::new(Shared::new(state, waiting));
+        let shared = Arc::new(Shared::new(state, waiting, durable));
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(dir, shared.clone(), file, active, segment_bytes.max(1));
         let writer = std::thread::Builder::new()
@@ -108,7 +104,6 @@ impl EmbeddedQueue {
                 submit: Mutex::new(Submit { next, tx }),
                 dead: Mutex::new(dead),
                 partitions,
-                max_body_bytes,
                 writer: Some(writer),
                 _lock: lock,
             }),
@@ -116,9 +111,39 @@ impl EmbeddedQueue {
     }
 }
 
+/// Opens (creates) `dead-letters.log` to append to, its torn tail (a crash
+/// while a dead letter was written, never acknowledged) cut off and the cut
+/// synced: records appended after torn bytes could not be read back.
+fn open_dead_letters(dir: &Path, durable: Option<&DurableObserver>) -> Result<File, QueueError> {
+    let path = dir.join("dead-letters.log");
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(&path)?;
+    let data = fs::read(&path)?;
+    let (_, good) = records(&data);
+    if good < data.len() {
+        tracing::warn!(file = %path.display(), at = good, "cutting off a torn record at the end of the dead letters");
+        file.set_len(good as u64)?;
+        file.sync_data()?;
+        if let Some(observe) = durable {
+            observe(Durable::File {
+                path: &path,
+                len: good as u64,
+            });
+        }
+    }
+    Ok(file)
+}
+
 /// Checks the partition count against the `partitions` file; writes the
 /// file (durably: written, synced, renamed into place) on first open.
-fn check_partitions(dir: &Path, partitions: u32) -> Result<(), QueueError> {
+fn check_partitions(
+    dir: &Path,
+    partitions: u32,
+    durable: Option<&DurableObserver>,
+) -> Result<(), QueueError> {
     let path = dir.join("partitions");
     match fs::read_to_string(&path) {
         Ok(s) => {
@@ -141,6 +166,13 @@ fn check_partitions(dir: &Path, partitions: u32) -> Result<(), QueueError> {
             f.sync_all()?;
             fs::rename(&tmp, &path)?;
             sync_dir(dir)?;
+            if let Some(observe) = durable {
+                observe(Durable::File {
+                    path: &path,
+                    len: f.metadata()?.len(),
+                });
+                observe(Durable::Dir { path: dir });
+            }
             Ok(())
         }
         Err(e) => Err(e.into()),

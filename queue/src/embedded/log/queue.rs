@@ -13,7 +13,7 @@ use super::writer::Job;
 
 /// Handle on an open embedded queue; cheap to clone.
 #[derive(Clone)]
-pub struct EmbeddedQueue {
+pub struct LogQueue {
     pub(super) inner: Arc<Inner>,
 }
 
@@ -25,7 +25,6 @@ pub(super) struct Inner {
     pub(super) submit: Mutex<Submit>,
     pub(super) dead: Mutex<File>,
     pub(super) partitions: u32,
-    pub(super) max_body_bytes: usize,
     pub(super) writer: Option<std::thread::JoinHandle<()>>,
     /// Held (locked) while the queue is open: one process per directory.
     pub(super) _lock: File,
@@ -56,7 +55,7 @@ impl Inner {
     }
 }
 
-impl EmbeddedQueue {
+impl LogQueue {
     pub fn partitions(&self) -> u32 {
         self.inner.partitions
     }
@@ -77,10 +76,6 @@ impl EmbeddedQueue {
     /// `h` from now on (the first histogram given stays).
     pub fn observe_commits(&self, h: prometheus::Histogram) {
         let _ = self.inner.shared.commit_seconds.set(h);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The log's segment files now on disk (the one being written

@@ -5,10 +5,6 @@
 //! length, reason, payload). Reading stops at the first torn or corrupt
 //! record.
 
-use prost::Message;
-
-use crate::envelope::{Encoding, QueuedBatch};
-
 /// Record header: body length and CRC-32 of the body.
 pub(super) const HEADER: usize = 8;
 /// Largest record body accepted when reading back (far above any entry:
@@ -28,25 +24,6 @@ pub(super) struct NewEntry {
     pub(super) key: u64,
     pub(super) payload: Vec<u8>,
     pub(super) messages: u32,
-}
-
-/// How an entry is encoded: an envelope starts with the tag of its field 1
-/// (length-delimited, 0x0A), which a single message (field 1 a varint)
-/// never does.
-pub(super) fn encoding_of(payload: &[u8]) -> Encoding {
-    if payload.first() == Some(&0x0A) {
-        Encoding::Batch
-    } else {
-        Encoding::Single
-    }
-}
-
-/// Messages in a payload (an envelope holds several).
-pub(super) fn messages_in(payload: &[u8]) -> u32 {
-    match encoding_of(payload) {
-        Encoding::Batch => QueuedBatch::decode(payload).map_or(1, |b| b.messages.len() as u32),
-        Encoding::Single => 1,
-    }
 }
 
 /// Appends one record (header and body) to `buf`; returns where the body

@@ -16,7 +16,8 @@ use tokio::sync::oneshot;
 
 use super::index::{Entry, Shared, lock};
 use super::record::{NewEntry, put_acks, put_entry};
-use super::segment::{Segment, create_segment, unlink};
+use super::segment::{Segment, create_segment, segment_path, unlink};
+use crate::embedded::shared::Durable;
 use crate::error::QueueError;
 
 /// Most jobs the writer takes into one group commit.
@@ -38,8 +39,13 @@ pub(super) struct Writer {
     shared: Arc<Shared>,
     file: File,
     size: u64,
+    /// The active segment holds bytes not yet synced (acks).
+    unsynced: bool,
     active: u64,
     segment_bytes: u64,
+    /// Threads deleting drained segments; joined when the writer stops, so
+    /// that a reopen in the same process never lists a file being deleted.
+    unlinking: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
@@ -50,8 +56,10 @@ impl Writer {
             shared,
             file,
             size: 0,
+            unsynced: false,
             active,
             segment_bytes,
+            unlinking: Vec::new(),
         }
     }
 
@@ -69,8 +77,11 @@ impl Writer {
                 tracing::error!(error = %e, "embedded queue write failed; enqueuers will see a closed queue");
                 self.shared.failed.store(true, Ordering::SeqCst);
                 // Later jobs are answered Closed as their senders drop.
-                return;
+                break;
             }
+        }
+        for t in self.unlinking.drain(..) {
+            let _ = t.join();
         }
     }
 
@@ -110,12 +121,21 @@ impl Writer {
             }
             return Err(e.into());
         }
+        if let Some(observe) = &self.shared.durable
+            && !waiters.is_empty()
+        {
+            observe(Durable::File {
+                path: &segment_path(&self.dir, self.active),
+                len: base + buf.len() as u64,
+            });
+        }
         if let Some(h) = self.shared.commit_seconds.get()
             && !waiters.is_empty()
         {
             h.observe(started.elapsed().as_secs_f64());
         }
         self.size += buf.len() as u64;
+        self.unsynced = waiters.is_empty() && (self.unsynced || !buf.is_empty());
         let placed_any = !placed.is_empty();
         if placed_any {
             let mut state = lock(&self.shared.state);
@@ -147,13 +167,26 @@ impl Writer {
         Ok(())
     }
 
-    /// Closes the active segment and starts the next one.
+    /// Closes the active segment (synced: a crash must not tear a segment
+    /// that is not the last) and starts the next one.
     fn rotate(&mut self) -> Result<(), QueueError> {
+        if self.unsynced {
+            self.file.sync_data()?;
+            self.unsynced = false;
+            if let Some(observe) = &self.shared.durable {
+                observe(Durable::File {
+                    path: &segment_path(&self.dir, self.active),
+                    len: self.size,
+                });
+            }
+        }
         let id = self.active + 1;
         let (file, path) = create_segment(&self.dir, id)?;
+        if let Some(observe) = &self.shared.durable {
+            observe(Durable::Dir { path: &self.dir });
+        }
         let reader = Arc::new(file.try_clone()?);
         let mut state = lock(&self.shared.state);
-        let old = self.active;
         state.active = id;
         state.segments.insert(
             id,
@@ -163,20 +196,21 @@ impl Writer {
                 live: 0,
             },
         );
-        let drained = if state.segments.get(&old).is_some_and(|s| s.live == 0) {
-            state.segments.remove(&old)
-        } else {
-            None
-        };
+        let paths: Vec<_> = state.take_drained().into_iter().map(|s| s.path).collect();
         drop(state);
-        if let Some(s) = drained {
+        if !paths.is_empty() {
             // Not on this thread: every enqueue waits for its next commit.
-            let paths = vec![s.path];
             let spawned = std::thread::Builder::new()
                 .name("queue-unlink".into())
                 .spawn(move || unlink(&paths));
-            if let Err(e) = spawned {
-                tracing::warn!(error = %e, "cannot start a thread to delete a drained queue segment");
+            match spawned {
+                Ok(t) => {
+                    self.unlinking.retain(|t| !t.is_finished());
+                    self.unlinking.push(t);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start a thread to delete a drained queue segment")
+                }
             }
         }
         self.file = file;
@@ -189,8 +223,8 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embedded::index::State;
-    use crate::embedded::segment::SEGMENT_BYTES;
+    use crate::embedded::log::index::State;
+    use crate::embedded::log::segment::SEGMENT_BYTES;
 
     #[tokio::test]
     async fn a_failed_write_answers_closed_and_marks_the_queue_failed() {
@@ -199,7 +233,7 @@ mod tests {
         File::create(&path).expect("create");
         // A handle the writer cannot write through, as a disk that refuses.
         let file = File::open(&path).expect("open read-only");
-        let shared = Arc::new(Shared::new(State::new(1), 0));
+        let shared = Arc::new(Shared::new(State::new(1), 0, None));
         let writer = Writer::new(dir.path(), shared.clone(), file, 1, SEGMENT_BYTES);
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || writer.run(rx));

@@ -12,33 +12,26 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::index::{Entry, lock};
-use super::queue::EmbeddedQueue;
-use super::record::encoding_of;
-use super::segment::{segment_path, unlink};
+use super::queue::LogQueue;
+use super::segment::unlink;
 use super::writer::Job;
 use crate::consumer::{Consumer, Delivery};
+use crate::embedded::shared::{EmbeddedToken, encoding_of};
 use crate::error::QueueError;
 
-/// Token of an embedded delivery: its partition and key.
-#[derive(Debug, Clone)]
-pub struct EmbeddedToken {
-    partition: u32,
-    key: u64,
-}
-
-/// Consumes some partitions of an [`EmbeddedQueue`].
-pub struct EmbeddedConsumer {
-    queue: EmbeddedQueue,
+/// Consumes some partitions of an [`LogQueue`].
+pub struct LogConsumer {
+    queue: LogQueue,
     /// Per partition, the last key delivered.
     cursors: Vec<(u32, Option<u64>)>,
     /// Round-robin start, so no partition starves.
     start: usize,
 }
 
-impl EmbeddedQueue {
+impl LogQueue {
     /// A consumer of the given partitions.
-    pub fn consumer(&self, partitions: Vec<u32>) -> EmbeddedConsumer {
-        EmbeddedConsumer {
+    pub fn consumer(&self, partitions: Vec<u32>) -> LogConsumer {
+        LogConsumer {
             queue: self.clone(),
             cursors: partitions.into_iter().map(|p| (p, None)).collect(),
             start: 0,
@@ -64,7 +57,6 @@ impl EmbeddedQueue {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut gone = Vec::new();
         let drained = {
             let mut state = lock(&self.inner.shared.state);
             let state = &mut *state;
@@ -78,14 +70,12 @@ impl EmbeddedQueue {
                     .fetch_sub(u64::from(e.messages), Ordering::SeqCst);
                 if let Some(s) = state.segments.get_mut(&e.segment) {
                     s.live -= 1;
-                    if s.live == 0 && e.segment != state.active {
-                        gone.push(e.segment);
-                    }
                 }
             }
-            gone.retain_mut(|id| state.segments.remove(id).is_some());
-            gone.iter()
-                .map(|id| segment_path(&self.inner.dir, *id))
+            state
+                .take_drained()
+                .into_iter()
+                .map(|s| s.path)
                 .collect::<Vec<_>>()
         };
         // Unlinked outside the lock (readers keep their open handles).
@@ -95,7 +85,7 @@ impl EmbeddedQueue {
     }
 }
 
-impl EmbeddedConsumer {
+impl LogConsumer {
     fn scan(&mut self, max: usize, out: &mut Vec<Delivery<EmbeddedToken>>) -> Result<(), QueueError> {
         let n = self.cursors.len();
         if n == 0 {
@@ -148,7 +138,7 @@ impl EmbeddedConsumer {
     }
 }
 
-impl Consumer for EmbeddedConsumer {
+impl Consumer for LogConsumer {
     type Token = EmbeddedToken;
 
     async fn next_batch(

@@ -9,8 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::index::{Entry, State};
-use super::record::{ENTRY_PREFIX, KIND_ACKS, KIND_ENTRY, messages_in, records, u32_at, u64_at};
+use super::record::{ENTRY_PREFIX, KIND_ACKS, KIND_ENTRY, records, u32_at, u64_at};
 use super::segment::{Segment, segment_path};
+use crate::embedded::shared::{Durable, DurableObserver, messages_in};
 use crate::error::QueueError;
 
 /// An error about the queue's directory, naming it.
@@ -19,26 +20,39 @@ pub(super) fn invalid(dir: &Path, what: String) -> QueueError {
 }
 
 /// Reads one segment into the index. A torn tail is cut off in the last
-/// segment (it was never acknowledged) and refused anywhere else.
+/// segment (it was never acknowledged) and refused anywhere else. The last
+/// segment is synced (the cut, and acks a previous run left unsynced)
+/// before a later segment exists, so a crash cannot tear it afterwards.
 pub(super) fn replay(
     dir: &Path,
     id: u64,
     last: bool,
     state: &mut State,
     next: &mut [u64],
+    durable: Option<&DurableObserver>,
 ) -> Result<(), QueueError> {
     let path = segment_path(dir, id);
     let data = fs::read(&path)?;
     let (recs, good) = records(&data);
-    if good < data.len() {
-        if !last {
-            return Err(invalid(
-                dir,
-                format!("segment {} is damaged at byte {good}", path.display()),
-            ));
+    if good < data.len() && !last {
+        return Err(invalid(
+            dir,
+            format!("segment {} is damaged at byte {good}", path.display()),
+        ));
+    }
+    if last {
+        let f = OpenOptions::new().write(true).open(&path)?;
+        if good < data.len() {
+            tracing::warn!(segment = %path.display(), at = good, "cutting off a torn record at the end of the queue log");
+            f.set_len(good as u64)?;
         }
-        tracing::warn!(segment = %path.display(), at = good, "cutting off a torn record at the end of the queue log");
-        OpenOptions::new().write(true).open(&path)?.set_len(good as u64)?;
+        f.sync_data()?;
+        if let Some(observe) = durable {
+            observe(Durable::File {
+                path: &path,
+                len: good as u64,
+            });
+        }
     }
     let file = Arc::new(File::open(&path)?);
     let live = index_records(&recs, id, state, next).map_err(|at| {
@@ -127,7 +141,7 @@ pub struct SegmentScan {
 }
 
 /// Reads `data` as the only segment of a log of `partitions` partitions,
-/// through the same record and index code as [`super::EmbeddedQueue::open`],
+/// through the same record and index code as [`super::LogQueue::open`],
 /// without touching a file. A record that is not a well-formed entry or ack
 /// of a known partition is an error naming its offset.
 pub fn scan_segment(data: &[u8], partitions: u32) -> Result<SegmentScan, QueueError> {
@@ -160,7 +174,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::embedded::record::{NewEntry, put_acks, put_entry};
+    use crate::embedded::log::record::{NewEntry, put_acks, put_entry};
 
     /// One entry record: kind, partition, key, payload.
     fn entry_body(p: u32, key: u64, payload: &[u8]) -> Vec<u8> {
@@ -174,7 +188,7 @@ mod tests {
     #[test]
     fn the_largest_key_is_a_bad_record_not_an_overflow() {
         let mut seg = Vec::new();
-        crate::embedded::record::put_record(&mut seg, |b| b.extend(entry_body(0, u64::MAX, b"x")));
+        crate::embedded::log::record::put_record(&mut seg, |b| b.extend(entry_body(0, u64::MAX, b"x")));
         let e = scan_segment(&seg, 1).expect_err("refused");
         assert!(e.to_string().contains("bad record at byte 8"), "{e}");
     }
