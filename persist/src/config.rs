@@ -1,5 +1,6 @@
 //! Typed configuration: defaults, TOML file, environment overrides
-//! (`CONFAB_<SECTION>__<KEY>`, plus `DATABASE_URL` and `AMQP_URL`), checks.
+//! (`CONFAB_<SECTION>__<KEY>`, plus `DATABASE_URL`, `AMQP_URL` and
+//! `CONFAB_QUEUE_ENGINE`), checks.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -77,16 +78,42 @@ pub struct DatabaseConfig {
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum QueueBackend {
-    /// An append-only log inside this process; gateways enqueue over gRPC.
+    /// The embedded queue inside this process (on `embedded_engine`);
+    /// gateways enqueue over gRPC.
     Embedded,
     /// RabbitMQ.
     Amqp,
+}
+
+/// Where the embedded queue keeps its entries (`confab_queue::embedded::Engine`).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddedEngine {
+    /// An append-only log of our own, in `{data_dir}/queue`.
+    Log,
+    /// RocksDB, in `{data_dir}/queue/rocksdb`.
+    #[default]
+    Rocksdb,
+}
+
+impl From<EmbeddedEngine> for confab_queue::embedded::Engine {
+    fn from(e: EmbeddedEngine) -> Self {
+        match e {
+            EmbeddedEngine::Log => Self::Log,
+            EmbeddedEngine::Rocksdb => Self::Rocksdb,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueueConfig {
     pub backend: QueueBackend,
+    /// The embedded queue's storage: `rocksdb` or `log`. Opening one over a
+    /// directory where the other holds messages not yet written is refused.
+    /// `CONFAB_QUEUE_ENGINE` sets it too, and the other services ignore that
+    /// name (a gateway refuses `CONFAB_QUEUE__EMBEDDED_ENGINE`).
+    pub embedded_engine: EmbeddedEngine,
     /// `amqp://...`, or `amqps://...` for TLS (verified against the system's
     /// roots and `amqp_ca`).
     pub amqp_url: String,
@@ -184,6 +211,7 @@ impl Default for QueueConfig {
     fn default() -> Self {
         Self {
             backend: QueueBackend::Embedded,
+            embedded_engine: EmbeddedEngine::default(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             amqp_ca: None,
             prefix: "confab.messages".into(),
@@ -208,7 +236,7 @@ impl Default for WriterConfig {
 
 impl Config {
     /// Defaults, then the TOML file (if any), then `DATABASE_URL` /
-    /// `AMQP_URL`, then `CONFAB_<SECTION>__<KEY>`.
+    /// `AMQP_URL` / `CONFAB_QUEUE_ENGINE`, then `CONFAB_<SECTION>__<KEY>`.
     pub fn load(file: Option<&Path>) -> Result<Self, Error> {
         let config: Config = confab_common::config::load_with(file, |mut layers| {
             if let Ok(url) = std::env::var("DATABASE_URL")
@@ -222,6 +250,11 @@ impl Config {
                 layers = layers
                     .merge(("queue.amqp_url", url))
                     .merge(("queue.backend", "amqp"));
+            }
+            if let Ok(engine) = std::env::var("CONFAB_QUEUE_ENGINE")
+                && !engine.is_empty()
+            {
+                layers = layers.merge(("queue.embedded_engine", engine));
             }
             layers
         })
@@ -333,6 +366,17 @@ mod tests {
             .merge(Toml::string(text))
             .extract()
             .expect("sample config parses")
+    }
+
+    #[test]
+    fn the_embedded_engine_is_rocksdb_or_log() {
+        assert_eq!(Config::default().queue.embedded_engine, EmbeddedEngine::Rocksdb);
+        let c = toml_from("[queue]\nembedded_engine = \"log\"\n");
+        assert_eq!(c.queue.embedded_engine, EmbeddedEngine::Log);
+        let bad: Result<Config, _> = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[queue]\nembedded_engine = \"sled\"\n"))
+            .extract();
+        assert!(bad.is_err());
     }
 
     #[test]

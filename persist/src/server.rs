@@ -9,7 +9,7 @@ use std::time::Duration;
 use confab_proto::persist::data_service_server::{self, DataServiceServer};
 use confab_proto::persist::queue_service_server::{self, QueueServiceServer};
 use confab_queue::amqp::{AmqpConsumer, AmqpProducer, AmqpSettings, check_trust as amqp_check_trust};
-use confab_queue::embedded::EmbeddedQueue;
+use confab_queue::embedded::{EmbeddedQueue, OpenOptions};
 use confab_queue::{AnyProducer, backoff};
 use confab_tls::{Authorize, ClusterTls, Role};
 use tokio::net::TcpListener;
@@ -83,7 +83,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     }
     let (producer, embedded) = match q.backend {
         QueueBackend::Embedded => {
-            let eq = EmbeddedQueue::open(&config.queue_dir(), q.partitions, q.max_body_bytes)?;
+            let options = OpenOptions {
+                engine: q.embedded_engine.into(),
+                ..OpenOptions::default()
+            };
+            let eq = EmbeddedQueue::open_with(&config.queue_dir(), q.partitions, q.max_body_bytes, &options)?;
+            tracing::info!(engine = %eq.engine(), waiting = eq.len(), "embedded queue open");
             eq.observe_commits(metrics.queue_commit_seconds.clone());
             (AnyProducer::Embedded(eq.clone()), Some(eq))
         }

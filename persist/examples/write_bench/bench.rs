@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use confab_queue::amqp::{AmqpConsumer, AmqpProducer, AmqpSettings, delete_queues};
-use confab_queue::embedded::EmbeddedQueue;
+use confab_queue::embedded::{EmbeddedQueue, Engine, OpenOptions};
 use confab_queue::{ConversationId, Producer, QueuedMessage};
 
 use confab_persist::config::DatabaseConfig;
@@ -19,8 +19,8 @@ use confab_persist::{Error, Result};
 /// Which queue the benchmark goes through.
 #[derive(Clone, Debug)]
 pub enum BenchQueue {
-    /// The embedded log in `dir` (a fresh directory).
-    Embedded { dir: std::path::PathBuf },
+    /// The embedded queue on `engine` in `dir` (a fresh directory).
+    Embedded { dir: std::path::PathBuf, engine: Engine },
     /// RabbitMQ at `url`; queues `{prefix}.*` are deleted at the end.
     Amqp { url: String, prefix: String },
 }
@@ -47,6 +47,7 @@ impl Default for BenchOptions {
             database_url: String::new(),
             queue: BenchQueue::Embedded {
                 dir: std::env::temp_dir().join("confab-bench-queue"),
+                engine: Engine::default(),
             },
             messages: 100_000,
             conversations: 1000,
@@ -120,8 +121,12 @@ pub async fn run_bench(o: BenchOptions) -> Result<BenchReport> {
         BenchQueue::Embedded { .. } => None,
     };
     let producers: Vec<Arc<dyn ErasedProducer>> = match (&o.queue, &amqp) {
-        (BenchQueue::Embedded { dir }, _) => {
-            let q = EmbeddedQueue::open(dir, o.partitions, o.body_bytes.max(1))?;
+        (BenchQueue::Embedded { dir, engine }, _) => {
+            let options = OpenOptions {
+                engine: *engine,
+                ..OpenOptions::default()
+            };
+            let q = EmbeddedQueue::open_with(dir, o.partitions, o.body_bytes.max(1), &options)?;
             for t in 0..o.writer_tasks {
                 tokio::spawn(run_writer(
                     q.consumer(parts_of(t)),

@@ -3,7 +3,9 @@
 //! and, when reachable, PostgreSQL + RabbitMQ and MariaDB + embedded.
 //!
 //! `cargo run --release -p confab-persist --example write_bench [MESSAGES]`
-//! Environment: `BENCH_ONLY=sqlite|pg|mysql`; `BENCH_PRODUCERS`, `BENCH_BATCH`,
+//! Environment: `BENCH_ONLY=sqlite|pg|mysql`; the embedded queue's engine as
+//! persist reads it (`CONFAB_QUEUE_ENGINE=rocksdb|log`, or
+//! `CONFAB_QUEUE__EMBEDDED_ENGINE`; default rocksdb); `BENCH_PRODUCERS`, `BENCH_BATCH`,
 //! `BENCH_PARTITIONS`, `BENCH_TASKS`, `BENCH_CONVERSATIONS` (see
 //! `BenchOptions`); `BENCH_PG_ADMIN` (default
 //! postgres://postgres@127.0.0.1:5432/test, a fresh database is made next to
@@ -14,11 +16,12 @@
 mod bench;
 
 use bench::{BenchOptions, BenchQueue, BenchReport, run_bench};
+use confab_queue::embedded::Engine;
 use sqlx::Connection;
 
 fn print(name: &str, r: &BenchReport) {
     println!(
-        "{name:<20} {:>8} msgs  enqueue {:>6.2}s  end-to-end {:>6.2}s = {:>7.0} msg/s  plain INSERT, 1,000 rows per transaction: {:>7.0} rows/s",
+        "{name:<26} {:>8} msgs  enqueue {:>6.2}s  end-to-end {:>6.2}s = {:>7.0} msg/s  plain INSERT, 1,000 rows per transaction: {:>7.0} rows/s",
         r.messages, r.enqueue_secs, r.end_to_end_secs, r.end_to_end_per_sec, r.raw_insert_per_sec
     );
 }
@@ -58,14 +61,20 @@ async fn main() -> anyhow::Result<()> {
     } else {
         String::new()
     };
+    // The engine persist would open, from the same configuration variables.
+    let engine: Engine = confab_persist::config::Config::load(None)?
+        .queue
+        .embedded_engine
+        .into();
     if only.is_empty() || only == "sqlite" {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
         let queue = BenchQueue::Embedded {
             dir: dir.path().join("queue"),
+            engine,
         };
         print(
-            "sqlite + embedded",
+            &format!("sqlite + embedded {engine}"),
             &run_bench(options(messages, url, queue)).await?,
         );
     }
@@ -73,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
         postgres(messages).await?;
     }
     if only.is_empty() || only == "mysql" {
-        mysql(messages).await?;
+        mysql(messages, engine).await?;
     }
     Ok(())
 }
@@ -91,7 +100,7 @@ async fn postgres(messages: u64) -> anyhow::Result<()> {
     );
     let amqp = env_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
     let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await else {
-        println!("postgres + rabbitmq  skipped: PostgreSQL unreachable at {admin}");
+        println!("postgres + rabbitmq        skipped: PostgreSQL unreachable at {admin}");
         return Ok(());
     };
     let name = format!("confab_bench_{}", std::process::id());
@@ -112,10 +121,10 @@ async fn postgres(messages: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn mysql(messages: u64) -> anyhow::Result<()> {
+async fn mysql(messages: u64, engine: Engine) -> anyhow::Result<()> {
     let admin = env_or("BENCH_MYSQL_ADMIN", "mysql://root@127.0.0.1:3306/test".to_owned());
     let Ok(mut conn) = sqlx::MySqlConnection::connect(&admin).await else {
-        println!("mariadb + embedded   skipped: MariaDB unreachable at {admin}");
+        println!("mariadb + embedded {engine:<7} skipped: MariaDB unreachable at {admin}");
         return Ok(());
     };
     let name = format!("confab_bench_{}", std::process::id());
@@ -125,11 +134,12 @@ async fn mysql(messages: u64) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let queue = BenchQueue::Embedded {
         dir: dir.path().join("queue"),
+        engine,
     };
     let r = run_bench(options(messages, next_to(&admin, &name), queue)).await;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
         .execute(&mut conn)
         .await?;
-    print("mariadb + embedded", &r?);
+    print(&format!("mariadb + embedded {engine}"), &r?);
     Ok(())
 }
