@@ -245,6 +245,12 @@ where
         .with_tracer(tracer)
         .with_location(false)
         .with_threads(false)
+        // Neither the busy/idle split of each span (two clock reads at
+        // every poll of a traced future) nor OpenTelemetry's own current
+        // context (spans are found through tracing's): a traced request
+        // costs its spans and their export, not a bookkeeping per poll.
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_filter(tracing_subscriber::filter::filter_fn(|m| m.target() == TARGET));
     THRESHOLD.store(threshold(config.sample_ratio), Ordering::Relaxed);
     ON.store(true, Ordering::Relaxed);
