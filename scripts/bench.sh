@@ -21,8 +21,9 @@ source "$(dirname "$0")/lib.sh"
 export PROFILE=release
 BIN="$TARGET_DIR/release"
 DURATION="${DURATION:-10}"
-# Writes need many in flight to fill the Raft pipelines; lookups saturate sooner.
-WRITE_CONCURRENCY="${WRITE_CONCURRENCY:-512}"
+# Writes need many in flight to fill the Raft pipelines (500: etcd's peer
+# run below writes with 500 clients); lookups saturate sooner.
+WRITE_CONCURRENCY="${WRITE_CONCURRENCY:-500}"
 CONCURRENCY="${CONCURRENCY:-192}"
 KILLS="${KILLS:-5}"
 OUT="${BENCH_OUT:-$ROOT/target-bench}"
@@ -75,6 +76,13 @@ if [ "$BENCH_ONLY" != gateway ]; then
     redis-benchmark -h 127.0.0.1 -p 6379 -q -n 200000 -c 50 MGET $keys | tr '\r' '\n' | tail -n 1 \
       | sed 's/^.*: \([0-9.]* requests per second.*\)$/MGET of 100 keys: \1/' | tee "$OUT/redis-mget.txt"
     for k in $keys; do redis-cli -h 127.0.0.1 DEL "$k" >/dev/null; done
+  fi
+  # etcd, three members with fsync on, writing with about the router run's
+  # concurrency (ETCD_LOAD=l: 500 clients); BENCH_PEERS=0 leaves it out.
+  if [ "${BENCH_PEERS:-1}" = 1 ]; then
+    echo "== peer: etcd 3.4, 3 members on loopback, fsync on (same machine, same run)"
+    "$ROOT/scripts/bench-etcd.sh" "$OUT" "${ETCD_LOAD:-l}"
+    python3 "$ROOT/scripts/peer-ratios.py" "$OUT" | tee "$OUT/peers.txt"
   fi
   if [ "${BENCH_PERSIST:-1}" = 1 ]; then
     echo "== persist: messages enqueued -> committed, and the same rows by a plain batched INSERT"
