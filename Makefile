@@ -14,6 +14,9 @@
 #                         made by debootstrap, no registry needed)
 #   make image-check      that image as a router, persist and a gateway in a
 #                         pod; a chat round trip from outside it
+#   make stack-up         deploy/compose.yml here with podman (no Grafana,
+#                         Loki, Alloy), a chat round trip from the host
+#   make stack-down       remove all that stack-up made
 #   make bench            benchmarks against a local release cluster
 #   make bench-tls        the same plain and with TLS on, and the ratios
 #   make bench-trace      chat plain and with traces (1 %) + JSON logs
@@ -29,7 +32,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/confab/target
 PROFILE ?= release
 CARGO ?= cargo
 
-.PHONY: deps web web-screenshots build image image-check test lint check-deploy fmt unit bench bench-tls bench-trace bench-compare chaos fuzz fuzz-seeds cluster-up cluster-down cluster-status cluster-add-router clean-cluster
+.PHONY: deps web web-screenshots build image image-check stack-up stack-down test lint check-deploy fmt unit bench bench-tls bench-trace bench-compare chaos fuzz fuzz-seeds cluster-up cluster-down cluster-status cluster-add-router clean-cluster
 
 # System prerequisites a fresh machine lacks: libclang for RocksDB's bindgen.
 # (protoc is vendored by the proto crate.)
@@ -51,6 +54,13 @@ image: deps
 
 image-check: build
 	scripts/image-check.sh
+
+# The compose stack on this machine under podman (scripts/stack.sh).
+stack-up: build
+	scripts/stack.sh up
+
+stack-down:
+	scripts/stack.sh down
 
 lint: deps web check-deploy
 	$(CARGO) fmt --all -- --check
