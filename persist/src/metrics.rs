@@ -36,7 +36,7 @@ pub struct Metrics {
     pub up: Gauge,
     /// Embedded queue: messages enqueued and not yet written (acked).
     pub queue_waiting: IntGauge,
-    /// Embedded queue: segment files of the log.
+    /// Embedded queue: its files on disk (the log's segments, or RocksDB's WAL and table files).
     pub queue_segments: IntGauge,
     /// Seconds since the oldest message a writer took from the queue and
     /// has not written yet was accepted by its gateway (0 when idle); grows
@@ -141,7 +141,7 @@ impl Metrics {
             )),
             queue_segments: must(IntGauge::new(
                 "queue_log_segments",
-                "Embedded queue: segment files of the log",
+                "Embedded queue: files on disk (the log's segments, or RocksDB's WAL and table files)",
             )),
             queue_oldest_age: must(Gauge::new(
                 "queue_oldest_unwritten_age_seconds",
