@@ -14,8 +14,11 @@ RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/confab/target}"
 mkdir -p "$TARGET_DIR"
 # The web client's built files are committed (web/dist); nothing else needs
-# a tool the build base lacks.
-podman build --format docker -f "$ROOT/Dockerfile" -t "$IMAGE" \
+# a tool the build base lacks. No layer cache: the source is mounted, not
+# copied, so a cached build step would hand back the binaries of an older
+# tree; cargo's own cache makes the step cheap (seconds when nothing
+# changed).
+podman build --no-cache --format docker -f "$ROOT/Dockerfile" -t "$IMAGE" \
   -v "$ROOT:$ROOT:ro" -v "$CARGO_HOME:$CARGO_HOME" -v "$RUSTUP_HOME:$RUSTUP_HOME:ro" \
   -v "$TARGET_DIR:$TARGET_DIR" \
   --build-arg SRC="$ROOT" --build-arg TARGET_DIR="$TARGET_DIR" \

@@ -227,6 +227,26 @@ chat "$gw2" --user bo --password pw history ada | grep -qF "$text" \
 t_chat=$((SECONDS - t_chat))
 echo "   ada -> bo: received live on gateway 2 and in history ($t_chat s for the round trip, registrations included)"
 
+step "Prometheus scrapes every Confab process, found through the routers' GET /sd"
+t_scrape=$SECONDS
+want="gateway:1 gateway:2 persist:1 persist:2 router:1 router:2 router:3"
+targets() {
+  curl -fsS "http://127.0.0.1:$((9090 + OFFSET))/api/v1/targets" 2>/dev/null | python3 -c '
+import json, sys
+for t in json.load(sys.stdin)["data"]["activeTargets"]:
+    if t["health"] == "up" and "role" in t["labels"]:
+        print(t["labels"]["role"] + ":" + t["labels"].get("node", "?"))' | sort | paste -sd' ' -
+}
+up=""
+for _ in $(seq 1 60); do
+  up="$(targets || true)"
+  [ "$up" = "$want" ] && break
+  sleep 1
+done
+[ "$up" = "$want" ] || fail "Prometheus scrapes [$up], not [$want]" prometheus
+t_scrape=$((SECONDS - t_scrape))
+echo "   up == 1 for $want ($t_scrape s)"
+
 echo "stack $PROJECT up in $((SECONDS - t0)) s (images ${t_images} s; containers started to all healthy ${t_ready} s; then persist answering through the gateways ${t_data} s; chat ${t_chat} s)"
 echo "   gateway 1: 127.0.0.1:$gw1 (TCP), https://127.0.0.1:$((8201 + OFFSET)); gateway 2: 127.0.0.1:$gw2, https://127.0.0.1:$((8202 + OFFSET))"
 echo "   Prometheus: http://127.0.0.1:$((9090 + OFFSET)); TLS material: $tls (confab-chat --tls-ca $tls/ca.pem)"

@@ -48,6 +48,10 @@ pub struct ServerConfig {
     /// cluster's; the rest are found in its map): `GET /sd` on a router
     /// lists it for Prometheus. Empty: not announced.
     pub routers: Vec<String>,
+    /// The host the routers' discovery hands Prometheus for this process
+    /// when `http` binds every interface (e.g. `persist-1` in a container
+    /// network); empty: the host of `listen`.
+    pub advertise_host: String,
     /// The network zone this process runs in (a discovery label); empty
     /// for none.
     pub zone: String,
@@ -187,6 +191,7 @@ impl Default for ServerConfig {
             read_wait_ms: 2000,
             id: 1,
             routers: Vec::new(),
+            advertise_host: String::new(),
             zone: String::new(),
             log_format: Default::default(),
         }

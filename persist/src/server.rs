@@ -203,7 +203,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         let target = confab_proto::router::Target {
             role: "persist".into(),
             id: config.server.id,
-            metrics_addr: confab_net::discovery::reachable(http_addr, &grpc_addr.to_string()),
+            metrics_addr: match config.server.advertise_host.as_str() {
+                "" => confab_net::discovery::reachable(http_addr, &grpc_addr.to_string()),
+                host => confab_net::discovery::reachable(http_addr, &format!("{host}:0")),
+            },
             zone: config.server.zone.clone(),
         };
         tracker.spawn(confab_router_client::discovery::announce_forever(
