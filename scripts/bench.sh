@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # `make bench`: starts a private release cluster (3 routers, fsync on, 3
 # replicas) under a temp dir on ports of its own, runs the router benchmarks
-# against it, then persist's write benchmark, measures the peer in the same run (Redis MGET of 100 keys, when a Redis
-# is listening on 127.0.0.1:6379); then a second private cluster with persist
+# against it, then persist's write benchmark, measures the peers in the same
+# run (Redis MGET of 100 keys, when a Redis is listening on 127.0.0.1:6379;
+# etcd, 3 members, scripts/bench-etcd.sh; BENCH_PEERS=0 leaves etcd out);
+# then a second private cluster with persist
 # (SQLite + embedded queue) and 2 gateways for the gateway benchmarks (idle
 # connections' memory, 1:1 chat, group fan-out, friend lists with presence).
 # Prints every figure and stops what it started.
 # BENCH_ONLY=router or BENCH_ONLY=gateway runs one part alone; BENCH_PERSIST=0
 # leaves out persist's write benchmark (it builds the example from this tree),
 # BENCH_CONNECTIONS=0 the idle-connection memory runs, BENCH_GROUP=0 the group
-# fan-out and presence runs.
+# fan-out and presence runs. BENCH_BACKEND=pg-amqp runs the gateway part on
+# PostgreSQL + RabbitMQ with two persist processes (a database and queue
+# prefix of its own, dropped at the end).
 # SKIP_BUILD="confab-router ..." takes those binaries as they are in the target
 # directory (e.g. a symlink to a router built elsewhere) instead of building them.
 set -euo pipefail
@@ -92,16 +96,42 @@ if [ "$BENCH_ONLY" != gateway ]; then
   fi
 fi
 
-# The gateway part: 3 routers, persist (SQLite + embedded queue), 2 gateways
-# (a third for the last step), on ports of their own (27101-27103 /
-# 27201-27203 routers, 27301-27302 persist, 27401-27403 / 27411-27413 /
-# 27421-27423 gateways).
+# The gateway part: 3 routers, persist (SQLite + embedded queue; two on
+# PostgreSQL + RabbitMQ with BENCH_BACKEND=pg-amqp), 2 gateways (a third for
+# the last step), on ports of their own (27101-27103 / 27201-27203 routers,
+# 27301-27304 persist, 27401-27403 / 27411-27413 / 27421-27423 gateways).
 gateway_bench() {
   export CLUSTER_DIR="$(mktemp -d)"
   export GRPC_BASE="${BENCH_GW_GRPC_BASE:-27100}" HTTP_BASE="${BENCH_GW_HTTP_BASE:-27200}"
   local persist="127.0.0.1:27301" persist_http="127.0.0.1:27302" routers g
   gw_client() { echo "127.0.0.1:$((27400 + $1))"; }
-  cleanup() { "$ROOT/scripts/cluster-down.sh" >/dev/null 2>&1 || true; rm -rf "$CLUSTER_DIR"; }
+  # BENCH_BACKEND=pg-amqp: persist on a fresh PostgreSQL database and
+  # RabbitMQ (a queue prefix of its own), two persist processes sharing the
+  # partitions, the gateways publishing straight to the broker; dropped at
+  # the end. Default: one persist on SQLite + the embedded queue.
+  local persist2="127.0.0.1:27303" persist2_http="127.0.0.1:27304" persists="$persist"
+  local backend_env=(env) gateway_queue=() bench_db="" prefix=""
+  local pg="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}" amqp="${BENCH_AMQP:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+  case "${BENCH_BACKEND:-embedded}" in
+    embedded) ;;
+    pg-amqp)
+      bench_db="confab_bench_$$" prefix="confab.bench$$"
+      psql "$pg/postgres" -q -c "CREATE DATABASE $bench_db"
+      backend_env+=("DATABASE_URL=$pg/$bench_db" "AMQP_URL=$amqp" "CONFAB_QUEUE__PREFIX=$prefix")
+      gateway_queue=(CONFAB_QUEUE__BACKEND=amqp "CONFAB_QUEUE__AMQP_URL=$amqp" "CONFAB_QUEUE__PREFIX=$prefix")
+      persists="$persist,$persist2" ;;
+    *) echo "BENCH_BACKEND must be embedded or pg-amqp" >&2; exit 2 ;;
+  esac
+  cleanup() {
+    "$ROOT/scripts/cluster-down.sh" >/dev/null 2>&1 || true
+    rm -rf "$CLUSTER_DIR"
+    if [ -n "$bench_db" ]; then
+      psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)" || true
+      rabbitmqctl -q list_queues name 2>/dev/null | grep "^$prefix\." | while read -r q; do
+        rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
+      done
+    fi
+  }
   trap cleanup EXIT
   for i in 1 2 3; do start_router "$i"; done
   # Password hashing is not what these benchmarks measure: the cheapest
@@ -109,14 +139,21 @@ gateway_bench() {
   ensure_cert persist persist
   # The group fan-out run fills a group past the default cap on members.
   # shellcheck disable=SC2046 # tls_flags is a list of words
-  CONFAB_DATABASE__ARGON2_MEMORY_KIB=64 CONFAB_LIMITS__MAX_GROUP_MEMBERS=100000 start persist "$BIN/confab-persist" \
-    --listen "$persist" --http "$persist_http" --data-dir "$CLUSTER_DIR/persist" $(tls_flags persist)
+  CONFAB_DATABASE__ARGON2_MEMORY_KIB=64 CONFAB_LIMITS__MAX_GROUP_MEMBERS=100000 start persist "${backend_env[@]}" \
+    "$BIN/confab-persist" --listen "$persist" --http "$persist_http" --data-dir "$CLUSTER_DIR/persist" $(tls_flags persist)
+  if [ "$persists" != "$persist" ]; then
+    # shellcheck disable=SC2046
+    CONFAB_DATABASE__ARGON2_MEMORY_KIB=64 CONFAB_LIMITS__MAX_GROUP_MEMBERS=100000 CONFAB_SERVER__ID=2 \
+      start persist-2 "${backend_env[@]}" "$BIN/confab-persist" --listen "$persist2" --http "$persist2_http" \
+      --data-dir "$CLUSTER_DIR/persist-2" $(tls_flags persist)
+  fi
   for i in 1 2 3; do wait_ready "http://$(router_http "$i")/readyz" 60; done
   wait_ready "http://$persist_http/readyz" 60
+  [ "$persists" = "$persist" ] || wait_ready "http://$persist2_http/readyz" 60
   routers="$(router_grpc 1),$(router_grpc 2),$(router_grpc 3)"
   # Strangers may chat when the gateway has that switch (the benchmark's
   # users are not friends).
-  local strangers=(env) gw_config
+  local strangers=(env "${gateway_queue[@]}") gw_config
   # Read once: `--check-config | grep -q` under pipefail fails when grep
   # quits before the gateway has written everything (SIGPIPE).
   gw_config="$("$BIN/confab-gateway" --check-config 2>/dev/null || true)"
@@ -172,7 +209,7 @@ gateway_bench() {
     # shellcheck disable=SC2046
     (start "gateway-$1" "${strangers[@]}" "$BIN/confab-gateway" --id "$1" --listen "$(gw_client "$1")" \
        --http "127.0.0.1:$((27410 + $1))" --grpc "127.0.0.1:$((27420 + $1))" "${metrics[@]}" \
-       --router "$routers" --persist "$persist" $(tls_flags "gateway-$1") $(client_tls_flags "$1"))
+       --router "$routers" --persist "$persists" $(tls_flags "gateway-$1") $(client_tls_flags "$1"))
   }
   # How the load generators reach the client ports (TLS=1: the run's CA).
   client_ca() { [ "$TLS" = 1 ] && echo --tls-ca "$(tls_dir)/ca.pem"; return 0; }
