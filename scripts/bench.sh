@@ -128,7 +128,7 @@ gateway_bench() {
     if [ -n "$bench_db" ]; then
       psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)" || true
       rabbitmqctl -q list_queues name 2>/dev/null | grep "^$prefix\." | while read -r q; do
-        rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
+        rabbitmqctl -q delete_queue "$q" </dev/null >/dev/null 2>&1 || true
       done
     fi
   }
