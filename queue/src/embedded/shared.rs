@@ -5,9 +5,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prost::Message;
+use tokio::sync::Notify;
 
+use crate::consumer::Delivery;
 use crate::envelope::{Encoding, QueuedBatch, QueuedMessage, encode, partitions_of};
 use crate::error::QueueError;
 
@@ -131,4 +134,36 @@ pub(crate) fn parse_dead_letter(body: &[u8]) -> Result<DeadLetter, QueueError> {
         reason: String::from_utf8_lossy(&body[4..4 + n]).into_owned(),
         payload: body[4 + n..].to_vec(),
     })
+}
+
+/// A consumer's next batch on either engine: `scan` (up to `max` into the
+/// batch) until it finds something, waking when `arrived` is notified (or
+/// every 200 ms), refused once `failed`; then, if the batch is short and
+/// `linger` is set, waits `linger` and scans once more.
+pub(crate) async fn next_batch_with(
+    arrived: &Notify,
+    failed: impl Fn() -> bool,
+    max: usize,
+    linger: Duration,
+    mut scan: impl FnMut(usize, &mut Vec<Delivery<EmbeddedToken>>) -> Result<(), QueueError>,
+) -> Result<Vec<Delivery<EmbeddedToken>>, QueueError> {
+    let mut out = Vec::new();
+    loop {
+        let notified = arrived.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        scan(max, &mut out)?;
+        if !out.is_empty() {
+            break;
+        }
+        if failed() {
+            return Err(QueueError::Closed);
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+    }
+    if out.len() < max && !linger.is_zero() {
+        tokio::time::sleep(linger).await;
+        scan(max, &mut out)?;
+    }
+    Ok(out)
 }

@@ -16,7 +16,7 @@ use super::queue::LogQueue;
 use super::segment::unlink;
 use super::writer::Job;
 use crate::consumer::{Consumer, Delivery};
-use crate::embedded::shared::{EmbeddedToken, encoding_of};
+use crate::embedded::shared::{EmbeddedToken, encoding_of, next_batch_with};
 use crate::error::QueueError;
 
 /// Consumes some partitions of an [`LogQueue`].
@@ -146,26 +146,15 @@ impl Consumer for LogConsumer {
         max: usize,
         linger: Duration,
     ) -> Result<Vec<Delivery<EmbeddedToken>>, QueueError> {
-        let mut out = Vec::new();
         let queue = self.queue.clone();
-        loop {
-            let notified = queue.inner.shared.arrived.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            self.scan(max, &mut out)?;
-            if !out.is_empty() {
-                break;
-            }
-            if queue.inner.shared.failed.load(Ordering::SeqCst) {
-                return Err(QueueError::Closed);
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
-        }
-        if out.len() < max && !linger.is_zero() {
-            tokio::time::sleep(linger).await;
-            self.scan(max, &mut out)?;
-        }
-        Ok(out)
+        next_batch_with(
+            &queue.inner.shared.arrived,
+            || queue.inner.shared.failed.load(Ordering::SeqCst),
+            max,
+            linger,
+            |max, out| self.scan(max, out),
+        )
+        .await
     }
 
     async fn ack(&mut self, tokens: Vec<EmbeddedToken>) -> Result<(), QueueError> {

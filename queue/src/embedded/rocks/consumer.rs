@@ -13,7 +13,7 @@ use super::queue::RocksQueue;
 use super::state::{CF_ENTRIES, db_err, entry_key};
 use super::writer::Job;
 use crate::consumer::{Consumer, Delivery};
-use crate::embedded::shared::{EmbeddedToken, dead_letter_body, encoding_of};
+use crate::embedded::shared::{EmbeddedToken, dead_letter_body, encoding_of, next_batch_with};
 use crate::error::QueueError;
 
 /// Consumes some partitions of a [`RocksQueue`].
@@ -129,26 +129,15 @@ impl Consumer for RocksConsumer {
         max: usize,
         linger: Duration,
     ) -> Result<Vec<Delivery<EmbeddedToken>>, QueueError> {
-        let mut out = Vec::new();
         let queue = self.queue.clone();
-        loop {
-            let notified = queue.inner.shared.arrived.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            self.scan(max, &mut out)?;
-            if !out.is_empty() {
-                break;
-            }
-            if queue.failed() {
-                return Err(QueueError::Closed);
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
-        }
-        if out.len() < max && !linger.is_zero() {
-            tokio::time::sleep(linger).await;
-            self.scan(max, &mut out)?;
-        }
-        Ok(out)
+        next_batch_with(
+            &queue.inner.shared.arrived,
+            || queue.failed(),
+            max,
+            linger,
+            |max, out| self.scan(max, out),
+        )
+        .await
     }
 
     async fn ack(&mut self, tokens: Vec<EmbeddedToken>) -> Result<(), QueueError> {
