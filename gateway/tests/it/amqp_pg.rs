@@ -3,65 +3,21 @@
 //! PostgreSQL. 1:1 and group messages across two gateways arrive live, once,
 //! and history read back from PostgreSQL holds each once, in order.
 
-use std::process::Command;
 use std::time::Duration;
 
 use confab_client::DeviceKind;
 use confab_testkit::{missing, unique};
 
+use crate::harness::backends::{AMQP, Backends};
 use crate::harness::{Cluster, login, receive, register};
-
-const PG: &str = "postgres://postgres@127.0.0.1:5432";
-const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-/// psql against the test server's `test` database.
-fn psql(sql: &str) -> bool {
-    Command::new("psql")
-        .args([&format!("{PG}/test"), "-q", "-c", sql])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// A fresh PostgreSQL database and queue prefix, dropped at the end.
-struct Backends {
-    db: String,
-    prefix: String,
-}
-
-impl Drop for Backends {
-    fn drop(&mut self) {
-        psql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db));
-        let settings = confab_queue::amqp::AmqpSettings {
-            url: AMQP.into(),
-            prefix: self.prefix.clone(),
-            partitions: 16,
-            prefetch: 1,
-            max_body_bytes: 0,
-            max_backoff: Duration::from_millis(100),
-            connection_name: String::new(),
-            ca_file: None,
-        };
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                rt.block_on(confab_queue::amqp::delete_queues(&settings));
-            }
-        })
-        .join();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_through_rabbitmq_into_postgresql() {
-    let db = unique("confab_gw");
-    if !psql(&format!("CREATE DATABASE {db}")) {
+    let Some(backends) = Backends::create(unique("confab_gw"), unique("confab.gwtest")) else {
         missing("PostgreSQL", "psql could not create a database at 127.0.0.1:5432");
         return;
-    }
-    let backends = Backends {
-        db,
-        prefix: unique("confab.gwtest"),
     };
-    let url = format!("{PG}/{}", backends.db);
+    let url = backends.url();
     let mut cluster = Cluster::start(0).await;
     cluster.kill("persist");
     cluster

@@ -10,6 +10,7 @@ use confab_client::{Client, DeviceKind, Event};
 use confab_testkit::{Processes, free_addr};
 pub use confab_testkit::{eventually, workspace_bin};
 
+pub mod backends;
 mod persists;
 pub use persists::PersistProc;
 

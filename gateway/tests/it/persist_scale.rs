@@ -26,11 +26,9 @@ use confab_client::proto::{self as pb};
 use confab_client::{Client, Connection, DeviceKind, ErrorCode, Event, Unacked, answer_lost};
 use confab_testkit::{http_get, missing, unique};
 
+use crate::harness::backends::{AMQP, Backends, PARTITIONS, psql};
 use crate::harness::{Cluster, PersistProc, login, register};
 
-const PG: &str = "postgres://postgres@127.0.0.1:5432";
-const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-const PARTITIONS: u32 = 16;
 /// Messages each sender sends.
 const PER_SENDER: usize = 60;
 /// The pause between two sends of one sender.
@@ -43,49 +41,6 @@ const RECEIVE_WITHIN: Duration = Duration::from_secs(20);
 /// The messages `sender` sends, in order.
 fn bodies(sender: &str) -> Vec<String> {
     (0..PER_SENDER).map(|k| format!("{sender}-{k}")).collect()
-}
-
-/// psql against `db`: the rows of `sql`, fields separated by `|`.
-fn psql(db: &str, sql: &str) -> Option<String> {
-    let out = Command::new("psql")
-        .args([&format!("{PG}/{db}"), "-qAt", "-F", "|", "-c", sql])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// A fresh PostgreSQL database and queue prefix, dropped at the end (after
-/// the cluster: a live consumer would declare the queues again).
-struct Backends {
-    db: String,
-    prefix: String,
-}
-
-impl Drop for Backends {
-    fn drop(&mut self) {
-        psql(
-            "test",
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db),
-        );
-        let settings = confab_queue::amqp::AmqpSettings {
-            url: AMQP.into(),
-            prefix: self.prefix.clone(),
-            partitions: PARTITIONS,
-            prefetch: 1,
-            max_body_bytes: 0,
-            max_backoff: Duration::from_millis(100),
-            connection_name: String::new(),
-            ca_file: None,
-        };
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                rt.block_on(confab_queue::amqp::delete_queues(&settings));
-            }
-        })
-        .join();
-    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -378,21 +333,16 @@ async fn broker_moves_partitions_to(prefix: &str, pid: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_one_of_two_persist_processes_loses_and_repeats_nothing() {
-    let db = unique("confab_scale");
-    if psql("test", &format!("CREATE DATABASE {db}")).is_none() {
+    let Some(backends) = Backends::create(unique("confab_scale"), unique("confab.scale")) else {
         missing("PostgreSQL", "psql could not create a database at 127.0.0.1:5432");
         return;
-    }
-    let backends = Backends {
-        db,
-        prefix: unique("confab.scale"),
     };
     if std::net::TcpStream::connect("127.0.0.1:5672").is_err() {
         missing("RabbitMQ", "nothing listens on 127.0.0.1:5672");
         return;
     }
     let started = Instant::now();
-    let url = format!("{PG}/{}", backends.db);
+    let url = backends.url();
     let persist_env = [
         ("DATABASE_URL", url.as_str()),
         ("AMQP_URL", AMQP),
