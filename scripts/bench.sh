@@ -117,6 +117,7 @@ gateway_bench() {
     pg-amqp)
       bench_db="confab_bench_$$" prefix="confab.bench$$"
       psql "$pg/postgres" -q -c "CREATE DATABASE $bench_db"
+      export BENCH_DB_NAME="$bench_db" BENCH_DB_ADMIN="$pg/postgres" BENCH_QUEUE_PREFIX="$prefix"
       backend_env+=("DATABASE_URL=$pg/$bench_db" "AMQP_URL=$amqp" "CONFAB_QUEUE__PREFIX=$prefix")
       gateway_queue=(CONFAB_QUEUE__BACKEND=amqp "CONFAB_QUEUE__AMQP_URL=$amqp" "CONFAB_QUEUE__PREFIX=$prefix")
       persists="$persist,$persist2" ;;
@@ -125,11 +126,13 @@ gateway_bench() {
   cleanup() {
     "$ROOT/scripts/cluster-down.sh" >/dev/null 2>&1 || true
     rm -rf "$CLUSTER_DIR"
-    if [ -n "$bench_db" ]; then
-      psql "$pg/postgres" -q -c "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)" || true
-      rabbitmqctl -q list_queues name 2>/dev/null | grep "^$prefix\." | while read -r q; do
+    # Also run by the EXIT trap, where this function's locals are gone:
+    # the names come from the environment it exported.
+    if [ -n "${BENCH_DB_NAME:-}" ]; then
+      psql "$BENCH_DB_ADMIN" -q -c "DROP DATABASE IF EXISTS $BENCH_DB_NAME WITH (FORCE)" || true
+      rabbitmqctl -q list_queues name 2>/dev/null | grep "^$BENCH_QUEUE_PREFIX\." | while read -r q; do
         rabbitmqctl -q delete_queue "$q" </dev/null >/dev/null 2>&1 || true
-      done
+      done || true
     fi
   }
   trap cleanup EXIT

@@ -278,6 +278,13 @@ impl Connection {
         self.pushes.recv().await
     }
 
+    /// The next push when one is already here; never waits. Pushes wait in
+    /// a bounded buffer: a client that does not read them stops reading
+    /// the connection once it is full, answers included.
+    pub fn try_next_push(&mut self) -> Option<Push> {
+        self.pushes.try_recv().ok()
+    }
+
     /// True once the connection ended.
     pub fn is_closed(&self) -> bool {
         self.stop.is_cancelled()

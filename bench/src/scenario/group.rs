@@ -289,10 +289,14 @@ async fn make_group(args: &GroupArgs, owner: &str, names: &[String], prefix: &st
     ask_to_join(args, names, gid).await?;
     let chunk = names.len().div_ceil(inviters.len());
     let invites = inviters
-        .iter()
+        .iter_mut()
         .zip(names.chunks(chunk.max(1)))
         .map(|(c, part)| async move {
             for n in part {
+                // The owner's devices hear of every request and join: read
+                // those notices, or the push buffer fills and the
+                // connection stops reading, the invitations' answers too.
+                while c.conn.try_next_push().is_some() {}
                 c.invite(gid, n).await.with_context(|| format!("inviting {n}"))?;
             }
             anyhow::Ok(())
