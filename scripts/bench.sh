@@ -256,11 +256,13 @@ gateway_bench() {
     "$BIN/confab-bench" group $(client_ca) --gateway "$(gw_client 1),$(gw_client 2)" --members "${GROUP_MEMBERS:-5000}" \
       --messages "${GROUP_MESSAGES:-50}" --json | tee "$OUT/gateway-group.json"
 
-    echo "== gateway: fan-out capacity, ${GROUP_COUNT:-4} groups of ${GROUP_MEMBERS:-5000} members, their owners sending unpaced"
+    # GROUP_INTERVAL_MS paces each owner (an offered rate of groups x
+    # members x 1000 / interval deliveries/s); 0: unpaced, the capacity.
+    echo "== gateway: fan-out capacity, ${GROUP_COUNT:-4} groups of ${GROUP_MEMBERS:-5000} members, their owners sending every ${GROUP_INTERVAL_MS:-0} ms"
     uptime
     # shellcheck disable=SC2046
     "$BIN/confab-bench" group $(client_ca) --gateway "$(gw_client 1),$(gw_client 2)" --members "${GROUP_MEMBERS:-5000}" \
-      --groups "${GROUP_COUNT:-4}" --interval-ms 0 --messages "${GROUP_MESSAGES:-50}" --json \
+      --groups "${GROUP_COUNT:-4}" --interval-ms "${GROUP_INTERVAL_MS:-0}" --messages "${GROUP_MESSAGES:-50}" --json \
       | tee "$OUT/gateway-group-capacity.json"
 
     echo "== gateway: friend lists of 100 friends with presence, 64 listers"
