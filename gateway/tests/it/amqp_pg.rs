@@ -8,7 +8,7 @@ use std::time::Duration;
 use confab_client::DeviceKind;
 use confab_testkit::{missing, unique};
 
-use crate::harness::backends::{AMQP, Backends};
+use crate::harness::backends::Backends;
 use crate::harness::{Cluster, login, receive, register};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,18 +20,8 @@ async fn chat_through_rabbitmq_into_postgresql() {
     let url = backends.url();
     let mut cluster = Cluster::start(0).await;
     cluster.kill("persist");
-    cluster
-        .restart_persist(&[
-            ("DATABASE_URL", url.as_str()),
-            ("AMQP_URL", AMQP),
-            ("CONFAB_QUEUE__PREFIX", backends.prefix.as_str()),
-        ])
-        .await;
-    let queue = [
-        ("CONFAB_QUEUE__BACKEND", "amqp"),
-        ("CONFAB_QUEUE__AMQP_URL", AMQP),
-        ("CONFAB_QUEUE__PREFIX", backends.prefix.as_str()),
-    ];
+    cluster.restart_persist(&backends.persist_env(&url)).await;
+    let queue = backends.gateway_env();
     for id in [1, 2] {
         cluster.start_gateway_with_env(id, &queue).await;
     }

@@ -26,7 +26,7 @@ use confab_client::proto::{self as pb};
 use confab_client::{Client, Connection, DeviceKind, ErrorCode, Event, Unacked, answer_lost};
 use confab_testkit::{http_get, missing, unique};
 
-use crate::harness::backends::{AMQP, Backends, PARTITIONS, psql};
+use crate::harness::backends::{Backends, PARTITIONS, psql};
 use crate::harness::{Cluster, PersistProc, login, register};
 
 /// Messages each sender sends.
@@ -343,11 +343,7 @@ async fn sigkill_of_one_of_two_persist_processes_loses_and_repeats_nothing() {
     }
     let started = Instant::now();
     let url = backends.url();
-    let persist_env = [
-        ("DATABASE_URL", url.as_str()),
-        ("AMQP_URL", AMQP),
-        ("CONFAB_QUEUE__PREFIX", backends.prefix.as_str()),
-    ];
+    let persist_env = backends.persist_env(&url);
     let mut cluster = Cluster::start(0).await;
     cluster.kill("persist");
     cluster.restart_persist(&persist_env).await;
@@ -357,11 +353,7 @@ async fn sigkill_of_one_of_two_persist_processes_loses_and_repeats_nothing() {
         http: cluster.persist_http.clone(),
     };
     let second = cluster.add_persist("persist-2", 2, &persist_env).await;
-    let queue = [
-        ("CONFAB_QUEUE__BACKEND", "amqp"),
-        ("CONFAB_QUEUE__AMQP_URL", AMQP),
-        ("CONFAB_QUEUE__PREFIX", backends.prefix.as_str()),
-    ];
+    let queue = backends.gateway_env();
     for id in [1, 2] {
         cluster.start_gateway_with_env(id, &queue).await;
     }

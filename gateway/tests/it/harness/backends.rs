@@ -40,6 +40,25 @@ impl Backends {
     pub fn url(&self) -> String {
         format!("{PG}/{}", self.db)
     }
+
+    /// A persist process's environment for these backends (`url` is
+    /// [`Backends::url`]).
+    pub fn persist_env<'a>(&'a self, url: &'a str) -> [(&'static str, &'a str); 3] {
+        [
+            ("DATABASE_URL", url),
+            ("AMQP_URL", AMQP),
+            ("CONFAB_QUEUE__PREFIX", self.prefix.as_str()),
+        ]
+    }
+
+    /// A gateway's environment: it publishes straight to the broker.
+    pub fn gateway_env(&self) -> [(&'static str, &str); 3] {
+        [
+            ("CONFAB_QUEUE__BACKEND", "amqp"),
+            ("CONFAB_QUEUE__AMQP_URL", AMQP),
+            ("CONFAB_QUEUE__PREFIX", self.prefix.as_str()),
+        ]
+    }
 }
 
 impl Drop for Backends {
