@@ -17,6 +17,12 @@ pub struct Cli {
         env = "CONFAB_CHAT_GATEWAY"
     )]
     pub gateway: String,
+    /// Start from the directory instead of --gateway: `GET /v1/gateway` at
+    /// URL (any gateway's public HTTP address, http://HOST:PORT; several
+    /// separated by commas) names the gateway this network reaches, and
+    /// the console asks again when that gateway is lost.
+    #[arg(long, global = true, value_name = "URL", env = "CONFAB_CHAT_DIRECTORY")]
+    pub directory: Option<String>,
     /// TLS to the gateway, trusting only the CA certificate(s) in FILE
     /// (the local cluster's: .cluster/tls/ca.pem).
     #[arg(long, global = true, value_name = "FILE", env = "CONFAB_CHAT_TLS_CA")]
@@ -56,6 +62,13 @@ mod tests {
         let cli =
             Cli::try_parse_from(["confab-chat", "send", "b", "hi", "--tls-ca", "ca.pem"]).expect("parse");
         assert_eq!(cli.tls_ca, Some(PathBuf::from("ca.pem")));
+        assert!(cli.directory().expect("no directory").is_none());
+        let cli = Cli::try_parse_from(["confab-chat", "--directory", "http://198.18.1.1:8201", "friends"])
+            .expect("parse");
+        assert!(cli.directory().expect("a directory").is_some());
+        let cli =
+            Cli::try_parse_from(["confab-chat", "--directory", "198.18.1.1:8201", "friends"]).expect("parse");
+        assert!(cli.directory().is_err(), "a directory URL needs its scheme");
     }
 
     #[test]
@@ -120,10 +133,39 @@ mod tests {
 }
 
 impl Cli {
-    /// Connects to --gateway, over TLS with --tls-ca or --tls.
+    /// The TLS of --tls-ca or --tls (`None`: plain).
+    pub fn client_tls(&self) -> confab_client::Result<Option<confab_client::ClientTls>> {
+        confab_client::ClientTls::from_flags(self.tls, self.tls_ca.as_deref())
+    }
+
+    /// The directory of --directory, when given.
+    pub fn directory(&self) -> confab_client::Result<Option<confab_client::Directory>> {
+        self.directory
+            .as_deref()
+            .map(|urls| confab_client::Directory::new([urls]))
+            .transpose()
+    }
+
+    /// Connects to the gateway the directory names (with --directory) or
+    /// to --gateway, over TLS with --tls-ca or --tls; returns the client
+    /// and the gateway's address.
+    pub async fn connect_at(&self) -> confab_client::Result<(confab_client::Client, String)> {
+        let tls = self.client_tls()?;
+        match self.directory()? {
+            Some(d) => {
+                let (c, pick) = confab_client::Client::connect_via(&d, tls.as_ref()).await?;
+                Ok((c, pick.addr))
+            }
+            None => Ok((
+                confab_client::Client::connect_with(&self.gateway, tls.as_ref()).await?,
+                self.gateway.clone(),
+            )),
+        }
+    }
+
+    /// [`Cli::connect_at`], the client only.
     pub async fn connect(&self) -> confab_client::Result<confab_client::Client> {
-        let tls = confab_client::ClientTls::from_flags(self.tls, self.tls_ca.as_deref())?;
-        confab_client::Client::connect_with(&self.gateway, tls.as_ref()).await
+        Ok(self.connect_at().await?.0)
     }
 }
 

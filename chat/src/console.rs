@@ -30,7 +30,7 @@ use crate::cli::{Cli, Command as Verb, GroupRef};
 use crate::error::{Error, Result, report};
 use crate::names::Names;
 use crate::output::Output;
-use crate::session::login;
+use crate::session::{login_at, rejoin};
 
 /// What the console does after a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,6 +326,28 @@ impl Console {
     }
 
     /// Prints a push other than a message ([`crate::notices`] words it).
+    /// The gateway was lost (`why`): asks the directory again until a
+    /// gateway takes the session back, then shows what was missed.
+    async fn rejoin(
+        &mut self,
+        directory: &confab_client::Directory,
+        tls: Option<&confab_client::ClientTls>,
+        why: &str,
+    ) {
+        self.out.say(format!(
+            "the connection closed{why}; asking the directory for a gateway"
+        ));
+        let out = &mut self.out;
+        let (at, sent, missed) = rejoin(&mut self.client, directory, tls, |m| out.say(m)).await;
+        self.out.say(format!(
+            "reconnected to {at}: {sent} waiting message(s) sent, {} missed",
+            missed.len()
+        ));
+        for m in missed {
+            self.out.message(&self.client, &mut self.names, &m).await;
+        }
+    }
+
     async fn notice(&mut self, u: Update) {
         let Some((kind, line)) = crate::notices::describe(&self.client, &mut self.names, u).await else {
             return;
@@ -456,7 +478,8 @@ fn read_lines(
 }
 
 pub async fn run(cli: &Cli) -> Result<()> {
-    let client = login(cli).await?;
+    let (client, at) = login_at(cli).await?;
+    let (directory, tls) = (cli.directory()?, cli.client_tls()?);
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let (lines_tx, mut lines) = mpsc::channel::<String>(64);
     let (printer_tx, printer_rx) = std::sync::mpsc::channel();
@@ -473,10 +496,9 @@ pub async fn run(cli: &Cli) -> Result<()> {
         out,
     };
     let me = cli.user.clone().unwrap_or_default();
-    console.out.say(format!(
-        "connected to {} as {me}; /help for commands",
-        cli.gateway
-    ));
+    console
+        .out
+        .say(format!("connected to {at} as {me}; /help for commands"));
     for m in console.client.sync().await? {
         console.out.message(&console.client, &mut console.names, &m).await;
     }
@@ -494,10 +516,17 @@ pub async fn run(cli: &Cli) -> Result<()> {
                 }
                 Some(Update::Event(Event::Kicked(k))) => break Some(format!(": kicked ({})", k.message)),
                 Some(Update::Event(Event::Closed(e))) => {
-                    break Some(e.map(|e| format!(": {}", e.message)).unwrap_or_default())
+                    let why = e.map(|e| format!(": {}", e.message)).unwrap_or_default();
+                    match &directory {
+                        Some(d) => console.rejoin(d, tls.as_ref(), &why).await,
+                        None => break Some(why),
+                    }
                 }
                 Some(other) => console.notice(other).await,
-                None => break Some(String::new()),
+                None => match &directory {
+                    Some(d) => console.rejoin(d, tls.as_ref(), "").await,
+                    None => break Some(String::new()),
+                },
             },
         }
     };
@@ -517,72 +546,4 @@ pub async fn run(cli: &Cli) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn words_and_targets() {
-        assert_eq!(split_word("  bob   hello  there "), ("bob", "hello  there"));
-        assert_eq!(split_word("bob"), ("bob", ""));
-        assert_eq!(split_word(""), ("", ""));
-        assert!(matches!(target_of("bob"), Some(Target::User(u)) if u == "bob"));
-        assert!(matches!(target_of("#7"), Some(Target::Group(GroupRef::Id(7)))));
-        // A name is resolved against my groups later.
-        assert!(matches!(target_of("#team"), Some(Target::Group(GroupRef::Name(n))) if n == "team"));
-        assert!(target_of("").is_none() && target_of("#").is_none());
-    }
-
-    #[test]
-    fn a_message_keeps_its_text_whole_and_other_verbs_take_quoted_words() {
-        assert_eq!(
-            words_of("send", "bob hello  'there'").unwrap(),
-            ["bob", "hello  'there'"]
-        );
-        assert_eq!(words_of("group-send", "team").unwrap(), ["team"]);
-        assert_eq!(
-            words_of("add-friend", "bob --note 'hi, it is me'").unwrap(),
-            ["bob", "--note", "hi, it is me"]
-        );
-        assert!(words_of("join", "team --note 'open").is_err());
-    }
-
-    #[test]
-    fn every_subcommand_parses_as_a_console_line() {
-        let parse = |line: &str| {
-            let (name, rest) = split_word(line);
-            let words = words_of(name, rest).expect("words");
-            Line::try_parse_from(std::iter::once(name.to_owned()).chain(words)).map(|l| l.verb)
-        };
-        assert!(matches!(parse("friends"), Ok(Verb::Friends)));
-        assert!(matches!(parse("approve team bob"),
-            Ok(Verb::Approve { group: GroupRef::Name(ref g), ref who }) if g == "team" && who == "bob"));
-        assert!(matches!(parse("group-send 7 hello all of you"),
-            Ok(Verb::GroupSend { group: GroupRef::Id(7), ref text }) if text == "hello all of you"));
-        assert!(matches!(parse("recall 42"), Ok(Verb::Recall { message_id: 42 })));
-        assert!(parse("approve team").is_err(), "a missing USER is an error");
-        assert!(parse("recall soon").is_err());
-    }
-
-    #[test]
-    fn every_command_is_unique_and_described() {
-        let mut names: Vec<_> = COMMANDS.iter().map(|c| c.name).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), COMMANDS.len());
-        for c in COMMANDS {
-            assert!(!c.name.starts_with('/') && !c.name.contains(' '), "{}", c.name);
-        }
-        for needed in ["help", "to", "history", "quit"] {
-            assert!(
-                COMMANDS.iter().any(|c| c.name == needed && !c.help.is_empty()),
-                "{needed}"
-            );
-        }
-        for verb in NOT_HERE.iter().chain(TEXT_LAST) {
-            assert!(
-                Line::command().find_subcommand(verb).is_some(),
-                "{verb} is a subcommand"
-            );
-        }
-    }
-}
+mod tests;

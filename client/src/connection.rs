@@ -44,8 +44,19 @@ pub enum Push {
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Body>>>>;
 
+/// Heartbeat intervals without a frame from the gateway after which the
+/// connection counts as dead (a cut link sends no reset: only silence
+/// tells).
+const SILENT_BEATS: u32 = 3;
+
+/// `heard` while the reader waits for room in the push buffer.
+const WAITING_FOR_APP: u64 = u64::MAX;
+
 pub struct Connection {
     out: mpsc::Sender<Bytes>,
+    /// When the gateway was last heard from, in ms after `opened`.
+    heard: Arc<AtomicU64>,
+    opened: tokio::time::Instant,
     pending: Pending,
     next_id: AtomicU64,
     pushes: mpsc::Receiver<Push>,
@@ -127,6 +138,9 @@ impl Connection {
             }
             let _ = SinkExt::<Bytes>::close(&mut write).await;
         });
+        let opened = tokio::time::Instant::now();
+        let heard = Arc::new(AtomicU64::new(0));
+        let h = heard.clone();
         let p = pending.clone();
         let s = stop.clone();
         // Why the reader stopped, when the gateway sent something unreadable.
@@ -155,6 +169,7 @@ impl Connection {
                     }
                     None => break,
                 };
+                h.store(opened.elapsed().as_millis() as u64, Ordering::Relaxed);
                 let Ok(frame) = Frame::decode(bytes.freeze()) else {
                     break;
                 };
@@ -173,9 +188,12 @@ impl Connection {
                     Body::Error(e) => Push::Error(e),
                     other => Push::Frame(other),
                 };
+                // Waiting for the application is not silence of the gateway.
+                h.store(WAITING_FOR_APP, Ordering::Relaxed);
                 if push_tx.send(push).await.is_err() {
                     break;
                 }
+                h.store(opened.elapsed().as_millis() as u64, Ordering::Relaxed);
             }
             // Wake every waiter: the connection is gone.
             p.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -183,6 +201,8 @@ impl Connection {
         });
         let mut conn = Self {
             out,
+            heard,
+            opened,
             pending,
             next_id: AtomicU64::new(1),
             pushes,
@@ -209,8 +229,13 @@ impl Connection {
         Ok(conn)
     }
 
+    /// Pings every heartbeat interval (the gateway answers each), and
+    /// closes the connection after [`SILENT_BEATS`] intervals without a
+    /// frame from the gateway.
     fn spawn_heartbeat(&self) {
         let every = Duration::from_millis(u64::from(self.hello.heartbeat_ms.max(100)));
+        let silent_for = every * SILENT_BEATS;
+        let (heard, opened) = (self.heard.clone(), self.opened);
         let out = self.out.clone();
         let stop = self.stop.clone();
         let ping = Frame {
@@ -223,6 +248,16 @@ impl Connection {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(every) => {}
+                }
+                let heard = heard.load(Ordering::Relaxed);
+                if heard != WAITING_FOR_APP && (opened + Duration::from_millis(heard)).elapsed() > silent_for
+                {
+                    tracing::info!(
+                        ?silent_for,
+                        "nothing heard from the gateway: the connection is dead"
+                    );
+                    stop.cancel();
+                    return;
                 }
                 if out.send(Bytes::from(ping.clone())).await.is_err() {
                     return;

@@ -36,6 +36,9 @@ pub enum Error {
         message: String,
         retry_after: std::time::Duration,
     },
+    /// No directory URL answered with a gateway (each one's reason).
+    #[error("directory: {0}")]
+    Directory(String),
     #[error("protocol violation: {0}")]
     Protocol(String),
     #[error("the connection is closed")]

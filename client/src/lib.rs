@@ -13,6 +13,11 @@
 //! - [`Outbox`]: sends awaiting their ack, each with a client message id
 //!   (the gateway's idempotency key), sent again as resends by
 //!   [`Client::reconnect`].
+//! - [`Directory`]: `GET /v1/gateway` on one or more gateways names the
+//!   gateway the caller's network zone reaches; [`Client::connect_via`]
+//!   starts from it and [`Client::reconnect_via`] asks it again after the
+//!   gateway is lost (a connection silent for three heartbeats counts as
+//!   lost).
 //! - `social`: friends (search, requests, the list with presence) and
 //!   groups (life cycle, membership, group messages); their pushes come
 //!   from [`Client::next_update`], messages keep coming from
@@ -26,6 +31,7 @@
 
 mod chat;
 mod connection;
+mod directory;
 mod error;
 mod outbox;
 mod page;
@@ -38,6 +44,7 @@ pub use chat::{Client, Event, Reconnected, Update, event_of};
 pub use confab_proto::client as proto;
 pub use confab_proto::client::{DeviceKind, ErrorCode};
 pub use connection::{Connection, Push};
+pub use directory::{Directory, Pick};
 pub use error::{Error, Result};
 pub use outbox::{Outbox, Unacked, answer_lost, not_settled};
 pub use reads::Peer;

@@ -37,6 +37,13 @@ pub struct GatewayConfig {
     /// The client TCP address `/v1/gateway` hands out; empty = the bound
     /// `listen` address.
     pub advertise_client: String,
+    /// The WebSocket URL `/v1/gateway` hands out; empty = `ws://` (`wss://`
+    /// with `[client_tls]`) and the bound `http` address, path `/ws`.
+    pub advertise_ws: String,
+    /// Where callers of one zone reach this gateway, when that differs
+    /// from `advertise_client` and `advertise_ws` (a gateway on several
+    /// networks: each zone gets the address it can route to).
+    pub zone_addresses: Vec<ZoneAddressConfig>,
     /// Router seeds (gRPC).
     pub routers: Vec<String>,
     /// Persist processes (gRPC): the gateway subscribes to every one's
@@ -242,6 +249,18 @@ pub struct SocialConfig {
     pub presence_max_age_ms: u64,
 }
 
+/// One zone's view of this gateway (`[[zone_addresses]]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZoneAddressConfig {
+    /// The zone's name, as in `[[zones]]`.
+    pub zone: String,
+    /// The client TCP address callers in the zone connect to.
+    pub client: String,
+    /// The WebSocket URL for them; empty = the gateway's default.
+    pub ws: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct ZoneConfig {
@@ -263,6 +282,8 @@ impl Default for GatewayConfig {
             grpc: "127.0.0.1:7211".into(),
             advertise_grpc: String::new(),
             advertise_client: String::new(),
+            advertise_ws: String::new(),
+            zone_addresses: Vec::new(),
             routers: vec![
                 "127.0.0.1:7101".into(),
                 "127.0.0.1:7102".into(),
@@ -462,6 +483,20 @@ impl GatewayConfig {
         for z in &self.zones {
             for c in &z.cidrs {
                 crate::cidr::Cidr::parse(c).map_err(|e| Error::Config(format!("zone {}: {e}", z.name)))?;
+            }
+        }
+        for (i, a) in self.zone_addresses.iter().enumerate() {
+            if a.zone.is_empty() || a.client.is_empty() {
+                return bad(format!("zone_addresses[{i}] needs a zone and a client address"));
+            }
+            if !self.zones.is_empty() && !self.zones.iter().any(|z| z.name == a.zone) {
+                return bad(format!(
+                    "zone_addresses[{i}]: no zone named {:?} in [[zones]]",
+                    a.zone
+                ));
+            }
+            if self.zone_addresses[..i].iter().any(|b| b.zone == a.zone) {
+                return bad(format!("zone_addresses: zone {:?} given twice", a.zone));
             }
         }
         Ok(())

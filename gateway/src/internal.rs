@@ -106,6 +106,20 @@ pub fn load(shared: &Shared) -> LoadReply {
             .saturating_add(crate::metrics::CONNECTIONS.with_label_values(&["ws"]).get())
             .max(0) as u32,
         client_addr: shared.client_addr.clone(),
-        ws_url: String::new(),
+        ws_url: shared.ws_url.clone(),
+        zone_addresses: shared
+            .config
+            .zone_addresses
+            .iter()
+            .map(|a| confab_proto::gateway::ZoneAddress {
+                zone: a.zone.clone(),
+                client_addr: a.client.clone(),
+                ws_url: if a.ws.is_empty() {
+                    shared.ws_url.clone()
+                } else {
+                    a.ws.clone()
+                },
+            })
+            .collect(),
     }
 }

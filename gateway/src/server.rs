@@ -89,6 +89,16 @@ pub fn raise_open_files() -> u64 {
 }
 
 /// Runs until `shutdown` fires.
+/// The WebSocket URL handed out: `advertise_ws`, else the bound HTTP
+/// address (wss with `[client_tls]`).
+fn ws_url(config: &GatewayConfig, http: SocketAddr) -> String {
+    if !config.advertise_ws.is_empty() {
+        return config.advertise_ws.clone();
+    }
+    let scheme = if config.client_tls.is_some() { "wss" } else { "ws" };
+    format!("{scheme}://{http}/ws")
+}
+
 pub async fn run(config: GatewayConfig, listeners: Listeners, shutdown: CancellationToken) -> Result<()> {
     start(config, listeners, shutdown).await?.wait().await
 }
@@ -181,6 +191,7 @@ pub async fn start(
         presence: Default::default(),
         shutdown: shutdown.clone(),
         client_addr: advertise(&config.advertise_client, client_addr),
+        ws_url: ws_url(&config, http_addr),
         grpc_addr: advertise(&config.advertise_grpc, grpc_addr),
         connections: Arc::new(Semaphore::new(config.limits.max_connections)),
         guard: crate::state::guard::Guard::new(&config.limits),

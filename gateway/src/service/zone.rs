@@ -13,8 +13,10 @@ use crate::config::ZoneConfig;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Pick {
     pub gateway_id: u64,
-    /// Client TCP address of the gateway.
+    /// Client TCP address of the gateway, as the caller's zone reaches it.
     pub addr: String,
+    /// Its WebSocket URL, as the caller's zone reaches it.
+    pub ws_url: String,
     pub zone: String,
     pub connections: u32,
 }
@@ -43,11 +45,15 @@ pub fn choose(zones: &[ZoneConfig], ip: IpAddr, live: &[LoadReply]) -> Result<Pi
     live.iter()
         .filter(|l| allowed.is_empty() || allowed.contains(&l.gateway_id))
         .min_by_key(|l| (l.connections, l.gateway_id))
-        .map(|l| Pick {
-            gateway_id: l.gateway_id,
-            addr: l.client_addr.clone(),
-            zone: zone.to_owned(),
-            connections: l.connections,
+        .map(|l| {
+            let here = l.zone_addresses.iter().find(|a| a.zone == zone);
+            Pick {
+                gateway_id: l.gateway_id,
+                addr: here.map_or(&l.client_addr, |a| &a.client_addr).clone(),
+                ws_url: here.map_or(&l.ws_url, |a| &a.ws_url).clone(),
+                zone: zone.to_owned(),
+                connections: l.connections,
+            }
         })
         .ok_or_else(|| NoPick::NoLiveGateway {
             zone: zone.to_owned(),
@@ -78,7 +84,8 @@ mod tests {
             gateway_id,
             connections,
             client_addr: format!("10.0.0.{gateway_id}:7201"),
-            ws_url: String::new(),
+            ws_url: format!("ws://10.0.0.{gateway_id}:8201/ws"),
+            zone_addresses: Vec::new(),
         }
     }
 
@@ -158,6 +165,29 @@ mod tests {
         assert_eq!(
             pick(&zones, "10.1.0.1", &[load(7, 1), load(8, 0)]),
             Ok(("subnet-1".into(), 8))
+        );
+    }
+
+    #[test]
+    fn each_zone_gets_the_address_it_can_reach() {
+        let zones = zones();
+        let mut two = load(2, 0);
+        two.zone_addresses = vec![confab_proto::gateway::ZoneAddress {
+            zone: "subnet-1".into(),
+            client_addr: "10.1.0.2:7201".into(),
+            ws_url: "ws://10.1.0.2:8201/ws".into(),
+        }];
+        let live = [load(1, 5), two];
+        let p = choose(&zones, "10.1.9.9".parse().expect("ip"), &live).expect("pick");
+        assert_eq!(
+            (p.gateway_id, p.addr.as_str(), p.ws_url.as_str()),
+            (2, "10.1.0.2:7201", "ws://10.1.0.2:8201/ws")
+        );
+        // Public has no address of its own there: the default ones.
+        let p = choose(&zones, "8.8.8.8".parse().expect("ip"), &live).expect("pick");
+        assert_eq!(
+            (p.gateway_id, p.addr.as_str(), p.ws_url.as_str()),
+            (2, "10.0.0.2:7201", "ws://10.0.0.2:8201/ws")
         );
     }
 

@@ -83,6 +83,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// The client TCP address /v1/gateway hands out for this gateway.
     pub client_addr: String,
+    /// The WebSocket URL /v1/gateway hands out for this gateway.
+    pub ws_url: String,
     /// The internal gRPC address registered with the routers.
     pub grpc_addr: String,
     /// One permit per open client connection (TCP and WebSocket).
