@@ -5,7 +5,8 @@
 //! RabbitMQ node of a test's own with a TLS listener ([`TlsRabbit`]), test
 //! certificates for such servers ([`server_certs`], [`other_ca`]), names
 //! no other test uses ([`unique`]), and the rule for a service a test
-//! needs but cannot reach ([`missing`]).
+//! needs but cannot reach ([`missing`]), and tasks that run inside a
+//! network namespace a test made ([`InNetns`]).
 //!
 //! What belongs here: plumbing that two or more crates' tests (or the chaos
 //! tool's cluster) would otherwise each write. What does not: anything that
@@ -15,6 +16,7 @@
 mod addr;
 mod bin;
 mod http;
+mod netns;
 mod poll;
 mod process;
 mod rabbitmq;
@@ -23,6 +25,7 @@ mod tls;
 pub use addr::{free_addr, free_socket_addr};
 pub use bin::{find_bin, workspace_bin};
 pub use http::http_get;
+pub use netns::InNetns;
 pub use poll::eventually;
 pub use process::Processes;
 pub use rabbitmq::{RABBITMQ_SERVER, TlsRabbit};

@@ -32,3 +32,4 @@ mod user_limits;
 mod web;
 mod websocket;
 mod zone_http;
+mod zones;
