@@ -2,6 +2,8 @@
 #
 #   make cluster-up       start a local cluster (3 routers) under .cluster/
 #   make cluster-status   show it;  make cluster-down  stop it
+#   make cluster-up-hosts each process in its own network namespace, zones
+#                         on virtual links (root); make cluster-down-hosts
 #   make test             format check, crate layers and import circles,
 #                         clippy -D warnings, deploy/ checks, web/dist
 #                         up to date, every test (the browser one too)
@@ -32,7 +34,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/confab/target
 PROFILE ?= release
 CARGO ?= cargo
 
-.PHONY: deps web web-screenshots build image image-check stack-up stack-down test lint check-deploy fmt unit bench bench-tls bench-trace bench-compare chaos fuzz fuzz-seeds cluster-up cluster-down cluster-status cluster-add-router clean-cluster
+.PHONY: deps web web-screenshots build image image-check stack-up stack-down test lint check-deploy fmt unit bench bench-tls bench-trace bench-compare chaos fuzz fuzz-seeds cluster-up cluster-down cluster-up-hosts cluster-down-hosts cluster-status cluster-add-router clean-cluster
 
 # System prerequisites a fresh machine lacks: libclang for RocksDB's bindgen.
 # (protoc is vendored by the proto crate.)
@@ -152,6 +154,14 @@ cluster-up: deps
 
 cluster-down:
 	scripts/cluster-down.sh
+
+# The cluster as on separate hosts: a network namespace per process, zones
+# on virtual links (scripts/hosts-net.sh); needs root.
+cluster-up-hosts: deps
+	PROFILE=$(PROFILE) scripts/cluster-up-hosts.sh
+
+cluster-down-hosts:
+	scripts/cluster-up-hosts.sh down
 
 cluster-status:
 	PROFILE=$(PROFILE) scripts/cluster-status.sh

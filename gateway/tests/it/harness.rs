@@ -40,6 +40,9 @@ pub struct Cluster {
     /// Configuration every process of the cluster gets from its
     /// environment (`CONFAB_<SECTION>__<KEY>`).
     env: Vec<(String, String)>,
+    /// The backends of the run (`CONFAB_IT_BACKEND`), dropped after the
+    /// processes (fields drop in order).
+    backend: backends::SuiteBackend,
 }
 
 pub const LEASE_MS: u64 = 1500;
@@ -58,6 +61,14 @@ pub const UNLIMITED: &[(&str, &str)] = &[
 ];
 
 impl Cluster {
+    /// Whether the gateways publish messages straight to RabbitMQ (the
+    /// run's `CONFAB_IT_BACKEND=pg-amqp`), not through persist's embedded
+    /// queue: sends are then taken while no persist process runs, and no
+    /// enqueue hop happens at persist.
+    pub fn publishes_to_broker(&self) -> bool {
+        matches!(self.backend, backends::SuiteBackend::PgAmqp(_))
+    }
+
     /// 3 routers, 1 persist, `gateways` gateways; waits until all are ready.
     pub async fn start(gateways: u64) -> Self {
         Self::start_with(gateways, false, &[]).await
@@ -88,6 +99,7 @@ impl Cluster {
             gateways: BTreeMap::new(),
             tls: None,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            backend: backends::SuiteBackend::for_cluster(),
         };
         if tls {
             c.tls = Some(issue_certificates(&c.procs.dir().join("tls")));
@@ -224,6 +236,7 @@ impl Cluster {
         .args(["--router", &self.routers.join(",")])
         .args(self.tls_args("persist"))
         .env("CONFAB_DATABASE__ARGON2_MEMORY_KIB", "64")
+        .envs(self.backend.persist_env())
         .envs(self.env.iter().cloned())
         .envs(env.iter().copied());
         self.procs.spawn("persist", cmd);
@@ -335,6 +348,7 @@ impl Cluster {
         .args(self.tls_args(name))
         .args(args)
         .envs(UNLIMITED.iter().copied())
+        .envs(self.backend.gateway_env())
         .envs(self.env.iter().cloned())
         .envs(env.iter().copied());
         cmd

@@ -3,7 +3,6 @@
 //! group messages live and once, history in order, read marks and unread
 //! counts by sync, a recall, all read back from MariaDB.
 
-use std::process::Command;
 use std::time::Duration;
 
 use confab_client::proto::frame::Body;
@@ -11,39 +10,20 @@ use confab_client::proto::{self as pb};
 use confab_client::{DeviceKind, Peer};
 use confab_testkit::{missing, unique};
 
+use crate::harness::backends::MariaDb;
 use crate::harness::{Cluster, login, receive, register};
 use crate::read_receipts::state_of;
 
-const MYSQL: &str = "mysql://root@127.0.0.1:3306";
-
-/// The `mariadb` client against the test server.
-fn mariadb(sql: &str) -> bool {
-    Command::new("mariadb")
-        .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e", sql])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// A fresh database, dropped at the end.
-struct Database(String);
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        mariadb(&format!("DROP DATABASE IF EXISTS {}", self.0));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_groups_reads_and_recalls_on_mariadb() {
-    let db = Database(unique("confab_gw"));
-    if !mariadb(&format!("CREATE DATABASE {}", db.0)) {
+    let Some(db) = MariaDb::create(unique("confab_gw")) else {
         missing(
             "MariaDB",
             "the mariadb client could not create a database at 127.0.0.1:3306",
         );
         return;
-    }
-    let url = format!("{MYSQL}/{}", db.0);
+    };
+    let url = db.url();
     let mut cluster = Cluster::start(0).await;
     cluster.kill("persist");
     cluster.restart_persist(&[("DATABASE_URL", url.as_str())]).await;

@@ -38,6 +38,7 @@ impl Cluster {
                 .args(self.tls_args("persist"))
                 .env("CONFAB_DATABASE__ARGON2_MEMORY_KIB", "64")
                 .env("CONFAB_SERVER__ID", id.to_string())
+                .envs(self.backend.persist_env())
                 .envs(self.env.iter().cloned())
                 .envs(env.iter().copied());
             self.procs.spawn(name, cmd);
