@@ -81,9 +81,15 @@ fmt:
 
 # End-to-end tests start the other services' binaries from the same target
 # directory: build every binary first (same profile, so no extra compile).
+# Then the gateway's end-to-end suite again on PostgreSQL + RabbitMQ and on
+# MariaDB (a fresh database per cluster); the tests that make their own
+# backends (or network namespaces) ran once above.
+IT_ONCE = --skip zones:: --skip persist_scale:: --skip amqp_pg:: --skip mariadb::
 unit: deps web
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
+	CONFAB_IT_BACKEND=pg-amqp $(CARGO) test -p confab-gateway --test it -- $(IT_ONCE)
+	CONFAB_IT_BACKEND=mariadb $(CARGO) test -p confab-gateway --test it -- $(IT_ONCE)
 
 test: lint unit
 

@@ -499,8 +499,15 @@ pub async fn run(cli: &Cli) -> Result<()> {
     console
         .out
         .say(format!("connected to {at} as {me}; /help for commands"));
-    for m in console.client.sync().await? {
-        console.out.message(&console.client, &mut console.names, &m).await;
+    match (console.client.sync().await, &directory) {
+        (Ok(missed), _) => {
+            for m in missed {
+                console.out.message(&console.client, &mut console.names, &m).await;
+            }
+        }
+        // The gateway went away at once: the directory names another.
+        (Err(e), Some(d)) => console.rejoin(d, tls.as_ref(), &format!(" ({e})")).await,
+        (Err(e), None) => return Err(e.into()),
     }
     let ended = loop {
         tokio::select! {

@@ -15,6 +15,19 @@ fn chat(gw: &str, args: &[&str]) -> (bool, String, String) {
     (out.status.success(), s(out.stdout), s(out.stderr))
 }
 
+/// [`chat`] again until its stdout satisfies `done` (10 s at most): a read
+/// right after a send, for acknowledged is not yet written.
+fn chat_until(gw: &str, args: &[&str], done: impl Fn(&str) -> bool) -> (bool, String, String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (ok, out, err) = chat(gw, args);
+        if !ok || done(&out) || std::time::Instant::now() > deadline {
+            return (ok, out, err);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_shot_register_send_history_json() {
     let cluster = Cluster::start(1).await;
@@ -58,7 +71,9 @@ async fn one_shot_register_send_history_json() {
     );
     let bodies: Vec<String> = docs.iter().map(|d| d["body"].to_string()).collect();
     assert_eq!(bodies, vec!["\"one\"", "\"two\"", "\"three\""]);
-    let (ok, out, err) = chat(&g, &[&ivy[..], &["history", "hank"]].concat());
+    let (ok, out, err) = chat_until(&g, &[&ivy[..], &["history", "hank"]].concat(), |o| {
+        o.lines().count() >= 3
+    });
     assert!(ok, "history: {err}");
     assert_eq!(out.lines().count(), 3, "{out}");
 }
@@ -146,7 +161,9 @@ async fn one_shot_read_typing_recall_and_sync() {
         (doc["message_id"].as_u64(), doc["seq"].as_u64()),
         (Some(sent[1]), Some(3))
     );
-    let (ok, out, err) = chat(&g, &[&ivy[..], &["history", "hank"]].concat());
+    let (ok, out, err) = chat_until(&g, &[&ivy[..], &["history", "hank"]].concat(), |o| {
+        o.contains("recall_of")
+    });
     assert!(ok, "history: {err}");
     let docs = json_lines(&out);
     let gone = docs.iter().find(|d| d["message_id"] == sent[1]).expect("listed");
@@ -180,7 +197,10 @@ async fn one_shot_text_names_users_and_groups_and_errors_once() {
         let (ok, _, err) = chat(&g, &[&kim[..], &["send", "lou", text]].concat());
         assert!(ok, "send: {err}");
     }
-    let (ok, out, err) = chat(&g, &[&lou[..], &["history", "kim"]].concat());
+    // Acknowledged is not yet written: history shows them once stored.
+    let (ok, out, err) = chat_until(&g, &[&lou[..], &["history", "kim"]].concat(), |o| {
+        o.lines().count() >= 3
+    });
     assert!(ok, "history: {err}");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
@@ -211,7 +231,9 @@ async fn one_shot_text_names_users_and_groups_and_errors_once() {
     assert!(ok && out.trim() == "lou joined #crew", "{out}{err}");
     let (ok, out, err) = chat(&g, &[&lou[..], &["group-send", "crew", "hello crew"]].concat());
     assert!(ok && out.starts_with("sent to #crew"), "{out}{err}");
-    let (ok, out, _) = chat(&g, &[&kim[..], &["group-history", "crew"]].concat());
+    let (ok, out, _) = chat_until(&g, &[&kim[..], &["group-history", "crew"]].concat(), |o| {
+        !o.trim().is_empty()
+    });
     assert!(ok);
     assert_eq!(out.trim(), "[#crew] lou: hello crew");
     let (ok, out, _) = chat(&g, &[&kim[..], &["sync"]].concat());

@@ -710,10 +710,24 @@ async fn the_readme_tour_runs_as_written() {
             .replace("127.0.0.1:7202", cluster.gw(2))
             .replace(".cluster/tls/ca.pem", ca.to_str().expect("utf-8"));
         let args = shell_words(&line);
-        let out = Command::new(crate::harness::workspace_bin("confab-chat"))
-            .args(&args[1..])
-            .output()
-            .expect("run confab-chat");
+        let run = || {
+            Command::new(crate::harness::workspace_bin("confab-chat"))
+                .args(&args[1..])
+                .output()
+                .expect("run confab-chat")
+        };
+        let mut out = run();
+        // Acknowledged is not yet written: a history right after the send
+        // shows it once stored, as it would when run again.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while line.contains(" history ")
+            && out.status.success()
+            && !String::from_utf8_lossy(&out.stdout).contains("hi")
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            out = run();
+        }
         let said = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         assert!(
             out.status.success(),

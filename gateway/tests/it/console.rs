@@ -321,3 +321,62 @@ async fn console_does_friends_and_groups_and_shows_their_pushes() {
     );
     assert!(lines[1].contains("/login is for the command line"), "{err}");
 }
+
+/// The console started from the directory (both gateways' HTTP ports):
+/// when its gateway is SIGKILLed it asks the directory again, resumes at
+/// the other gateway, shows what was sent to it meanwhile, and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_from_the_directory_moves_to_the_other_gateway_when_its_own_dies() {
+    let mut cluster = Cluster::start(2).await;
+    let (g1, g2) = (cluster.gw(1).to_owned(), cluster.gw(2).to_owned());
+    register(&g1, "gina").await;
+    register(&g2, "hal").await;
+    befriend(&g1, "gina", "hal").await;
+    let urls = format!(
+        "http://{},http://{}",
+        cluster.gateways[&1].http, cluster.gateways[&2].http
+    );
+    let mut child = Command::new(workspace_bin("confab-chat"))
+        .args(["--directory", &urls, "--user", "gina", "--password", "pw"])
+        .env_remove("CONFAB_BIN_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run confab-chat");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = until(&mut out, "connected to").await.join("\n");
+    // Ready: the console answers a command.
+    type_line(&mut child, "/help").await;
+    until(&mut out, "/quit").await;
+    let (at, other) = if first.contains(&g1) {
+        (1, 2)
+    } else {
+        assert!(first.contains(&g2), "connected to one of the gateways: {first}");
+        (2, 1)
+    };
+
+    cluster.kill(&format!("gateway-{at}"));
+    let other_addr = cluster.gw(other).to_owned();
+    let mut hal = login(&other_addr, "hal", "hal-phone", DeviceKind::Mobile).await;
+    hal.send_to_name("gina", "while you were away", "")
+        .await
+        .expect("hal sends");
+    let back = until(&mut out, "reconnected to").await.join("\n");
+    assert!(back.contains(&other_addr), "resumed at gateway {other}: {back}");
+    until(&mut out, "hal: while you were away").await;
+
+    // Live again, both ways.
+    hal.send_to_name("gina", "and now", "").await.expect("hal sends");
+    until(&mut out, "hal: and now").await;
+    type_line(&mut child, "@hal back on gateway two").await;
+    let got = receive(&mut hal, 1, WAIT).await;
+    assert_eq!(got.first().map(|m| m.body.as_str()), Some("back on gateway two"));
+    type_line(&mut child, "/quit").await;
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("the console quits")
+        .expect("wait");
+    assert!(status.success(), "exit status {status}");
+}

@@ -292,8 +292,19 @@ async fn one_shot_friend_and_group_commands() {
         vec![("pia", "owner"), ("quin", "admin"), ("rex", "member")]
     );
     chat(&g, "quin", &["group-send", &gid, "hello crew"]);
-    let history = chat(&g, "rex", &["group-history", &gid]);
-    assert_eq!(history[0]["body"], "hello crew");
+    // Acknowledged is not yet written: the history shows it once stored.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let history = loop {
+        let history = chat(&g, "rex", &["group-history", &gid]);
+        if !history.is_empty() || std::time::Instant::now() > deadline {
+            break history;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        history.first().map(|h| &h["body"]),
+        Some(&serde_json::json!("hello crew"))
+    );
     assert_eq!(chat(&g, "rex", &["history", "--group", &gid]).len(), 1);
     assert_eq!(chat(&g, "rex", &["groups"]).len(), 1);
     chat(&g, "quin", &["kick", &gid, "rex"]);

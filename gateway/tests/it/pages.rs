@@ -226,20 +226,32 @@ async fn sync_and_small_pages_are_followed_by_the_library() {
     }
     // Ten conversations moved for bob: four pages of at most three.
     let mut bob = login(&g1, "bob", "bob-phone", DeviceKind::Mobile).await;
-    let Body::SyncReply(first) = request(
-        &bob,
-        Body::Sync(pb::SyncRequest {
-            since: 0,
-            page: None,
-            ..Default::default()
-        }),
-    )
-    .await
-    else {
-        panic!("expected SyncReply")
-    };
-    assert_eq!(first.conversations.len(), 3);
-    assert!(first.page.expect("page info").more);
+    // Acknowledged is not yet written: once more than a page is, the first
+    // page is full and says there is more (and never holds more than 3).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let Body::SyncReply(first) = request(
+            &bob,
+            Body::Sync(pb::SyncRequest {
+                since: 0,
+                page: None,
+                ..Default::default()
+            }),
+        )
+        .await
+        else {
+            panic!("expected SyncReply")
+        };
+        assert!(first.conversations.len() <= 3, "{first:?}");
+        if first.conversations.len() == 3 && first.page.as_ref().is_some_and(|p| p.more) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no full first page with more: {first:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let mut got = BTreeSet::new();
     // Sent messages are acknowledged before they are written: sync until
     // all are there (each once).
