@@ -3,10 +3,12 @@
 //!
 //! **Model.** Each uid is an independent object (P-compositionality: a
 //! history is linearizable iff each uid's sub-history is), whose state is the
-//! set of its session ids. With policy AllowAll and one device per session
-//! (what the workload sends): a login adds its session (already there: no
-//! change); a logout removes its session and answers whether it was there;
-//! a lookup answers the set.
+//! set of its session ids, one device per session. A login under policy
+//! AllowAll adds its session (already there: no change) and kicks nobody;
+//! under OneInAll (a quarter of the workload's uids) it leaves its session
+//! alone in the set and answers the others it kicked: the kick decisions
+//! are checked like every other answer. A logout removes its session and
+//! answers whether it was there; a lookup answers the set.
 //!
 //! **Unknown operations** (timeouts, errors, never answered) get a return at
 //! +infinity: they may be placed anywhere after their invoke, including after
@@ -49,6 +51,12 @@ pub struct CheckOptions {
     /// retried logout may answer false after its own first attempt removed
     /// the session).
     pub trust_logout_false: bool,
+    /// A OneInAll login's answer names exactly the sessions it replaced.
+    /// False when the client retries writes: a retry after the first
+    /// attempt applied finds its session alone and kicks nobody (the
+    /// workload never runs two logins of a OneInAll uid at once, so a
+    /// retry answers either the whole set or nothing).
+    pub exact_kicks: bool,
     /// Search steps allowed per uid before it is reported as not checked.
     pub max_steps_per_uid: u64,
 }
@@ -57,6 +65,7 @@ impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
             trust_logout_false: true,
+            exact_kicks: true,
             max_steps_per_uid: 2_000_000,
         }
     }
@@ -97,7 +106,8 @@ impl std::fmt::Display for Violation {
 pub fn describe(op: &Op) -> String {
     let ms = |ns: u64| ns as f64 / 1e6;
     let call = match op.call {
-        Call::Login { sid } => format!("login({sid})"),
+        Call::Login { sid, one: false } => format!("login({sid})"),
+        Call::Login { sid, one: true } => format!("login-one-in-all({sid})"),
         Call::Logout { sid } => format!("logout({sid})"),
         Call::Lookup => "lookup".to_string(),
     };
@@ -176,6 +186,9 @@ pub enum Search {
 #[derive(Debug, Clone, Copy)]
 enum Step {
     Add(u128),
+    /// A OneInAll login: its bit alone remains; the answer's kicked set
+    /// when known, and whether an empty answer is also allowed.
+    Replace(u128, Option<u128>, bool),
     /// Remove; `Some(true)`: must be present, `Some(false)`: must be absent.
     Remove(u128, Option<bool>),
     Read(u128),
@@ -185,6 +198,10 @@ enum Step {
 fn apply(state: u128, step: Step) -> Option<u128> {
     match step {
         Step::Add(bit) => Some(state | bit),
+        Step::Replace(bit, None, _) => Some(bit),
+        Step::Replace(bit, Some(kicked), empty_ok) => {
+            (kicked == state & !bit || (empty_ok && kicked == 0)).then_some(bit)
+        }
         Step::Remove(bit, Some(true)) => (state & bit != 0).then_some(state & !bit),
         Step::Remove(bit, Some(false)) => (state & bit == 0).then_some(state),
         Step::Remove(bit, None) => Some(state & !bit),
@@ -208,7 +225,28 @@ pub fn check_object(ops: &[Op], options: CheckOptions) -> Search {
     let mut steps = Vec::with_capacity(ops.len());
     for op in ops {
         let step = match (op.call, op.ret()) {
-            (Call::Login { sid }, _) => bit_of(sid).map(Step::Add),
+            (Call::Login { sid, one }, ret) => {
+                let kicked = match ret {
+                    Some((_, Ret::LoggedIn { kicked })) => {
+                        let mut set = 0u128;
+                        for &k in kicked {
+                            match bit_of(k) {
+                                Some(b) => set |= b,
+                                None => return Search::Unchecked,
+                            }
+                        }
+                        Some(set)
+                    }
+                    _ => None,
+                };
+                match (bit_of(sid), one, kicked) {
+                    (None, ..) => None,
+                    (Some(bit), true, kicked) => Some(Step::Replace(bit, kicked, !options.exact_kicks)),
+                    (Some(bit), false, None | Some(0)) => Some(Step::Add(bit)),
+                    // AllowAll kicked someone: never right.
+                    (Some(_), false, Some(_)) => Some(Step::Read(u128::MAX)),
+                }
+            }
             (Call::Logout { sid }, ret) => {
                 let must = match ret {
                     Some((_, Ret::LoggedOut { removed: true })) => Some(true),
@@ -382,8 +420,10 @@ pub struct LostWrite {
 
 /// Compares each uid's last completed read (the final quiet read) with the
 /// acknowledged logins: a session logged in, acknowledged, never logged out
-/// and absent from the final read is lost; a session whose logout was
-/// acknowledged as removed and that is present in the final read came back.
+/// (nor possibly replaced by a later OneInAll login) and absent from the
+/// final read is lost; a session whose logout was acknowledged as removed,
+/// or that an acknowledged login said it kicked, and that is present in the
+/// final read came back.
 pub fn final_reads(history: &[Op]) -> (Vec<LostWrite>, Vec<LostWrite>) {
     let mut by_uid: BTreeMap<u64, Vec<&Op>> = BTreeMap::new();
     for op in history {
@@ -410,9 +450,39 @@ pub fn final_reads(history: &[Op]) -> (Vec<LostWrite>, Vec<LostWrite>) {
                 _ => None,
             })
             .collect();
+        // Every OneInAll login may replace the sessions logged in before it.
+        let replaced_after = |invoke: u64| {
+            ops.iter()
+                .any(|o| matches!(o.call, Call::Login { one: true, .. }) && o.invoke_ns > invoke)
+        };
+        let kicked: HashSet<u64> = ops
+            .iter()
+            .filter(|op| settled(op))
+            .filter_map(|op| match op.ret() {
+                Some((_, Ret::LoggedIn { kicked })) => Some(kicked.iter().copied()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        // A kicked session whose own login was acknowledged (an unknown
+        // one may still take effect later) must not be read again.
+        let acked_login = |sid: u64| {
+            ops.iter().any(|o| {
+                matches!(o.call, Call::Login { sid: s, .. } if s == sid)
+                    && matches!(o.ret(), Some((_, Ret::LoggedIn { .. })))
+            })
+        };
+        for sid in kicked.iter().filter(|s| sids.contains(s) && acked_login(**s)) {
+            back.push(LostWrite { uid, sid: *sid });
+        }
         for op in &ops {
             match op.call {
-                Call::Login { sid } if settled(op) && !logouts.contains(&sid) && !sids.contains(&sid) => {
+                Call::Login { sid, .. }
+                    if settled(op)
+                        && !logouts.contains(&sid)
+                        && !replaced_after(op.invoke_ns)
+                        && !sids.contains(&sid) =>
+                {
                     lost.push(LostWrite { uid, sid });
                 }
                 Call::Logout { sid }

@@ -19,8 +19,10 @@ pub type OpId = usize;
 /// What a client asked, for one uid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Call {
-    /// Log session `sid` in (policy AllowAll, a device of its own).
-    Login { sid: u64 },
+    /// Log session `sid` in (a device of its own) under policy AllowAll,
+    /// or with `one` under OneInAll: the login replaces every other
+    /// session of the uid and answers which it kicked.
+    Login { sid: u64, one: bool },
     /// Log session `sid` out.
     Logout { sid: u64 },
     /// Read the uid's sessions (one uid's share of a batch lookup).
@@ -30,7 +32,10 @@ pub enum Call {
 /// What the answer said.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Ret {
-    LoggedIn,
+    /// The sessions the login kicked (sorted; none under AllowAll).
+    LoggedIn {
+        kicked: Vec<u64>,
+    },
     LoggedOut {
         removed: bool,
     },

@@ -101,8 +101,8 @@ pub struct ChaosReport {
     pub term_timeouts: usize,
     /// Operations recorded (one per uid of a lookup), final reads included.
     pub ops: usize,
-    /// (logins, logouts, per-uid reads)
-    pub mix: (usize, usize, usize),
+    /// (logins, logouts, per-uid reads, OneInAll logins, of those kicking)
+    pub mix: (usize, usize, usize, usize, usize),
     pub completed: usize,
     pub unknown: usize,
     pub uids: usize,
@@ -147,12 +147,15 @@ impl ChaosReport {
     /// A human summary; the violations in full.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "chaos seed {}: {} faults injected, {} operations ({} logins, {} logouts, {} reads; \
+            "chaos seed {}: {} faults injected, {} operations ({} logins, {} of them one-in-all \
+             with {} kicking, {} logouts, {} reads; \
              {} completed, {} unknown) on {} uids, {} checked ({} unknown writes), {:.1} s\n",
             self.schedule.seed,
             self.faults_injected,
             self.ops,
             self.mix.0,
+            self.mix.3,
+            self.mix.4,
             self.mix.1,
             self.mix.2,
             self.completed,
@@ -310,6 +313,7 @@ pub async fn run(options: ChaosOptions) -> Result<ChaosReport> {
             // The router client retries: a logout may answer false after its
             // own first attempt removed the session.
             trust_logout_false: false,
+            exact_kicks: false,
             ..CheckOptions::default()
         },
     );
@@ -391,11 +395,15 @@ fn error_tally(ops: &[Op]) -> BTreeMap<String, usize> {
     tally
 }
 
-/// Counts of the recorded operations by kind: (logins, logouts, lookups).
-pub fn op_mix(ops: &[Op]) -> (usize, usize, usize) {
-    ops.iter().fold((0, 0, 0), |(a, b, c), op| match op.call {
-        Call::Login { .. } => (a + 1, b, c),
-        Call::Logout { .. } => (a, b + 1, c),
-        Call::Lookup => (a, b, c + 1),
+/// Counts of the recorded operations by kind: (logins, logouts, lookups,
+/// OneInAll logins, of those the ones answered with a kick).
+pub fn op_mix(ops: &[Op]) -> (usize, usize, usize, usize, usize) {
+    ops.iter().fold((0, 0, 0, 0, 0), |(a, b, c, d, e), op| match op.call {
+        Call::Login { one, .. } => {
+            let kicked = matches!(op.ret(), Some((_, crate::history::Ret::LoggedIn { kicked })) if !kicked.is_empty());
+            (a + 1, b, c, d + usize::from(one), e + usize::from(one && kicked))
+        }
+        Call::Logout { .. } => (a, b + 1, c, d, e),
+        Call::Lookup => (a, b, c + 1, d, e),
     })
 }

@@ -4,9 +4,12 @@
 //! Each uid sees a few operations (`ops_per_uid`) and is then retired for a
 //! fresh one, so per-uid histories stay short and the check stays cheap
 //! while the run covers many uids. Every login carries a new session id and
-//! a device of its own, with policy AllowAll: the model is the set of
-//! session ids. Logouts name sessions whose login ended (acknowledged or
-//! unknown); a lookup asks for one to `lookup_max` uids at once.
+//! a device of its own: the model is the set of session ids. Three uids in
+//! four log in under policy AllowAll; the fourth under OneInAll (one
+//! session in all: a login kicks the others, and says which), with never
+//! two of its logins at once. Logouts name sessions whose login ended
+//! (acknowledged or unknown); a lookup asks for one to `lookup_max` uids at
+//! once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,7 +35,9 @@ pub const FINAL_READER: u32 = u32::MAX;
 /// What the workload drives: the router cluster, or a stand-in in tests.
 /// An `Err` is an unknown outcome.
 pub trait Target: Send + Sync + 'static {
-    fn login(&self, uid: u64, sid: u64) -> impl Future<Output = Result<(), String>> + Send;
+    /// Logs `sid` in, under OneInAll when `one` (else AllowAll); answers
+    /// the session ids the login kicked.
+    fn login(&self, uid: u64, sid: u64, one: bool) -> impl Future<Output = Result<Vec<u64>, String>> + Send;
     fn logout(&self, uid: u64, sid: u64) -> impl Future<Output = Result<bool, String>> + Send;
     /// Session ids by uid; uids without sessions may be left out.
     fn lookup(&self, uids: &[u64]) -> impl Future<Output = Result<HashMap<u64, Vec<u64>>, String>> + Send;
@@ -69,7 +74,7 @@ impl RouterTarget {
 const GATEWAY: u64 = 7;
 
 impl Target for RouterTarget {
-    async fn login(&self, uid: u64, sid: u64) -> Result<(), String> {
+    async fn login(&self, uid: u64, sid: u64, one: bool) -> Result<Vec<u64>, String> {
         let session = Session {
             session_id: sid,
             gateway_id: GATEWAY,
@@ -78,10 +83,19 @@ impl Target for RouterTarget {
             device_id: format!("d{sid}"),
             login_at_ms: 1,
         };
+        let policy = if one {
+            MultiDevicePolicy::OneInAll
+        } else {
+            MultiDevicePolicy::AllowAll
+        };
         self.client()
-            .login(uid, session, MultiDevicePolicy::AllowAll)
+            .login(uid, session, policy)
             .await
-            .map(|_| ())
+            .map(|outcome| {
+                let mut kicked: Vec<u64> = outcome.kicked.iter().map(|s| s.session_id).collect();
+                kicked.sort_unstable();
+                kicked
+            })
             .map_err(|e| e.to_string())
     }
 
@@ -132,6 +146,10 @@ impl Default for WorkloadSpec {
 #[derive(Debug)]
 struct Slot {
     uid: u64,
+    /// Logs in under OneInAll.
+    one: bool,
+    /// A OneInAll login of this uid is running (another waits).
+    logging_in: bool,
     ops: u32,
     /// Sessions whose login ended and that no logout named yet.
     ended: Vec<u64>,
@@ -146,7 +164,8 @@ struct Pool {
 }
 
 enum Plan {
-    Login(u64, u64),
+    /// uid, sid, OneInAll.
+    Login(u64, u64, bool),
     Logout(u64, u64),
     Lookup(Vec<u64>),
 }
@@ -172,6 +191,8 @@ impl Pool {
         self.used.push(uid);
         Slot {
             uid,
+            one: uid % 4 == 0,
+            logging_in: false,
             ops: 0,
             ended: Vec::new(),
         }
@@ -207,10 +228,16 @@ impl Pool {
             return Plan::Lookup(uids);
         }
         let i = rng.below(n) as usize;
-        if roll < 70 || self.slots[i].ended.is_empty() {
+        let busy = self.slots[i].one && self.slots[i].logging_in;
+        if busy && self.slots[i].ended.is_empty() {
+            return Plan::Lookup(vec![self.reserve(i, spec.ops_per_uid)]);
+        }
+        if !busy && (roll < 70 || self.slots[i].ended.is_empty()) {
             let sid = self.next_sid;
             self.next_sid += 1;
-            return Plan::Login(self.reserve(i, spec.ops_per_uid), sid);
+            let one = self.slots[i].one;
+            self.slots[i].logging_in = one;
+            return Plan::Login(self.reserve(i, spec.ops_per_uid), sid, one);
         }
         let ended = &mut self.slots[i].ended;
         let sid = ended.swap_remove(rng.below(ended.len() as u64) as usize);
@@ -220,6 +247,7 @@ impl Pool {
     fn login_ended(&mut self, uid: u64, sid: u64) {
         if let Some(slot) = self.slots.iter_mut().find(|s| s.uid == uid) {
             slot.ended.push(sid);
+            slot.logging_in = false;
         }
     }
 }
@@ -305,12 +333,12 @@ impl<T: Target> Worker<T> {
     async fn execute(&self, plan: Plan) -> bool {
         let h = &self.history;
         match plan {
-            Plan::Login(uid, sid) => {
-                let id = h.invoke(self.process, uid, Call::Login { sid });
-                let res = self.target.login(uid, sid).await;
+            Plan::Login(uid, sid, one) => {
+                let id = h.invoke(self.process, uid, Call::Login { sid, one });
+                let res = self.target.login(uid, sid, one).await;
                 let ok = match res {
-                    Ok(()) => {
-                        h.ok(id, Ret::LoggedIn);
+                    Ok(kicked) => {
+                        h.ok(id, Ret::LoggedIn { kicked });
                         true
                     }
                     Err(e) => {

@@ -19,6 +19,8 @@ use confab_chaos::checker::CheckReport;
 use confab_chaos::checker::LostWrite;
 use confab_chaos::history::Call;
 use confab_chaos::history::History;
+use confab_chaos::history::Op;
+use confab_chaos::history::Ret;
 use confab_chaos::rng::Rng;
 use confab_chaos::workload;
 use confab_chaos::workload::Target;
@@ -38,6 +40,8 @@ enum Bug {
     LostLogins {
         one_in: u64,
     },
+    /// A OneInAll login answers whom it kicked but leaves them in.
+    KickedStay,
 }
 
 /// An in-memory online table: linearizable writes (one lock), latency
@@ -91,15 +95,29 @@ impl Fake {
 }
 
 impl Target for Fake {
-    async fn login(&self, uid: u64, sid: u64) -> Result<(), String> {
+    async fn login(&self, uid: u64, sid: u64, one: bool) -> Result<Vec<u64>, String> {
         self.latency().await;
         let (apply, answer) = self.fate();
         let lost = matches!(self.bug, Bug::LostLogins { one_in } if self.roll(one_in) == 0);
+        let mut kicked = Vec::new();
         if apply && !lost {
-            self.write(|t| t.entry(uid).or_default().insert(sid));
+            let keep_kicked = self.bug == Bug::KickedStay;
+            kicked = self.write(|t| {
+                let sessions = t.entry(uid).or_default();
+                let others: Vec<u64> = if one {
+                    sessions.iter().copied().filter(|s| *s != sid).collect()
+                } else {
+                    Vec::new()
+                };
+                if !keep_kicked {
+                    sessions.retain(|s| !others.contains(s));
+                }
+                sessions.insert(sid);
+                others
+            });
         }
         self.latency().await;
-        answer
+        answer.map(|()| kicked)
     }
 
     async fn logout(&self, uid: u64, sid: u64) -> Result<bool, String> {
@@ -137,7 +155,7 @@ impl Target for Fake {
 }
 
 /// The chaos run's pipeline on `fake`: load for `secs`, final reads, check.
-async fn pipeline(fake: Arc<Fake>, secs: f64) -> (CheckReport, Vec<LostWrite>, usize) {
+async fn pipeline(fake: Arc<Fake>, secs: f64) -> (CheckReport, Vec<LostWrite>, Vec<Op>) {
     let history = Arc::new(History::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     let spec = WorkloadSpec {
@@ -158,13 +176,22 @@ async fn pipeline(fake: Arc<Fake>, secs: f64) -> (CheckReport, Vec<LostWrite>, u
     let ops = history.snapshot();
     let report = checker::check(&ops, CheckOptions::default());
     let (lost, _) = checker::final_reads(&ops);
-    (report, lost, ops.len())
+    (report, lost, ops)
+}
+
+/// OneInAll logins that answered they kicked someone.
+fn kicks(ops: &[Op]) -> usize {
+    ops.iter()
+        .filter(|op| matches!(op.call, Call::Login { one: true, .. }))
+        .filter(|op| matches!(op.ret(), Some((_, Ret::LoggedIn { kicked })) if !kicked.is_empty()))
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_correct_target_with_unknown_outcomes_passes() {
     let (report, lost, ops) = pipeline(Fake::new(Bug::None), 1.5).await;
-    assert!(ops > 300, "only {ops} operations");
+    assert!(ops.len() > 300, "only {} operations", ops.len());
+    assert!(kicks(&ops) > 5, "OneInAll logins kicked: {}", kicks(&ops));
     assert!(
         report.unknown > 10,
         "unknown writes exercised: {}",
@@ -215,5 +242,16 @@ async fn acknowledged_logins_that_were_never_applied_are_caught() {
     assert!(
         lost.iter().all(|l| by_uid.contains(&l.uid)),
         "every lost write is also a violation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kicks_that_are_announced_but_not_done_are_caught() {
+    let (report, _, ops) = pipeline(Fake::new(Bug::KickedStay), 1.5).await;
+    assert!(kicks(&ops) > 5, "OneInAll logins kicked: {}", kicks(&ops));
+    assert!(
+        !report.violations.is_empty(),
+        "kicked sessions left in went unnoticed over {} operations",
+        report.ops
     );
 }

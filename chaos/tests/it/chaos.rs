@@ -27,6 +27,8 @@ async fn chaos(default_secs: u64) {
     assert!(report.passed(), "{summary}");
     assert_eq!(report.faults_injected, steps, "every fault applied:\n{summary}");
     assert!(report.check.ops > 1000, "too little load checked:\n{summary}");
+    // Kick decisions were made, and checked, under the faults.
+    assert!(report.mix.4 > 20, "too few OneInAll logins kicked:\n{summary}");
     // The proxies saw Raft traffic from every other node that was in the
     // cluster all along: the link faults cut real links, not just client
     // traffic.

@@ -40,7 +40,26 @@ fn unknown(p: u32, call: Call, from: u64) -> Op {
 }
 
 fn login(p: u32, sid: u64, from: u64, to: u64) -> Op {
-    done(p, Call::Login { sid }, from, to, Ret::LoggedIn)
+    done(
+        p,
+        Call::Login { sid, one: false },
+        from,
+        to,
+        Ret::LoggedIn { kicked: vec![] },
+    )
+}
+
+/// A OneInAll login that answered `kicked`.
+fn login_one(p: u32, sid: u64, from: u64, to: u64, kicked: &[u64]) -> Op {
+    done(
+        p,
+        Call::Login { sid, one: true },
+        from,
+        to,
+        Ret::LoggedIn {
+            kicked: kicked.to_vec(),
+        },
+    )
 }
 
 fn logout(p: u32, sid: u64, from: u64, to: u64, removed: bool) -> Op {
@@ -126,7 +145,10 @@ fn a_write_visible_before_its_invoke_is_a_violation() {
     let h = [read(0, 0, 1, &[7]), login(1, 7, 2, 3)];
     assert!(violates(&h));
     // Even if its outcome is unknown: it cannot act before it was sent.
-    let h = [read(0, 0, 1, &[7]), unknown(1, Call::Login { sid: 7 }, 2)];
+    let h = [
+        read(0, 0, 1, &[7]),
+        unknown(1, Call::Login { sid: 7, one: false }, 2),
+    ];
     assert!(violates(&h));
 }
 
@@ -140,14 +162,17 @@ fn a_session_nobody_logged_in_is_a_violation() {
 fn unknown_writes_may_apply_late_or_never() {
     // Applied long after the client gave up.
     let h = [
-        unknown(0, Call::Login { sid: 1 }, 0),
+        unknown(0, Call::Login { sid: 1, one: false }, 0),
         read(1, 10, 11, &[]),
         read(1, 20, 21, &[]),
         read(1, 9000, 9001, &[1]),
     ];
     assert!(ok(&h));
     // Never applied.
-    let h = [unknown(0, Call::Login { sid: 1 }, 0), read(1, 9000, 9001, &[])];
+    let h = [
+        unknown(0, Call::Login { sid: 1, one: false }, 0),
+        read(1, 9000, 9001, &[]),
+    ];
     assert!(ok(&h));
     // An unknown logout, applied between two reads.
     let h = [
@@ -159,7 +184,7 @@ fn unknown_writes_may_apply_late_or_never() {
     assert!(ok(&h));
     // But applied at most once: seen, gone, seen again needs two logins.
     let h = [
-        unknown(0, Call::Login { sid: 1 }, 0),
+        unknown(0, Call::Login { sid: 1, one: false }, 0),
         read(1, 10, 11, &[1]),
         logout(1, 1, 12, 13, true),
         read(1, 14, 15, &[1]),
@@ -260,4 +285,71 @@ fn histories_too_long_for_the_search_are_reported_unchecked() {
     let report = checker::check(&h, strict());
     assert_eq!(report.unchecked, vec![UID]);
     assert!(!report.is_linearizable());
+}
+
+#[test]
+fn one_in_all_logins_must_name_exactly_whom_they_kicked() {
+    // 1 and 2 in, then a OneInAll login kicks both: it must say so, and
+    // leave itself alone in the set.
+    let base = [login(0, 1, 0, 1), login(1, 2, 2, 3)];
+    let right = [&base[..], &[login_one(0, 3, 4, 5, &[1, 2]), read(1, 6, 7, &[3])]].concat();
+    assert!(ok(&right));
+    // Naming one too few, or one that was never there, is caught.
+    let short = [&base[..], &[login_one(0, 3, 4, 5, &[1]), read(1, 6, 7, &[3])]].concat();
+    assert!(!ok(&short));
+    let stranger = [
+        &base[..],
+        &[login_one(0, 3, 4, 5, &[1, 2, 9]), read(1, 6, 7, &[3])],
+    ]
+    .concat();
+    assert!(!ok(&stranger));
+    // Saying it kicked them but leaving one in is caught by the read.
+    let kept = [
+        &base[..],
+        &[login_one(0, 3, 4, 5, &[1, 2]), read(1, 6, 7, &[2, 3])],
+    ]
+    .concat();
+    assert!(!ok(&kept));
+    // An AllowAll login never kicks.
+    let kicking = [
+        login(0, 1, 0, 1),
+        done(
+            1,
+            Call::Login { sid: 2, one: false },
+            2,
+            3,
+            Ret::LoggedIn { kicked: vec![1] },
+        ),
+    ];
+    assert!(!ok(&kicking));
+}
+
+#[test]
+fn a_retried_one_in_all_login_may_answer_nobody_only_when_retries_are_allowed() {
+    let h = [login(0, 1, 0, 1), login_one(0, 2, 2, 3, &[]), read(1, 4, 5, &[2])];
+    assert!(!ok(&h), "strict: it kicked 1 and must say so");
+    let lenient = CheckOptions {
+        trust_logout_false: false,
+        exact_kicks: false,
+        ..CheckOptions::default()
+    };
+    assert_eq!(checker::check_object(&h, lenient), Search::Linearizable);
+}
+
+#[test]
+fn a_session_replaced_by_a_later_one_in_all_login_is_not_lost_but_one_kicked_must_stay_out() {
+    let ops = [
+        login_one(0, 1, 0, 1, &[]),
+        login_one(0, 2, 2, 3, &[1]),
+        read(1, 4, 5, &[2]),
+    ];
+    let (lost, back) = checker::final_reads(&ops);
+    assert!(lost.is_empty() && back.is_empty(), "{lost:?} {back:?}");
+    let ops = [
+        login_one(0, 1, 0, 1, &[]),
+        login_one(0, 2, 2, 3, &[1]),
+        read(1, 4, 5, &[1, 2]),
+    ];
+    let (_, back) = checker::final_reads(&ops);
+    assert_eq!(back.len(), 1, "the kicked session 1 is read again");
 }
