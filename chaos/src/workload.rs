@@ -191,7 +191,7 @@ impl Pool {
         self.used.push(uid);
         Slot {
             uid,
-            one: uid % 4 == 0,
+            one: uid.is_multiple_of(4),
             logging_in: false,
             ops: 0,
             ended: Vec::new(),
