@@ -23,6 +23,8 @@
 #   make bench-tls        the same plain and with TLS on, and the ratios
 #   make bench-trace      chat plain and with traces (1 %) + JSON logs
 #   make bench-compare BEFORE=DIR  chat: this build against an older one's binaries
+#   make soak             half-maximum load for SOAK_SECS (1800): RSS, open
+#                         files and p99 every 10 s must not grow; a plot
 #   make fuzz             each fuzz target for FUZZ_SECS seconds (default
 #                         600), one after the other; fails on a crash
 #   make fuzz-seeds       regenerate the seed corpus under fuzz/corpus/
@@ -34,7 +36,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/confab/target
 PROFILE ?= release
 CARGO ?= cargo
 
-.PHONY: deps web web-screenshots build image image-check stack-up stack-down test lint check-deploy fmt unit bench bench-tls bench-trace bench-compare chaos fuzz fuzz-seeds cluster-up cluster-down cluster-up-hosts cluster-down-hosts cluster-status cluster-add-router clean-cluster
+.PHONY: deps web web-screenshots build image image-check stack-up stack-down test lint check-deploy fmt unit bench bench-tls bench-trace bench-compare chaos soak fuzz fuzz-seeds cluster-up cluster-down cluster-up-hosts cluster-down-hosts cluster-status cluster-add-router clean-cluster
 
 # System prerequisites a fresh machine lacks: libclang for RocksDB's bindgen.
 # (protoc is vendored by the proto crate.)
@@ -118,6 +120,14 @@ bench-trace: deps
 # in alternating rounds; fails under MIN_RATIO (0.95) of the older figure.
 bench-compare: deps
 	scripts/bench-compare.sh
+
+# Chat, group and presence load at about half the measured maximum for
+# SOAK_SECS (default 1800) against a private release cluster, sampling every
+# process's RSS and open files and the send p99 every 10 s; fails on growth
+# (the rule: scripts/soak-report.py). Writes target-bench/soak/ (samples,
+# verdict, soak.svg).
+soak: deps
+	scripts/soak.sh
 
 # The long chaos run: 4 release routers behind fault-injecting proxies, a
 # seeded schedule of faults, replica moves, a node added and one drained
