@@ -51,43 +51,7 @@ done
 in_host persist p1 "$BIN/confab-persist" --listen 198.18.100.21:7301 --http 198.18.100.21:9301 \
   --data-dir "$DIR/persist" --router "$router_list"
 
-# Gateway G: core address, its own zone and address there, its public address.
-gateway_conf() {
-  local g="$1" core="$2" zone="$3" zaddr="$4" public="$5"
-  cat >"$DIR/gateway-$g.toml" <<EOF
-id = $g
-listen = "0.0.0.0:7201"
-http = "0.0.0.0:8201"
-grpc = "$core:7211"
-metrics = "$core:9201"
-advertise_client = "$public:7201"
-advertise_ws = "ws://$public:8201/ws"
-routers = [$(printf '"%s:7101", ' "${routers[@]}" | sed 's/, $//')]
-persist = ["198.18.100.21:7301"]
-
-[[zones]]
-name = "subnet-1"
-cidrs = ["198.18.101.0/24"]
-gateways = [1]
-
-[[zones]]
-name = "subnet-2"
-cidrs = ["198.18.102.0/24"]
-gateways = [2]
-
-[[zones]]
-name = "public"
-cidrs = []
-gateways = [1, 2]
-
-[[zone_addresses]]
-zone = "$zone"
-client = "$zaddr:7201"
-ws = "ws://$zaddr:8201/ws"
-EOF
-}
-gateway_conf 1 198.18.100.31 subnet-1 198.18.101.1 198.18.103.1
-gateway_conf 2 198.18.100.32 subnet-2 198.18.102.1 198.18.103.2
+for g in 1 2; do "$NET" gateway-toml "$g" >"$DIR/gateway-$g.toml"; done
 for g in 1 2; do
   in_host "gateway-$g" "g$g" "$BIN/confab-gateway" --config "$DIR/gateway-$g.toml"
 done

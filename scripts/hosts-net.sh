@@ -8,7 +8,12 @@
 #                                      stopped first: they keep running)
 #   scripts/hosts-net.sh cut PREFIX ZONE / heal PREFIX ZONE
 #                                      take a zone's switch down / up
-#   scripts/hosts-net.sh addr NAME     the address table (NAME ZONE ADDRESS)
+#   scripts/hosts-net.sh addr          the address table (NAME ZONE ADDRESS)
+#   scripts/hosts-net.sh gateway-toml G
+#                                      gateway G's configuration on it (its
+#                                      zone's and the public address, the
+#                                      directory's zones; ports 7201 client,
+#                                      8201 HTTP, 7211 gRPC, 9201 metrics)
 #
 # The switches (one bridge per network) live in PREFIX-sw. Addresses come
 # from 198.18.0.0/15, the range reserved for benchmarking:
@@ -73,6 +78,53 @@ up() {
   done <<<"$LINKS"
 }
 
+# The address of host NAME in ZONE.
+addr_of() {
+  echo "$LINKS" | awk -v n="$1" -v z="$2" '$1 == n && $2 == z {print $3}'
+}
+
+gateway_toml() {
+  local g="$1" zone own core public r routers=""
+  case "$g" in
+    1) zone=subnet-1 ;;
+    2) zone=subnet-2 ;;
+    *) echo "no gateway $g (1 or 2)" >&2; return 1 ;;
+  esac
+  own="$(addr_of "g$g" "$zone")" core="$(addr_of "g$g" core)" public="$(addr_of "g$g" public)"
+  for r in r1 r2 r3; do routers+="${routers:+, }\"$(addr_of "$r" core):7101\""; done
+  cat <<TOML
+id = $g
+listen = "0.0.0.0:7201"
+http = "0.0.0.0:8201"
+grpc = "$core:7211"
+metrics = "$core:9201"
+advertise_client = "$public:7201"
+advertise_ws = "ws://$public:8201/ws"
+routers = [$routers]
+persist = ["$(addr_of p1 core):7301"]
+
+[[zones]]
+name = "subnet-1"
+cidrs = ["198.18.101.0/24"]
+gateways = [1]
+
+[[zones]]
+name = "subnet-2"
+cidrs = ["198.18.102.0/24"]
+gateways = [2]
+
+[[zones]]
+name = "public"
+cidrs = []
+gateways = [1, 2]
+
+[[zone_addresses]]
+zone = "$zone"
+client = "$own:7201"
+ws = "ws://$own:8201/ws"
+TOML
+}
+
 down() {
   local p="$1" ns
   for ns in $(ip netns list | awk '{print $1}'); do
@@ -86,5 +138,6 @@ case "${1:-}" in
   cut) ip -n "${2:?PREFIX}-sw" link set "$(bridge "${3:?ZONE}")" down ;;
   heal) ip -n "${2:?PREFIX}-sw" link set "$(bridge "${3:?ZONE}")" up ;;
   addr) echo "$LINKS" ;;
-  *) sed -n '2,21p' "$0" >&2; exit 2 ;;
+  gateway-toml) gateway_toml "${2:?G}" ;;
+  *) sed -n '2,26p' "$0" >&2; exit 2 ;;
 esac

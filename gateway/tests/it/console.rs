@@ -33,8 +33,14 @@ async fn until(out: &mut Lines<BufReader<ChildStdout>>, want: &str) -> Vec<Strin
 /// confab-chat's console as `user` on gateway `gw`, its stdin, stdout and
 /// stderr piped.
 fn console(gw: &str, user: &str) -> Child {
+    console_with(&["--gateway", gw], user)
+}
+
+/// confab-chat's console as `user`, reaching its gateway as `how` says.
+fn console_with(how: &[&str], user: &str) -> Child {
     Command::new(workspace_bin("confab-chat"))
-        .args(["--gateway", gw, "--user", user, "--password", "pw"])
+        .args(how)
+        .args(["--user", user, "--password", "pw"])
         .env_remove("CONFAB_BIN_DIR")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -336,15 +342,7 @@ async fn console_from_the_directory_moves_to_the_other_gateway_when_its_own_dies
         "http://{},http://{}",
         cluster.gateways[&1].http, cluster.gateways[&2].http
     );
-    let mut child = Command::new(workspace_bin("confab-chat"))
-        .args(["--directory", &urls, "--user", "gina", "--password", "pw"])
-        .env_remove("CONFAB_BIN_DIR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run confab-chat");
+    let mut child = console_with(&["--directory", &urls], "gina");
     let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let first = until(&mut out, "connected to").await.join("\n");
     // Ready: the console answers a command.

@@ -33,11 +33,8 @@ const HEARTBEAT_MS: u64 = 1000;
 
 const ROUTERS: [&str; 3] = ["198.18.100.11", "198.18.100.12", "198.18.100.13"];
 const PERSIST: &str = "198.18.100.21";
-/// (core address, own zone, its address there, public address).
-const GATEWAYS: [(&str, &str, &str, &str); 2] = [
-    ("198.18.100.31", "subnet-1", "198.18.101.1", "198.18.103.1"),
-    ("198.18.100.32", "subnet-2", "198.18.102.1", "198.18.103.2"),
-];
+/// The gateways' core addresses (scripts/hosts-net.sh).
+const GATEWAYS: [&str; 2] = ["198.18.100.31", "198.18.100.32"];
 /// (user, client host, directory URLs).
 const USERS: [(&str, &str, &str); 3] = [
     ("ann", "c1", "http://198.18.101.1:8201"),
@@ -87,48 +84,20 @@ impl Drop for Net {
     }
 }
 
+/// Gateway `id`'s configuration on that network (the script's), with a
+/// short heartbeat: a silent connection is noticed within seconds.
 fn gateway_toml(id: usize) -> String {
-    let (core, zone, zone_addr, public) = GATEWAYS[id - 1];
-    let routers: Vec<String> = ROUTERS.iter().map(|r| format!("\"{r}:7101\"")).collect();
-    format!(
-        r#"id = {id}
-listen = "0.0.0.0:7201"
-http = "0.0.0.0:8201"
-grpc = "{core}:7211"
-metrics = "{core}:9201"
-advertise_client = "{public}:7201"
-advertise_ws = "ws://{public}:8201/ws"
-routers = [{routers}]
-persist = ["{PERSIST}:7301"]
-allow_strangers = false
-
-[limits]
-heartbeat_ms = {HEARTBEAT_MS}
-idle_timeout_ms = {idle}
-
-[[zones]]
-name = "subnet-1"
-cidrs = ["198.18.101.0/24"]
-gateways = [1]
-
-[[zones]]
-name = "subnet-2"
-cidrs = ["198.18.102.0/24"]
-gateways = [2]
-
-[[zones]]
-name = "public"
-cidrs = []
-gateways = [1, 2]
-
-[[zone_addresses]]
-zone = "{zone}"
-client = "{zone_addr}:7201"
-ws = "ws://{zone_addr}:8201/ws"
-"#,
-        routers = routers.join(", "),
-        idle = HEARTBEAT_MS * 3,
-    )
+    let out = Command::new(script())
+        .args(["gateway-toml", &id.to_string()])
+        .output()
+        .expect("hosts-net.sh gateway-toml");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut toml = String::from_utf8(out.stdout).expect("utf-8");
+    toml.push_str(&format!(
+        "\n[limits]\nheartbeat_ms = {HEARTBEAT_MS}\nidle_timeout_ms = {}\n",
+        HEARTBEAT_MS * 3
+    ));
+    toml
 }
 
 /// Starts every service process in its namespace.
@@ -179,7 +148,7 @@ async fn wait_ready(op: &InNetns, procs: &Processes) {
         .collect();
     http.push(("persist".into(), format!("{PERSIST}:9301")));
     for (i, g) in GATEWAYS.iter().enumerate() {
-        http.push((format!("gateway-{}", i + 1), format!("{}:9201", g.0)));
+        http.push((format!("gateway-{}", i + 1), format!("{g}:9201")));
     }
     for (name, addr) in http {
         let ready = op
