@@ -82,8 +82,19 @@ for f in "$CLUSTER_DIR"/*.pid; do pids+=("$(basename "$f" .pid)=$(cat "$f")"); d
 status=0
 python3 "$ROOT/scripts/soak-report.py" sample --every "$EVERY" --secs "$SOAK_SECS" --metrics "$metrics" \
   --out "$OUT" "${pids[@]}" || status=$?
+# Chat and presence end by themselves; the group owners send until stopped
+# (a paced sender's message takes its interval plus the ack's latency).
+names=(chat group presence)
 for i in "${!loads[@]}"; do
-  wait "${loads[$i]}" || { echo "soak: load ${i} failed (see $OUT/*.log)" >&2; status=1; }
+  for _ in $(seq 1 60); do kill -0 "${loads[$i]}" 2>/dev/null || break; sleep 1; done
+  if kill -0 "${loads[$i]}" 2>/dev/null; then
+    kill "${loads[$i]}" 2>/dev/null || true
+    wait "${loads[$i]}" 2>/dev/null || true
+    echo "soak: ${names[$i]} load stopped with the soak"
+  elif ! wait "${loads[$i]}"; then
+    echo "soak: ${names[$i]} load failed (see $OUT/${names[$i]}.log)" >&2
+    status=1
+  fi
 done
 loads=()
 for f in chat group presence; do

@@ -8,7 +8,8 @@
 //! each other; subnet-1's switch is cut for a few seconds under the load:
 //! the other zones keep being served, subnet-1's devices notice the silence,
 //! ask the directory again once it heals, resend and sync. Per acknowledged
-//! message: received exactly once by its recipient, in its sender's order.
+//! message: received exactly once by its recipient, in its sender's order
+//! within its conversation.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -444,7 +445,7 @@ async fn zones_on_separate_hosts_chat_across_and_a_cut_zone_comes_back() {
     for (user, rx, want) in receivers {
         let (got, reconnects) = rx.await;
         let mut seen = HashMap::new();
-        let mut last_k: HashMap<&str, usize> = HashMap::new();
+        let mut last_k: HashMap<(&str, &str), usize> = HashMap::new();
         for m in &got {
             assert!(
                 seen.insert(m.message_id, ()).is_none(),
@@ -457,10 +458,16 @@ async fn zones_on_separate_hosts_chat_across_and_a_cut_zone_comes_back() {
                 "{user}: {} under its ack's id",
                 m.body
             );
+            // In order within each conversation (one device's messages
+            // to two peers are two conversations, each synced apart).
             let (from, k) = m.body.split_once('-').expect("key");
             let k: usize = k.parse().expect("k");
-            if let Some(prev) = last_k.insert(from, k) {
-                assert!(k > prev, "{user}: {from}-{k} after {from}-{prev}");
+            if let Some(prev) = last_k.insert((from, m.conversation_id.as_str()), k) {
+                assert!(
+                    k > prev,
+                    "{user}: {from}-{k} after {from}-{prev} in {}",
+                    m.conversation_id
+                );
             }
         }
         assert_eq!(
