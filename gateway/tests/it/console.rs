@@ -50,6 +50,16 @@ fn console_with(how: &[&str], user: &str) -> Child {
         .expect("run confab-chat")
 }
 
+/// `/quit`, and the console ends with success.
+async fn quit(child: &mut Child) {
+    type_line(child, "/quit").await;
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("the console quits")
+        .expect("wait");
+    assert!(status.success(), "exit status {status}");
+}
+
 async fn type_line(child: &mut Child, line: &str) {
     let stdin = child.stdin.as_mut().expect("stdin");
     stdin
@@ -109,12 +119,7 @@ async fn console_sends_receives_shows_history_and_quits() {
         ]
     );
 
-    type_line(&mut child, "/quit").await;
-    let status = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("the console quits")
-        .expect("wait");
-    assert!(status.success(), "exit status {status}");
+    quit(&mut child).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,12 +199,7 @@ async fn console_reads_types_recalls_and_shows_them_as_they_arrive() {
     .await;
     assert_eq!(recalled.message_id, mine);
 
-    type_line(&mut child, "/quit").await;
-    let status = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("the console quits")
-        .expect("wait");
-    assert!(status.success(), "exit status {status}");
+    quit(&mut child).await;
 }
 
 /// Friends and groups from the console, as a person uses it: requests,
@@ -309,12 +309,7 @@ async fn console_does_friends_and_groups_and_shows_their_pushes() {
     // console goes on.
     type_line(&mut child, "/approve team").await;
     type_line(&mut child, "/login").await;
-    type_line(&mut child, "/quit").await;
-    let status = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("the console quits")
-        .expect("wait");
-    assert!(status.success(), "exit status {status}");
+    quit(&mut child).await;
     let mut err = String::new();
     tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
         .await
@@ -371,10 +366,5 @@ async fn console_from_the_directory_moves_to_the_other_gateway_when_its_own_dies
     type_line(&mut child, "@hal back on gateway two").await;
     let got = receive(&mut hal, 1, WAIT).await;
     assert_eq!(got.first().map(|m| m.body.as_str()), Some("back on gateway two"));
-    type_line(&mut child, "/quit").await;
-    let status = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("the console quits")
-        .expect("wait");
-    assert!(status.success(), "exit status {status}");
+    quit(&mut child).await;
 }
