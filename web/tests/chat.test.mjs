@@ -245,6 +245,10 @@ step("chat both ways, live", async () => {
   await expectMessage(b, `hello bob ${run}`);
   await send(b, `hi alice ${run}`);
   await expectMessage(a, `hi alice ${run}`);
+  // Bob's read mark reached the server: a message read before its
+  // sequence was known is marked once the commit notice names it (on a
+  // slower store that is after the reply), and alice sees it read.
+  await expectVisible(messageWith(a, `hello bob ${run}`).locator('[data-testid="seen"]'));
 });
 
 step("offline: presence goes, messages wait, sync and scroll-back on return", async () => {
