@@ -36,7 +36,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/confab/target
 PROFILE ?= release
 CARGO ?= cargo
 
-.PHONY: deps web web-screenshots build image image-check stack-up stack-down test lint check-deploy fmt unit bench bench-tls bench-trace bench-compare chaos soak fuzz fuzz-seeds cluster-up cluster-down cluster-up-hosts cluster-down-hosts cluster-status cluster-add-router clean-cluster
+.PHONY: deps web web-screenshots build image image-check stack-up stack-down test lint check-deploy fmt unit bench bench-tls bench-trace bench-compare chaos chaos-chat soak fuzz fuzz-seeds cluster-up cluster-down cluster-up-hosts cluster-down-hosts cluster-status cluster-add-router clean-cluster
 
 # System prerequisites a fresh machine lacks: libclang for RocksDB's bindgen.
 # (protoc is vendored by the proto crate.)
@@ -86,7 +86,7 @@ fmt:
 # Then the gateway's end-to-end suite again on PostgreSQL + RabbitMQ and on
 # MariaDB (a fresh database per cluster); the tests that make their own
 # backends (or network namespaces) ran once above.
-IT_ONCE = --skip zones:: --skip persist_scale:: --skip amqp_pg:: --skip mariadb::
+IT_ONCE = --skip zones:: --skip persist_scale:: --skip amqp_pg:: --skip mariadb:: --skip chat_chaos::
 unit: deps web
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
@@ -128,6 +128,17 @@ bench-compare: deps
 # verdict, soak.svg).
 soak: deps
 	scripts/soak.sh
+
+# Whole-stack chaos (gateway test it::chat_chaos): a 1:1 and group chat
+# load while a seeded schedule SIGKILLs and restarts, or SIGSTOPs and
+# SIGCONTs, gateways, persist processes and routers, and cuts PostgreSQL
+# and RabbitMQ off; then every acknowledged message must be stored once and
+# received once by every device, in order. Both backends at once (embedded;
+# PostgreSQL + RabbitMQ with two persist processes), CONFAB_CHAOS_SECS each
+# (default 300); prints the seeds, CONFAB_CHAOS_SEED=N replays one.
+chaos-chat: deps
+	$(CARGO) build --workspace --bins
+	CONFAB_CHAOS_SECS=$${CONFAB_CHAOS_SECS:-300} $(CARGO) test -p confab-gateway --test it chat_chaos::long -- --ignored --nocapture
 
 # The long chaos run: 4 release routers behind fault-injecting proxies, a
 # seeded schedule of faults, replica moves, a node added and one drained

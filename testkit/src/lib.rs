@@ -6,7 +6,8 @@
 //! certificates for such servers ([`server_certs`], [`other_ca`]), names
 //! no other test uses ([`unique`]), and the rule for a service a test
 //! needs but cannot reach ([`missing`]), and tasks that run inside a
-//! network namespace a test made ([`InNetns`]).
+//! network namespace a test made ([`InNetns`]), and a TCP proxy a test
+//! cuts to make a real service unreachable without stopping it ([`Proxy`]).
 //!
 //! What belongs here: plumbing that two or more crates' tests (or the chaos
 //! tool's cluster) would otherwise each write. What does not: anything that
@@ -19,6 +20,7 @@ mod http;
 mod netns;
 mod poll;
 mod process;
+mod proxy;
 mod rabbitmq;
 mod tls;
 
@@ -27,7 +29,8 @@ pub use bin::{find_bin, workspace_bin};
 pub use http::http_get;
 pub use netns::InNetns;
 pub use poll::eventually;
-pub use process::Processes;
+pub use process::{Processes, Signal};
+pub use proxy::Proxy;
 pub use rabbitmq::{RABBITMQ_SERVER, TlsRabbit};
 pub use tls::{ServerCerts, other_ca, server_certs};
 

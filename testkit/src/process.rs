@@ -3,6 +3,7 @@
 //! printed when the test fails, every one killed when the set is dropped.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -19,6 +20,55 @@ use crate::http::http_get;
 pub struct Processes {
     dir: TempDir,
     children: BTreeMap<String, Child>,
+    /// How each name was last started, to start it again ([`Processes::respawn`]).
+    recipes: BTreeMap<String, Recipe>,
+}
+
+/// A command line as started: program, arguments, environment changes and
+/// working directory (a `Command` cannot be cloned).
+struct Recipe {
+    program: OsString,
+    args: Vec<OsString>,
+    envs: Vec<(OsString, Option<OsString>)>,
+    dir: Option<PathBuf>,
+}
+
+impl Recipe {
+    fn of(cmd: &Command) -> Self {
+        Recipe {
+            program: cmd.get_program().to_owned(),
+            args: cmd.get_args().map(ToOwned::to_owned).collect(),
+            envs: cmd
+                .get_envs()
+                .map(|(k, v)| (k.to_owned(), v.map(ToOwned::to_owned)))
+                .collect(),
+            dir: cmd.get_current_dir().map(ToOwned::to_owned),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        for (k, v) in &self.envs {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        if let Some(d) = &self.dir {
+            cmd.current_dir(d);
+        }
+        cmd
+    }
+}
+
+/// The signals a test sends its processes besides SIGKILL ([`Processes::kill`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Freeze (SIGSTOP): the process holds its sockets and answers nothing.
+    Stop,
+    /// Thaw a frozen process (SIGCONT).
+    Cont,
 }
 
 impl Processes {
@@ -27,6 +77,7 @@ impl Processes {
         Processes {
             dir: tempfile::tempdir().expect("temp dir"),
             children: BTreeMap::new(),
+            recipes: BTreeMap::new(),
         }
     }
 
@@ -39,8 +90,42 @@ impl Processes {
     /// each start), `RUST_LOG=warn` (or the test run's `CONFAB_TEST_LOG`,
     /// to see more of one run) unless `cmd` sets its own. `CONFAB_BIN_DIR` is removed: services
     /// read `CONFAB_*` as their configuration, and that one is not theirs.
-    pub fn spawn(&mut self, name: &str, mut cmd: Command) {
+    pub fn spawn(&mut self, name: &str, cmd: Command) {
         let log = std::fs::File::create(self.log_path(name)).expect("log file");
+        self.start(name, cmd, log);
+    }
+
+    /// Starts `name` again with the command line of its last
+    /// [`Processes::spawn`] (after [`Processes::kill`], or after it exited),
+    /// its stderr appended to the same log.
+    pub fn respawn(&mut self, name: &str) {
+        let cmd = self
+            .recipes
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} was never started"))
+            .command();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.log_path(name))
+            .expect("log file");
+        self.start(name, cmd, log);
+    }
+
+    /// Sends `signal` to `name`; nothing when it is not running.
+    pub fn signal(&mut self, name: &str, signal: Signal) {
+        let Some(pid) = self.pid(name) else {
+            return;
+        };
+        let sig = match signal {
+            Signal::Stop => nix::sys::signal::Signal::SIGSTOP,
+            Signal::Cont => nix::sys::signal::Signal::SIGCONT,
+        };
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+    }
+
+    fn start(&mut self, name: &str, mut cmd: Command, log: std::fs::File) {
+        self.recipes.insert(name.to_owned(), Recipe::of(&cmd));
         if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
             cmd.env(
                 "RUST_LOG",
@@ -179,5 +264,27 @@ mod tests {
         procs.kill("sleeper");
         assert!(procs.has_exited("sleeper"));
         assert_eq!(procs.pid("sleeper"), None);
+    }
+
+    #[tokio::test]
+    async fn respawn_runs_the_same_command_again_and_keeps_the_log() {
+        let mut procs = Processes::new();
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo \"started $WHO\" >&2; sleep 30"])
+            .env("WHO", "me");
+        procs.spawn("svc", cmd);
+        let first = procs.pid("svc").expect("running");
+        procs.signal("svc", Signal::Stop);
+        procs.signal("svc", Signal::Cont);
+        assert!(!procs.has_exited("svc"));
+        procs.kill("svc");
+        procs.respawn("svc");
+        let second = procs.pid("svc").expect("running again");
+        assert_ne!(first, second);
+        let procs = &procs;
+        crate::eventually(Duration::from_secs(10), "both starts logged", || async move {
+            procs.log("svc") == "started me\nstarted me\n"
+        })
+        .await;
     }
 }

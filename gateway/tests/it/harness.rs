@@ -11,6 +11,7 @@ use confab_testkit::{Processes, free_addr};
 pub use confab_testkit::{eventually, workspace_bin};
 
 pub mod backends;
+pub mod chat_load;
 mod persists;
 pub use persists::PersistProc;
 
@@ -382,6 +383,19 @@ impl Cluster {
     /// SIGKILL.
     pub fn kill(&mut self, name: &str) {
         self.procs.kill(name);
+    }
+
+    /// Starts `name` again with the command line it last ran with (same
+    /// addresses, data and configuration) and waits until it answers ready
+    /// on `http` (false after 30 s, or when it exited).
+    pub async fn respawn(&mut self, name: &str, http: &str) -> bool {
+        self.procs.respawn(name);
+        self.wait_up(name, http).await
+    }
+
+    /// SIGSTOP or SIGCONT to `name`.
+    pub fn signal(&mut self, name: &str, signal: confab_testkit::Signal) {
+        self.procs.signal(name, signal);
     }
 
     pub fn gw(&self, id: u64) -> &str {

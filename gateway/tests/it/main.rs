@@ -8,6 +8,7 @@ mod bench_chat;
 mod bench_faults;
 mod bench_router;
 mod chat;
+mod chat_chaos;
 mod chat_cli;
 mod client_tls;
 mod console;

@@ -24,10 +24,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use confab_client::proto::{self as pb};
-use confab_client::{Client, Connection, DeviceKind, ErrorCode, Event, Unacked, answer_lost};
+use confab_client::{Client, DeviceKind, Event};
 use confab_testkit::{http_get, missing, unique};
 
 use crate::harness::backends::{Backends, PARTITIONS, psql};
+use crate::harness::chat_load::{Sender, To, sender_of};
 use crate::harness::{Cluster, PersistProc, login, register};
 
 /// Messages each sender sends.
@@ -42,120 +43,6 @@ const RECEIVE_WITHIN: Duration = Duration::from_secs(20);
 /// The messages `sender` sends, in order.
 fn bodies(sender: &str) -> Vec<String> {
     (0..PER_SENDER).map(|k| format!("{sender}-{k}")).collect()
-}
-
-#[derive(Clone, Copy, Debug)]
-enum To {
-    User(u64),
-    Group(u64),
-}
-
-/// One sending device: its messages are `{name}-{k}`, each under the client
-/// message id of the same text.
-struct Sender {
-    name: String,
-    to: To,
-    client: Client,
-    gateways: [String; 2],
-    /// The gateway it is connected to (an index into `gateways`).
-    at: usize,
-    /// Reconnects so far.
-    reconnects: usize,
-}
-
-/// An answer that says "not now": the send was not stored, or may be
-/// stored later; either way a resend settles it.
-fn for_now(e: &confab_client::Error) -> bool {
-    matches!(
-        e.code(),
-        Some(ErrorCode::Unavailable | ErrorCode::Busy | ErrorCode::RateLimited)
-    )
-}
-
-impl Sender {
-    fn request(&self, key: &str) -> Unacked {
-        match self.to {
-            To::User(to_user) => Unacked::Direct(pb::SendRequest {
-                to_user,
-                body: key.into(),
-                client_msg_id: key.into(),
-                ..Default::default()
-            }),
-            To::Group(group_id) => Unacked::Group(pb::GroupSendRequest {
-                group_id,
-                body: key.into(),
-                client_msg_id: key.into(),
-                ..Default::default()
-            }),
-        }
-    }
-
-    /// Sends message `k` until it is acknowledged, as an application of the
-    /// client library does: when the answer is lost (or the send is refused
-    /// for now) it reconnects, to the other gateway, and the library sends
-    /// the outbox again as resends. `abandon`: stop waiting for the first
-    /// answer after this long, as if the connection broke.
-    async fn send(&mut self, k: usize, abandon: Option<Duration>) -> pb::SendAck {
-        let key = format!("{}-{k}", self.name);
-        let deadline = Instant::now() + SEND_WITHIN;
-        let to = self.to;
-        let first = async {
-            match to {
-                To::User(to_user) => {
-                    self.client
-                        .send(pb::SendRequest {
-                            to_user,
-                            body: key.clone(),
-                            client_msg_id: key.clone(),
-                            ..Default::default()
-                        })
-                        .await
-                }
-                To::Group(gid) => self.client.group_send(gid, &key, &key).await,
-            }
-        };
-        let answer = match abandon {
-            Some(after) => tokio::time::timeout(after, first).await.ok(),
-            None => Some(first.await),
-        };
-        match answer {
-            Some(Ok(ack)) => return ack,
-            Some(Err(e)) if !answer_lost(&e) && !for_now(&e) => panic!("{key} refused: {e}"),
-            _ => {}
-        }
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "{key} not acknowledged within {SEND_WITHIN:?}"
-            );
-            // A send refused for now left the outbox: it goes back in.
-            if !self.client.outbox.pending().any(|u| u.client_msg_id() == key) {
-                self.client.outbox.add(self.request(&key));
-            }
-            self.at = 1 - self.at;
-            let conn = match Connection::connect(&self.gateways[self.at]).await {
-                Ok(c) => c,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            self.reconnects += 1;
-            match self.client.reconnect(conn).await {
-                Ok(back) => {
-                    return back
-                        .acks
-                        .into_iter()
-                        .find(|a| a.client_msg_id == key)
-                        .unwrap_or_else(|| panic!("{key}: the reconnect did not resend it"));
-                }
-                Err(e) if answer_lost(&e) || for_now(&e) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("{key} refused after a reconnect: {e}"),
-            }
-        }
-    }
 }
 
 /// One receiving device and the messages it must get: every sender's of
@@ -239,11 +126,6 @@ fn active_consumers(prefix: &str) -> Option<BTreeMap<String, String>> {
         }
     }
     Some(active)
-}
-
-/// Who sent message `body` (`{sender}-{k}`).
-fn sender_of(body: &str) -> &str {
-    body.split('-').next().unwrap_or_default()
 }
 
 /// `name`'s device got every message of `from` once, under its
@@ -424,6 +306,7 @@ async fn sigkill_of_one_of_two_persist_processes_loses_and_repeats_nothing() {
             gateways: gw.clone(),
             at,
             reconnects: 0,
+            within: SEND_WITHIN,
         };
         let (acked, killed) = (acked.clone(), killed.clone());
         senders.push(tokio::spawn(async move {

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::embedded::{PgDrop, bodies_in_seq_order, count_messages, qmsg, settings};
 use crate::helpers::{AMQP_URL, TestDb, db_config, eventually, missing, unique};
-use crate::proxy::Proxy;
+use confab_testkit::Proxy;
 
 /// Unique queues for one test, deleted at the end.
 pub struct Queues {

@@ -15,7 +15,7 @@ use confab_queue::{ConversationId, Producer, QueuedMessage};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestDb, db_config, eventually};
-use crate::proxy::Proxy;
+use confab_testkit::Proxy;
 
 pub fn settings() -> WriterSettings {
     WriterSettings {

@@ -12,7 +12,6 @@ mod embedded;
 mod helpers;
 mod integrity;
 mod pg_tls;
-mod proxy;
 mod read_wait;
 mod reads;
 mod service;
