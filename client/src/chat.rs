@@ -3,7 +3,7 @@
 //! once, commit notices (ConversationMoved) advance the sequence or reveal
 //! a gap, which is fetched; every message is shown once (by message id).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb, DeviceKind};
@@ -57,6 +57,10 @@ pub struct Client {
     device: Option<(String, DeviceKind)>,
     ready: VecDeque<Event>,
     notices: VecDeque<Update>,
+    /// This device's last acknowledged message per target
+    /// ([`Unacked::target`]): the next send there names it, so receivers
+    /// show the two in order.
+    last_sent: HashMap<String, u64>,
 }
 
 /// What [`Client::reconnect`] caught up with.
@@ -92,6 +96,7 @@ impl Client {
             device: None,
             ready: VecDeque::new(),
             notices: VecDeque::new(),
+            last_sent: HashMap::new(),
         }
     }
 
@@ -184,6 +189,7 @@ impl Client {
                 Ok(Body::SendAck(ack)) => {
                     self.outbox.done(send.client_msg_id());
                     self.acked(&ack);
+                    self.sent_to(send.target(), &ack);
                     acks.push(ack);
                 }
                 Ok(other) => return Err(unexpected("SendAck", &other)),
@@ -247,7 +253,7 @@ impl Client {
             to_name: to.into(),
             body: text.into(),
             client_msg_id: client_msg_id.into(),
-            resend: false,
+            ..Default::default()
         })
         .await
     }
@@ -259,7 +265,7 @@ impl Client {
             to_name: String::new(),
             body: text.into(),
             client_msg_id: client_msg_id.into(),
-            resend: false,
+            ..Default::default()
         })
         .await
     }
@@ -272,6 +278,9 @@ impl Client {
         if req.client_msg_id.is_empty() {
             req.client_msg_id = self.outbox.new_id();
         }
+        if req.prev_message_id == 0 {
+            req.prev_message_id = self.last_sent_to(&Unacked::Direct(req.clone()).target());
+        }
         let body = Body::Send(req.clone());
         self.send_tracked(Unacked::Direct(req), body).await
     }
@@ -280,6 +289,7 @@ impl Client {
     /// answer is final.
     pub(crate) async fn send_tracked(&mut self, send: Unacked, body: Body) -> Result<pb::SendAck> {
         let id = send.client_msg_id().to_owned();
+        let target = send.target();
         self.outbox.add(send);
         let answer = self.conn.request(body).await;
         if !matches!(&answer, Err(e) if answer_lost(e)) {
@@ -288,6 +298,7 @@ impl Client {
         match answer? {
             Body::SendAck(ack) => {
                 self.acked(&ack);
+                self.sent_to(target, &ack);
                 Ok(ack)
             }
             other => Err(unexpected("SendAck", &other)),
@@ -301,6 +312,22 @@ impl Client {
         if r.seq == self.state.last(&r.conversation_id) + 1 {
             self.state.advance(&r.conversation_id, r.seq);
         }
+    }
+
+    /// The last message this device sent to `target` and got acknowledged
+    /// (0: none).
+    pub(crate) fn last_sent_to(&self, target: &str) -> u64 {
+        self.last_sent.get(target).copied().unwrap_or(0)
+    }
+
+    /// `ack` is the newest message to `target` (and to its user by id, for
+    /// a send by name).
+    fn sent_to(&mut self, target: String, ack: &pb::SendAck) {
+        if ack.to_user != 0 {
+            self.last_sent
+                .insert(format!("u:{}", ack.to_user), ack.message_id);
+        }
+        self.last_sent.insert(target, ack.message_id);
     }
 
     /// Our own message: its commit notice must not look like a gap, and a
@@ -347,6 +374,13 @@ impl Client {
 
     /// Messages of `conversation` after our last sequence, new ones only.
     async fn fetch_after(&mut self, conversation: &str) -> Result<Vec<pb::Message>> {
+        let wait_for = self.state.last_seen(conversation);
+        self.fetch_waiting(conversation, wait_for).await
+    }
+
+    /// [`Client::fetch_after`], the first page including message
+    /// `wait_for` when it is written within the gateway's read wait.
+    async fn fetch_waiting(&mut self, conversation: &str, mut wait_for: u64) -> Result<Vec<pb::Message>> {
         let mut out = Vec::new();
         loop {
             let after = self.state.last(conversation);
@@ -354,7 +388,7 @@ impl Client {
                 conversation_id: conversation.into(),
                 after_seq: after,
                 limit: PAGE,
-                min_message_id: self.state.last_seen(conversation),
+                min_message_id: std::mem::take(&mut wait_for),
             });
             let page = match self.conn.request(body).await? {
                 Body::Messages(m) => m.messages,
@@ -447,9 +481,21 @@ impl Client {
                 self.ready.push_back(Event::Recalled(r));
             }
             Body::MessagePush(p) => {
-                if let Some(m) = p.message
-                    && self.state.first_sight(m.message_id)
-                {
+                let Some(m) = p.message else { return };
+                if self.state.seen(m.message_id) {
+                    return;
+                }
+                if m.prev_message_id != 0 && !self.state.seen(m.prev_message_id) {
+                    // The sender's previous message has not reached this
+                    // device (it came by resend, or was pushed to a session
+                    // that went away): read it first, the gateway waiting
+                    // for it to be written; this one may come with it.
+                    match self.fetch_waiting(&m.conversation_id, m.prev_message_id).await {
+                        Ok(msgs) => self.ready.extend(msgs.into_iter().map(event_of)),
+                        Err(error) => tracing::warn!(%error, "fetching before a push failed"),
+                    }
+                }
+                if self.state.first_sight(m.message_id) {
                     self.state.saw(&m.conversation_id, m.message_id);
                     self.ready.push_back(Event::Message(m));
                 }

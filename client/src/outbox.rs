@@ -30,6 +30,16 @@ impl Unacked {
         }
     }
 
+    /// Whom it goes to: `u:{id}` or `n:{name}` for a user, `g:{id}` for a
+    /// group (the key of [`crate::Client`]'s last send per conversation).
+    pub fn target(&self) -> String {
+        match self {
+            Unacked::Direct(r) if r.to_user != 0 => format!("u:{}", r.to_user),
+            Unacked::Direct(r) => format!("n:{}", r.to_name),
+            Unacked::Group(r) => format!("g:{}", r.group_id),
+        }
+    }
+
     /// The request again, marked as a resend.
     pub(crate) fn resend(&self) -> Body {
         match self.clone() {

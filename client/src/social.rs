@@ -309,6 +309,7 @@ impl Client {
             body: text.into(),
             client_msg_id,
             resend: false,
+            prev_message_id: self.last_sent_to(&format!("g:{group_id}")),
         };
         let body = Body::GroupSend(req.clone());
         self.send_tracked(Unacked::Group(req), body).await

@@ -12,7 +12,8 @@ use confab_queue::{ConversationId, Producer, QueuedMessage};
 
 use super::conn::Conn;
 use super::message::{
-    check_group_id, check_message, check_resend, find_sent, settle_resend, stored_ack, take_message_token,
+    check_group_id, check_message, check_resend, find_sent, prev_message, settle_resend, stored_ack,
+    take_message_token,
 };
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -36,6 +37,7 @@ pub async fn group_send(conn: &mut Conn, r: pb::GroupSendRequest) -> Result<Body
         metrics::RESENDS.with_label_values(&["stored"]).inc();
         return Ok(Body::SendAck(stored_ack(m, 0)));
     }
+    let prev = prev_message(conn, r.prev_message_id);
     let message_id = shared.ids.next()?;
     let conversation_id = ConversationId::group(group.id).to_string();
     let server_time_ms = now_ms() as i64;
@@ -80,6 +82,7 @@ pub async fn group_send(conn: &mut Conn, r: pb::GroupSendRequest) -> Result<Body
         body: queued.body,
         client_msg_id: queued.client_msg_id.clone(),
         server_time_ms,
+        prev_message_id: prev,
         ..Default::default()
     };
     match online {

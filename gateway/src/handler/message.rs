@@ -6,6 +6,7 @@
 
 use confab_proto::persist::get_user_request;
 
+use super::conn::Conn;
 use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -86,6 +87,18 @@ pub async fn find_sent(
     )
     .await?;
     Ok(reply.message)
+}
+
+/// The `prev_message_id` a push carries: the sender's previous message,
+/// when it is one this connection was told of (acknowledged or pushed to
+/// it); any other id (a guess) would make each receiver's next read wait
+/// for a message that may never come, so it is dropped.
+pub fn prev_message(conn: &Conn, prev: u64) -> u64 {
+    if prev != 0 && conn.reads.knows(prev) {
+        prev
+    } else {
+        0
+    }
 }
 
 /// The ack of a stored message (the answer to a resend).

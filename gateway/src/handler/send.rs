@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use super::conn::Conn;
 use super::message::{
-    check_message, check_resend, find_sent, may_message, resolve, settle_resend, stored_ack,
+    check_message, check_resend, find_sent, may_message, prev_message, resolve, settle_resend, stored_ack,
     take_message_token,
 };
 use crate::error::Result;
@@ -83,6 +83,7 @@ pub async fn begin(conn: &Conn, r: pb::SendRequest, order: &mut SendOrder) -> Re
         body: r.body,
         client_msg_id: r.client_msg_id,
         server_time_ms,
+        prev_message_id: prev_message(conn, r.prev_message_id),
         ..Default::default()
     };
     let queued = QueuedMessage {

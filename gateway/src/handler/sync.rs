@@ -206,6 +206,8 @@ pub fn message(m: db::StoredMessage) -> pb::Message {
         server_time_ms: m.server_time_ms,
         recalled: m.recalled,
         recall_of: m.recall_of,
+        // A stored message comes in sequence: nothing to wait for.
+        prev_message_id: 0,
     }
 }
 

@@ -88,11 +88,16 @@ pub fn local_pushes(shared: &Shared, pushes: Vec<Push>) -> (u32, u32) {
     for p in pushes {
         match p.body {
             Some(push::Body::Message(m)) => {
-                let id = m.message_id;
+                let (id, prev) = (m.message_id, m.prev_message_id);
                 let bytes = frame::message_push(m);
                 for sid in p.session_ids {
                     let ok = shared.registry.get(sid).is_some_and(|h| {
                         h.reads.known(id);
+                        // A receiver that has not seen the sender's
+                        // previous message reads it next, waiting for it.
+                        if prev != 0 {
+                            h.reads.known(prev);
+                        }
                         h.push(bytes.clone())
                     });
                     let outcome = if ok { "ok" } else { "missing" };

@@ -59,6 +59,11 @@ impl ReadWaits {
         sent.push_back(id);
     }
 
+    /// Whether the connection was told of message `id` lately.
+    pub fn knows(&self, id: u64) -> bool {
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).contains(&id)
+    }
+
     /// What a read naming `id` may wait for.
     pub fn wait_for(&self, id: u64) -> Wait {
         if id == 0 {

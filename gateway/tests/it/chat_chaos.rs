@@ -511,16 +511,100 @@ fn check_stored(
             .or_default()
             .push(number_of(&m.body));
     }
-    for (sender, order) in per_sender {
-        let want: Vec<usize> = acks[sender]
+    for (sender, sent) in acks {
+        let want: Vec<usize> = sent
             .iter()
             .enumerate()
             .filter(|(_, a)| a.conversation_id == conv)
             .map(|(k, _)| k)
             .collect();
+        let order = per_sender.remove(sender).unwrap_or_default();
         assert_eq!(
             order, want,
             "{conv}: {sender}'s messages stored once each, in order"
+        );
+    }
+    assert!(
+        per_sender.is_empty(),
+        "{conv}: stored from unknown senders: {per_sender:?}"
+    );
+}
+
+/// The checks fail on what they are there to catch.
+mod checks {
+    use super::*;
+
+    fn ack(body: &str, id: u64, conv: &str) -> pb::SendAck {
+        pb::SendAck {
+            message_id: id,
+            conversation_id: conv.into(),
+            client_msg_id: body.into(),
+            ..Default::default()
+        }
+    }
+
+    fn msg(body: &str, id: u64, seq: u64) -> pb::Message {
+        pb::Message {
+            message_id: id,
+            conversation_id: "c".into(),
+            seq,
+            body: body.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Two messages of sender `s`, acknowledged as ids 1 and 2.
+    fn two() -> HashMap<&'static str, Vec<pb::SendAck>> {
+        HashMap::from([("s", vec![ack("s-0", 1, "c"), ack("s-1", 2, "c")])])
+    }
+
+    fn passes(f: impl FnOnce() + std::panic::UnwindSafe) -> bool {
+        std::panic::catch_unwind(f).is_ok()
+    }
+
+    #[test]
+    fn a_device_missing_repeating_or_reordering_a_message_fails() {
+        let acks = two();
+        let ack_of: HashMap<&str, &pb::SendAck> =
+            acks["s"].iter().map(|a| (a.client_msg_id.as_str(), a)).collect();
+        let check = |got: Vec<pb::Message>| {
+            let (acks, ack_of) = (&acks, &ack_of);
+            passes(move || check_received("d", &["s"], &got, acks, ack_of))
+        };
+        assert!(check(vec![msg("s-0", 1, 1), msg("s-1", 2, 2)]));
+        assert!(!check(vec![msg("s-0", 1, 1)]), "one missing");
+        assert!(
+            !check(vec![msg("s-0", 1, 1), msg("s-0", 1, 1), msg("s-1", 2, 2)]),
+            "one twice"
+        );
+        assert!(!check(vec![msg("s-1", 2, 2), msg("s-0", 1, 1)]), "out of order");
+        assert!(
+            !check(vec![msg("s-0", 1, 1), msg("s-1", 3, 2)]),
+            "not under its ack's id"
+        );
+    }
+
+    #[test]
+    fn a_store_with_a_gap_a_copy_or_a_stranger_fails() {
+        let acks = two();
+        let ack_of: HashMap<&str, &pb::SendAck> =
+            acks["s"].iter().map(|a| (a.client_msg_id.as_str(), a)).collect();
+        let check = |stored: Vec<pb::Message>| {
+            let (acks, ack_of) = (&acks, &ack_of);
+            passes(move || check_stored("c", &stored, acks, ack_of))
+        };
+        assert!(check(vec![msg("s-0", 1, 1), msg("s-1", 2, 2)]));
+        assert!(!check(vec![msg("s-0", 1, 1)]), "one lost");
+        assert!(!check(vec![]), "all lost");
+        assert!(!check(vec![msg("s-0", 1, 1), msg("s-1", 2, 3)]), "a gap");
+        assert!(
+            !check(vec![msg("s-0", 1, 1), msg("s-0", 1, 2), msg("s-1", 2, 3)]),
+            "a copy"
+        );
+        assert!(!check(vec![msg("s-1", 2, 1), msg("s-0", 1, 2)]), "out of order");
+        assert!(
+            !check(vec![msg("s-0", 1, 1), msg("s-1", 2, 2), msg("x-0", 9, 3)]),
+            "never acknowledged"
         );
     }
 }
