@@ -278,17 +278,7 @@ async fn run(shape: Shape, seed: u64, load: Duration) {
             "b2" => To::User(uid["a2"]),
             _ => To::Group(gid),
         };
-        let at = i % 2;
-        let client = login(&gw[at], name, &format!("{name}-s"), DeviceKind::Mobile).await;
-        let mut s = Sender {
-            name: name.to_owned(),
-            to,
-            client,
-            gateways: gw.clone(),
-            at,
-            reconnects: 0,
-            within: SEND_WITHIN,
-        };
+        let mut s = Sender::login(name, to, &gw, i % 2, SEND_WITHIN).await;
         let stop = stop.clone();
         senders.push(tokio::spawn(async move {
             let mut acks = Vec::new();

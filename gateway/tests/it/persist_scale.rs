@@ -298,16 +298,7 @@ async fn sigkill_of_one_of_two_persist_processes_loses_and_repeats_nothing() {
     let killed = Arc::new(AtomicBool::new(false));
     let mut senders = Vec::new();
     for (i, (name, to, at)) in sends.into_iter().enumerate() {
-        let client = login(&gw[at], name, &format!("{name}-s"), DeviceKind::Mobile).await;
-        let mut s = Sender {
-            name: name.to_owned(),
-            to,
-            client,
-            gateways: gw.clone(),
-            at,
-            reconnects: 0,
-            within: SEND_WITHIN,
-        };
+        let mut s = Sender::login(name, to, &gw, at, SEND_WITHIN).await;
         let (acked, killed) = (acked.clone(), killed.clone());
         senders.push(tokio::spawn(async move {
             let mut acks = Vec::new();

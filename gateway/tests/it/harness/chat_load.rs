@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use confab_client::proto::{self as pb};
-use confab_client::{Client, Connection, ErrorCode, Event, Unacked, answer_lost};
+use confab_client::{Client, Connection, DeviceKind, ErrorCode, Event, Unacked, answer_lost};
 use tokio::sync::watch;
 
 #[derive(Clone, Copy, Debug)]
@@ -55,6 +55,21 @@ pub struct Sender {
 }
 
 impl Sender {
+    /// `name`'s mobile device `{name}-s`, logged in at `gateways[at]`,
+    /// sending to `to`.
+    pub async fn login(name: &str, to: To, gateways: &[String; 2], at: usize, within: Duration) -> Self {
+        let client = super::login(&gateways[at], name, &format!("{name}-s"), DeviceKind::Mobile).await;
+        Sender {
+            name: name.to_owned(),
+            to,
+            client,
+            gateways: gateways.clone(),
+            at,
+            reconnects: 0,
+            within,
+        }
+    }
+
     fn request(&self, key: &str) -> Unacked {
         match self.to {
             To::User(to_user) => Unacked::Direct(pb::SendRequest {
