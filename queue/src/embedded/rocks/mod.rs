@@ -18,7 +18,8 @@
 //!
 //! In memory there is only the index (partition -> key -> messages in the
 //! entry); payloads are read back from RocksDB when delivered (from the
-//! memtable while the writers keep up). Opening rebuilds the index from
+//! memtable while the writers keep up). Memtables are 8 MiB, not RocksDB's
+//! 64 MiB: the live data is seconds of traffic (`queue.rs`). Opening rebuilds the index from
 //! `entries`: what is there was never acked.
 //!
 //! Files: `state` (what the threads share, the key layout), `queue` (the

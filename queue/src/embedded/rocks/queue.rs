@@ -48,6 +48,22 @@ impl Drop for Inner {
     }
 }
 
+/// Memtables of [`MEMTABLE_BYTES`], two at most per column family, where
+/// RocksDB's default is 64 MiB: what the queue holds live is the traffic
+/// not yet written to SQL, seconds of it, and entries are deleted as they
+/// are acked. A 64 MiB memtable of puts and their deletes kept persist's
+/// memory growing for the first minutes of a steady load (a 30-minute
+/// soak: +5.6 % after its 3-minute warm-up), for nothing a consumer reads.
+fn column_family_options() -> Options {
+    let mut o = Options::default();
+    o.set_write_buffer_size(MEMTABLE_BYTES);
+    o.set_max_write_buffer_number(2);
+    o
+}
+
+/// One memtable's size (see [`column_family_options`]).
+const MEMTABLE_BYTES: usize = 8 << 20;
+
 impl RocksQueue {
     /// Opens (or creates) the queue in `dir/rocksdb`. The partition count is
     /// fixed at creation: reopening with another count fails, as does
@@ -67,7 +83,7 @@ impl RocksQueue {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         let cfs = [CF_ENTRIES, CF_DEAD]
             .into_iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+            .map(|name| ColumnFamilyDescriptor::new(name, column_family_options()));
         let db = DB::open_cf_descriptors(&opts, &path, cfs).map_err(db_err)?;
 
         match db.get(PARTITIONS).map_err(db_err)? {
