@@ -4,6 +4,7 @@
 //! a gap, which is fetched; every message is shown once (by message id).
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use confab_proto::client::frame::Body;
 use confab_proto::client::{self as pb, DeviceKind};
@@ -61,7 +62,34 @@ pub struct Client {
     /// ([`Unacked::target`]): the next send there names it, so receivers
     /// show the two in order.
     last_sent: HashMap<String, u64>,
+    /// Pushes waiting, per conversation in arrival order, for their
+    /// sender's previous message to be seen ([`Held`]).
+    held: HashMap<String, Held>,
 }
+
+/// A conversation's pushes held back: the first names a previous message
+/// this device has not seen and a fetch did not bring (not written yet);
+/// those after it wait behind it.
+#[derive(Debug)]
+struct Held {
+    messages: VecDeque<pb::Message>,
+    since: Instant,
+}
+
+/// What waiting for a push ended with.
+enum Waited {
+    /// A push, or `None`: the connection closed.
+    Push(Option<Push>),
+    /// No push within [`HELD_RETRY`]; held conversations were fetched again.
+    Retried,
+}
+
+/// While pushes are held, the conversation is fetched again this often
+/// (its commit notice usually releases them first).
+const HELD_RETRY: Duration = Duration::from_secs(1);
+/// A push held this long is shown anyway (its predecessor was never found:
+/// a message of a group left meanwhile, or a store that lost it).
+const HELD_MAX: Duration = Duration::from_secs(30);
 
 /// What [`Client::reconnect`] caught up with.
 #[derive(Debug, Default)]
@@ -97,6 +125,7 @@ impl Client {
             ready: VecDeque::new(),
             notices: VecDeque::new(),
             last_sent: HashMap::new(),
+            held: HashMap::new(),
         }
     }
 
@@ -369,6 +398,12 @@ impl Client {
             }
         }
         self.state.cursor = cursor.unwrap_or(since).max(since);
+        // What was held may follow now (after `out`, which the caller
+        // shows first).
+        let held: Vec<String> = self.held.keys().cloned().collect();
+        for conversation in held {
+            self.release(&conversation);
+        }
         Ok(out)
     }
 
@@ -431,10 +466,11 @@ impl Client {
             if let Some(e) = self.ready.pop_front() {
                 return Some(e);
             }
-            match self.conn.next_push().await {
-                None => return None,
-                Some(Push::Error(e)) => return Some(Event::Closed(Some(e))),
-                Some(Push::Frame(body)) => self.on_push(body).await,
+            match self.next_push().await {
+                Waited::Push(None) => return None,
+                Waited::Push(Some(Push::Error(e))) => return Some(Event::Closed(Some(e))),
+                Waited::Push(Some(Push::Frame(body))) => self.on_push(body).await,
+                Waited::Retried => {}
             }
         }
     }
@@ -449,11 +485,86 @@ impl Client {
             if let Some(e) = self.ready.pop_front() {
                 return Some(Update::Event(e));
             }
-            match self.conn.next_push().await {
-                None => return None,
-                Some(Push::Error(e)) => return Some(Update::Event(Event::Closed(Some(e)))),
-                Some(Push::Frame(body)) => self.on_push(body).await,
+            match self.next_push().await {
+                Waited::Push(None) => return None,
+                Waited::Push(Some(Push::Error(e))) => return Some(Update::Event(Event::Closed(Some(e)))),
+                Waited::Push(Some(Push::Frame(body))) => self.on_push(body).await,
+                Waited::Retried => {}
             }
+        }
+    }
+
+    /// The next push; while pushes are held, every [`HELD_RETRY`] without
+    /// one the held conversations are fetched again instead.
+    async fn next_push(&mut self) -> Waited {
+        if self.held.is_empty() {
+            return Waited::Push(self.conn.next_push().await);
+        }
+        match tokio::time::timeout(HELD_RETRY, self.conn.next_push()).await {
+            Ok(push) => Waited::Push(push),
+            Err(_) => {
+                self.retry_held().await;
+                Waited::Retried
+            }
+        }
+    }
+
+    /// Fetches each held conversation again, waiting for the message its
+    /// first held push names, then shows what may follow.
+    async fn retry_held(&mut self) {
+        let waiting: Vec<(String, u64)> = self
+            .held
+            .iter()
+            .filter_map(|(c, h)| h.messages.front().map(|m| (c.clone(), m.prev_message_id)))
+            .collect();
+        for (conversation, prev) in waiting {
+            match self.fetch_waiting(&conversation, prev).await {
+                Ok(msgs) => self.ready.extend(msgs.into_iter().map(event_of)),
+                Err(error) => tracing::warn!(%error, "fetching for a held push failed"),
+            }
+            self.release(&conversation);
+        }
+    }
+
+    /// Shows the held pushes of `conversation` whose previous message is
+    /// seen now (or that waited [`HELD_MAX`]), in order, up to the first
+    /// that still waits.
+    fn release(&mut self, conversation: &str) {
+        let Some(held) = self.held.get_mut(conversation) else {
+            return;
+        };
+        let expired = held.since.elapsed() > HELD_MAX;
+        let mut out = Vec::new();
+        while let Some(m) = held.messages.front() {
+            let waits = m.prev_message_id != 0 && !self.state.seen(m.prev_message_id);
+            if waits && !expired {
+                break;
+            }
+            if waits {
+                tracing::warn!(
+                    message_id = m.message_id,
+                    prev = m.prev_message_id,
+                    "a push waited {HELD_MAX:?} for its sender's previous message; shown without it"
+                );
+            }
+            out.extend(held.messages.pop_front());
+        }
+        if held.messages.is_empty() {
+            self.held.remove(conversation);
+        } else if !out.is_empty() {
+            // A new head: its wait starts now.
+            held.since = Instant::now();
+        }
+        for m in out {
+            self.show(m);
+        }
+    }
+
+    /// Hands a pushed message out, once.
+    fn show(&mut self, m: pb::Message) {
+        if self.state.first_sight(m.message_id) {
+            self.state.saw(&m.conversation_id, m.message_id);
+            self.ready.push_back(Event::Message(m));
         }
     }
 
@@ -485,20 +596,35 @@ impl Client {
                 if self.state.seen(m.message_id) {
                     return;
                 }
+                let conversation = m.conversation_id.clone();
+                if let Some(held) = self.held.get_mut(&conversation) {
+                    // Behind a held one: in arrival order.
+                    held.messages.push_back(m);
+                    return;
+                }
                 if m.prev_message_id != 0 && !self.state.seen(m.prev_message_id) {
                     // The sender's previous message has not reached this
                     // device (it came by resend, or was pushed to a session
                     // that went away): read it first, the gateway waiting
                     // for it to be written; this one may come with it.
-                    match self.fetch_waiting(&m.conversation_id, m.prev_message_id).await {
+                    match self.fetch_waiting(&conversation, m.prev_message_id).await {
                         Ok(msgs) => self.ready.extend(msgs.into_iter().map(event_of)),
                         Err(error) => tracing::warn!(%error, "fetching before a push failed"),
                     }
+                    if !self.state.seen(m.prev_message_id) && !self.state.seen(m.message_id) {
+                        // Not written yet: held until it is (its commit
+                        // notice, a sync, or the retry brings it).
+                        self.held.insert(
+                            conversation,
+                            Held {
+                                messages: VecDeque::from([m]),
+                                since: Instant::now(),
+                            },
+                        );
+                        return;
+                    }
                 }
-                if self.state.first_sight(m.message_id) {
-                    self.state.saw(&m.conversation_id, m.message_id);
-                    self.ready.push_back(Event::Message(m));
-                }
+                self.show(m);
             }
             Body::Moved(m) => {
                 let last = self.state.last(&m.conversation_id);
@@ -513,6 +639,7 @@ impl Client {
                     Ok(msgs) => self.ready.extend(msgs.into_iter().map(event_of)),
                     Err(error) => tracing::warn!(%error, "fetching a gap failed"),
                 }
+                self.release(&m.conversation_id);
             }
             Body::Resync(_) => match self.sync().await {
                 Ok(msgs) => self.ready.extend(msgs.into_iter().map(event_of)),
