@@ -410,13 +410,19 @@ impl Client {
     /// Messages of `conversation` after our last sequence, new ones only.
     async fn fetch_after(&mut self, conversation: &str) -> Result<Vec<pb::Message>> {
         let wait_for = self.state.last_seen(conversation);
-        self.fetch_waiting(conversation, wait_for).await
+        Ok(self.fetch_waiting(conversation, wait_for).await?.0)
     }
 
     /// [`Client::fetch_after`], the first page including message
-    /// `wait_for` when it is written within the gateway's read wait.
-    async fn fetch_waiting(&mut self, conversation: &str, mut wait_for: u64) -> Result<Vec<pb::Message>> {
+    /// `wait_for` when it is written within the gateway's read wait (and
+    /// this user may see it); true beside: it was not written in time.
+    async fn fetch_waiting(
+        &mut self,
+        conversation: &str,
+        mut wait_for: u64,
+    ) -> Result<(Vec<pb::Message>, bool)> {
         let mut out = Vec::new();
+        let mut not_yet_written = None;
         loop {
             let after = self.state.last(conversation);
             let body = Body::Fetch(pb::FetchRequest {
@@ -426,7 +432,10 @@ impl Client {
                 min_message_id: std::mem::take(&mut wait_for),
             });
             let page = match self.conn.request(body).await? {
-                Body::Messages(m) => m.messages,
+                Body::Messages(m) => {
+                    not_yet_written.get_or_insert(m.not_yet_written);
+                    m.messages
+                }
                 other => return Err(unexpected("Messages", &other)),
             };
             let n = page.len();
@@ -437,7 +446,7 @@ impl Client {
                 }
             }
             if n < PAGE as usize {
-                return Ok(out);
+                return Ok((out, not_yet_written.unwrap_or(false)));
             }
         }
     }
@@ -519,7 +528,20 @@ impl Client {
             .collect();
         for (conversation, prev) in waiting {
             match self.fetch_waiting(&conversation, prev).await {
-                Ok(msgs) => self.ready.extend(msgs.into_iter().map(event_of)),
+                Ok((msgs, pending)) => {
+                    self.ready.extend(msgs.into_iter().map(event_of));
+                    if !pending
+                        && !self.state.seen(prev)
+                        && let Some(head) = self
+                            .held
+                            .get_mut(&conversation)
+                            .and_then(|h| h.messages.front_mut())
+                    {
+                        // Written, yet not this user's to see: the head
+                        // waits no more.
+                        head.prev_message_id = 0;
+                    }
+                }
                 Err(error) => tracing::warn!(%error, "fetching for a held push failed"),
             }
             self.release(&conversation);
@@ -607,11 +629,19 @@ impl Client {
                     // device (it came by resend, or was pushed to a session
                     // that went away): read it first, the gateway waiting
                     // for it to be written; this one may come with it.
-                    match self.fetch_waiting(&conversation, m.prev_message_id).await {
-                        Ok(msgs) => self.ready.extend(msgs.into_iter().map(event_of)),
-                        Err(error) => tracing::warn!(%error, "fetching before a push failed"),
-                    }
-                    if !self.state.seen(m.prev_message_id) && !self.state.seen(m.message_id) {
+                    let pending = match self.fetch_waiting(&conversation, m.prev_message_id).await {
+                        Ok((msgs, pending)) => {
+                            self.ready.extend(msgs.into_iter().map(event_of));
+                            pending
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "fetching before a push failed");
+                            true
+                        }
+                    };
+                    // Written but not brought: not this user's to see (sent
+                    // before it joined the group); shown without it.
+                    if pending && !self.state.seen(m.prev_message_id) && !self.state.seen(m.message_id) {
                         // Not written yet: held until it is (its commit
                         // notice, a sync, or the retry brings it).
                         self.held.insert(

@@ -192,6 +192,7 @@ pub(super) fn check_participant(uid: u64, conversation_id: &str) -> Result<Optio
 fn messages(reply: db::MessagesReply) -> Body {
     Body::Messages(pb::MessagesReply {
         messages: reply.messages.into_iter().map(message).collect(),
+        not_yet_written: reply.not_yet_written,
     })
 }
 

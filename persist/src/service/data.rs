@@ -301,14 +301,17 @@ impl DataService for PersistService {
     async fn history(&self, r: Request<pb::HistoryRequest>) -> R<pb::MessagesReply> {
         let r = r.into_inner();
         let out = async {
-            self.wait_written(r.min_message_id).await?;
-            self.db
+            let written = self.wait_written(r.min_message_id).await?;
+            let m = self
+                .db
                 .history(r.user, &r.conversation_id, r.before_seq, r.limit)
-                .await
+                .await?;
+            Ok::<_, Error>((m, written))
         }
         .await
-        .map(|m| pb::MessagesReply {
+        .map(|(m, written)| pb::MessagesReply {
             messages: m.into_iter().map(convert::message).collect(),
+            not_yet_written: !written,
         });
         self.reply("history", out)
     }
@@ -316,14 +319,17 @@ impl DataService for PersistService {
     async fn messages_after(&self, r: Request<pb::MessagesAfterRequest>) -> R<pb::MessagesReply> {
         let r = r.into_inner();
         let out = async {
-            self.wait_written(r.min_message_id).await?;
-            self.db
+            let written = self.wait_written(r.min_message_id).await?;
+            let m = self
+                .db
                 .messages_after(r.user, &r.conversation_id, r.after_seq, r.limit)
-                .await
+                .await?;
+            Ok::<_, Error>((m, written))
         }
         .await
-        .map(|m| pb::MessagesReply {
+        .map(|(m, written)| pb::MessagesReply {
             messages: m.into_iter().map(convert::message).collect(),
+            not_yet_written: !written,
         });
         self.reply("messages_after", out)
     }

@@ -72,10 +72,11 @@ impl PersistService {
     /// Read your writes: returns once message `id` is written (0: at once),
     /// or after `read_wait`, or at once for an id that is not recent (a
     /// message queued that long ago is written or never existed). The
-    /// reader then gets whatever is stored.
-    async fn wait_written(&self, id: u64) -> Result<(), Error> {
+    /// reader then gets whatever is stored. False: the wait ran out with
+    /// `id` not written.
+    async fn wait_written(&self, id: u64) -> Result<bool, Error> {
         if id == 0 || !recent(id) {
-            return Ok(());
+            return Ok(true);
         }
         let found = self
             .wait_for(id, || async {
@@ -84,7 +85,7 @@ impl PersistService {
             .await?;
         let outcome = if found.is_some() { "written" } else { "timeout" };
         self.metrics.read_waits.with_label_values(&[outcome]).inc();
-        Ok(())
+        Ok(found.is_some())
     }
 
     /// The message `sender` stored under `client_msg_id`; with `wait_for`
