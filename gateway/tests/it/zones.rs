@@ -27,10 +27,10 @@ use tokio::time::Instant;
 const PER_SENDER: usize = 90;
 const PACE: Duration = Duration::from_millis(30);
 /// How long subnet-1 stays cut.
-const CUT_FOR: Duration = Duration::from_secs(6);
+const CUT_FOR: Duration = Duration::from_secs(10);
 /// Gateways' heartbeat: a client hears nothing for three of them and
 /// counts its connection as lost.
-const HEARTBEAT_MS: u64 = 1000;
+const HEARTBEAT_MS: u64 = 2000;
 
 const ROUTERS: [&str; 3] = ["198.18.100.11", "198.18.100.12", "198.18.100.13"];
 const PERSIST: &str = "198.18.100.21";

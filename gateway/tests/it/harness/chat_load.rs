@@ -40,6 +40,10 @@ pub fn number_of(body: &str) -> usize {
         .unwrap_or(usize::MAX)
 }
 
+/// How long a sender's resume (with its resends and sync) may take before
+/// it tries the other gateway.
+const RESUME_WITHIN: Duration = Duration::from_secs(5);
+
 /// One sending device.
 pub struct Sender {
     pub name: String,
@@ -139,12 +143,10 @@ impl Sender {
                 }
             };
             self.reconnects += 1;
-            let back = match abandon {
-                Some(after) => tokio::time::timeout(after * 2, self.client.reconnect(conn))
-                    .await
-                    .unwrap_or(Err(confab_client::Error::Closed)),
-                None => self.client.reconnect(conn).await,
-            };
+            // A frozen gateway accepts the connection and answers nothing.
+            let back = tokio::time::timeout(RESUME_WITHIN, self.client.reconnect(conn))
+                .await
+                .unwrap_or(Err(confab_client::Error::Closed));
             match back {
                 Ok(back) => {
                     return back
