@@ -226,10 +226,14 @@ impl Roamer {
             }
         }
         self.sync_into(&got).await;
-        if let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(1), self.client.next_event()).await {
+        // A quiet second; a connection that closes meanwhile (a gateway
+        // that lost its lease while frozen) resumes elsewhere and syncs.
+        let quiet_until = Instant::now() + Duration::from_secs(1);
+        while let Ok(e) = tokio::time::timeout_at(quiet_until.into(), self.client.next_event()).await {
             match e {
-                Event::Message(m) => got.lock().unwrap().push(m),
-                other => panic!("{}: unexpected {other:?}", self.name),
+                Some(Event::Message(m)) => got.lock().unwrap().push(m),
+                Some(Event::Closed(_)) | None => self.roam(&got).await,
+                Some(other) => panic!("{}: unexpected {other:?}", self.name),
             }
         }
         self
