@@ -270,10 +270,18 @@ mod tests {
     async fn respawn_runs_the_same_command_again_and_keeps_the_log() {
         let mut procs = Processes::new();
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "echo \"started $WHO\" >&2; sleep 30"])
+        cmd.args(["-c", "echo \"started $WHO\" >&2; exec sleep 30"])
             .env("WHO", "me");
         procs.spawn("svc", cmd);
         let first = procs.pid("svc").expect("running");
+        let logged = |procs: &Processes, want: &'static str| {
+            let log = procs.log("svc");
+            async move { log == want }
+        };
+        crate::eventually(Duration::from_secs(10), "the first start logged", || {
+            logged(&procs, "started me\n")
+        })
+        .await;
         procs.signal("svc", Signal::Stop);
         procs.signal("svc", Signal::Cont);
         assert!(!procs.has_exited("svc"));
@@ -281,9 +289,8 @@ mod tests {
         procs.respawn("svc");
         let second = procs.pid("svc").expect("running again");
         assert_ne!(first, second);
-        let procs = &procs;
-        crate::eventually(Duration::from_secs(10), "both starts logged", || async move {
-            procs.log("svc") == "started me\nstarted me\n"
+        crate::eventually(Duration::from_secs(10), "both starts logged", || {
+            logged(&procs, "started me\nstarted me\n")
         })
         .await;
     }
