@@ -348,8 +348,23 @@ async fn zones_on_separate_hosts_chat_across_and_a_cut_zone_comes_back() {
         let d = dir(urls);
         let id = hosts[host]
             .run(async move {
-                let (c, _) = Client::connect_via(&d, None).await.expect("connect");
-                c.register(user, "pw").await.expect("register").user_id
+                // As an application does: an answer lost or "retry" (persist
+                // slow on a loaded machine) is tried again, a few times.
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    let (c, _) = Client::connect_via(&d, None).await.expect("connect");
+                    match c.register(user, "pw").await {
+                        Ok(ok) => break ok.user_id,
+                        Err(e)
+                            if tries < 10
+                                && (answer_lost(&e) || e.code() == Some(ErrorCode::Unavailable)) =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        Err(e) => panic!("register {user}: {e}"),
+                    }
+                }
             })
             .await;
         uid.insert(user, id);
