@@ -83,6 +83,8 @@ async fn listen(
                 out.recall(&c, names, &r).await;
                 n += 1;
             }
+            // Already shown; only its id changed.
+            Some(Event::Replaced { .. }) => {}
             Some(Event::Kicked(k)) => return Err(Error::Closed(format!(": kicked ({})", k.message))),
             Some(Event::Closed(e)) => {
                 return Err(Error::Closed(

@@ -9,7 +9,8 @@
 //!   should).
 //! - [`Client`]: login, resume, send, and the receive side with sync:
 //!   per-conversation last sequences ([`SyncState`]), gaps pulled with
-//!   Fetch, duplicates dropped by message id.
+//!   Fetch, duplicates dropped by message id; two copies of one send (a
+//!   resend racing its first attempt) are one message, the stored copy's.
 //! - [`Outbox`]: sends awaiting their ack, each with a client message id
 //!   (the gateway's idempotency key), sent again as resends by
 //!   [`Client::reconnect`].
@@ -36,11 +37,12 @@ mod error;
 mod outbox;
 mod page;
 mod reads;
+mod receive;
 mod social;
 mod state;
 mod tls;
 
-pub use chat::{Client, Event, Reconnected, Update, event_of};
+pub use chat::{Client, Event, Reconnected, Update};
 pub use confab_proto::client as proto;
 pub use confab_proto::client::{DeviceKind, ErrorCode};
 pub use connection::{Connection, Push};
@@ -48,5 +50,6 @@ pub use directory::{Directory, Pick};
 pub use error::{Error, Result};
 pub use outbox::{Outbox, Unacked, answer_lost, not_settled};
 pub use reads::Peer;
+pub use receive::event_of;
 pub use state::SyncState;
 pub use tls::{ClientTls, server_name};

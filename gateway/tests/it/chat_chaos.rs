@@ -262,6 +262,7 @@ async fn run(shape: Shape, seed: u64, load: Duration) {
             gateways: gw.clone(),
             at,
             reconnects: 0,
+            replaced: 0,
         };
         let got: Got = Default::default();
         let (tell, expected) = watch::channel(None);
@@ -380,15 +381,17 @@ async fn run(shape: Shape, seed: u64, load: Duration) {
             .collect();
         tell.send_replace(Some(want));
     }
-    let mut roamed = 0;
+    let (mut roamed, mut replaced) = (0, 0);
     for (user, device, got, _, task) in devices {
         let r = task.await.unwrap_or_else(|e| panic!("device {device}: {e}"));
         roamed += r.reconnects;
+        replaced += r.replaced;
         let got = got.lock().unwrap().clone();
         check_received(device, senders_to(user), &got, &acks, &ack_of);
     }
     eprintln!(
-        "every device has every message once, in order ({roamed} device reconnects), {:?} in",
+        "every device has every message once, in order ({roamed} device reconnects, \
+         {replaced} pushed copies replaced by the stored one), {:?} in",
         started.elapsed()
     );
 

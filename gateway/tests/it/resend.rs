@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use confab_client::proto::frame::Body;
 use confab_client::proto::{self as pb};
-use confab_client::{Connection, DeviceKind, ErrorCode, Unacked};
+use confab_client::{Connection, DeviceKind, ErrorCode, Event, Unacked};
 
 use crate::harness::{Cluster, login, receive, register};
 
@@ -154,6 +154,64 @@ async fn a_resend_answered_not_yet_stays_in_the_outbox() {
         .expect("history");
     let keys: Vec<&str> = history.iter().rev().map(|m| m.client_msg_id.as_str()).collect();
     assert_eq!(keys, vec!["q-1", "q-2"], "stored once each, in order");
+}
+
+/// Two copies of one send, and the pushed one is not the one stored: a
+/// first attempt whose copy reached the queue after its resend's (its
+/// gateway frozen, or a republish after a broken channel) is pushed once
+/// confirmed, then skipped by the writer as a duplicate of the resend's
+/// copy, which is stored. A device that showed the pushed copy is told it
+/// is the stored one (`Event::Replaced`), never shown a second message; a
+/// device that has the stored copy drops the late push.
+///
+/// Here the stored copy comes first by construction: a resend that stores
+/// the message, then a first attempt with its client id (pushed, then
+/// skipped by the writer), to a device that has not synced yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_copy_that_was_not_stored_is_replaced_by_the_stored_one() {
+    let cluster = Cluster::start(1).await;
+    let g = cluster.gw(1).to_owned();
+    register(&g, "ilse").await;
+    let max = register(&g, "max").await;
+    cluster.befriend("ilse", "max").await;
+    let ilse = login(&g, "ilse", "ilse-phone", DeviceKind::Mobile).await;
+
+    let stored = ack_of(&ilse, send(max, "hi", "c-1", true)).await;
+    let mut phone = login(&g, "max", "max-phone", DeviceKind::Mobile).await;
+    let late = ack_of(&ilse, send(max, "hi", "c-1", false)).await;
+    assert_ne!(late.message_id, stored.message_id, "two copies");
+    let shown = receive(&mut phone, 1, WAIT).await;
+    assert_eq!(
+        shown.iter().map(|m| m.message_id).collect::<Vec<_>>(),
+        vec![late.message_id],
+        "the pushed copy is shown"
+    );
+    let synced = phone.sync().await.expect("sync");
+    assert!(synced.is_empty(), "not a second message: {synced:?}");
+    match tokio::time::timeout(WAIT, phone.next_event()).await {
+        Ok(Some(Event::Replaced { old_id, message })) => {
+            assert_eq!(old_id, late.message_id);
+            assert_eq!(message.message_id, stored.message_id);
+            assert_eq!(message.body, "hi");
+        }
+        other => panic!("expected the stored copy to replace the pushed one, got {other:?}"),
+    }
+
+    // A device that synced the stored copy first drops the late push.
+    let mut desk = login(&g, "max", "max-desk", DeviceKind::Desktop).await;
+    let synced = desk.sync().await.expect("sync");
+    assert_eq!(
+        synced.iter().map(|m| m.message_id).collect::<Vec<_>>(),
+        vec![stored.message_id]
+    );
+    ack_of(&ilse, send(max, "hi", "c-1", false)).await;
+    let after = ack_of(&ilse, send(max, "after", "c-2", false)).await;
+    let next = receive(&mut desk, 1, WAIT).await;
+    assert_eq!(
+        next.iter().map(|m| m.message_id).collect::<Vec<_>>(),
+        vec![after.message_id],
+        "the late copy is not shown"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,11 @@ export class Conversation {
   readAsked = 0n;
   /** Recalls of messages not held yet, applied when they arrive. */
   recalls = new Set<bigint>();
+  /**
+   * The id each send (`sender/clientMsgId`) is held under: a resend racing
+   * its first attempt makes two copies, one pushed and one stored.
+   */
+  sends = new Map<string, bigint>();
   /** Who is typing here, until when (ms). */
   typing = new Map<bigint, number>();
   historyLoaded = false;
@@ -335,6 +340,22 @@ export class Chat implements Feature {
       if (m.recalled) c.recall(m.messageId);
       return false;
     }
+    const send = m.clientMsgId ? `${m.sender}/${m.clientMsgId}` : "";
+    const copy = send ? c.sends.get(send) : undefined;
+    if (copy !== undefined && copy !== m.messageId) {
+      // Another copy of a send held already: one message. A stored copy
+      // (it has a sequence) takes the place of a pushed one the store did
+      // not keep; a late push of the copy not kept is dropped.
+      const shown = c.get(copy);
+      if (m.seq !== 0n && shown && shown.seq === 0n) {
+        c.messages.delete(`m:${copy}`);
+        c.messages.set(`m:${m.messageId}`, { ...shown, id: m.messageId, seq: m.seq });
+        c.sends.set(send, m.messageId);
+        if (c.lastSeen === copy) c.lastSeen = m.messageId;
+      }
+      return false;
+    }
+    if (send) c.sends.set(send, m.messageId);
     const recalled = m.recalled || c.recalls.delete(m.messageId);
     // Our own message, sent from this tab and just acknowledged elsewhere.
     if (m.clientMsgId && m.sender === this.session.userId) {
@@ -526,6 +547,7 @@ export class Chat implements Feature {
       console.warn(`ack for ${ack.conversationId}, sent in ${c.id}`);
     }
     if (!c.has(ack.messageId)) {
+      c.sends.set(`${this.session.userId}/${clientMsgId}`, ack.messageId);
       c.messages.set(`m:${ack.messageId}`, {
         id: ack.messageId,
         seq: 0n,

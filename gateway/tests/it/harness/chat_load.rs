@@ -167,6 +167,19 @@ impl Sender {
 /// What a receiving device got, in arrival order.
 pub type Got = Arc<Mutex<Vec<pb::Message>>>;
 
+/// The device had `old_id` shown and learns it is `message` (the stored
+/// copy of the same send): it still has the message once, in its place,
+/// under the stored id. Replacing what it never had is a bug.
+fn replace(device: &str, got: &Got, old_id: u64, message: pb::Message) {
+    let mut got = got.lock().unwrap();
+    let at = got
+        .iter()
+        .position(|m| m.message_id == old_id)
+        .unwrap_or_else(|| panic!("{device}: {} replaces {old_id}, never shown", message.body));
+    assert_eq!(got[at].body, message.body, "{device}: a copy with another text");
+    got[at] = message;
+}
+
 /// A receiving device that stays: when its connection closes (its gateway
 /// died, or stopped answering heartbeats) it resumes on the other gateway
 /// and syncs, as an application of the client library does.
@@ -176,6 +189,8 @@ pub struct Roamer {
     pub gateways: [String; 2],
     pub at: usize,
     pub reconnects: usize,
+    /// Pushed copies replaced by the stored one ([`Event::Replaced`]).
+    pub replaced: usize,
 }
 
 impl Roamer {
@@ -219,6 +234,10 @@ impl Roamer {
                     got.lock().unwrap().push(m);
                     quiet_since = Instant::now();
                 }
+                Ok(Some(Event::Replaced { old_id, message })) => {
+                    replace(&self.name, &got, old_id, message);
+                    self.replaced += 1;
+                }
                 Ok(Some(Event::Kicked(k))) => panic!("{}: kicked {k:?}", self.name),
                 Ok(Some(Event::Recalled(r))) => panic!("{}: recalled {r:?}", self.name),
                 Ok(Some(Event::Closed(_)) | None) => self.roam(&got).await,
@@ -232,6 +251,10 @@ impl Roamer {
         while let Ok(e) = tokio::time::timeout_at(quiet_until.into(), self.client.next_event()).await {
             match e {
                 Some(Event::Message(m)) => got.lock().unwrap().push(m),
+                Some(Event::Replaced { old_id, message }) => {
+                    replace(&self.name, &got, old_id, message);
+                    self.replaced += 1;
+                }
                 Some(Event::Closed(_)) | None => self.roam(&got).await,
                 Some(other) => panic!("{}: unexpected {other:?}", self.name),
             }
