@@ -251,10 +251,19 @@ where
         // costs its spans and their export, not a bookkeeping per poll.
         .with_tracked_inactivity(false)
         .with_context_activation(false)
-        .with_filter(tracing_subscriber::filter::filter_fn(|m| m.target() == TARGET));
+        .with_filter(exported_only());
     THRESHOLD.store(threshold(config.sample_ratio), Ordering::Relaxed);
     ON.store(true, Ordering::Relaxed);
     Ok(Some((layer, Exporter { provider })))
+}
+
+/// The exporter's filter: Confab's trace spans (all at INFO), decided once
+/// per call site. A filter the subscriber can cache (not a closure asked at
+/// every event) keeps the many `trace!`/`debug!` of the libraries on the
+/// message path (h2, hyper, tonic, and `log` records) disabled for good,
+/// as with tracing off.
+fn exported_only() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new().with_target(TARGET, tracing::Level::INFO)
 }
 
 fn threshold(ratio: f64) -> u64 {
@@ -304,5 +313,23 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    #[test]
+    fn the_exporter_leaves_other_events_disabled_at_their_call_sites() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let exported = tracing_subscriber::layer::Identity::new().with_filter(exported_only());
+        let subscriber = tracing_subscriber::registry().with(exported);
+        // A hint of INFO: a library's debug! or trace! (and a `log`
+        // record) is off before any filter is asked.
+        assert_eq!(
+            tracing::Subscriber::max_level_hint(&subscriber),
+            Some(tracing::level_filters::LevelFilter::INFO)
+        );
+        let dispatch = tracing::Dispatch::new(subscriber);
+        tracing::dispatcher::with_default(&dispatch, || {
+            assert!(tracing::enabled!(target: TARGET, tracing::Level::INFO));
+            assert!(!tracing::enabled!(target: "h2::codec", tracing::Level::INFO));
+        });
     }
 }
