@@ -20,6 +20,29 @@ async fn request(c: &confab_client::Client, body: Body) -> Body {
     c.conn.request(body).await.expect("answer")
 }
 
+/// A user made straight through persist; "busy, retry in N ms" (too many
+/// password hashes at once on a loaded machine) is waited out and tried
+/// again, as the gateway's callers do.
+async fn create_user(
+    d: &mut db::data_service_client::DataServiceClient<tonic::transport::Channel>,
+    name: String,
+) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let request = db::CreateUserRequest {
+            name: name.clone(),
+            password: "pw".into(),
+        };
+        match d.create_user(request).await {
+            Ok(r) => return r.into_inner().id,
+            Err(s) if s.code() == tonic::Code::ResourceExhausted && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(s) => panic!("user {name}: {s}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_are_paged_and_each_item_comes_once() {
     let cluster = Cluster::start(1).await;
@@ -43,15 +66,7 @@ async fn lists_are_paged_and_each_item_comes_once() {
         let made = join_all(chunk.iter().map(|i| {
             let mut d = data.clone();
             async move {
-                let id = d
-                    .create_user(db::CreateUserRequest {
-                        name: format!("u{i:04}"),
-                        password: "pw".into(),
-                    })
-                    .await
-                    .expect("user")
-                    .into_inner()
-                    .id;
+                let id = create_user(&mut d, format!("u{i:04}")).await;
                 d.send_friend_request(db::SendFriendRequestRequest {
                     from_user: id,
                     to_user: alice_id,
