@@ -3,8 +3,9 @@
 # replicas) under a temp dir on ports of its own, runs the router benchmarks
 # against it, then persist's write benchmark, measures the peers in the same
 # run (Redis MGET of 100 keys, when a Redis is listening on 127.0.0.1:6379;
-# etcd, 3 members, scripts/bench-etcd.sh; BENCH_PEERS=0 leaves etcd out);
-# then a second private cluster with persist
+# etcd, 3 members, scripts/bench-etcd.sh; BENCH_PEERS=0 leaves etcd out;
+# PostgreSQL's COPY of persist's rows, in the write benchmark) and prints
+# one ratio table (scripts/peer-ratios.py, OUT/peers.json); then a second private cluster with persist
 # (SQLite + embedded queue) and 2 gateways for the gateway benchmarks (idle
 # connections' memory, 1:1 chat, group fan-out, friend lists with presence).
 # Prints every figure and stops what it started.
@@ -86,14 +87,16 @@ if [ "$BENCH_ONLY" != gateway ]; then
   if [ "${BENCH_PEERS:-1}" = 1 ]; then
     echo "== peer: etcd 3.4, 3 members on loopback, fsync on (same machine, same run)"
     "$ROOT/scripts/bench-etcd.sh" "$OUT" "${ETCD_LOAD:-l}"
-    python3 "$ROOT/scripts/peer-ratios.py" "$OUT" | tee "$OUT/peers.txt"
   fi
   if [ "${BENCH_PERSIST:-1}" = 1 ]; then
     echo "== persist: messages enqueued -> committed, and the same rows by a plain batched INSERT"
-    echo "   (SQLite + embedded queue; PostgreSQL + RabbitMQ, MariaDB + embedded queue when they listen on 127.0.0.1)"
-    (cd "$ROOT" && cargo run --quiet --release -p confab-persist --example write_bench -- "${PERSIST_MESSAGES:-200000}") \
-      | tee "$OUT/persist-write.txt"
+    echo "   (SQLite + embedded queue; PostgreSQL + RabbitMQ, MariaDB + embedded queue when they listen on 127.0.0.1;"
+    echo "   on PostgreSQL also the same rows by one COPY FROM STDIN, the peer)"
+    (cd "$ROOT" && BENCH_JSON="$OUT/persist-write.json" cargo run --quiet --release -p confab-persist \
+      --example write_bench -- "${PERSIST_MESSAGES:-200000}") | tee "$OUT/persist-write.txt"
   fi
+  echo "== Confab against its peers, measured above in this run"
+  python3 "$ROOT/scripts/peer-ratios.py" "$OUT" | tee "$OUT/peers.txt"
 fi
 
 # The gateway part: 3 routers, persist (SQLite + embedded queue; two on

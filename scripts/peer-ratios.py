@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The router against its peers, all measured in one run of scripts/bench.sh
 (router part): replicated writes vs etcd (3 members, fsync on), populated
-lookups vs Redis MGET of existing keys. Reads the run's JSON summaries in
+lookups vs Redis MGET of existing keys, persist (PostgreSQL + RabbitMQ,
+enqueue -> committed) vs PostgreSQL's own COPY of the same rows into the
+same database. Reads the run's JSON summaries in
 OUT, prints one table and writes OUT/peers.json. A figure that is missing
 prints as such; exits 1 only when the run's own router figures are missing.
 
@@ -55,12 +57,24 @@ def main():
             "concurrency": "",
         },
     ]
+    persist = load(out / "persist-write.json")
+    pg = next((r for r in (persist or {}).get("runs", []) if r.get("copy_rows_per_s")), None)
+    rows.append(
+        {
+            "what": "persist enqueue -> committed vs PostgreSQL COPY",
+            "confab": pg["end_to_end_per_s"] if pg else None,
+            "peer": pg["copy_rows_per_s"] if pg else None,
+            "unit": "messages/s vs rows/s",
+            "concurrency": pg["path"] if pg else "",
+        }
+    )
     print(f"{'what':<52} {'Confab':>12} {'peer':>12} {'ratio':>8}")
     for r in rows:
-        r["ratio"] = r["confab"] / r["peer"] if r["peer"] else None
+        r["ratio"] = r["confab"] / r["peer"] if r["peer"] and r["confab"] else None
+        confab = f"{r['confab']:>12,.0f}" if r["confab"] else f"{'-':>12}"
         peer = f"{r['peer']:>12,.0f}" if r["peer"] else f"{'-':>12}"
         ratio = f"{r['ratio']:>7.2f}x" if r["ratio"] else f"{'-':>8}"
-        print(f"{r['what']:<52} {r['confab']:>12,.0f} {peer} {ratio}")
+        print(f"{r['what']:<52} {confab} {peer} {ratio}")
     (out / "peers.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")
 
 

@@ -253,6 +253,87 @@ async fn raw_insert(db: &Db, o: &BenchOptions, body: &str) -> Result<f64> {
     Ok(rate)
 }
 
+/// PostgreSQL's bulk path, the peer persist is measured against: the same
+/// rows (as [`message`] makes them for this run) into a table shaped like
+/// the messages table, by one `COPY ... FROM STDIN` in text format, sent
+/// in chunks of 10,000 rows; rows/s until COPY returned (committed: it is
+/// its own transaction). `url` names a PostgreSQL database.
+pub async fn copy_reference(url: &str, o: &BenchOptions) -> Result<f64> {
+    use sqlx::Connection;
+    let sql = |e: sqlx::Error| Error::Internal(format!("COPY reference: {e}"));
+    let mut conn = sqlx::PgConnection::connect(url).await.map_err(sql)?;
+    sqlx::query(
+        "CREATE TABLE messages_copy (message_id BIGINT NOT NULL PRIMARY KEY, \
+         conversation_id VARCHAR(64) NOT NULL, seq BIGINT NOT NULL, sender_id BIGINT NOT NULL, \
+         body TEXT NOT NULL, client_msg_id VARCHAR(64) NOT NULL, server_time BIGINT NOT NULL)",
+    )
+    .execute(&mut conn)
+    .await
+    .map_err(sql)?;
+    sqlx::query("CREATE UNIQUE INDEX messages_copy_cs ON messages_copy (conversation_id, seq)")
+        .execute(&mut conn)
+        .await
+        .map_err(sql)?;
+    let body = "x".repeat(o.body_bytes);
+    let start = Instant::now();
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY messages_copy (message_id, conversation_id, seq, sender_id, body, \
+             client_msg_id, server_time) FROM STDIN",
+        )
+        .await
+        .map_err(sql)?;
+    let mut chunk = String::new();
+    for k in 0..o.messages {
+        let m = message(k, o, &body);
+        copy_row(&mut chunk, &m, k);
+        if (k + 1) % 10_000 == 0 || k + 1 == o.messages {
+            copy.send(std::mem::take(&mut chunk).into_bytes())
+                .await
+                .map_err(sql)?;
+        }
+    }
+    let rows = copy.finish().await.map_err(sql)?;
+    let rate = rows as f64 / start.elapsed().as_secs_f64();
+    if rows != o.messages {
+        return Err(Error::Internal(format!(
+            "COPY reference: {rows} rows copied of {}",
+            o.messages
+        )));
+    }
+    sqlx::query("DROP TABLE messages_copy")
+        .execute(&mut conn)
+        .await
+        .map_err(sql)?;
+    conn.close().await.map_err(sql)?;
+    Ok(rate)
+}
+
+/// One row of COPY's text format: tab-separated, the text fields escaped
+/// (backslash, tab, newline, carriage return).
+fn copy_row(out: &mut String, m: &QueuedMessage, seq: u64) {
+    use std::fmt::Write;
+    let _ = write!(out, "{}\t", m.message_id);
+    copy_text(out, &m.conversation_id);
+    let _ = write!(out, "\t{seq}\t{}\t", m.sender);
+    copy_text(out, &m.body);
+    out.push('\t');
+    copy_text(out, &m.client_msg_id);
+    let _ = writeln!(out, "\t{}", m.server_time_ms);
+}
+
+fn copy_text(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
 /// `Producer` is not object-safe (async fn in trait); the bench boxes it.
 trait ErasedProducer: Send + Sync {
     fn enqueue_erased(

@@ -11,19 +11,39 @@
 //! postgres://postgres@127.0.0.1:5432/test, a fresh database is made next to
 //! it and dropped), `BENCH_MYSQL_ADMIN` (default
 //! mysql://root@127.0.0.1:3306/test, the same), `AMQP_URL` (default
-//! amqp://guest:guest@127.0.0.1:5672/%2f).
+//! amqp://guest:guest@127.0.0.1:5672/%2f); `BENCH_JSON=FILE` also writes
+//! the figures as JSON (scripts/bench.sh: target-bench/persist-write.json).
+//!
+//! On PostgreSQL it also measures the database's own bulk path on the same
+//! rows, one `COPY ... FROM STDIN` (the peer `make bench` compares with).
 
 mod bench;
 
-use bench::{BenchOptions, BenchQueue, BenchReport, run_bench};
+use bench::{BenchOptions, BenchQueue, BenchReport, copy_reference, run_bench};
 use confab_queue::embedded::Engine;
 use sqlx::Connection;
 
-fn print(name: &str, r: &BenchReport) {
+fn print(name: &str, r: &BenchReport, copy: Option<f64>, summary: &mut Vec<serde_json::Value>) {
     println!(
         "{name:<26} {:>8} msgs  enqueue {:>6.2}s  end-to-end {:>6.2}s = {:>7.0} msg/s  plain INSERT, 1,000 rows per transaction: {:>7.0} rows/s",
         r.messages, r.enqueue_secs, r.end_to_end_secs, r.end_to_end_per_sec, r.raw_insert_per_sec
     );
+    if let Some(c) = copy {
+        println!(
+            "{:<26} the same rows by one COPY FROM STDIN: {c:>7.0} rows/s (persist at {:.2}x of it)",
+            "",
+            r.end_to_end_per_sec / c
+        );
+    }
+    summary.push(serde_json::json!({
+        "path": name,
+        "messages": r.messages,
+        "enqueue_secs": r.enqueue_secs,
+        "end_to_end_secs": r.end_to_end_secs,
+        "end_to_end_per_s": r.end_to_end_per_sec,
+        "insert_rows_per_s": r.raw_insert_per_sec,
+        "copy_rows_per_s": copy,
+    }));
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -66,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         .queue
         .embedded_engine
         .into();
+    let mut summary = Vec::new();
     if only.is_empty() || only == "sqlite" {
         let dir = tempfile::tempdir()?;
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
@@ -76,13 +97,21 @@ async fn main() -> anyhow::Result<()> {
         print(
             &format!("sqlite + embedded {engine}"),
             &run_bench(options(messages, url, queue)).await?,
+            None,
+            &mut summary,
         );
     }
     if only.is_empty() || only == "pg" {
-        postgres(messages).await?;
+        postgres(messages, &mut summary).await?;
     }
     if only.is_empty() || only == "mysql" {
-        mysql(messages, engine).await?;
+        mysql(messages, engine, &mut summary).await?;
+    }
+    if let Ok(path) = std::env::var("BENCH_JSON")
+        && !path.is_empty()
+    {
+        let json = serde_json::json!({ "runs": summary });
+        std::fs::write(&path, format!("{json:#}\n"))?;
     }
     Ok(())
 }
@@ -93,7 +122,7 @@ fn next_to(admin: &str, name: &str) -> String {
     format!("{base}/{name}")
 }
 
-async fn postgres(messages: u64) -> anyhow::Result<()> {
+async fn postgres(messages: u64, summary: &mut Vec<serde_json::Value>) -> anyhow::Result<()> {
     let admin = env_or(
         "BENCH_PG_ADMIN",
         "postgres://postgres@127.0.0.1:5432/test".to_owned(),
@@ -111,17 +140,24 @@ async fn postgres(messages: u64) -> anyhow::Result<()> {
         url: amqp,
         prefix: name.replace('_', "."),
     };
-    let r = run_bench(options(messages, next_to(&admin, &name), queue)).await;
+    let url = next_to(&admin, &name);
+    let o = options(messages, url.clone(), queue);
+    let r = run_bench(o.clone()).await;
+    // The same rows by PostgreSQL's bulk path, into the same database.
+    let copy = match &r {
+        Ok(_) => Some(copy_reference(&url, &o).await),
+        Err(_) => None,
+    };
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
     )))
     .execute(&mut conn)
     .await?;
-    print("postgres + rabbitmq", &r?);
+    print("postgres + rabbitmq", &r?, copy.transpose()?, summary);
     Ok(())
 }
 
-async fn mysql(messages: u64, engine: Engine) -> anyhow::Result<()> {
+async fn mysql(messages: u64, engine: Engine, summary: &mut Vec<serde_json::Value>) -> anyhow::Result<()> {
     let admin = env_or("BENCH_MYSQL_ADMIN", "mysql://root@127.0.0.1:3306/test".to_owned());
     let Ok(mut conn) = sqlx::MySqlConnection::connect(&admin).await else {
         println!("mariadb + embedded {engine:<7} skipped: MariaDB unreachable at {admin}");
@@ -140,6 +176,6 @@ async fn mysql(messages: u64, engine: Engine) -> anyhow::Result<()> {
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
         .execute(&mut conn)
         .await?;
-    print(&format!("mariadb + embedded {engine}"), &r?);
+    print(&format!("mariadb + embedded {engine}"), &r?, None, summary);
     Ok(())
 }
