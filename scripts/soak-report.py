@@ -2,7 +2,8 @@
 """The soak's sampler and judge (scripts/soak.sh).
 
   soak-report.py sample --every S --secs N --metrics ADDR,ADDR --out DIR NAME=PID...
-      every S seconds for N seconds: each process's RSS (VmRSS) and open
+      every S seconds for N seconds: each process's RSS (VmRSS, and of it
+      the anonymous part, RssAnon, to tell heap growth from mapped files) and open
       file descriptors, and the gateways' send p99 over the last interval
       (from the confab_gateway_send_seconds histogram buckets); rewrites
       DIR/samples.json after every sample.
@@ -36,12 +37,14 @@ RSS_GROWTH = 0.05
 
 def proc_sample(pid):
     try:
-        rss = 0
+        rss = anon = 0
         for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1])
+            elif line.startswith("RssAnon:"):
+                anon = int(line.split()[1])
         fds = len(list(pathlib.Path(f"/proc/{pid}/fd").iterdir()))
-        return {"rss_kb": rss, "fds": fds}
+        return {"rss_kb": rss, "anon_kb": anon, "fds": fds}
     except OSError:
         return None
 
@@ -136,8 +139,12 @@ def judge(args):
         fd_max0 = max(s["procs"][name]["fds"] for s in head if name in s["procs"])
         fd1 = statistics.median(s["procs"][name]["fds"] for s in tail if name in s["procs"])
         growth = (rss1 - rss0) / rss0 if rss0 else 0.0
+        # Of it, the anonymous part (heap), when the samples have it.
+        anon = [[s["procs"][name].get("anon_kb") for s in part if name in s["procs"]] for part in (head, tail)]
+        anon0, anon1 = (statistics.median(a) if a and None not in a else None for a in anon)
         verdict["processes"][name] = {
             "rss_baseline_kb": rss0, "rss_end_kb": rss1, "rss_growth": round(growth, 4),
+            "anon_baseline_kb": anon0, "anon_end_kb": anon1,
             "fds_baseline_max": fd_max0, "fds_end": fd1,
         }
         if growth > RSS_GROWTH:
@@ -158,7 +165,9 @@ def judge(args):
     (out / "soak.svg").write_text(svg(samples, warm))
     for name, v in verdict["processes"].items():
         print(f"{name:>10}: RSS {v['rss_baseline_kb'] / 1024:7.1f} -> {v['rss_end_kb'] / 1024:7.1f} MB "
-              f"({v['rss_growth']:+.1%}), open files {v['fds_baseline_max']} -> {v['fds_end']:.0f}")
+              f"({v['rss_growth']:+.1%}), open files {v['fds_baseline_max']} -> {v['fds_end']:.0f}"
+              + (f", anonymous {v['anon_baseline_kb'] / 1024:.1f} -> {v['anon_end_kb'] / 1024:.1f} MB"
+                 if v["anon_baseline_kb"] is not None else ""))
     if "p99_ms" in verdict:
         print(f"send p99: {verdict['p99_ms']['baseline']} -> {verdict['p99_ms']['end']} ms "
               f"(max {verdict['p99_ms']['max']} ms)")
