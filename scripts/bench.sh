@@ -5,8 +5,8 @@
 # run (Redis MGET of 100 keys, when a Redis is listening on 127.0.0.1:6379;
 # etcd, 3 members, scripts/bench-etcd.sh; BENCH_PEERS=0 leaves etcd out;
 # PostgreSQL's COPY of persist's rows, in the write benchmark) and prints
-# one ratio table (scripts/peer-ratios.py, OUT/peers.json); then a second private cluster with persist
-# (SQLite + embedded queue) and 2 gateways for the gateway benchmarks (idle
+# one ratio table (scripts/peer-ratios.py, OUT/peers.json); then a second
+# private cluster with persist (SQLite + embedded queue) and 2 gateways for the gateway benchmarks (idle
 # connections' memory, 1:1 chat, group fan-out, friend lists with presence).
 # Prints every figure and stops what it started.
 # BENCH_ONLY=router or BENCH_ONLY=gateway runs one part alone; BENCH_PERSIST=0

@@ -202,20 +202,26 @@ pub async fn run_bench(o: BenchOptions) -> Result<BenchReport> {
     })
 }
 
+/// A table `name` shaped like the messages table (its columns, primary key
+/// and per-conversation sequence index), for the references to write into.
+fn reference_table(name: &str) -> [String; 2] {
+    [
+        format!(
+            "CREATE TABLE {name} (message_id BIGINT NOT NULL PRIMARY KEY, \
+             conversation_id VARCHAR(64) NOT NULL, seq BIGINT NOT NULL, sender_id BIGINT NOT NULL, \
+             body TEXT NOT NULL, client_msg_id VARCHAR(64) NOT NULL, server_time BIGINT NOT NULL)"
+        ),
+        format!("CREATE UNIQUE INDEX {name}_cs ON {name} (conversation_id, seq)"),
+    ]
+}
+
 /// The reference: the same rows into a copy of the messages table by a plain
 /// multi-row INSERT, 1000 rows per statement and transaction.
 async fn raw_insert(db: &Db, o: &BenchOptions, body: &str) -> Result<f64> {
     let pool = db.pool();
-    sqlx::query(
-        "CREATE TABLE messages_raw (message_id BIGINT NOT NULL PRIMARY KEY, \
-         conversation_id VARCHAR(64) NOT NULL, seq BIGINT NOT NULL, sender_id BIGINT NOT NULL, \
-         body TEXT NOT NULL, client_msg_id VARCHAR(64) NOT NULL, server_time BIGINT NOT NULL)",
-    )
-    .execute(pool)
-    .await?;
-    sqlx::query("CREATE UNIQUE INDEX messages_raw_cs ON messages_raw (conversation_id, seq)")
-        .execute(pool)
-        .await?;
+    for statement in reference_table("messages_raw") {
+        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(pool).await?;
+    }
     let start = Instant::now();
     let mut i = 0;
     while i < o.messages {
@@ -262,18 +268,12 @@ pub async fn copy_reference(url: &str, o: &BenchOptions) -> Result<f64> {
     use sqlx::Connection;
     let sql = |e: sqlx::Error| Error::Internal(format!("COPY reference: {e}"));
     let mut conn = sqlx::PgConnection::connect(url).await.map_err(sql)?;
-    sqlx::query(
-        "CREATE TABLE messages_copy (message_id BIGINT NOT NULL PRIMARY KEY, \
-         conversation_id VARCHAR(64) NOT NULL, seq BIGINT NOT NULL, sender_id BIGINT NOT NULL, \
-         body TEXT NOT NULL, client_msg_id VARCHAR(64) NOT NULL, server_time BIGINT NOT NULL)",
-    )
-    .execute(&mut conn)
-    .await
-    .map_err(sql)?;
-    sqlx::query("CREATE UNIQUE INDEX messages_copy_cs ON messages_copy (conversation_id, seq)")
-        .execute(&mut conn)
-        .await
-        .map_err(sql)?;
+    for statement in reference_table("messages_copy") {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await
+            .map_err(sql)?;
+    }
     let body = "x".repeat(o.body_bytes);
     let start = Instant::now();
     let mut copy = conn
