@@ -332,6 +332,12 @@ step("group: create, ask to join, approve, chat", async () => {
   const a = alice.page;
   const b = bob.page;
   await byTest(a, "create-group-name").fill(GROUP);
+  // A push that redraws the lists (a message from bob) leaves the form
+  // being typed in alone: its text and the focus stay.
+  await send(b, `one moment ${run}`);
+  await expectText(byTest(a, "friend", BOB).locator('[data-testid="preview"]'), `one moment ${run}`);
+  assert.equal(await a.evaluate(() => document.activeElement?.getAttribute("data-testid")), "create-group-name");
+  assert.equal(await byTest(a, "create-group-name").inputValue(), GROUP);
   await byTest(a, "create-group-btn").click();
   await expectText(byTest(a, "chat-title"), GROUP);
   await expectVisible(byTest(a, "group-panel"));

@@ -23,6 +23,8 @@ export class Friends implements Feature {
   private incoming: FriendRequestInfo[] = [];
   private outgoing: FriendRequestInfo[] = [];
   private readonly addForm: HTMLFormElement;
+  /** What render() redraws; the heading and the form stay put. */
+  private readonly listsEl = h("div", { class: "lists" });
 
   constructor(
     private readonly session: Session,
@@ -83,6 +85,9 @@ export class Friends implements Feature {
         this.render();
       },
     );
+    // Built once: redrawing the lists on every push must not take the
+    // form from under a user typing in it (focus, or a click half done).
+    fill(this.el, h("h3", null, "Friends"), this.addForm, this.listsEl);
     this.render();
   }
 
@@ -200,9 +205,7 @@ export class Friends implements Feature {
         );
       });
     fill(
-      this.el,
-      h("h3", null, "Friends"),
-      this.addForm,
+      this.listsEl,
       incoming.length ? h("div", { class: "sub" }, h("h4", null, "Requests to you"), h("ul", { class: "list", testid: "incoming-requests" }, incoming)) : null,
       outgoing.length ? h("div", { class: "sub" }, h("h4", null, "Sent"), h("ul", { class: "list", testid: "outgoing-requests" }, outgoing)) : null,
       h("ul", { class: "list", testid: "friends" }, friends.length ? friends : h("li", { class: "hint" }, "No friends yet: add one by name.")),

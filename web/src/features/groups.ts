@@ -29,6 +29,16 @@ const ROLE_NAMES: Record<GroupRole, string> = {
   [GroupRole.OWNER]: "owner",
 };
 
+interface PanelView {
+  root: HTMLElement;
+  /** The group's card and, for its owner and admins, the join requests. */
+  top: HTMLElement;
+  /** Invite by name: shown to the owner and admins. */
+  invite: HTMLElement;
+  /** Members and the leave (or delete) button. */
+  rest: HTMLElement;
+}
+
 export class Groups implements Feature {
   readonly groups = new Map<bigint, GroupInfo>();
   private invites: InviteInfo[] = [];
@@ -36,6 +46,10 @@ export class Groups implements Feature {
   private joinRequests = new Map<bigint, JoinRequestInfo[]>();
   private readonly createForm: HTMLFormElement;
   private readonly joinForm: HTMLFormElement;
+  /** Each open group's panel, built once (see `panel`). */
+  private views = new Map<bigint, PanelView>();
+  /** What render() redraws; the heading and the forms stay put. */
+  private readonly listsEl = h("div", { class: "lists" });
 
   constructor(
     private readonly session: Session,
@@ -82,6 +96,9 @@ export class Groups implements Feature {
         notify(`Asked to join group ${v.id}; waiting for its owner`, "ok");
       },
     );
+    // Built once: redrawing the lists on every push must not take a form
+    // from under a user typing in it (focus, or a click half done).
+    fill(this.el, h("h3", null, "Groups"), this.createForm, this.joinForm, this.listsEl);
     this.render();
   }
 
@@ -95,6 +112,7 @@ export class Groups implements Feature {
 
   reset(): void {
     this.groups.clear();
+    this.views.clear();
     this.invites = [];
     this.members.clear();
     this.joinRequests.clear();
@@ -215,6 +233,7 @@ export class Groups implements Feature {
 
   private drop(groupId: bigint): void {
     this.groups.delete(groupId);
+    this.views.delete(groupId);
     this.members.delete(groupId);
     this.joinRequests.delete(groupId);
     this.hooks.gone(groupId);
@@ -296,10 +315,7 @@ export class Groups implements Feature {
         );
       });
     fill(
-      this.el,
-      h("h3", null, "Groups"),
-      this.createForm,
-      this.joinForm,
+      this.listsEl,
       invites.length ? h("div", { class: "sub" }, h("h4", null, "Invitations"), h("ul", { class: "list", testid: "invites" }, invites)) : null,
       h("ul", { class: "list", testid: "groups" }, groups.length ? groups : h("li", { class: "hint" }, "No groups yet.")),
     );
@@ -320,25 +336,19 @@ export class Groups implements Feature {
       });
       return;
     }
+    // The panel is redrawn on every message of the open group: only its
+    // lists are replaced, the invite form stays in place while typed in.
+    let view = this.views.get(groupId);
+    if (!view) {
+      view = this.panelView(groupId, g.name);
+      this.views.set(groupId, view);
+    }
+    if (el.firstElementChild !== view.root || el.childElementCount !== 1) fill(el, view.root);
     const manage = this.canManage(groupId);
     const requests = manage ? (this.joinRequests.get(groupId) ?? []) : [];
     const owner = this.myRole(groupId) === GroupRole.OWNER;
-    const invite = form(
-      "invite-form",
-      [{ name: "name", placeholder: "Invite by user name", testid: "invite-name" }],
-      { label: "Invite", testid: "invite-btn" },
-      async (v, f) => {
-        if (!v.name) return;
-        const done = await attempt(`Inviting ${v.name}`, () =>
-          this.session.request({ case: "invite", value: { groupId, user: { userId: 0n, name: v.name } } }, "done"),
-        );
-        if (done === undefined) return;
-        f.reset();
-        notify(`Invited ${v.name} to ${g.name}`, "ok");
-      },
-    );
     fill(
-      el,
+      view.top,
       h("div", { class: "group-card", testid: "group-panel", data: { id: String(groupId) } },
         h("h3", null, g.name),
         h("p", { class: "muted" }, "Group id ", h("code", { testid: "group-id" }, String(groupId)),
@@ -362,9 +372,12 @@ export class Groups implements Feature {
                   )
                 : h("li", { class: "hint" }, "None waiting."),
             ),
-            invite,
           )
         : null,
+    );
+    view.invite.hidden = !manage;
+    fill(
+      view.rest,
       h("div", { class: "sub" },
         h("h4", null, `Members (${members.length})`),
         h("ul", { class: "list", testid: "members" },
@@ -379,5 +392,27 @@ export class Groups implements Feature {
       h("button", { type: "button", class: "danger", testid: owner ? "delete-group" : "leave-group", onclick: () => void this.leaveOrDelete(groupId) },
         owner ? "Delete group" : "Leave group"),
     );
+  }
+
+  /** The parts of one group's panel that are built once. */
+  private panelView(groupId: bigint, name: string): PanelView {
+    const invite = form(
+      "invite-form",
+      [{ name: "name", placeholder: "Invite by user name", testid: "invite-name" }],
+      { label: "Invite", testid: "invite-btn" },
+      async (v, f) => {
+        if (!v.name) return;
+        const done = await attempt(`Inviting ${v.name}`, () =>
+          this.session.request({ case: "invite", value: { groupId, user: { userId: 0n, name: v.name } } }, "done"),
+        );
+        if (done === undefined) return;
+        f.reset();
+        notify(`Invited ${v.name} to ${this.groups.get(groupId)?.name ?? name}`, "ok");
+      },
+    );
+    const top = h("div");
+    const inviteBox = h("div", { class: "sub" }, invite);
+    const rest = h("div");
+    return { root: h("div", { class: "group-view" }, top, inviteBox, rest), top, invite: inviteBox, rest };
   }
 }
