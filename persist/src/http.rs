@@ -47,6 +47,9 @@ async fn metrics(State(s): State<HttpState>) -> String {
         let m = s.db.metrics();
         m.queue_waiting.set(q.len() as i64);
         m.queue_segments.set(q.segments() as i64);
+        for (part, bytes) in q.memory() {
+            m.queue_memory.with_label_values(&[part]).set(bytes as i64);
+        }
     }
     s.db.metrics().render()
 }

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub queue_waiting: IntGauge,
     /// Embedded queue: its files on disk (the log's segments, or RocksDB's WAL and table files).
     pub queue_segments: IntGauge,
+    /// Embedded queue on RocksDB: its memory by part.
+    pub queue_memory: IntGaugeVec,
     /// Seconds since the oldest message a writer took from the queue and
     /// has not written yet was accepted by its gateway (0 when idle); grows
     /// while the database refuses the batch.
@@ -143,6 +145,13 @@ impl Metrics {
                 "queue_log_segments",
                 "Embedded queue: files on disk (the log's segments, or RocksDB's WAL and table files)",
             )),
+            queue_memory: must(IntGaugeVec::new(
+                Opts::new(
+                    "queue_memory_bytes",
+                    "Embedded queue on RocksDB: memory by part (memtables, table_readers, block_cache)",
+                ),
+                &["part"],
+            )),
             queue_oldest_age: must(Gauge::new(
                 "queue_oldest_unwritten_age_seconds",
                 "Seconds since the oldest message a writer holds and has not written was accepted (0: none)",
@@ -193,6 +202,7 @@ impl Metrics {
         must(r.register(Box::new(m.queue_waiting.clone())));
         must(r.register(Box::new(m.queue_oldest_age.clone())));
         must(r.register(Box::new(m.queue_segments.clone())));
+        must(r.register(Box::new(m.queue_memory.clone())));
         must(r.register(Box::new(m.queue_commit_seconds.clone())));
         must(r.register(Box::new(m.password_hashes.clone())));
         must(r.register(Box::new(m.password_hashes_refused.clone())));

@@ -272,6 +272,8 @@ pub(crate) async fn exercise(config: Config) {
             "confab_persist_queue_waiting_messages 0",
             "confab_persist_queue_log_segments 1",
             "confab_persist_queue_log_commit_seconds_count",
+            "confab_persist_queue_memory_bytes{part=\"memtables\"}",
+            "confab_persist_queue_memory_bytes{part=\"block_cache\"}",
         ] {
             assert!(body.contains(name), "metrics lack {name}:\n{body}");
         }

@@ -198,6 +198,24 @@ impl EmbeddedQueue {
         }
     }
 
+    /// What the engine holds in memory by part, in bytes: RocksDB's
+    /// memtables, table readers and block cache; nothing for the log,
+    /// whose memory is its index of waiting entries.
+    pub fn memory(&self) -> Vec<(&'static str, u64)> {
+        match &self.engine {
+            Handle::Log(_) => Vec::new(),
+            #[cfg(feature = "rocksdb")]
+            Handle::Rocks(q) => {
+                let m = q.memory();
+                vec![
+                    ("memtables", m.memtables),
+                    ("table_readers", m.table_readers),
+                    ("block_cache", m.block_cache),
+                ]
+            }
+        }
+    }
+
     /// The dead letters, oldest first.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
         each!(self, q => q.dead_letters())

@@ -1,7 +1,7 @@
 //! The embedded queue on its own: bad input refused whole (both engines),
 //! the log's segments rotating and going once drained, acks and torn tails
 //! across a restart, a damaged segment refused; one engine refused over
-//! messages the other holds.
+//! messages the other holds; RocksDB's memory inside its bounds.
 
 use std::time::Duration;
 
@@ -192,4 +192,65 @@ async fn a_damaged_segment_before_the_last_is_refused() {
         Err(e) => panic!("expected a clear refusal, got {e}"),
         Ok(_) => panic!("a damaged segment in the middle of the log must not be skipped silently"),
     }
+}
+
+/// RocksDB's memory stays inside what the queue configures while a backlog
+/// larger than the memtables goes to tables and is read back from them:
+/// the memtables at most two of 8 MiB per column family, the one shared
+/// block cache (index and filter blocks in it) about its 8 MiB where each
+/// family would have had RocksDB's own 32 MiB; and `memory` reports it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocksdb_memory_stays_within_its_configured_bounds() {
+    const MIB: u64 = 1 << 20;
+    let dir = tempfile::tempdir().expect("dir");
+    let options = OpenOptions {
+        engine: Engine::Rocksdb,
+        ..OpenOptions::default()
+    };
+    // Entries of one to a few messages (a block larger than a cache shard
+    // would never be cached): 64 partitions, one message to each per call.
+    let q = EmbeddedQueue::open_with(dir.path(), 64, 16 << 10, &options).expect("open");
+    // 48 MiB of bodies LZ4 cannot squeeze much: a backlog of six memtables.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut body = || {
+        (0..16_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                char::from(b'!' + (seed % 90) as u8)
+            })
+            .collect::<String>()
+    };
+    let total = 3_000u64;
+    for batch in 0..total / 60 {
+        let msgs: Vec<_> = (1..=60)
+            .map(|i| qmsg(batch * 60 + i, &format!("d:1:{}", i + 1), 1, &body()))
+            .collect();
+        q.enqueue(&msgs).await.expect("enqueue");
+    }
+    let mut c = q.consumer((0..64).collect());
+    let mut read = 0;
+    while read < total as usize {
+        let batch = tokio::time::timeout(Duration::from_secs(5), c.next_batch(64, Duration::ZERO))
+            .await
+            .expect("deliveries in time")
+            .expect("next_batch");
+        let mut tokens = Vec::new();
+        for d in batch {
+            read += confab_queue::decode_payload(&d.payload, d.encoding, 16 << 10)
+                .expect("decodable")
+                .len();
+            tokens.push(d.token);
+        }
+        c.ack(tokens).await.expect("ack");
+    }
+    assert_eq!(read, total as usize);
+    let parts: std::collections::HashMap<_, _> = q.memory().into_iter().collect();
+    let (memtables, cache) = (parts["memtables"], parts["block_cache"]);
+    assert!(memtables > 0, "the memtables hold what was written: {parts:?}");
+    assert!(memtables <= 3 * 2 * 8 * MIB, "memtables over 2 x 8 MiB per family: {parts:?}");
+    assert!(cache > MIB, "tables were read through the shared cache: {parts:?}");
+    assert!(cache <= 9 * MIB, "the shared block cache holds about 8 MiB: {parts:?}");
+    assert!(parts.contains_key("table_readers"), "{parts:?}");
 }

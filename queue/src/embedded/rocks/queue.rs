@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 
-use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteOptions};
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteOptions};
 use tokio::sync::{Notify, oneshot};
 
 use super::state::{CF_DEAD, CF_ENTRIES, PARTITIONS, Shared, db_err};
@@ -54,15 +54,42 @@ impl Drop for Inner {
 /// are acked. A 64 MiB memtable of puts and their deletes kept persist's
 /// memory growing for the first minutes of a steady load (a 30-minute
 /// soak: +5.6 % after its 3-minute warm-up), for nothing a consumer reads.
-fn column_family_options() -> Options {
+///
+/// Table blocks go to `cache`, one for every column family, with the
+/// tables' index and filter blocks in it too: without it each family gets
+/// RocksDB's own 32 MiB cache and every open table keeps its index on the
+/// heap besides, both filling slowly as a long run's tables come and go.
+fn column_family_options(cache: &Cache) -> Options {
     let mut o = Options::default();
     o.set_write_buffer_size(MEMTABLE_BYTES);
     o.set_max_write_buffer_number(2);
+    let mut tables = BlockBasedOptions::default();
+    tables.set_block_cache(cache);
+    tables.set_cache_index_and_filter_blocks(true);
+    tables.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    o.set_block_based_table_factory(&tables);
     o
 }
 
 /// One memtable's size (see [`column_family_options`]).
 const MEMTABLE_BYTES: usize = 8 << 20;
+
+/// The block cache all column families share (see
+/// [`column_family_options`]): a consumer reads entries seconds after
+/// they were written, mostly from the memtables.
+const BLOCK_CACHE_BYTES: usize = 8 << 20;
+
+/// What RocksDB holds in memory, in bytes (see [`RocksQueue::memory`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RocksMemory {
+    /// Every column family's memtables, the one being written and those
+    /// waiting to be flushed.
+    pub memtables: u64,
+    /// Open tables' readers outside the block cache.
+    pub table_readers: u64,
+    /// The shared block cache's use, index and filter blocks included.
+    pub block_cache: u64,
+}
 
 impl RocksQueue {
     /// Opens (or creates) the queue in `dir/rocksdb`. The partition count is
@@ -77,13 +104,14 @@ impl RocksQueue {
         }
         let path = dir.join("rocksdb");
         std::fs::create_dir_all(&path)?;
-        let mut opts = Options::default();
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let mut opts = column_family_options(&cache);
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         let cfs = [CF_ENTRIES, CF_DEAD]
             .into_iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, column_family_options()));
+            .map(|name| ColumnFamilyDescriptor::new(name, column_family_options(&cache)));
         let db = DB::open_cf_descriptors(&opts, &path, cfs).map_err(db_err)?;
 
         match db.get(PARTITIONS).map_err(db_err)? {
@@ -147,6 +175,7 @@ impl RocksQueue {
             commit_seconds: OnceLock::new(),
             durable,
             path,
+            cache,
         });
         shared.all_durable();
         let (tx, rx) = mpsc::channel();
@@ -182,6 +211,26 @@ impl RocksQueue {
     /// (the first histogram given stays).
     pub fn observe_commits(&self, h: prometheus::Histogram) {
         let _ = self.inner.shared.commit_seconds.set(h);
+    }
+
+    /// What RocksDB holds in memory now: memtables and table readers of
+    /// every column family (the default one included) and the block cache.
+    pub fn memory(&self) -> RocksMemory {
+        let shared = &self.inner.shared;
+        let db = &shared.db;
+        let sum = |name: &rocksdb::properties::PropName| -> u64 {
+            let default = db.property_int_value(name).ok().flatten().unwrap_or(0);
+            [CF_ENTRIES, CF_DEAD]
+                .into_iter()
+                .filter_map(|cf| db.property_int_value_cf(shared.cf(cf), name).ok().flatten())
+                .sum::<u64>()
+                + default
+        };
+        RocksMemory {
+            memtables: sum(rocksdb::properties::CUR_SIZE_ALL_MEM_TABLES),
+            table_readers: sum(rocksdb::properties::ESTIMATE_TABLE_READERS_MEM),
+            block_cache: shared.cache.get_usage() as u64,
+        }
     }
 
     /// RocksDB's files holding entries now on disk: write-ahead logs and

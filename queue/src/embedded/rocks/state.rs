@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use rocksdb::checkpoint::Checkpoint;
-use rocksdb::{ColumnFamily, DB};
+use rocksdb::{Cache, ColumnFamily, DB};
 use tokio::sync::Notify;
 
 use crate::embedded::shared::{Durable, DurableObserver};
@@ -33,6 +33,8 @@ pub(super) struct Shared {
     pub(super) durable: Option<DurableObserver>,
     /// The database's directory.
     pub(super) path: PathBuf,
+    /// The block cache every column family shares.
+    pub(super) cache: Cache,
 }
 
 impl Shared {
