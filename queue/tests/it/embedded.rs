@@ -249,8 +249,17 @@ async fn rocksdb_memory_stays_within_its_configured_bounds() {
     let parts: std::collections::HashMap<_, _> = q.memory().into_iter().collect();
     let (memtables, cache) = (parts["memtables"], parts["block_cache"]);
     assert!(memtables > 0, "the memtables hold what was written: {parts:?}");
-    assert!(memtables <= 3 * 2 * 8 * MIB, "memtables over 2 x 8 MiB per family: {parts:?}");
-    assert!(cache > MIB, "tables were read through the shared cache: {parts:?}");
-    assert!(cache <= 9 * MIB, "the shared block cache holds about 8 MiB: {parts:?}");
+    assert!(
+        memtables <= 3 * 2 * 8 * MIB,
+        "memtables over 2 x 8 MiB per family: {parts:?}"
+    );
+    assert!(
+        cache > MIB,
+        "tables were read through the shared cache: {parts:?}"
+    );
+    assert!(
+        cache <= 9 * MIB,
+        "the shared block cache holds about 8 MiB: {parts:?}"
+    );
     assert!(parts.contains_key("table_readers"), "{parts:?}");
 }
