@@ -104,7 +104,9 @@ impl RocksConsumer {
         }
         let entries = shared.cf(CF_ENTRIES);
         let keys: Vec<[u8; 12]> = found.iter().map(|&(p, k)| entry_key(p, k)).collect();
-        let payloads = shared.db.batched_multi_get_cf(entries, &keys, false);
+        let payloads = shared
+            .db
+            .batched_multi_get_cf_opt(entries, &keys, false, &RocksQueue::read_options());
         for ((partition, key), payload) in found.into_iter().zip(payloads) {
             let payload = payload
                 .map_err(db_err)?
