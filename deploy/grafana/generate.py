@@ -489,8 +489,8 @@ def persist():
     ], unit="ops")
     d.timeseries("Embedded queue memory (RocksDB)", [
         (f"sum by (instance, part) (confab_persist_queue_memory_bytes{sel()})", "{{instance}} {{part}}"),
-    ], unit="bytes", description="Memtables (8 MiB, two per column family at most), table readers, "
-                                  "and the one 8 MiB block cache the column families share.")
+    ], unit="bytes", description="Memtables (8 MiB, two per column family at most), table readers "
+                                  "(with their index and filter blocks), the 1 MiB block cache.")
     d.timeseries("Batch and commit latency", [
         (quantile(0.5, "confab_persist_writer_batch_seconds", by="backend"), "batch p50 {{backend}}"),
         (quantile(0.99, "confab_persist_writer_batch_seconds", by="backend"), "batch p99 {{backend}}"),
