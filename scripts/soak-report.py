@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """The soak's sampler and judge (scripts/soak.sh).
 
-  soak-report.py sample --every S --secs N --metrics ADDR,ADDR --out DIR NAME=PID...
+  soak-report.py sample --every S --secs N --metrics ADDR,ADDR [--parts ADDR]
+                        --out DIR NAME=PID...
       every S seconds for N seconds: each process's RSS (VmRSS, and of it
       the anonymous part, RssAnon, to tell heap growth from mapped files) and open
       file descriptors, and the gateways' send p99 over the last interval
-      (from the confab_gateway_send_seconds histogram buckets); rewrites
-      DIR/samples.json after every sample.
+      (from the confab_gateway_send_seconds histogram buckets); with
+      --parts, persist's memory by part as it reports it
+      (confab_persist_queue_memory_bytes: RocksDB's memtables, table
+      readers, block cache); rewrites DIR/samples.json after every sample.
   soak-report.py judge --out DIR
       applies the rule below to DIR/samples.json, writes DIR/verdict.json
       and DIR/soak.svg (RSS, open files and p99 over time); exits 1 when the
@@ -64,6 +67,24 @@ def buckets(addr):
     return out
 
 
+PARTS = "confab_persist_queue_memory_bytes"
+
+
+def persist_parts(addr):
+    """{part: bytes} of what persist at `addr` reports of its memory."""
+    try:
+        with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(PARTS + "{"):
+            part = line.split('part="', 1)[1].split('"', 1)[0]
+            out[part] = int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
 def p99(prev, cur):
     """The 99th percentile (ms) of what the buckets counted between two
     scrapes, interpolated within its bucket; (None, 0) when nothing."""
@@ -111,6 +132,8 @@ def sample(args):
             s = proc_sample(pid)
             if s is not None:
                 row["procs"][name] = s
+        if args.get("--parts"):
+            row["parts"] = persist_parts(args["--parts"])
         samples.append(row)
         (out / "samples.json").write_text(json.dumps({"every_s": every, "samples": samples}, indent=1))
         print(f"soak {t:7.0f} s  p99 {lat if lat is None else round(lat, 1)} ms  sends {sends}  " +
@@ -168,6 +191,16 @@ def judge(args):
               f"({v['rss_growth']:+.1%}), open files {v['fds_baseline_max']} -> {v['fds_end']:.0f}"
               + (f", anonymous {v['anon_baseline_kb'] / 1024:.1f} -> {v['anon_end_kb'] / 1024:.1f} MB"
                  if v["anon_baseline_kb"] is not None else ""))
+    # Persist's own account of its memory, beside its RSS: which part grew.
+    names = sorted({k for s in after for k in s.get("parts", {})})
+    if names:
+        verdict["persist_parts_kb"] = {}
+        for k in names:
+            v0, v1 = (statistics.median(s["parts"].get(k, 0) for s in part) / 1024 for part in (head, tail))
+            verdict["persist_parts_kb"][k] = {"baseline": round(v0), "end": round(v1)}
+        print("   persist: " + ", ".join(f"{k} {v['baseline'] / 1024:.1f} -> {v['end'] / 1024:.1f} MB"
+                                        for k, v in verdict["persist_parts_kb"].items()))
+        (out / "verdict.json").write_text(json.dumps(verdict, indent=1))
     if "p99_ms" in verdict:
         print(f"send p99: {verdict['p99_ms']['baseline']} -> {verdict['p99_ms']['end']} ms "
               f"(max {verdict['p99_ms']['max']} ms)")

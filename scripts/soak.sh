@@ -70,8 +70,11 @@ echo "== soak: ${SOAK_SECS} s; chat offered ${SOAK_CHAT_RATE:-8000}/s, 4 groups 
   --duration "$SOAK_SECS" --warmup 5 --json >"$OUT/chat.json" 2>"$OUT/chat.log" &
 loads+=($!)
 interval="${SOAK_GROUP_INTERVAL_MS:-400}"
+# The groups send until the samples end (SIGTERM below; their set-up, 2,004
+# users registered and joined, takes a minute or two of the soak), then
+# wait for the deliveries and report.
 "$BIN/confab-bench" group --gateway "$gateways" --members 500 --groups 4 \
-  --interval-ms "$interval" --messages $((SOAK_SECS * 1000 / interval)) --json >"$OUT/group.json" 2>"$OUT/group.log" &
+  --interval-ms "$interval" --messages 100000 --duration "$SOAK_SECS" --json >"$OUT/group.json" 2>"$OUT/group.log" &
 loads+=($!)
 "$BIN/confab-bench" presence --gateway "$gateways" --friends 100 \
   --concurrency "${SOAK_PRESENCE:-1}" --duration "$SOAK_SECS" --json >"$OUT/presence.json" 2>"$OUT/presence.log" &
@@ -81,9 +84,10 @@ pids=()
 for f in "$CLUSTER_DIR"/*.pid; do pids+=("$(basename "$f" .pid)=$(cat "$f")"); done
 status=0
 python3 "$ROOT/scripts/soak-report.py" sample --every "$EVERY" --secs "$SOAK_SECS" --metrics "$metrics" \
-  --out "$OUT" "${pids[@]}" || status=$?
-# Chat and presence end by themselves; the group owners send until stopped
-# (a paced sender's message takes its interval plus the ack's latency).
+  --parts "$persist_http" --out "$OUT" "${pids[@]}" || status=$?
+# Chat and presence end by themselves; the groups stop sending now. A load
+# still running a minute later is stopped and reported so.
+kill -TERM "${loads[1]}" 2>/dev/null || true
 names=(chat group presence)
 for i in "${!loads[@]}"; do
   for _ in $(seq 1 60); do kill -0 "${loads[$i]}" 2>/dev/null || break; sleep 1; done

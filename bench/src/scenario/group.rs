@@ -26,8 +26,10 @@ use confab_client::{Client, ClientTls, Push};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde_json::json;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::UserArgs;
 use crate::report::Summary;
@@ -49,6 +51,12 @@ pub struct GroupArgs {
     /// Pause between one message's ack and the next send, milliseconds.
     #[arg(long, default_value_t = 100)]
     pub interval_ms: u64,
+    /// Stop sending after this many seconds of sending (0: send every
+    /// message): for a run of a set length, as in a soak. SIGTERM or
+    /// Ctrl-C once sending started also stops it; either way the run
+    /// waits for the deliveries and reports what was sent.
+    #[arg(long, default_value_t = 0.0)]
+    pub duration: f64,
     /// Longest wait for deliveries after the last send, seconds.
     #[arg(long, default_value_t = 10.0)]
     pub drain: f64,
@@ -79,6 +87,10 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
         "--messages must be in 1..=100000"
     );
     ensure!((1..=64).contains(&args.groups), "--groups must be in 1..=64");
+    ensure!(
+        args.duration.is_finite() && (0.0..=86_400.0).contains(&args.duration),
+        "--duration must be seconds in 0..=86400"
+    );
     ensure!(
         args.drain.is_finite() && (0.0..=3600.0).contains(&args.drain),
         "--drain must be seconds in 0..=3600"
@@ -136,6 +148,7 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
     let setup_s = setup_started.elapsed().as_secs_f64();
 
     let mut rec = Recorder::new(&[(SEND, false), (LAST_MEMBER, false), (DELIVERY, true)])?;
+    let stopped = stop_on_signal()?;
     let started = Instant::now();
     // The G senders at once; each one's messages in turn.
     let sends = senders
@@ -145,10 +158,15 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
         .map(|(g, (mut sender, &gid))| {
             let interval = Duration::from_millis(args.interval_ms);
             let messages = args.messages;
+            let stop = (args.duration > 0.0).then(|| started + Duration::from_secs_f64(args.duration));
+            let stopped = stopped.clone();
             async move {
                 let mut sent_at = Vec::with_capacity(messages);
                 let mut outcomes = Vec::with_capacity(messages);
                 for i in 0..messages {
+                    if stopped.is_cancelled() || stop.is_some_and(|stop| Instant::now() >= stop) {
+                        break;
+                    }
                     let t = Instant::now();
                     sent_at.push(t);
                     let r = sender.group_send(gid, &format!("g{g}b{i}"), "").await;
@@ -157,7 +175,10 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
                             .map_err(|e| e.code().map_or_else(|| "client".to_owned(), |c| format!("{c:?}"))),
                     );
                     if !interval.is_zero() {
-                        tokio::time::sleep(interval).await;
+                        tokio::select! {
+                            () = tokio::time::sleep(interval) => {}
+                            () = stopped.cancelled() => {}
+                        }
                     }
                 }
                 (sent_at, outcomes)
@@ -177,9 +198,10 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
         }
     }
     let sent_at: Vec<Vec<Instant>> = per_group.into_iter().map(|(s, _)| s).collect();
+    let sent = sent_at.iter().map(Vec::len).sum::<usize>() as u64 - send_errors;
 
     // Collect until every member has every message, or the drain ends.
-    let expected = ((args.groups * args.messages) as u64 - send_errors) * args.members as u64;
+    let expected = sent * args.members as u64;
     let drain_end = Instant::now() + Duration::from_secs_f64(args.drain);
     let mut seen: HashSet<(usize, (usize, usize))> = HashSet::with_capacity(expected as usize);
     let mut last: HashMap<(usize, usize), Instant> = HashMap::new();
@@ -224,6 +246,7 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
         ("messages".to_owned(), json!(args.messages)),
         ("groups".to_owned(), json!(args.groups)),
         ("interval_ms".to_owned(), json!(args.interval_ms)),
+        ("duration_s".to_owned(), json!(args.duration)),
         ("gateways".to_owned(), json!(args.users.gateway)),
     ]);
     let mut summary = Summary::build("group", settings, 1, &rec, elapsed)?;
@@ -235,10 +258,7 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
     summary.ops = delivered;
     summary.ops_per_s = deliveries_per_s;
     let r = &mut summary.results;
-    r.insert(
-        "sent".into(),
-        json!((args.groups * args.messages) as u64 - send_errors),
-    );
+    r.insert("sent".into(), json!(sent));
     r.insert("expected_deliveries".into(), json!(expected));
     r.insert("delivered".into(), json!(delivered));
     r.insert("lost".into(), json!(expected - delivered));
@@ -247,6 +267,21 @@ pub async fn run(args: &GroupArgs) -> anyhow::Result<Summary> {
     r.insert("deliveries_per_s".into(), json!(deliveries_per_s));
     r.insert("setup_s".into(), json!(setup_s));
     Ok(summary)
+}
+
+/// Cancelled by SIGTERM or Ctrl-C: the senders stop, the run reports.
+fn stop_on_signal() -> anyhow::Result<CancellationToken> {
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        cancel.cancel();
+    });
+    Ok(token)
 }
 
 /// (group index, message index) from a message body `g{G}b{I}`.
