@@ -214,6 +214,11 @@ impl Metrics {
         ] {
             m.limit_refusals.with_label_values(&[limit]);
         }
+        // So do the queue's memory parts: 0 where no embedded queue runs
+        // on RocksDB (RabbitMQ, or the log engine).
+        for part in ["memtables", "table_readers", "block_cache"] {
+            m.queue_memory.with_label_values(&[part]);
+        }
         m
     }
 

@@ -272,11 +272,20 @@ pub(crate) async fn exercise(config: Config) {
             "confab_persist_queue_waiting_messages 0",
             "confab_persist_queue_log_segments 1",
             "confab_persist_queue_log_commit_seconds_count",
-            "confab_persist_queue_memory_bytes{part=\"memtables\"}",
             "confab_persist_queue_memory_bytes{part=\"block_cache\"}",
         ] {
             assert!(body.contains(name), "metrics lack {name}:\n{body}");
         }
+        // Read from RocksDB at the scrape: its memtables hold the entries
+        // written (and their deletes).
+        let memtables = body
+            .lines()
+            .find_map(|l| l.strip_prefix("confab_persist_queue_memory_bytes{part=\"memtables\"} "))
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(
+            memtables.is_some_and(|b| b > 0.0),
+            "memtables {memtables:?}:\n{body}"
+        );
     }
 
     shutdown.cancel();
