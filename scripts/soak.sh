@@ -75,7 +75,8 @@ interval="${SOAK_GROUP_INTERVAL_MS:-400}"
 # wait for the deliveries and report.
 "$BIN/confab-bench" group --gateway "$gateways" --members 500 --groups 4 \
   --interval-ms "$interval" --messages 100000 --duration "$SOAK_SECS" --json >"$OUT/group.json" 2>"$OUT/group.log" &
-loads+=($!)
+group_pid=$!
+loads+=("$group_pid")
 "$BIN/confab-bench" presence --gateway "$gateways" --friends 100 \
   --concurrency "${SOAK_PRESENCE:-1}" --duration "$SOAK_SECS" --json >"$OUT/presence.json" 2>"$OUT/presence.log" &
 loads+=($!)
@@ -87,7 +88,7 @@ python3 "$ROOT/scripts/soak-report.py" sample --every "$EVERY" --secs "$SOAK_SEC
   --parts "$persist_http" --out "$OUT" "${pids[@]}" || status=$?
 # Chat and presence end by themselves; the groups stop sending now. A load
 # still running a minute later is stopped and reported so.
-kill -TERM "${loads[1]}" 2>/dev/null || true
+kill -TERM "$group_pid" 2>/dev/null || true
 names=(chat group presence)
 for i in "${!loads[@]}"; do
   for _ in $(seq 1 60); do kill -0 "${loads[$i]}" 2>/dev/null || break; sleep 1; done

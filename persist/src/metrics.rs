@@ -216,7 +216,7 @@ impl Metrics {
         }
         // So do the queue's memory parts: 0 where no embedded queue runs
         // on RocksDB (RabbitMQ, or the log engine).
-        for part in ["memtables", "table_readers", "block_cache"] {
+        for part in confab_queue::embedded::MEMORY_PARTS {
             m.queue_memory.with_label_values(&[part]);
         }
         m

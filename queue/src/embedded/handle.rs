@@ -69,6 +69,9 @@ pub struct OpenOptions {
     pub durable: Option<DurableObserver>,
 }
 
+/// The parts [`EmbeddedQueue::memory`] reports, in its order.
+pub const MEMORY_PARTS: [&str; 3] = ["memtables", "table_readers", "block_cache"];
+
 /// Handle on an open embedded queue; cheap to clone.
 #[derive(Clone)]
 pub struct EmbeddedQueue {
@@ -198,20 +201,19 @@ impl EmbeddedQueue {
         }
     }
 
-    /// What the engine holds in memory by part, in bytes: RocksDB's
-    /// memtables, table readers and block cache; nothing for the log,
-    /// whose memory is its index of waiting entries.
+    /// What the engine holds in memory by part ([`MEMORY_PARTS`]), in
+    /// bytes: RocksDB's memtables, table readers and block cache; nothing
+    /// for the log, whose memory is its index of waiting entries.
     pub fn memory(&self) -> Vec<(&'static str, u64)> {
         match &self.engine {
             Handle::Log(_) => Vec::new(),
             #[cfg(feature = "rocksdb")]
             Handle::Rocks(q) => {
                 let m = q.memory();
-                vec![
-                    ("memtables", m.memtables),
-                    ("table_readers", m.table_readers),
-                    ("block_cache", m.block_cache),
-                ]
+                MEMORY_PARTS
+                    .into_iter()
+                    .zip([m.memtables, m.table_readers, m.block_cache])
+                    .collect()
             }
         }
     }

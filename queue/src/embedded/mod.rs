@@ -34,6 +34,6 @@ mod log;
 mod rocks;
 mod shared;
 
-pub use handle::{EmbeddedConsumer, EmbeddedQueue, Engine, OpenOptions};
+pub use handle::{EmbeddedConsumer, EmbeddedQueue, Engine, MEMORY_PARTS, OpenOptions};
 pub use log::{SEGMENT_BYTES, SegmentScan, scan_segment};
 pub use shared::{DeadLetter, Durable, DurableObserver, EmbeddedToken};
