@@ -112,7 +112,9 @@ bench-tls: deps
 
 # What traces cost: the chat plain, then with every process exporting
 # traces at 1 % sampling (to confab-bench otlp-sink) and logging JSON, in
-# alternating rounds; fails when the traced figure is under 95 %.
+# alternating rounds (closed loop; CHAT_SWEEP="FROM STEP TO" adds the
+# latency-throughput sweep and judges by its knee); fails when the traced
+# figure is under 95 % of plain.
 bench-trace: deps
 	scripts/bench-trace.sh
 

@@ -12,7 +12,8 @@
 # BENCH_ONLY=router or BENCH_ONLY=gateway runs one part alone; BENCH_PERSIST=0
 # leaves out persist's write benchmark (it builds the example from this tree),
 # BENCH_CONNECTIONS=0 the idle-connection memory runs, BENCH_GROUP=0 the group
-# fan-out and presence runs. BENCH_BACKEND=pg-amqp runs the gateway part on
+# fan-out and presence runs; CHAT_SWEEP="FROM STEP TO" adds the chat's
+# latency-throughput curve (its knee). BENCH_BACKEND=pg-amqp runs the gateway part on
 # PostgreSQL + RabbitMQ with two persist processes (a database and queue
 # prefix of its own, dropped at the end).
 # SKIP_BUILD="confab-router ..." takes those binaries as they are in the target
@@ -251,6 +252,21 @@ gateway_bench() {
       --window "${CHAT_WINDOW:-16}" --rate "$rate" --duration "$DURATION" --warmup 2 "${cpu[@]}" --json \
       | tee "$chat_out"
   done
+
+  # CHAT_SWEEP="FROM STEP TO": then the latency-throughput curve, FROM msg/s
+  # up by STEP until p99 passes 50 ms or a message is lost or refused
+  # (gateway-chat-sweep.json with knee_msgs_per_s, chat-sweep.svg).
+  if [ -n "${CHAT_SWEEP:-}" ]; then
+    local from step to
+    read -r from step to <<<"$CHAT_SWEEP"
+    echo "== gateway: 1:1 chat sweep, offered $from msg/s and up by $step to $to, until p99 passes 50 ms"
+    uptime
+    # shellcheck disable=SC2046
+    "$BIN/confab-bench" chat $(client_ca) --gateway "$(gw_client 1),$(gw_client 2)" --pairs "${CHAT_PAIRS:-200}" \
+      --window "${CHAT_WINDOW:-16}" --duration "$DURATION" --warmup 2 "${cpu[@]}" \
+      --sweep --sweep-from "$from" --sweep-step "$step" --sweep-to "$to" --svg "$OUT/chat-sweep.svg" --json \
+      | tee "$OUT/gateway-chat-sweep.json"
+  fi
 
   if [ "${BENCH_GROUP:-1}" = 1 ]; then
     echo "== gateway: a message to a ${GROUP_MEMBERS:-5000}-member group, every member online, ${GROUP_MESSAGES:-50} messages"
