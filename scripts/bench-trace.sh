@@ -3,7 +3,7 @@
 # gateway part of scripts/bench.sh (1:1 chat, closed loop: the most the
 # cluster delivers; CHAT_SWEEP="FROM STEP TO" adds the latency-throughput
 # sweep, whose knee is the highest offered rate with p99 under 50 ms and
-# nothing lost) ROUNDS times (default 4), each round a pair of runs:
+# nothing lost) ROUNDS times (default 8), each round a pair of runs:
 # plain (text logs, no tracing), and with every process exporting traces
 # at 1 % sampling to an OTLP receiver (`confab-bench otlp-sink`, which
 # counts what it gets) and writing JSON logs. Prints both series, the
@@ -16,7 +16,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export PROFILE=release
 source "$ROOT/scripts/lib.sh"
 OUT="${BENCH_OUT:-$ROOT/target-bench}/trace"
-ROUNDS="${ROUNDS:-4}"
+ROUNDS="${ROUNDS:-8}"
 RATIO="${TRACE_RATIO:-0.01}"
 SINK="${OTLP_SINK:-127.0.0.1:27499}"
 export BENCH_ONLY=gateway BENCH_GROUP=0 BENCH_CONNECTIONS=0

@@ -52,14 +52,21 @@ def proc_sample(pid):
         return None
 
 
-def buckets(addr):
-    """{le: cumulative count} of the send histogram at one gateway."""
-    out = {}
+def scrape(addr):
+    """The text of `addr`'s /metrics, or None when it does not answer."""
     try:
         with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
-            text = r.read().decode()
+            return r.read().decode()
     except OSError:
         return None
+
+
+def buckets(addr):
+    """{le: cumulative count} of the send histogram at one gateway."""
+    text = scrape(addr)
+    if text is None:
+        return None
+    out = {}
     for line in text.splitlines():
         if line.startswith(BUCKET + "{"):
             le = line.split('le="', 1)[1].split('"', 1)[0]
@@ -72,13 +79,8 @@ PARTS = "confab_persist_queue_memory_bytes"
 
 def persist_parts(addr):
     """{part: bytes} of what persist at `addr` reports of its memory."""
-    try:
-        with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
-            text = r.read().decode()
-    except OSError:
-        return {}
     out = {}
-    for line in text.splitlines():
+    for line in (scrape(addr) or "").splitlines():
         if line.startswith(PARTS + "{"):
             part = line.split('part="', 1)[1].split('"', 1)[0]
             out[part] = int(float(line.rsplit(" ", 1)[1]))
@@ -184,6 +186,13 @@ def judge(args):
             verdict["failures"].append(f"send p99 {p0:.1f} -> {p1:.1f} ms")
     else:
         verdict["failures"].append("no send latency measured (was there load?)")
+    # Persist's own account of its memory, beside its RSS: which part grew.
+    parts = sorted({k for s in after for k in s.get("parts", {})})
+    if parts:
+        verdict["persist_parts_kb"] = {}
+        for k in parts:
+            v0, v1 = (statistics.median(s["parts"].get(k, 0) for s in part) / 1024 for part in (head, tail))
+            verdict["persist_parts_kb"][k] = {"baseline": round(v0), "end": round(v1)}
     (out / "verdict.json").write_text(json.dumps(verdict, indent=1))
     (out / "soak.svg").write_text(svg(samples, warm))
     for name, v in verdict["processes"].items():
@@ -191,16 +200,9 @@ def judge(args):
               f"({v['rss_growth']:+.1%}), open files {v['fds_baseline_max']} -> {v['fds_end']:.0f}"
               + (f", anonymous {v['anon_baseline_kb'] / 1024:.1f} -> {v['anon_end_kb'] / 1024:.1f} MB"
                  if v["anon_baseline_kb"] is not None else ""))
-    # Persist's own account of its memory, beside its RSS: which part grew.
-    names = sorted({k for s in after for k in s.get("parts", {})})
-    if names:
-        verdict["persist_parts_kb"] = {}
-        for k in names:
-            v0, v1 = (statistics.median(s["parts"].get(k, 0) for s in part) / 1024 for part in (head, tail))
-            verdict["persist_parts_kb"][k] = {"baseline": round(v0), "end": round(v1)}
+    if parts:
         print("   persist: " + ", ".join(f"{k} {v['baseline'] / 1024:.1f} -> {v['end'] / 1024:.1f} MB"
                                         for k, v in verdict["persist_parts_kb"].items()))
-        (out / "verdict.json").write_text(json.dumps(verdict, indent=1))
     if "p99_ms" in verdict:
         print(f"send p99: {verdict['p99_ms']['baseline']} -> {verdict['p99_ms']['end']} ms "
               f"(max {verdict['p99_ms']['max']} ms)")
